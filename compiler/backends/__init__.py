@@ -1,0 +1,1 @@
+"""Backends of the placed graph: the noisy simulator and the cost estimator."""

@@ -1,0 +1,216 @@
+"""The intermediate representation: the exported FX graph plus a typed placement per node.
+
+Vocabulary (used throughout the project):
+- analog *layer*: one weight-bearing node (aten.linear, or GPT-2's Conv1D as aten.addmm); its weight W
+  has shape (out_features, in_features).
+- weight *block*: one or more analog layers that read the same input tensor, concatenated along the
+  output dimension (Q, K, V fused) -- the unit the allocator splits into pieces.
+- tile *segment*: one rectangle of one tile holding one piece of one block. Tile rows are inputs
+  (word lines), tile columns are outputs (bit lines). A segment is driven by one input vector and
+  read in one MVM; segments sharing a tile are time-multiplexed (unused rows get zero input).
+  DAC/ADC ranges belong to segments.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from compiler.hw_spec import HardwareSpec
+from compiler.models import ModelInfo
+
+if TYPE_CHECKING:
+    from torch.export import ExportedProgram
+
+
+class Kind(str, Enum):
+    ANALOG = "analog"
+    DIGITAL_INT6 = "digital_int6"
+    DIGITAL = "digital"
+
+
+Span = tuple[int, int]  # half-open [start, stop)
+
+
+@dataclass
+class Placement:
+    """Where one FX node runs. Analog fields are None for digital nodes."""
+    node: str                       # FX node name in the exported graph
+    kind: Kind
+    op: str                         # ATen op, e.g. "aten.linear.default"
+    module: str                     # nn.Module path that produced the node ("" if unknown)
+    in_features: int | None = None
+    out_features: int | None = None
+    weight: str | None = None       # state-dict name of the weight (analog only)
+    bias: str | None = None         # state-dict name of the bias (analog only)
+    weight_transposed: bool = False  # True for GPT-2 Conv1D, whose weight is stored (in, out)
+    block: str | None = None        # weight block holding this layer (analog only)
+    block_col_offset: int = 0       # first column of this layer inside its block
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+
+@dataclass
+class WeightBlock:
+    """Analog layers that share one input, concatenated along their outputs."""
+    name: str
+    layers: list[str]               # node names, in column order
+    in_features: int
+    out_features: int
+
+
+@dataclass
+class TileSegment:
+    """One rectangle of one tile holding rows `block_rows` x columns `block_cols` of one block."""
+    id: int
+    tile: int                       # global tile index; chip = tile // tiles per chip
+    rows: Span                      # tile rows used
+    cols: Span                      # tile columns used
+    block: str
+    block_rows: Span                # block input features on these rows
+    block_cols: Span                # block output features on these columns
+    dac_range: float | None = None  # input clip value (set by passes.ranges)
+    adc_range: float | None = None  # output full scale (set by passes.ranges)
+
+    @property
+    def weights(self) -> int:
+        return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
+
+
+@dataclass
+class LayerSlice:
+    """The part of one segment that belongs to one layer (a view for reports and mapping.json)."""
+    segment: int
+    tile: int
+    rows: Span
+    cols: Span
+    in_features: Span               # the layer's input features on `rows`
+    out_features: Span              # the layer's output features on `cols`
+
+
+@dataclass
+class PlacedGraph:
+    exported: "ExportedProgram"
+    model: torch.nn.Module
+    hw: HardwareSpec
+    model_info: ModelInfo
+    placements: dict[str, Placement] = field(default_factory=dict)
+    blocks: dict[str, WeightBlock] = field(default_factory=dict)
+    segments: list[TileSegment] = field(default_factory=list)
+    allocation: str = ""
+    example: Any = None
+
+    # --- queries -----------------------------------------------------------------------------
+    @property
+    def graph(self) -> torch.fx.Graph:
+        return self.exported.graph
+
+    def analog_layers(self) -> list[Placement]:
+        return [p for p in self.placements.values() if p.kind is Kind.ANALOG]
+
+    @property
+    def tiles_used(self) -> int:
+        return len({s.tile for s in self.segments})
+
+    @property
+    def tiles_per_chip(self) -> int:
+        return self.hw.tile.count
+
+    @property
+    def chips_used(self) -> int:
+        return max((s.tile for s in self.segments), default=-1) // self.tiles_per_chip + 1
+
+    def tile_utilization(self) -> dict[int, float]:
+        """Fraction of each used tile's weight cells that hold a weight."""
+        used: dict[int, int] = {}
+        for s in self.segments:
+            used[s.tile] = used.get(s.tile, 0) + s.weights
+        return {t: n / self.hw.weights_per_tile for t, n in sorted(used.items())}
+
+    @property
+    def mean_utilization(self) -> float:
+        util = self.tile_utilization()
+        return sum(util.values()) / len(util) if util else 0.0
+
+    def block_segments(self, block: str) -> list[TileSegment]:
+        return [s for s in self.segments if s.block == block]
+
+    def layer_slices(self, node: str) -> list[LayerSlice]:
+        """The tile rectangles holding layer `node`, in layer coordinates."""
+        p = self.placements[node]
+        lo, hi = p.block_col_offset, p.block_col_offset + p.out_features
+        slices = []
+        for s in self.block_segments(p.block):
+            a, b = max(lo, s.block_cols[0]), min(hi, s.block_cols[1])
+            if a >= b:
+                continue
+            col0 = s.cols[0] + a - s.block_cols[0]
+            slices.append(LayerSlice(segment=s.id, tile=s.tile, rows=s.rows, cols=(col0, col0 + b - a),
+                                     in_features=s.block_rows, out_features=(a - lo, b - lo)))
+        return slices
+
+    def weight_of(self, placement: Placement) -> torch.Tensor:
+        """The layer's weight as (out_features, in_features)."""
+        w = self.model.get_parameter(placement.weight).detach()
+        return w.t() if placement.weight_transposed else w
+
+    def bias_of(self, placement: Placement) -> torch.Tensor | None:
+        return self.model.get_parameter(placement.bias).detach() if placement.bias else None
+
+    # --- backends ----------------------------------------------------------------------------
+    def simulator(self, t_inference: float = 0.0, seed: int = 0, **options):
+        """One programmed chip instance, drifted to `t_inference` seconds (see compiler.backends.simulator)."""
+        from compiler.backends.simulator import build_simulator
+        return build_simulator(self, t_inference=t_inference, seed=seed, **options)
+
+    def estimate(self, batch: int = 1, seq_len: int = 128):
+        """Energy, latency and throughput of one inference (see compiler.backends.estimator)."""
+        from compiler.backends.estimator import estimate
+        return estimate(self, batch=batch, seq_len=seq_len)
+
+    # --- serialization -----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """The content of mapping.json."""
+        util = self.tile_utilization()
+        segments = {s.id: s for s in self.segments}
+        layers = []
+        for p in self.placements.values():
+            if p.kind is Kind.DIGITAL and p.in_features is None:
+                continue  # shape-only ops (view, transpose, ...) carry no work worth listing
+            entry = {"name": p.module or p.node, "node": p.node, "kind": p.kind.value, "op": p.op,
+                     "in_features": p.in_features, "out_features": p.out_features}
+            if p.kind is Kind.ANALOG:
+                entry["block"] = p.block
+                entry["tiles"] = [
+                    {"tile": sl.tile, "chip": sl.tile // self.tiles_per_chip, "segment": sl.segment,
+                     "rows": list(sl.rows), "cols": list(sl.cols), "in_features": list(sl.in_features),
+                     "out_features": list(sl.out_features), "dac_range": segments[sl.segment].dac_range,
+                     "adc_range": segments[sl.segment].adc_range}
+                    for sl in self.layer_slices(p.node)]
+            layers.append(entry)
+        return {
+            "model": self.model_info.name,
+            "task": self.model_info.task,
+            "weights": self.model_info.weights,
+            "weights_source": self.model_info.source,
+            "hw": self.hw.name,
+            "hw_file": self.hw.source_file,
+            "hw_spec": self.hw.to_dict(),
+            "allocation": self.allocation,
+            "tile_shape": [self.hw.tile.rows, self.hw.tile.cols],
+            "tiles_used": self.tiles_used,
+            "tiles_available": self.hw.tile.count * self.hw.tile.max_chips,
+            "tiles_per_chip": self.hw.tile.count,
+            "chips_used": self.chips_used,
+            "analog_weights": sum(p.in_features * p.out_features for p in self.analog_layers()),
+            "mean_utilization": self.mean_utilization,
+            "tile_utilization": {str(t): u for t, u in util.items()},
+            "blocks": [asdict(b) for b in self.blocks.values()],
+            "segments": [asdict(s) for s in self.segments],
+            "layers": layers,
+        }

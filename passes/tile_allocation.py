@@ -1,0 +1,162 @@
+"""Tile allocation: analog weight blocks -> rectangles (segments) of crossbar tiles.
+
+Strategies:
+- naive:  every layer on its own, split into a grid of tile-sized pieces, one tile per piece
+          (roberta-base on 512x512: 486 tiles, as in Lammie et al. 2024).
+- fused:  layers that read the same input tensor (Q, K, V) become one block before splitting,
+          so their partial column tiles merge.
+- packed: fused, then the partial pieces (the row/column remainders) share tiles: each tile holds
+          non-overlapping rectangles, time-multiplexed (a segment's MVM drives only its own rows).
+          Default: fewest tiles.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.errors import UserError
+from compiler.ir import Kind, PlacedGraph, TileSegment, WeightBlock
+
+STRATEGIES = ("naive", "fused", "packed")
+
+
+@dataclass
+class _Piece:
+    block: str
+    block_rows: tuple[int, int]
+    block_cols: tuple[int, int]
+
+    @property
+    def height(self) -> int:
+        return self.block_rows[1] - self.block_rows[0]
+
+    @property
+    def width(self) -> int:
+        return self.block_cols[1] - self.block_cols[0]
+
+
+def allocate_tiles(placed: PlacedGraph, strategy: str = "packed") -> PlacedGraph:
+    """Fill `placed.blocks` and `placed.segments` (in place; returns placed)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown allocation {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    placed.blocks = _make_blocks(placed, fuse=strategy != "naive")
+    rows, cols = placed.hw.tile.rows, placed.hw.tile.cols
+    pieces = [piece for block in placed.blocks.values() for piece in _grid_pieces(block, rows, cols)]
+    if strategy == "packed":
+        placed.segments = _pack(pieces, rows, cols)
+    else:
+        placed.segments = [_segment(i, i, p, 0, 0) for i, p in enumerate(pieces)]
+    placed.allocation = strategy
+    _check_capacity(placed)
+    return placed
+
+
+def _make_blocks(placed: PlacedGraph, fuse: bool) -> dict[str, WeightBlock]:
+    """One block per layer, or per shared input tensor when fusing; layers keep graph order."""
+    input_of = {n.name: n.args[0 if str(n.target) == "aten.linear.default" else 1].name
+                for n in placed.graph.nodes if n.name in placed.placements
+                and placed.placements[n.name].kind is Kind.ANALOG}
+    groups: dict[str, list[str]] = {}
+    for node, source in input_of.items():
+        groups.setdefault(source if fuse else node, []).append(node)
+    blocks = {}
+    for members in groups.values():
+        layers = [placed.placements[m] for m in members]
+        name = layers[0].module if len(layers) == 1 else _common_prefix([p.module for p in layers]) + "fused"
+        name = _unique(name, blocks)
+        offset = 0
+        for p in layers:
+            p.block, p.block_col_offset = name, offset
+            offset += p.out_features
+        blocks[name] = WeightBlock(name, members, layers[0].in_features, offset)
+    return blocks
+
+
+def _common_prefix(names: list[str]) -> str:
+    parts = [n.split(".") for n in names]
+    prefix = []
+    for column in zip(*parts):
+        if len(set(column)) != 1:
+            break
+        prefix.append(column[0])
+    joined = ".".join(prefix)
+    return joined + "." if joined else ""
+
+
+def _unique(name: str, taken: dict) -> str:
+    candidate, i = name, 1
+    while candidate in taken:
+        i += 1
+        candidate = f"{name}#{i}"
+    return candidate
+
+
+def _grid_pieces(block: WeightBlock, rows: int, cols: int) -> list[_Piece]:
+    return [_Piece(block.name, (r, min(r + rows, block.in_features)), (c, min(c + cols, block.out_features)))
+            for r in range(0, block.in_features, rows) for c in range(0, block.out_features, cols)]
+
+
+def _segment(seg_id: int, tile: int, piece: _Piece, row0: int, col0: int) -> TileSegment:
+    return TileSegment(id=seg_id, tile=tile, rows=(row0, row0 + piece.height), cols=(col0, col0 + piece.width),
+                       block=piece.block, block_rows=piece.block_rows, block_cols=piece.block_cols)
+
+
+def _pack(pieces: list[_Piece], rows: int, cols: int) -> list[TileSegment]:
+    """Full pieces get a tile each; partial ones are packed by MaxRects (best area fit), largest first."""
+    segments: list[TileSegment] = []
+    full = [p for p in pieces if p.height == rows and p.width == cols]
+    partial = sorted((p for p in pieces if not (p.height == rows and p.width == cols)),
+                     key=lambda p: (-p.height * p.width, -max(p.height, p.width)))
+    for p in full:
+        segments.append(_segment(len(segments), len(segments), p, 0, 0))
+    free: list[list[tuple[int, int, int, int]]] = []  # per open tile: free rectangles (r, c, h, w)
+    first_open = len(full)
+    for p in partial:
+        best = None
+        for t, rects in enumerate(free):
+            for r in rects:
+                if p.height <= r[2] and p.width <= r[3]:
+                    waste = r[2] * r[3] - p.height * p.width
+                    if best is None or waste < best[0]:
+                        best = (waste, t, r)
+        if best is None:
+            free.append([(0, 0, rows, cols)])
+            best = (0, len(free) - 1, (0, 0, rows, cols))
+        _, t, (r0, c0, _, _) = best
+        segments.append(_segment(len(segments), first_open + t, p, r0, c0))
+        free[t] = _split_free(free[t], (r0, c0, p.height, p.width))
+    return segments
+
+
+def _split_free(rects: list[tuple[int, int, int, int]], used: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
+    """MaxRects update: cut `used` out of every free rectangle it overlaps, then drop contained ones."""
+    ur, uc, uh, uw = used
+    out = []
+    for r, c, h, w in rects:
+        if ur >= r + h or ur + uh <= r or uc >= c + w or uc + uw <= c:
+            out.append((r, c, h, w))
+            continue
+        if ur > r:
+            out.append((r, c, ur - r, w))
+        if ur + uh < r + h:
+            out.append((ur + uh, c, r + h - ur - uh, w))
+        if uc > c:
+            out.append((r, c, h, uc - c))
+        if uc + uw < c + w:
+            out.append((r, uc + uw, h, c + w - uc - uw))
+    return [a for i, a in enumerate(out)
+            if not any(i != j and _contains(b, a) and (b != a or j < i) for j, b in enumerate(out))]
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[0] + inner[2] <= outer[0] + outer[2]
+            and inner[1] + inner[3] <= outer[1] + outer[3])
+
+
+def _check_capacity(placed: PlacedGraph) -> None:
+    tile = placed.hw.tile
+    capacity = tile.count * tile.max_chips
+    if placed.tiles_used > capacity:
+        raise UserError(f"{placed.model_info.name} needs {placed.tiles_used} tiles of {tile.rows}x{tile.cols} "
+                        f"({placed.allocation} allocation) but {placed.hw.name} offers {capacity} "
+                        f"({tile.count} per chip x {tile.max_chips} chips); raise tile.count or tile.max_chips "
+                        f"(--set tile.max_chips=N)")
