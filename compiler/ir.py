@@ -75,7 +75,10 @@ class TileSegment:
     block_rows: Span                # block input features on these rows
     block_cols: Span                # block output features on these columns
     dac_range: float | None = None  # input clip value (set by passes.ranges)
-    adc_range: float | None = None  # output full scale (set by passes.ranges)
+    adc_range: float | None = None  # ADC full scale, normalized output units (set by passes.ranges)
+    # Per-column weight normalization w_max_c (length = columns of the segment; set by
+    # passes.range_optimization). None = one per-tile value max|W| for every column.
+    col_w_max: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def weights(self) -> int:
@@ -211,6 +214,13 @@ class PlacedGraph:
             "mean_utilization": self.mean_utilization,
             "tile_utilization": {str(t): u for t, u in util.items()},
             "blocks": [asdict(b) for b in self.blocks.values()],
-            "segments": [asdict(s) for s in self.segments],
+            "segments": [_segment_json(s) for s in self.segments],
             "layers": layers,
         }
+
+
+def _segment_json(segment: TileSegment) -> dict:
+    data = {k: v for k, v in asdict(segment).items() if k != "col_w_max"}
+    if segment.col_w_max is not None:  # per-column values are many; summarize them
+        data["col_w_max_range"] = [float(segment.col_w_max.min()), float(segment.col_w_max.max())]
+    return data
