@@ -87,6 +87,51 @@ class DigitalSpec:
     other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
 
 
+# --- cost sections (read by compiler.backends.estimator; see docs/estimator.md) -----------------
+# Every cost field may be absent when the spec loads (mapping and simulation do not need it); the
+# estimator raises a UserError naming the field when it needs one that is missing.
+
+@dataclass(frozen=True)
+class DigitalReferenceSpec:
+    """Digital primitives as published at a reference node; the estimator scales them to the chip's node."""
+    node_nm: float | None = _f(1, 1000, default=None)
+    vdd_V: float | None = _f(0.1, 5.0, default=None)
+    int8_add_pJ: float | None = _f(0.0, default=None)
+    int8_mult_pJ: float | None = _f(0.0, default=None)
+    int32_add_pJ: float | None = _f(0.0, default=None)   # accumulator of integer MACs
+    fp16_add_pJ: float | None = _f(0.0, default=None)
+    fp16_mult_pJ: float | None = _f(0.0, default=None)
+    fp32_add_pJ: float | None = _f(0.0, default=None)
+    fp32_mult_pJ: float | None = _f(0.0, default=None)
+    sram_read_pJ_per_byte: float | None = _f(0.0, default=None)
+    sram_write_pJ_per_byte: float | None = _f(0.0, default=None)
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Energy per action of the analog tiles and their periphery."""
+    read_voltage_V: float | None = _f(0.0, 5.0, default=None)             # bias on a driven word line
+    mean_conductance_fraction: float | None = _f(0.0, 2.0, default=None)  # mean (G+ + G-) of a weight / g_max
+    dac_pJ_per_conversion: float | None = _f(0.0, default=None)           # one input driver, one MVM
+    adc_fJ_per_step: float | None = _f(0.0, default=None)                 # Walden FOM: E = FOM * 2**bits
+    network_pJ_per_byte: float | None = _f(0.0, default=None)             # tile <-> digital unit transfer
+    vdd_V: float | None = _f(0.1, 5.0, default=None)                      # logic supply at technology_nm
+    digital: DigitalReferenceSpec | None = _f(default=None)
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """Duration per action; digital units and links as throughputs."""
+    pwm_step_ns: float | None = _f(0.0, default=None)            # one PWM input level
+    adc_ps_per_lsb: float | None = _f(0.0, default=None)         # conversion time = 2**bits * this
+    adc_during_input: bool | None = _f(default=None)             # ADC converts while inputs are applied
+    mvm_overhead_ns: float | None = _f(0.0, default=None)        # per MVM, not hidden by pipelining
+    digital_clock_GHz: float | None = _f(1e-6, 1e3, default=None)
+    digital_lanes: int | None = _f(1, 1 << 30, default=None)     # add/mult primitives per cycle, chip-wide
+    attention_macs_per_cycle: int | None = _f(1, 1 << 30, default=None)
+    network_bytes_per_ns: float | None = _f(1e-6, default=None)  # per tile link
+
+
 @dataclass(frozen=True)
 class HardwareSpec:
     name: str = _f()
@@ -99,6 +144,9 @@ class HardwareSpec:
     output_noise: float = _f(0.0, 1.0)      # std of additive output noise, relative to ADC full scale
     digital: DigitalSpec = _f()
     ir_drop: float = _f(0.0, 1.0, default=0.0)  # relative output attenuation at full input (0 = none)
+    energy: EnergySpec | None = _f(default=None)
+    latency: LatencySpec | None = _f(default=None)
+    static_power_W: float | None = _f(0.0, 1e4, default=None)  # leakage of the whole chip while it runs
     source_file: str = field(default="", metadata={"internal": True})
 
     @property
@@ -111,13 +159,62 @@ class HardwareSpec:
         return data
 
 
+BASELINE_KIND = "digital_baseline"
+
+
+@dataclass(frozen=True)
+class BaselineEnergySpec:
+    vdd_V: float = _f(0.1, 5.0)                  # logic supply at technology_nm
+    dram_pJ_per_byte: float = _f(0.0)            # off-chip weight traffic (interface energy, not node-scaled)
+    digital: DigitalReferenceSpec = _f()
+
+
+@dataclass(frozen=True)
+class DigitalBaselineSpec:
+    """A digital INT8 accelerator that the estimator prices the same model on, for comparison."""
+    kind: str = _f(choices=(BASELINE_KIND,))
+    name: str = _f()
+    description: str = _f()
+    technology_nm: float = _f(1, 1000)
+    array_rows: int = _f(1, 1 << 16)             # systolic MAC array, weight-stationary
+    array_cols: int = _f(1, 1 << 16)
+    clock_GHz: float = _f(1e-6, 1e3)
+    vector_lanes: int = _f(1, 1 << 30)           # add/mult primitives per cycle for the non-MAC ops
+    mac_precision: str = _f(choices=("int8",))
+    other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
+    weight_buffer_MiB: float = _f(0.0)           # weights that fit here stay on chip; otherwise DRAM
+    dram_GBps: float = _f(1e-6)
+    energy: BaselineEnergySpec = _f()
+    static_power_W: float = _f(0.0, 1e4)
+    source_file: str = field(default="", metadata={"internal": True})
+
+
 def builtin_spec_names() -> list[str]:
-    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+    """The chip specs shipped in hw_specs/ (digital baseline specs excluded)."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml") if not _is_baseline_file(p))
 
 
-def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None = None) -> HardwareSpec:
-    """Load a spec from a YAML path or a built-in name (`pcm_1M`, `hermes`), apply dotted overrides."""
-    path = _resolve_spec_path(path_or_name)
+def _is_baseline_file(path: Path) -> bool:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError):
+        return False
+    return isinstance(raw, dict) and raw.get("kind") == BASELINE_KIND
+
+
+def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBaselineSpec:
+    """Load a digital baseline spec (`kind: digital_baseline`) from a YAML path or a name in hw_specs/."""
+    candidate = Path(path_or_name)
+    path = candidate if candidate.suffix in (".yaml", ".yml") or "/" in str(path_or_name) \
+        else SPEC_DIR / f"{path_or_name}.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: digital baseline spec not found; the shipped one is hw_specs/digital_int8.yaml")
+    raw = _read_yaml_mapping(path)
+    raw["source_file"] = str(path)
+    return _build(DigitalBaselineSpec, raw, "", path)
+
+
+def _read_yaml_mapping(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -126,6 +223,16 @@ def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None =
         raise UserError(f"{path}: cannot read the spec file ({exc.strerror})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of spec sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None = None) -> HardwareSpec:
+    """Load a spec from a YAML path or a built-in name (`pcm_1M`, `hermes`), apply dotted overrides."""
+    path = _resolve_spec_path(path_or_name)
+    raw = _read_yaml_mapping(path)
+    if raw.get("kind") == BASELINE_KIND:
+        raise UserError(f"{path}: is a digital baseline spec (kind: {BASELINE_KIND}), not an AIMC chip; "
+                        f"give a chip spec: {', '.join(builtin_spec_names())}")
     for key, value in (overrides or {}).items():
         _apply_override(raw, key, value, path)
     raw["source_file"] = str(path)
