@@ -1,0 +1,106 @@
+"""Price a workload on the AIMC chip: energy per component and service times of every stage.
+
+Component model: energy = sum over actions of count x energy per action (compiler.backends.estimator.prices).
+Analog block, per input vector and per tile segment (rows x cols of one tile): one MVM = the array
+conducting for the input window (rows x cols cells), one DAC conversion per driven row, one ADC
+conversion per read column, the digital affine output scaling per column (as HERMES' local digital
+unit does), partial-sum additions where the block is split over tile rows, the bias, the transfers
+of inputs and outputs over the on-chip network, and the SRAM read of the input and write of the output.
+Segments that share a tile are time-multiplexed: their MVMs serialize on that tile.
+"""
+from __future__ import annotations
+
+from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
+                                                digital_throughput, tile_prices)
+from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
+
+COMPONENTS = ("tile_array", "dac", "adc", "accumulation", "attention_int6", "softmax", "layernorm", "gelu",
+              "elementwise", "sram", "network", "static")
+COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
+                      "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
+                      "embedding": "elementwise", "attention": "attention_int6"}
+DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
+
+
+def price_on_chip(workload: Workload, hw: HardwareSpec) -> list[Stage]:
+    tile = tile_prices(hw)
+    digital = digital_prices(hw, "energy", hw.digital.other_precision)
+    throughput = digital_throughput(hw)
+    stages = [_analog_stage(w, tile, digital) for w in workload.analog]
+    stages += [_digital_stage(w, hw, digital, throughput) for w in workload.digital]
+    return stages
+
+
+def tile_mvm_energy(tile: TilePrices, digital: DigitalPrices, rows: int, cols: int) -> dict[str, float]:
+    """Energy of one MVM on a rows x cols segment, by component (no partial sums, no bias, no SRAM)."""
+    return {
+        "tile_array": rows * cols * tile.array_J_per_cell,
+        "dac": rows * tile.dac_J_per_row,
+        "adc": cols * tile.adc_J_per_col,
+        "accumulation": cols * tile.phases * (digital.mult_J + digital.add_J),  # affine scale + offset
+        "network": (rows * tile.input_bytes + cols * tile.output_bytes) * tile.network_J_per_byte,
+    }
+
+
+def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
+    """Tile occupancy of one MVM: the MVM itself, or the link transfer if that is slower (they overlap)."""
+    return max(tile.mvm_time_s, (rows * tile.input_bytes + cols * tile.output_bytes) / tile.network_bytes_per_s)
+
+
+def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices) -> Stage:
+    n = work.vectors
+    energy = dict.fromkeys(COMPONENTS[:5] + ("sram", "network"), 0.0)
+    per_tile: dict[int, float] = {}
+    read_rows = read_cols = cells = 0
+    for seg in work.segments:
+        rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
+        for component, joules in tile_mvm_energy(tile, digital, rows, cols).items():
+            energy[component] += n * joules
+        per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + segment_time(tile, rows, cols)
+        read_rows, read_cols, cells = read_rows + rows, read_cols + cols, cells + rows * cols
+    partial_sums = read_cols - work.out_features  # outputs split over several row pieces add up digitally
+    energy["accumulation"] += n * (partial_sums + work.bias_features) * digital.add_J
+    act = digital.bytes_per_element
+    energy["sram"] = n * act * (work.in_features * digital.sram_read_J_per_byte
+                                + work.out_features * digital.sram_write_J_per_byte)
+    counts = {"tile_mvms": n * len(work.segments), "array_cell_reads": n * cells,
+              "dac_conversions": n * read_rows * tile.phases, "adc_conversions": n * read_cols * tile.phases,
+              "accumulation_adds": n * (read_cols * tile.phases + partial_sums + work.bias_features),
+              "accumulation_mults": n * read_cols * tile.phases, "analog_macs": work.macs,
+              "sram_read_bytes": n * act * work.in_features, "sram_write_bytes": n * act * work.out_features,
+              "network_bytes": n * (read_rows * tile.input_bytes + read_cols * tile.output_bytes)}
+    return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
+                 vector_time_s=max(per_tile.values(), default=0.0), deps=work.deps,
+                 energy_J=energy, busy_s={f"tile {t}": n * s for t, s in per_tile.items()}, ops=2.0 * work.macs,
+                 counts=counts)
+
+
+def _digital_stage(work: DigitalWork, hw: HardwareSpec, digital: DigitalPrices,
+                   throughput: DigitalThroughput) -> Stage:
+    act = digital.bytes_per_element
+    reads = work.input_elements + (work.elements if work.op_class == "embedding" else 0)  # + table rows
+    energy = {"sram": act * (reads * digital.sram_read_J_per_byte + work.elements * digital.sram_write_J_per_byte)}
+    component = COMPONENT_OF_CLASS[work.op_class]
+    counts = {"sram_read_bytes": act * reads, "sram_write_bytes": act * work.elements}
+    if work.op_class == "attention":
+        inner = work.macs // max(work.elements, 1)
+        bits = hw.digital.attention_bits
+        mac_J = digital.integer_mac_J(bits, inner) if bits else digital.mult_J + digital.add_J
+        # quantize both operands and dequantize the result: one multiply per element
+        energy[component] = work.macs * mac_J + (work.input_elements + work.elements) * digital.mult_J
+        total_time = throughput.attention_time_s(work.macs)
+        busy = {ATTENTION_UNITS: total_time}
+        ops = 2.0 * work.macs
+        counts["attention_macs"] = work.macs
+    else:
+        mults, adds = RECIPES[work.op_class]
+        energy[component] = work.elements * digital.recipe_J(mults, adds)
+        total_time = throughput.lane_time_s(work.elements * (mults + adds))
+        busy = {DIGITAL_UNITS: total_time}
+        ops = 0.0
+        counts[f"{work.op_class}_elements"] = work.elements
+    return Stage(id=work.id, name=work.name, layer=work.layer, vectors=work.vectors,
+                 vector_time_s=total_time / max(work.vectors, 1), deps=work.deps, barrier_deps=work.barrier_deps,
+                 energy_J=energy, busy_s=busy, ops=ops, counts=counts)

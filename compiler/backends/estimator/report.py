@@ -1,0 +1,138 @@
+"""CostReport: the estimator's answer, and its JSON form (cost.json; schema in docs/outputs.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.backends.estimator.baseline import BaselineCost
+from compiler.backends.estimator.peak import PeakThroughput
+
+SCHEMA_VERSION = 1
+STATIC_LAYER = "(static power)"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    name: str
+    energy_J: float
+    energy_by_component_J: dict[str, float]
+    ops: float
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    batch: int
+    seq_len: int
+    energy_J: float
+    latency_s: float
+    baseline_energy_J: float
+    baseline_latency_s: float
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Energy, time and throughput of one inference of `batch` sequences of `seq_len` tokens."""
+    model: str
+    hw: str
+    hw_file: str
+    batch: int
+    seq_len: int
+    has_sequence_dim: bool
+    energy_J: float                              # the whole batch
+    latency_s: float                             # first input in to last output out
+    period_s: float                              # between batches in a steady stream (slowest resource)
+    ops: float                                   # 2 x (analog MACs + attention MACs)
+    energy_by_component_J: dict[str, float]
+    layers: tuple[LayerCost, ...]
+    counts: dict[str, float]
+    action_energies_J: dict[str, float]
+    critical_path: tuple[str, ...]
+    bottleneck: str
+    tile_utilization: dict[int, float]           # busy fraction of the period, per tile
+    peak: PeakThroughput
+    baseline: BaselineCost
+    sweep_axis: str
+    sweep: tuple[SweepPoint, ...]
+
+    @property
+    def energy_per_inference_J(self) -> float:
+        return self.energy_J / self.batch
+
+    @property
+    def throughput_inferences_per_s(self) -> float:
+        return self.batch / self.period_s if self.period_s else 0.0
+
+    @property
+    def tops(self) -> float:
+        return self.ops / self.period_s / 1e12 if self.period_s else 0.0
+
+    @property
+    def tops_per_w(self) -> float:
+        return self.ops / self.energy_J / 1e12 if self.energy_J else 0.0
+
+    @property
+    def power_W(self) -> float:
+        """Average power while streaming batches back to back."""
+        return self.energy_J / self.period_s if self.period_s else 0.0
+
+    @property
+    def mean_tile_utilization(self) -> float:
+        util = self.tile_utilization
+        return sum(util.values()) / len(util) if util else 0.0
+
+    def to_json(self) -> dict:
+        """The content of cost.json."""
+        base = self.baseline
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "hw": self.hw,
+            "hw_file": self.hw_file,
+            "batch": self.batch,
+            "seq_len": self.seq_len,
+            "has_sequence_dim": self.has_sequence_dim,
+            "totals": {
+                "energy_J": self.energy_J,
+                "energy_per_inference_J": self.energy_per_inference_J,
+                "latency_s": self.latency_s,
+                "period_s": self.period_s,
+                "throughput_inferences_per_s": self.throughput_inferences_per_s,
+                "ops": self.ops,
+                "tops": self.tops,
+                "tops_per_w": self.tops_per_w,
+                "power_W": self.power_W,
+            },
+            "energy_by_component_J": dict(self.energy_by_component_J),
+            "layers": [{"name": layer.name, "energy_J": layer.energy_J, "ops": layer.ops,
+                        "energy_by_component_J": dict(layer.energy_by_component_J)} for layer in self.layers],
+            "counts": dict(self.counts),
+            "action_energies_J": dict(self.action_energies_J),
+            "schedule": {
+                "critical_path": list(self.critical_path),
+                "bottleneck": self.bottleneck,
+                "mean_tile_utilization": self.mean_tile_utilization,
+                "tile_utilization": {str(t): u for t, u in sorted(self.tile_utilization.items())},
+            },
+            "peak": self.peak.to_json(),
+            "baseline": {
+                "name": base.name,
+                "hw_file": base.hw_file,
+                "energy_J": base.energy_J,
+                "energy_per_inference_J": base.energy_J / base.batch,
+                "latency_s": base.latency_s,
+                "throughput_inferences_per_s": base.throughput_inferences_per_s,
+                "tops": base.tops,
+                "tops_per_w": base.tops_per_w,
+                "weights_in_dram": base.weights_in_dram,
+                "energy_by_component_J": dict(base.energy_by_component_J),
+                "energy_ratio": base.energy_J / self.energy_J if self.energy_J else None,
+                "latency_ratio": base.latency_s / self.latency_s if self.latency_s else None,
+                "throughput_ratio": (self.throughput_inferences_per_s / base.throughput_inferences_per_s
+                                     if base.throughput_inferences_per_s else None),
+            },
+            "sweep": {
+                "axis": self.sweep_axis,
+                "points": [{"batch": p.batch, "seq_len": p.seq_len, "energy_J": p.energy_J, "latency_s": p.latency_s,
+                            "baseline_energy_J": p.baseline_energy_J, "baseline_latency_s": p.baseline_latency_s}
+                           for p in self.sweep],
+            },
+        }

@@ -1,0 +1,80 @@
+"""Latency and throughput from a weight-stationary pipeline schedule.
+
+Every stage (an analog weight block, a digital op) processes a stream of `vectors` (tokens, or rows
+of attention scores) at `vector_time_s` each. A stage starts as soon as the first vector of each
+streamed input is out and cannot finish before its inputs' last vectors plus one vector time; from a
+barrier input it needs every vector first (QK^T needs all keys, AV all values, while the queries and
+the softmax rows stream). Layers and tokens thus pipeline where dependencies allow; the critical path through the dependency graph (networkx) is the
+latency. Throughput is set by the busiest resource (a tile, the digital lanes, the attention units):
+with inferences streamed back to back, one inference leaves every `period_s` seconds. Stages that share
+a resource (segments packed on one tile) contend for it; the dependency recurrence does not see that,
+so the latency is bounded below by the period: all of an inference's work on that resource serializes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+
+@dataclass
+class Stage:
+    id: str
+    name: str
+    layer: str
+    vectors: int
+    vector_time_s: float
+    deps: tuple[str, ...]
+    energy_J: dict[str, float]                                  # component -> joules
+    busy_s: dict[str, float] = field(default_factory=dict)      # resource -> seconds of work
+    ops: float = 0.0                                            # 2 x MACs
+    counts: dict[str, float] = field(default_factory=dict)      # action -> how many times it happens
+    barrier_deps: tuple[str, ...] = ()                          # deps whose every vector it needs first
+
+
+@dataclass
+class Schedule:
+    latency_s: float                # max(critical path, period): one inference cannot beat its busiest resource
+    critical_path_s: float          # the dependency bound alone
+    critical_path: list[str]        # stage names, first to last
+    period_s: float                 # seconds between inferences in a steady stream
+    bottleneck: str                 # the resource that sets the period
+    resource_busy_s: dict[str, float]
+
+
+def schedule(stages: list[Stage]) -> Schedule:
+    graph = nx.DiGraph()
+    by_id = {s.id: s for s in stages}
+    graph.add_nodes_from(by_id)
+    graph.add_edges_from((d, s.id) for s in stages for d in s.deps if d in by_id)
+    first_out: dict[str, float] = {}
+    finish: dict[str, float] = {}
+    binding: dict[str, str | None] = {}  # the predecessor whose timing set this stage's finish
+    for sid in nx.topological_sort(graph):
+        stage = by_id[sid]
+        preds = list(graph.predecessors(sid))
+        barriers = set(stage.barrier_deps)
+        # when its first vector can start: after the first vector of a streamed input, the last of a barrier
+        start = {p: finish[p] if p in barriers else first_out[p] for p in preds}
+        first_pred = max(preds, key=start.__getitem__, default=None)
+        ready_first = start[first_pred] if first_pred else 0.0
+        last_pred = max(preds, key=finish.__getitem__, default=None)
+        ready_last = finish[last_pred] if last_pred else 0.0
+        first_out[sid] = ready_first + stage.vector_time_s
+        tail, stream = ready_last + stage.vector_time_s, ready_first + stage.vectors * stage.vector_time_s
+        finish[sid] = max(tail, stream)
+        binding[sid] = last_pred if tail >= stream else first_pred
+    end = max(finish, key=finish.__getitem__, default=None)
+    path: list[str] = []
+    while end is not None:
+        path.append(by_id[end].name)
+        end = binding[end]
+    busy: dict[str, float] = {}
+    for stage in stages:
+        for resource, seconds in stage.busy_s.items():
+            busy[resource] = busy.get(resource, 0.0) + seconds
+    bottleneck = max(busy, key=busy.__getitem__, default="")
+    period = busy.get(bottleneck, 0.0)
+    critical = max(finish.values(), default=0.0)
+    return Schedule(latency_s=max(critical, period), critical_path_s=critical, critical_path=path[::-1],
+                    period_s=period, bottleneck=bottleneck, resource_busy_s=busy)

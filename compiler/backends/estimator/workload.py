@@ -1,0 +1,350 @@
+"""What one inference asks of the chip, read from the placed graph.
+
+The analog weight blocks (with their tile segments) and the digital ops of the exported graph, each
+with its sizes evaluated at a batch size and sequence length, and the dependencies between them.
+torch.export leaves batch and sequence dimensions symbolic (SymInt); they are substituted here, so
+one compiled graph is costed at any batch size and sequence length the model accepts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+import torch
+
+from compiler.errors import UserError
+from compiler.ir import Kind, PlacedGraph, TileSegment
+from compiler.models import _max_positions  # the model's position limit, as load_model enforces it
+from passes.partition import SHAPE_OPS
+
+# Digital op classes and their cost recipe: (multiplies, adds) per output element, in the precision of the
+# digital units. Derivations in docs/estimator.md ("Digital recipes").
+SOFTMAX_OPS = {"aten.softmax.int", "aten._softmax.default", "aten._safe_softmax.default"}
+LAYERNORM_OPS = {"aten.layer_norm.default", "aten.native_layer_norm.default"}
+GELU_OPS = {"aten.gelu.default"}
+EMBEDDING_OPS = {"aten.embedding.default"}
+# Ops that create or select data without arithmetic: costed as free, like the shape ops.
+FREE_OPS = SHAPE_OPS | {
+    "aten.arange.default", "aten.arange.start", "aten.arange.start_step", "aten.zeros.default",
+    "aten.ones.default", "aten.full.default", "aten.new_ones.default", "aten.new_zeros.default",
+    "aten.new_full.default", "aten.scalar_tensor.default", "aten.empty.memory_format",
+    "aten.lift_fresh_copy.default", "aten.zeros_like.default", "aten.ones_like.default",
+    "aten.full_like.default", "aten.index.Tensor", "aten.gather.default",
+}
+RECIPES: dict[str, tuple[int, int]] = {
+    "softmax": (5, 7),      # max, subtract, exp (4 mult + 4 add), sum, scale by 1/sum
+    "layernorm": (3, 4),    # mean, centre, square, variance sum, normalize, gamma, beta
+    "gelu": (12, 7),        # tanh form: x^3 polynomial (4 mult, 1 add), tanh (6 mult, 5 add), 0.5 x (1 + .)
+    "tanh": (6, 5),         # exp (4 mult + 4 add), reciprocal (2 mult), 1 add
+    "mul": (1, 0),
+    "div": (2, 0),          # reciprocal (Newton step) and multiply
+    "embedding": (0, 0),    # a table lookup: SRAM reads only
+    "elementwise": (0, 1),  # add, sub, compare, select, logical: one adder operation
+}
+
+
+@dataclass(frozen=True)
+class AnalogWork:
+    """One weight block: `vectors` input vectors, each one MVM on every segment of the block."""
+    name: str
+    layer: str
+    vectors: int
+    in_features: int
+    out_features: int
+    bias_features: int              # outputs that get a bias added
+    segments: tuple[TileSegment, ...]
+    deps: tuple[str, ...]           # ids of the works it waits for
+    order: int                      # position of its first layer in the graph
+
+    @property
+    def id(self) -> str:
+        return analog_id(self.name)
+
+    @property
+    def macs(self) -> int:
+        return self.vectors * self.in_features * self.out_features
+
+
+@dataclass(frozen=True)
+class DigitalWork:
+    """One digital op: `elements` output elements in `vectors` rows (the last dimension is a row)."""
+    name: str
+    layer: str
+    op: str
+    op_class: str                   # a key of RECIPES, or "attention" for the INT6 matmuls
+    vectors: int
+    elements: int
+    input_elements: int             # activation elements read (parameters excluded)
+    macs: int                       # attention matmuls only
+    deps: tuple[str, ...]           # ids of the works it waits for
+    barrier_deps: tuple[str, ...]   # deps whose every vector it needs first: K for QK^T, V for AV
+    order: int                      # position in the graph
+
+    @property
+    def id(self) -> str:
+        return digital_id(self.name)
+
+
+@dataclass(frozen=True)
+class Workload:
+    batch: int
+    seq_len: int
+    has_sequence_dim: bool          # False for inputs without a sequence axis (a bare nn.Linear)
+    analog: tuple[AnalogWork, ...]
+    digital: tuple[DigitalWork, ...]
+
+    @property
+    def analog_macs(self) -> int:
+        return sum(w.macs for w in self.analog)
+
+    @property
+    def attention_macs(self) -> int:
+        return sum(w.macs for w in self.digital)
+
+
+@dataclass
+class _NodeTemplate:
+    name: str
+    kind: str                       # "analog" (a layer of a block) | "digital"
+    op: str
+    op_class: str
+    layer: str
+    out_shape: tuple
+    input_shapes: tuple[tuple, ...]
+    deps: frozenset[str]
+    barrier_deps: frozenset[str]
+    order: int
+
+
+class WorkloadTemplate:
+    """The graph analysed once; `instantiate(batch, seq_len)` evaluates the sizes."""
+
+    def __init__(self, placed: PlacedGraph):
+        self.placed = placed
+        self._batch_syms, self._seq_syms, self._hints, self._seq_max = _input_symbols(placed)
+        if self._seq_syms and self._seq_max is None:  # export put no bound on it: the model config does
+            config = getattr(placed.model, "config", None)
+            limit = _max_positions(config) if config is not None else None
+            self._seq_max = limit if limit and limit < 1 << 30 else None
+        self.has_sequence_dim = bool(self._seq_syms)
+        self._nodes: list[_NodeTemplate] = []
+        self._block_of: dict[str, str] = {}
+        self._analyse()
+
+    @property
+    def max_seq_len(self) -> int | None:
+        """The longest sequence the exported graph accepts (its position embeddings), if bounded."""
+        return self._seq_max
+
+    # --- analysis (once) -----------------------------------------------------------------------
+    def _analyse(self) -> None:
+        placed = self.placed
+        params = set(placed.exported.graph_signature.inputs_to_parameters) | \
+            set(placed.exported.graph_signature.inputs_to_buffers) | \
+            set(getattr(placed.exported.graph_signature, "inputs_to_lifted_tensor_constants", {}) or {})
+        for block in placed.blocks.values():
+            for layer in block.layers:
+                self._block_of[layer] = block.name
+        producers: dict[str, frozenset[str]] = {}
+        for node in placed.graph.nodes:
+            if node.op != "call_function":
+                producers[node.name] = frozenset()
+                continue
+            inputs = _flat_nodes(node.args) + _flat_nodes(list(node.kwargs.values()))
+            upstream = frozenset().union(*(producers[a.name] for a in inputs))
+            placement = placed.placements.get(node.name)
+            op = str(node.target)
+            work_name = self._work_name(node.name, placement, op)
+            if work_name is None:
+                producers[node.name] = upstream
+                continue
+            producers[node.name] = frozenset({work_name})
+            kind = "analog" if placement.kind is Kind.ANALOG else "digital"
+            op_class = "analog" if kind == "analog" else _op_class(op, placement.kind)
+            activation_inputs = tuple(_shape(a) for a in inputs
+                                      if a.name not in params and isinstance(a.meta.get("val"), torch.Tensor))
+            # A matmul streams the rows of its first operand; every row needs all of the second (K^T, V).
+            barrier = frozenset().union(*(producers[a.name] for a in inputs[1:])) if op_class == "attention" \
+                else frozenset()
+            self._nodes.append(_NodeTemplate(
+                name=node.name, kind=kind, op=op, op_class=op_class,
+                layer=layer_group(self._block_of.get(node.name) or placement.module or ""),
+                out_shape=_shape(node), input_shapes=activation_inputs, deps=upstream - {work_name},
+                barrier_deps=barrier - {work_name}, order=len(self._nodes)))
+
+    def _work_name(self, node: str, placement, op: str) -> str | None:
+        if placement is None:
+            return None
+        if placement.kind is Kind.ANALOG:
+            return analog_id(self._block_of[node])
+        if op in FREE_OPS:
+            return None
+        return digital_id(node)
+
+    # --- evaluation (per batch and sequence length) --------------------------------------------
+    def instantiate(self, batch: int, seq_len: int) -> Workload:
+        if batch < 1 or seq_len < 1:
+            raise UserError(f"batch and seq_len must be >= 1 (got batch={batch}, seq_len={seq_len})")
+        if self._seq_max is not None and seq_len > self._seq_max:
+            raise UserError(f"seq_len {seq_len} exceeds the {self._seq_max} positions this model accepts")
+        values = {s: batch for s in self._batch_syms} | {s: seq_len for s in self._seq_syms}
+        evaluate = _DimEvaluator(values, self._hints)
+        segments: dict[str, list[TileSegment]] = {}
+        for s in self.placed.segments:
+            segments.setdefault(s.block, []).append(s)
+        analog: dict[str, dict[str, Any]] = {}
+        digital: list[DigitalWork] = []
+        for t in self._nodes:
+            out = evaluate.shape(t.out_shape)
+            if t.kind == "analog":
+                block = self.placed.blocks[self._block_of[t.name]]
+                entry = analog.setdefault(block.name, {"vectors": _rows(out), "bias": 0, "deps": set(),
+                                                       "layer": t.layer, "order": t.order})
+                placement = self.placed.placements[t.name]
+                entry["bias"] += placement.out_features if placement.bias else 0
+                entry["deps"] |= t.deps
+                continue
+            inputs = [evaluate.shape(s) for s in t.input_shapes]
+            elements = math.prod(out)
+            macs = 0
+            if t.op_class == "attention":
+                inner = inputs[0][-1] if inputs and inputs[0] else 1
+                macs = elements * inner
+            digital.append(DigitalWork(
+                name=t.name, layer=t.layer, op=t.op, op_class=t.op_class, vectors=_rows(out), elements=elements,
+                input_elements=sum(math.prod(s) for s in inputs), macs=macs, deps=tuple(sorted(t.deps)),
+                barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
+        works = tuple(AnalogWork(
+            name=name, layer=e["layer"], vectors=e["vectors"], in_features=self.placed.blocks[name].in_features,
+            out_features=self.placed.blocks[name].out_features, bias_features=e["bias"],
+            segments=tuple(segments.get(name, ())), deps=tuple(sorted(e["deps"] - {analog_id(name)})),
+            order=e["order"])
+            for name, e in analog.items())
+        return Workload(batch=batch, seq_len=seq_len, has_sequence_dim=self.has_sequence_dim, analog=works,
+                        digital=tuple(digital))
+
+
+def analog_id(block: str) -> str:
+    return "analog:" + block
+
+
+def digital_id(node: str) -> str:
+    return "digital:" + node
+
+
+def layer_group(module: str) -> str:
+    """The per-layer bucket of a module path: the transformer block (`...layer.3`), else its parent module.
+
+    `roberta.encoder.layer.3.attention.self.fused` -> `roberta.encoder.layer.3`;
+    `roberta.embeddings.word_embeddings` -> `roberta.embeddings`; `classifier.dense` -> `classifier`.
+    """
+    if not module:
+        return "(top level)"
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:i + 1])
+    return ".".join(parts[:-1]) if len(parts) > 1 else parts[0]
+
+
+def _op_class(op: str, kind: Kind) -> str:
+    if kind is Kind.DIGITAL_INT6:
+        return "attention"
+    if op in SOFTMAX_OPS:
+        return "softmax"
+    if op in LAYERNORM_OPS:
+        return "layernorm"
+    if op in GELU_OPS:
+        return "gelu"
+    if op in EMBEDDING_OPS:
+        return "embedding"
+    if op.startswith("aten.tanh"):
+        return "tanh"
+    if op.startswith("aten.mul"):
+        return "mul"
+    if op.startswith("aten.div"):
+        return "div"
+    return "elementwise"
+
+
+def _flat_nodes(args) -> list[torch.fx.Node]:
+    out: list[torch.fx.Node] = []
+    for a in args:
+        if isinstance(a, torch.fx.Node):
+            out.append(a)
+        elif isinstance(a, (list, tuple)):
+            out.extend(_flat_nodes(a))
+    return out
+
+
+def _shape(node: torch.fx.Node) -> tuple:
+    val = node.meta.get("val")
+    if isinstance(val, torch.Tensor):
+        return tuple(val.shape)
+    if isinstance(val, (list, tuple)) and val and isinstance(val[0], torch.Tensor):
+        return tuple(val[0].shape)  # multi-output ops (native_layer_norm): the main output
+    return ()
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    return math.prod(shape[:-1]) if len(shape) > 1 else 1
+
+
+def _input_symbols(placed: PlacedGraph) -> tuple[set, set, dict, int | None]:
+    """Symbols of the batch (dim 0 of every user input) and sequence (dim 1) axes, hints, max sequence."""
+    user_inputs = set(placed.exported.graph_signature.user_inputs)
+    batch_syms, seq_syms, hints = set(), set(), {}
+    seq_max = None
+    for node in placed.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        for axis, dim in enumerate(val.shape[:2]):
+            if not isinstance(dim, torch.SymInt) or not dim.node.expr.is_Symbol:
+                continue
+            (batch_syms if axis == 0 else seq_syms).add(dim.node.expr)
+            if axis == 1:
+                upper = dim.node.shape_env.var_to_range[dim.node.expr].upper
+                if upper.is_Integer:  # unbounded ranges end in torch's int_oo, which is not
+                    seq_max = min(int(upper), seq_max or int(upper))
+    if not batch_syms and placed.graph.nodes:
+        raise UserError("the exported graph has a static batch dimension; compile the model with example "
+                        "inputs whose batch dimension is at least 2 so the estimator can vary it")
+    return batch_syms, seq_syms, hints, seq_max  # other symbols take their example values, lazily
+
+
+class _DimEvaluator:
+    """Evaluates symbolic dimensions, caching each distinct expression."""
+
+    def __init__(self, values: dict, hints: dict):
+        self.values = values
+        self.hints = hints
+        self.cache: dict[Any, int] = {}
+
+    def dim(self, d) -> int:
+        if isinstance(d, int):
+            return d
+        expr = d.node.expr
+        got = self.cache.get(expr)
+        if got is None:
+            subs = {s: self.values.get(s, self.hints.get(s)) for s in expr.free_symbols}
+            missing = [s for s, v in subs.items() if v is None]
+            if missing:
+                subs.update({s: self._hint(d, s) for s in missing})
+            got = int(expr.xreplace({s: sympy.Integer(v) for s, v in subs.items()}))
+            self.cache[expr] = got
+        return got
+
+    def _hint(self, d, symbol) -> int:
+        env = d.node.shape_env
+        table = getattr(env, "backed_var_to_val", None) or env.var_to_val
+        value = int(table[symbol])
+        self.hints[symbol] = value
+        return value
+
+    def shape(self, shape: tuple) -> tuple[int, ...]:
+        return tuple(self.dim(d) for d in shape)

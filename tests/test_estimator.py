@@ -1,0 +1,182 @@
+"""The energy / latency estimator: exact sums, scaling laws, the HERMES validation, clear errors."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from compiler import UserError, compile_model, load_hw_spec
+from compiler.backends.estimator import estimate, peak_throughput
+from compiler.backends.estimator.schedule import Stage, schedule
+from compiler.hw_spec import SPEC_DIR, load_baseline_spec
+
+REL = 1e-12
+
+
+def _tiny_bert(seq_len: int = 16):
+    from transformers import BertConfig, BertForSequenceClassification
+    config = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=64)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config).eval()
+    example = {"input_ids": torch.randint(0, 100, (2, seq_len)),
+               "attention_mask": torch.ones(2, seq_len, dtype=torch.long)}
+    return model, example
+
+
+@pytest.fixture(scope="module")
+def tiny_placed(pcm_1m):
+    model, example = _tiny_bert()
+    return compile_model(model, example, pcm_1m)
+
+
+@pytest.fixture(scope="module")
+def linear_placed(pcm_1m):
+    torch.manual_seed(0)
+    return compile_model(torch.nn.Linear(512, 512), (torch.randn(4, 512),), pcm_1m)
+
+
+def _with_hw(placed, **overrides):
+    return dataclasses.replace(placed, hw=load_hw_spec("pcm_1M", overrides=overrides))
+
+
+def test_breakdowns_sum_to_totals(tiny_placed):
+    cost = tiny_placed.estimate(batch=2, seq_len=16)
+    assert cost.energy_J > 0
+    assert math.fsum(cost.energy_by_component_J.values()) == pytest.approx(cost.energy_J, rel=REL)
+    assert math.fsum(layer.energy_J for layer in cost.layers) == pytest.approx(cost.energy_J, rel=REL)
+    for layer in cost.layers:
+        assert math.fsum(layer.energy_by_component_J.values()) == pytest.approx(layer.energy_J, rel=REL)
+    for component, joules in cost.energy_by_component_J.items():
+        assert math.fsum(l.energy_by_component_J[component] for l in cost.layers) == pytest.approx(joules, rel=REL)
+    data = json.loads(json.dumps(cost.to_json(), allow_nan=False))
+    assert math.fsum(l["energy_J"] for l in data["layers"]) == pytest.approx(data["totals"]["energy_J"], rel=REL)
+    base = data["baseline"]
+    assert math.fsum(base["energy_by_component_J"].values()) == pytest.approx(base["energy_J"], rel=REL)
+    assert [l["name"] for l in data["layers"]][-2:] == ["bert.pooler", "classifier"]
+
+
+def test_static_power_is_its_own_layer_and_component(tiny_placed):
+    cost = estimate(_with_hw(tiny_placed, static_power_W=0.5), batch=1, seq_len=16)
+    assert cost.energy_by_component_J["static"] == pytest.approx(0.5 * cost.latency_s, rel=REL)
+    assert cost.layers[-1].name == "(static power)"
+    assert math.fsum(l.energy_J for l in cost.layers) == pytest.approx(cost.energy_J, rel=REL)
+
+
+def test_energy_is_linear_in_batch(tiny_placed):
+    e1, e2, e3 = (tiny_placed.estimate(batch=b, seq_len=16).energy_J for b in (1, 2, 3))
+    assert e3 - e2 == pytest.approx(e2 - e1, rel=1e-9)       # affine in batch ...
+    # ... through ~0: only the position-embedding lookup and mask set-up are shared by a batch
+    assert e2 == pytest.approx(2 * e1, rel=1e-2)
+
+
+def test_energy_at_least_linear_in_seq_len_attention_quadratic(tiny_placed):
+    short, long = (tiny_placed.estimate(batch=1, seq_len=s) for s in (16, 32))
+    assert long.energy_J >= 2 * short.energy_J
+    assert long.counts["attention_macs"] == 4 * short.counts["attention_macs"]
+    assert long.counts["softmax_elements"] == 4 * short.counts["softmax_elements"]
+    # every token takes one MVM per segment, except in the pooler and the classifier (one token per sequence)
+    assert 2 * short.counts["tile_mvms"] - long.counts["tile_mvms"] == 2
+    assert long.energy_by_component_J["attention_int6"] > 3 * short.energy_by_component_J["attention_int6"]
+
+
+def test_more_adc_bits_cost_more_adc_energy(tiny_placed):
+    base = estimate(_with_hw(tiny_placed), batch=1, seq_len=16)
+    more = estimate(_with_hw(tiny_placed, **{"adc.bits": 10}), batch=1, seq_len=16)
+    # Walden figure of merit: energy per conversion = FOM x 2^bits
+    assert more.energy_by_component_J["adc"] == pytest.approx(4 * base.energy_by_component_J["adc"], rel=1e-9)
+    assert more.energy_J > base.energy_J
+    assert more.latency_s >= base.latency_s  # 2^10 x 300 ps outlasts the 127 ns input window
+
+
+def test_one_linear_layer_matches_hand_count(linear_placed, pcm_1m):
+    """nn.Linear(512, 512): one full 512x512 tile, one MVM per input vector."""
+    cost = linear_placed.estimate(batch=8, seq_len=1)
+    assert not cost.has_sequence_dim and cost.to_json()["sweep"]["axis"] == "batch"
+    cell = 0.25 * 25e-6 * 0.2 ** 2 * 127e-9            # mean conductance x V_read^2 x 127 ns PWM window
+    assert cost.energy_by_component_J["tile_array"] == pytest.approx(8 * 512 * 512 * cell, rel=1e-9)
+    assert cost.energy_by_component_J["dac"] == pytest.approx(8 * 512 * 0.45e-12, rel=1e-9)
+    assert cost.energy_by_component_J["adc"] == pytest.approx(8 * 512 * 155.5e-15 * 2 ** 8, rel=1e-9)
+    assert cost.counts["tile_mvms"] == 8 and cost.counts["analog_macs"] == 8 * 512 * 512
+    assert cost.period_s == pytest.approx(8 * 127e-9, rel=1e-9)     # the tile is the bottleneck
+    assert cost.throughput_inferences_per_s == pytest.approx(8 / cost.period_s, rel=REL)
+    assert cost.tile_utilization == {0: pytest.approx(1.0)}
+
+
+def test_latency_bounds_and_utilization(tiny_placed):
+    cost = tiny_placed.estimate(batch=2, seq_len=16)
+    assert cost.latency_s >= cost.period_s > 0
+    assert all(0 < u <= 1 + 1e-12 for u in cost.tile_utilization.values())
+    assert cost.critical_path[0] == "embedding" and cost.critical_path[-1] == "classifier"
+    assert cost.tops == pytest.approx(cost.ops / cost.period_s / 1e12, rel=REL)
+    assert cost.tops_per_w == pytest.approx(cost.ops / cost.energy_J / 1e12, rel=REL)
+
+
+def _stage(sid, vectors, t, deps=(), barrier=()):
+    return Stage(id=sid, name=sid, layer="x", vectors=vectors, vector_time_s=t, deps=deps, energy_J={},
+                 barrier_deps=barrier)
+
+
+def test_schedule_pipelines_streams_and_waits_at_barriers():
+    streamed = schedule([_stage("a", 10, 1.0), _stage("b", 10, 2.0, deps=("a",))])
+    assert streamed.latency_s == 21.0      # b starts after a's first vector: 1 + 10 x 2
+    assert streamed.critical_path == ["a", "b"]
+    blocked = schedule([_stage("a", 10, 1.0), _stage("b", 10, 2.0, deps=("a",), barrier=("a",))])
+    assert blocked.latency_s == 30.0       # b needs all of a: 10 + 10 x 2
+    slow_producer = schedule([_stage("a", 10, 3.0), _stage("b", 10, 1.0, deps=("a",))])
+    assert slow_producer.latency_s == 31.0  # b waits for a's last vector: 30 + 1
+    assert slow_producer.period_s == 0.0 and slow_producer.bottleneck == ""
+
+
+def test_hermes_peak_reproduces_published_silicon_within_10_percent():
+    """Le Gallo et al., Nature Electronics 2023, 1-phase mode: 63.1 TOPS at 9.76 TOPS/W."""
+    peak = peak_throughput(load_hw_spec("hermes"))
+    assert peak.tops == pytest.approx(63.1, rel=0.10)
+    assert peak.tops_per_w == pytest.approx(9.76, rel=0.10)
+    assert peak.mvm_time_s == pytest.approx(133e-9, rel=0.10)
+    assert peak.mvm_energy_J == pytest.approx(13.4e-9, rel=0.10)
+
+
+def test_hermes_core_components_add_up_to_the_measured_core():
+    """The per-component split of the core reproduces its own measurement (JSSC 2022: 10.5 TOPS/W)."""
+    peak = peak_throughput(load_hw_spec("hermes"))
+    core = sum(peak.energy_by_component_J[c] for c in ("tile_array", "dac", "adc", "accumulation"))
+    assert core == pytest.approx(2 * 256 * 256 / 10.5e12, rel=1e-3)
+
+
+@pytest.mark.parametrize("field", ["energy.adc_fJ_per_step", "energy.digital.fp16_mult_pJ",
+                                   "latency.pwm_step_ns", "adc.bits"])
+def test_missing_action_cost_is_a_clear_error(tiny_placed, field):
+    with pytest.raises(UserError, match=field.replace(".", r"\.")):
+        estimate(_with_hw(tiny_placed, **{field: None}), batch=1, seq_len=16)
+
+
+def test_spec_without_cost_sections_loads_but_cannot_be_costed(tiny_placed, tmp_path):
+    text = (SPEC_DIR / "pcm_1M.yaml").read_text().split("# --- cost model")[0]
+    path = tmp_path / "no_costs.yaml"
+    path.write_text(text)
+    hw = load_hw_spec(path)
+    assert hw.energy is None and hw.latency is None
+    with pytest.raises(UserError, match=rf"{path}.*dac\.|{path}.*latency\.|{path}.*energy\."):
+        estimate(dataclasses.replace(tiny_placed, hw=hw), batch=1, seq_len=16)
+
+
+def test_bad_batch_or_seq_len_is_a_user_error(tiny_placed):
+    with pytest.raises(UserError, match="batch"):
+        tiny_placed.estimate(batch=0, seq_len=16)
+    with pytest.raises(UserError, match="64 positions"):
+        tiny_placed.estimate(batch=1, seq_len=65)
+
+
+def test_digital_baseline_streams_weights_it_cannot_hold(tiny_placed):
+    spec = load_baseline_spec("digital_int8")
+    on_chip = estimate(tiny_placed, batch=1, seq_len=16, baseline=spec).baseline
+    assert not on_chip.weights_in_dram                     # 0.1 MB of weights fit the 0.25 MiB buffer
+    dram = estimate(tiny_placed, batch=1, seq_len=16,
+                    baseline=dataclasses.replace(spec, weight_buffer_MiB=0.0)).baseline
+    weights = sum(b.in_features * b.out_features for b in tiny_placed.blocks.values())
+    assert dram.weights_in_dram
+    assert dram.energy_by_component_J["weight_fetch"] == pytest.approx(weights * 31.2e-12, rel=1e-9)
+    assert dram.energy_J > on_chip.energy_J
