@@ -27,15 +27,20 @@ def _tiny_bert(seq_len: int = 16):
 
 
 @pytest.fixture(scope="module")
-def tiny_placed(pcm_1m):
-    model, example = _tiny_bert()
-    return compile_model(model, example, pcm_1m)
+def pcm_spec():
+    return load_hw_spec("pcm_1M")
 
 
 @pytest.fixture(scope="module")
-def linear_placed(pcm_1m):
+def tiny_placed(pcm_spec):
+    model, example = _tiny_bert()
+    return compile_model(model, example, pcm_spec)
+
+
+@pytest.fixture(scope="module")
+def linear_placed(pcm_spec):
     torch.manual_seed(0)
-    return compile_model(torch.nn.Linear(512, 512), (torch.randn(4, 512),), pcm_1m)
+    return compile_model(torch.nn.Linear(512, 512), (torch.randn(4, 512),), pcm_spec)
 
 
 def _with_hw(placed, **overrides):
@@ -91,7 +96,7 @@ def test_more_adc_bits_cost_more_adc_energy(tiny_placed):
     assert more.latency_s >= base.latency_s  # 2^10 x 300 ps outlasts the 127 ns input window
 
 
-def test_one_linear_layer_matches_hand_count(linear_placed, pcm_1m):
+def test_one_linear_layer_matches_hand_count(linear_placed):
     """nn.Linear(512, 512): one full 512x512 tile, one MVM per input vector."""
     cost = linear_placed.estimate(batch=8, seq_len=1)
     assert not cost.has_sequence_dim and cost.to_json()["sweep"]["axis"] == "batch"
