@@ -9,7 +9,7 @@ import torch
 from compiler import UserError, compile_model, load_hw_spec
 from compiler.backends.estimator import estimate, peak_throughput
 from compiler.backends.estimator.schedule import Stage, schedule
-from compiler.hw_spec import SPEC_DIR, load_baseline_spec
+from compiler.hw_spec import SPEC_DIR, builtin_spec_names, load_baseline_spec
 
 REL = 1e-12
 
@@ -185,3 +185,10 @@ def test_digital_baseline_streams_weights_it_cannot_hold(tiny_placed):
     assert dram.weights_in_dram
     assert dram.energy_by_component_J["weight_fetch"] == pytest.approx(weights * 31.2e-12, rel=1e-9)
     assert dram.energy_J > on_chip.energy_J
+
+
+def test_baseline_spec_is_not_a_chip_spec():
+    assert "digital_int8" not in builtin_spec_names()
+    with pytest.raises(UserError, match="digital baseline spec"):
+        load_hw_spec("digital_int8")
+    assert load_baseline_spec("digital_int8").array_rows == 256

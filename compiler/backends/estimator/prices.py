@@ -28,7 +28,7 @@ def require(spec: Any, dotted: str, purpose: str) -> Any:
         value = getattr(value, part, None) if value is not None else None
     if value is None:
         where = getattr(spec, "source_file", "") or getattr(spec, "name", "the hardware spec")
-        raise UserError(f"{where}: the estimator needs {dotted} ({purpose}) but the spec does not set it; "
+        raise UserError(f"{where}: the estimator needs {dotted} ({purpose}) but the spec leaves it unset (missing or null); "
                         f"add it with its source (see docs/estimator.md)")
     return value
 
