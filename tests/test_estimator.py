@@ -192,3 +192,24 @@ def test_baseline_spec_is_not_a_chip_spec():
     with pytest.raises(UserError, match="digital baseline spec"):
         load_hw_spec("digital_int8")
     assert load_baseline_spec("digital_int8").array_rows == 256
+
+
+class _WeightThroughMatmul(torch.nn.Module):
+    """A weight used through matmul, not linear: partition leaves it digital."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(32, 32)
+        self.table = torch.nn.Parameter(torch.randn(32, 16))
+
+    def forward(self, x):
+        return self.proj(x) @ self.table
+
+
+def test_weight_product_left_digital_is_priced_per_mac(pcm_spec):
+    placed = compile_model(_WeightThroughMatmul(), (torch.randn(4, 32),), pcm_spec)
+    cost = placed.estimate(batch=4, seq_len=1)
+    assert cost.counts["digital_matmul_macs"] == 4 * 32 * 16
+    assert cost.ops == 2 * (4 * 32 * 32 + 4 * 32 * 16)
+    per_mac = cost.action_energies_J["digital_mult"] + cost.action_energies_J["digital_add"]
+    assert cost.energy_by_component_J["digital_matmul"] == pytest.approx(4 * 32 * 16 * per_mac, rel=1e-9)

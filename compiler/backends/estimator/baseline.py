@@ -62,7 +62,7 @@ def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec) -> Baseline
     for w in workload.digital:
         latency += _digital(w, spec, energy, mac_J, clock, digital, act)
     energy["static"] = spec.static_power_W * latency
-    ops = 2.0 * (workload.analog_macs + workload.attention_macs)
+    ops = 2.0 * (workload.analog_macs + workload.attention_macs + workload.digital_matmul_macs)
     return BaselineCost(name=spec.name, hw_file=spec.source_file, batch=workload.batch, energy_J=math.fsum(energy.values()),
                         latency_s=latency, ops=ops, energy_by_component_J=energy, weights_in_dram=in_dram)
 
@@ -86,6 +86,9 @@ def _digital(w: DigitalWork, spec: DigitalBaselineSpec, energy: dict, mac_J: flo
     energy["sram"] += act * (reads * digital.sram_read_J_per_byte + w.elements * digital.sram_write_J_per_byte)
     if w.op_class == "attention":
         energy["attention_int8"] += w.macs * mac_J + (w.input_elements + w.elements) * digital.mult_J
+        return w.macs / (spec.array_rows * spec.array_cols * clock)
+    if w.op_class == "matmul":  # a weight product the AIMC chip runs digitally: the array runs it here
+        energy["mac"] += w.macs * mac_J
         return w.macs / (spec.array_rows * spec.array_cols * clock)
     mults, adds = RECIPES[w.op_class]
     energy[_COMPONENT_OF_CLASS[w.op_class]] += w.elements * digital.recipe_J(mults, adds)

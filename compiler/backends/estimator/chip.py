@@ -17,10 +17,10 @@ from compiler.backends.estimator.schedule import Stage
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
 COMPONENTS = ("tile_array", "dac", "adc", "accumulation", "attention_int6", "softmax", "layernorm", "gelu",
-              "elementwise", "sram", "network", "static")
+              "elementwise", "digital_matmul", "sram", "network", "static")
 COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
                       "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
-                      "embedding": "elementwise", "attention": "attention_int6"}
+                      "embedding": "elementwise", "attention": "attention_int6", "matmul": "digital_matmul"}
 DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
 
 
@@ -94,6 +94,12 @@ def _digital_stage(work: DigitalWork, hw: HardwareSpec, digital: DigitalPrices,
         busy = {ATTENTION_UNITS: total_time}
         ops = 2.0 * work.macs
         counts["attention_macs"] = work.macs
+    elif work.op_class == "matmul":  # a weight product left digital: one mult + one add per MAC on the lanes
+        energy[component] = work.macs * (digital.mult_J + digital.add_J)
+        total_time = throughput.lane_time_s(2 * work.macs)
+        busy = {DIGITAL_UNITS: total_time}
+        ops = 2.0 * work.macs
+        counts["digital_matmul_macs"] = work.macs
     else:
         mults, adds = RECIPES[work.op_class]
         energy[component] = work.elements * digital.recipe_J(mults, adds)

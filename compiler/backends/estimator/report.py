@@ -40,7 +40,7 @@ class CostReport:
     energy_J: float                              # the whole batch
     latency_s: float                             # first input in to last output out
     period_s: float                              # between batches in a steady stream (slowest resource)
-    ops: float                                   # 2 x (analog MACs + attention MACs)
+    ops: float                                   # 2 x MACs (analog, attention, digital matmuls)
     energy_by_component_J: dict[str, float]
     layers: tuple[LayerCost, ...]
     counts: dict[str, float]

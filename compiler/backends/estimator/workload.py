@@ -25,6 +25,10 @@ SOFTMAX_OPS = {"aten.softmax.int", "aten._softmax.default", "aten._safe_softmax.
 LAYERNORM_OPS = {"aten.layer_norm.default", "aten.native_layer_norm.default"}
 GELU_OPS = {"aten.gelu.default"}
 EMBEDDING_OPS = {"aten.embedding.default"}
+# Products with a weight that partition left digital (a weight used through matmul rather than linear):
+# priced per MAC on the digital units. The index is the operand whose last dimension is contracted.
+DIGITAL_MATMUL_OPS = {"aten.matmul.default": 0, "aten.bmm.default": 0, "aten.mm.default": 0,
+                      "aten.linear.default": 0, "aten.addmm.default": 1, "aten.baddbmm.default": 1}
 # Ops that create or select data without arithmetic: costed as free, like the shape ops.
 FREE_OPS = SHAPE_OPS | {
     "aten.arange.default", "aten.arange.start", "aten.arange.start_step", "aten.zeros.default",
@@ -73,11 +77,11 @@ class DigitalWork:
     name: str
     layer: str
     op: str
-    op_class: str                   # a key of RECIPES, or "attention" for the INT6 matmuls
+    op_class: str                   # a key of RECIPES, "attention" (INT6 matmuls) or "matmul" (digital, weights)
     vectors: int
     elements: int
     input_elements: int             # activation elements read (parameters excluded)
-    macs: int                       # attention matmuls only
+    macs: int                       # attention and digital matmuls only
     deps: tuple[str, ...]           # ids of the works it waits for
     barrier_deps: tuple[str, ...]   # deps whose every vector it needs first: K for QK^T, V for AV
     order: int                      # position in the graph
@@ -101,7 +105,11 @@ class Workload:
 
     @property
     def attention_macs(self) -> int:
-        return sum(w.macs for w in self.digital)
+        return sum(w.macs for w in self.digital if w.op_class == "attention")
+
+    @property
+    def digital_matmul_macs(self) -> int:
+        return sum(w.macs for w in self.digital if w.op_class == "matmul")
 
 
 @dataclass
@@ -113,6 +121,7 @@ class _NodeTemplate:
     layer: str
     out_shape: tuple
     input_shapes: tuple[tuple, ...]
+    contracted_shape: tuple         # matmuls: the operand whose last dimension is summed over
     deps: frozenset[str]
     barrier_deps: frozenset[str]
     order: int
@@ -165,13 +174,15 @@ class WorkloadTemplate:
             op_class = "analog" if kind == "analog" else _op_class(op, placement.kind)
             activation_inputs = tuple(_shape(a) for a in inputs
                                       if a.name not in params and isinstance(a.meta.get("val"), torch.Tensor))
+            contracted = _shape(inputs[DIGITAL_MATMUL_OPS.get(op, 0)]) if op_class in ("attention", "matmul") else ()
             # A matmul streams the rows of its first operand; every row needs all of the second (K^T, V).
             barrier = frozenset().union(*(producers[a.name] for a in inputs[1:])) if op_class == "attention" \
                 else frozenset()
             self._nodes.append(_NodeTemplate(
                 name=node.name, kind=kind, op=op, op_class=op_class,
                 layer=layer_group(self._block_of.get(node.name) or placement.module or ""),
-                out_shape=_shape(node), input_shapes=activation_inputs, deps=upstream - {work_name},
+                out_shape=_shape(node), input_shapes=activation_inputs, contracted_shape=contracted,
+                deps=upstream - {work_name},
                 barrier_deps=barrier - {work_name}, order=len(self._nodes)))
 
     def _work_name(self, node: str, placement, op: str) -> str | None:
@@ -208,10 +219,8 @@ class WorkloadTemplate:
                 continue
             inputs = [evaluate.shape(s) for s in t.input_shapes]
             elements = math.prod(out)
-            macs = 0
-            if t.op_class == "attention":
-                inner = inputs[0][-1] if inputs and inputs[0] else 1
-                macs = elements * inner
+            contracted = evaluate.shape(t.contracted_shape)
+            macs = elements * contracted[-1] if contracted else 0
             digital.append(DigitalWork(
                 name=t.name, layer=t.layer, op=t.op, op_class=t.op_class, vectors=_rows(out), elements=elements,
                 input_elements=sum(math.prod(s) for s in inputs), macs=macs, deps=tuple(sorted(t.deps)),
@@ -252,6 +261,8 @@ def layer_group(module: str) -> str:
 def _op_class(op: str, kind: Kind) -> str:
     if kind is Kind.DIGITAL_INT6:
         return "attention"
+    if op in DIGITAL_MATMUL_OPS:
+        return "matmul"
     if op in SOFTMAX_OPS:
         return "softmax"
     if op in LAYERNORM_OPS:
