@@ -1,0 +1,163 @@
+"""aimc-compile: the command line.
+
+    aimc-compile MODEL --hw SPEC [--out DIR] [options]     map, estimate, (simulate), report
+    aimc-compile report DIR                                 re-render DIR/report.html from its JSON
+
+Outputs are written into a staging directory next to DIR and moved into place only when complete,
+so a failed run leaves nothing half-written. User errors print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from compiler.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aimc-compile",
+        description="Map a transformer onto an analog in-memory-computing (PCM) chip, estimate its energy and "
+                    "latency, simulate its accuracy, and write a report. `aimc-compile report DIR` re-renders a report.")
+    parser.add_argument("model", help="Hugging Face name (roberta-base, sentence-transformers/all-MiniLM-L6-v2, ...) "
+                                      "or a local checkpoint directory")
+    parser.add_argument("--hw", required=True, help="hardware spec: a YAML path or a built-in name (pcm_1M, hermes)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec field, e.g. --set adc.bits=6 (repeatable; null = ideal)")
+    parser.add_argument("--out", help="output directory (default aimc-out/<model>)")
+    parser.add_argument("--task", help="sequence-classification, feature-extraction, causal-lm or masked-lm "
+                                       "(default: the model's natural task)")
+    parser.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size for the cost estimate (default 1)")
+    parser.add_argument("--allocation", default="packed", help="tile allocation: naive, fused or packed (default)")
+    parser.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
+    parser.add_argument("--drift-times", default="1s,1h,1d,1y", help="drift times to simulate (default 1s,1h,1d,1y)")
+    parser.add_argument("--seeds", type=int, default=3, help="programmed chip instances per drift time (default 3)")
+    parser.add_argument("--eval", dest="eval_data", help="GLUE-format task directory for task metrics")
+    parser.add_argument("--calibration", type=int, default=32,
+                        help="calibration sequences for DAC/ADC ranges (default 32; 0 = no calibration)")
+    parser.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["report"]:
+            return _report_command(argv[1:])
+        args = build_parser().parse_args(argv)
+        run_compile(args, command="aimc-compile " + shlex.join(argv))
+        return 0
+    except UserError as exc:
+        print(f"aimc-compile: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("aimc-compile: interrupted", file=sys.stderr)
+        return 130
+
+
+def _report_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="aimc-compile report", description="re-render report.html from the JSON")
+    parser.add_argument("dir", help="an output directory holding mapping.json (and cost.json, accuracy.json)")
+    args = parser.parse_args(argv)
+    out = Path(args.dir)
+    if not (out / "mapping.json").is_file():
+        raise UserError(f"{out}: no mapping.json there; give a directory written by aimc-compile")
+    from reports import write_report
+    path = write_report(out)
+    print(f"report: {path}")
+    return 0
+
+
+def run_compile(args: argparse.Namespace, command: str) -> Path:
+    from compiler.hw_spec import load_hw_spec, parse_override
+    from compiler.models import load_model
+    from compiler.pipeline import compile_model
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    out_dir = Path(args.out or Path("aimc-out") / args.model.rstrip("/").split("/")[-1])
+    staging = _staging_dir(out_dir)
+    try:
+        started = time.perf_counter()
+        hw = load_hw_spec(args.hw, overrides)
+        _say(f"hardware: {hw.name} ({hw.tile.rows}x{hw.tile.cols} tiles, {hw.tile.count} per chip)")
+        model, example = load_model(args.model, task=args.task, seq_len=args.seq_len)
+        info = model.aimc_info
+        _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})")
+        if info.weights == "random":
+            _say("WARNING: no real weights available offline for this model: its architecture was built from a "
+                 "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
+                 "accuracy is not.")
+        placed = compile_model(model, example, hw, allocation=args.allocation)
+        _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
+             f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
+        _write_json(staging / "mapping.json", placed.to_json())
+        _estimate_cost(placed, args, staging)
+        _write_report(staging, command)
+        _publish(staging, out_dir)
+        _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
+        return out_dir
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _estimate_cost(placed, args: argparse.Namespace, staging: Path) -> None:
+    """cost.json; a spec with ideal (unpriced) converters gets no cost estimate, said plainly."""
+    try:
+        cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
+    except UserError as exc:
+        if placed.hw.dac.bits is not None and placed.hw.adc.bits is not None:
+            raise
+        _say(f"no cost estimate: {exc}")
+        return
+    _write_json(staging / "cost.json", cost.to_json())
+    _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
+         f"(batch {args.batch}, seq {args.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    """A fresh directory beside out_dir; checks up front that out_dir's parent is writable."""
+    parent = out_dir.resolve().parent
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir}: exists and is not a directory; choose another path")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose a writable directory") from None
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished outputs into out_dir, replacing earlier ones of the same name."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            item.replace(out_dir / item.name)
+    except OSError as exc:
+        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose a writable directory") from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1, allow_nan=False))
+
+
+def _write_report(out_dir: Path, command: str) -> None:
+    from reports import write_report
+    write_report(out_dir, command=command)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

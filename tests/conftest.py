@@ -1,0 +1,29 @@
+"""Shared fixtures: expensive objects (roberta-base's compiled graph) are built once per session."""
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def pcm_1m():
+    from compiler import load_hw_spec
+    return load_hw_spec("pcm_1M")
+
+
+@pytest.fixture(scope="session")
+def roberta_base():
+    """roberta-base (bundled config, random weights) and its example inputs, seq_len 128."""
+    from compiler import load_model
+    return load_model("roberta-base", task="sequence-classification", seq_len=128)
+
+
+@pytest.fixture(scope="session")
+def roberta_placed_naive(roberta_base, pcm_1m):
+    from compiler import compile_model
+    model, example = roberta_base
+    return compile_model(model, example, pcm_1m, allocation="naive")

@@ -1,0 +1,122 @@
+import inspect
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from compiler import Kind, compile_model, load_hw_spec
+from passes import allocate_tiles
+
+
+def test_roberta_base_naive_needs_486_tiles_as_in_lammie_et_al(roberta_placed_naive):
+    assert roberta_placed_naive.tiles_used == 486
+    analog = roberta_placed_naive.analog_layers()
+    assert len(analog) == 12 * 6 + 2  # Q, K, V, O, FFN1, FFN2 per layer + the classifier's dense and out_proj
+    assert sum(p.in_features * p.out_features for p in analog) == 85_526_016  # ~85.5M analog weights
+
+
+def test_roberta_base_fused_and_packed_need_fewer_tiles(roberta_placed_naive):
+    placed = roberta_placed_naive
+    try:
+        counts = {s: allocate_tiles(placed, s).tiles_used for s in ("naive", "fused", "packed")}
+        qkv = [b for b in placed.blocks.values() if len(b.layers) == 3]
+    finally:
+        allocate_tiles(placed, "naive")
+    lower_bound = -(-85_526_016 // (512 * 512))
+    assert counts["naive"] == 486
+    assert lower_bound <= counts["packed"] < counts["fused"] < counts["naive"]
+    assert lower_bound == 327
+    assert len(qkv) == 12  # Q, K and V of every layer share their input and are fused
+
+
+def test_default_allocation_beats_naive(roberta_base, pcm_1m, roberta_placed_naive):
+    from compiler.ir import PlacedGraph
+    placed = PlacedGraph(roberta_placed_naive.exported, roberta_placed_naive.model, pcm_1m,
+                         roberta_placed_naive.model_info, roberta_placed_naive.placements)
+    strategy = inspect.signature(compile_model).parameters["allocation"].default
+    allocate_tiles(placed, strategy)
+    assert placed.tiles_used < 486
+
+
+def test_partition_kinds(roberta_placed_naive):
+    kinds = {}
+    for p in roberta_placed_naive.placements.values():
+        kinds.setdefault(p.kind, []).append(p)
+    assert len(kinds[Kind.DIGITAL_INT6]) == 24  # QK^T and AV in each of 12 layers
+    assert all(p.op == "aten.linear.default" for p in kinds[Kind.ANALOG])
+    assert any(p.op == "aten.softmax.int" for p in kinds[Kind.DIGITAL])
+    assert any(p.op == "aten.layer_norm.default" for p in kinds[Kind.DIGITAL])
+
+
+def test_single_linear_uses_exactly_one_tile(pcm_1m):
+    placed = compile_model(nn.Linear(512, 512), (torch.randn(4, 512),), pcm_1m)
+    assert placed.tiles_used == 1
+    assert placed.mean_utilization == 1.0
+    mapping = placed.to_json()
+    (layer,) = [entry for entry in mapping["layers"] if entry["kind"] == "analog"]
+    assert (layer["in_features"], layer["out_features"]) == (512, 512)
+    assert layer["tiles"][0]["rows"] == [0, 512] and layer["tiles"][0]["cols"] == [0, 512]
+
+
+class _Branchy(nn.Module):
+    """Two layers reading one input (fusable), then a layer on their concatenation, then a head."""
+
+    def __init__(self, d_in: int, d_a: int, d_b: int, d_out: int):
+        super().__init__()
+        self.a, self.b = nn.Linear(d_in, d_a), nn.Linear(d_in, d_b, bias=False)
+        self.c, self.head = nn.Linear(d_a + d_b, d_out), nn.Linear(d_out, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.c(torch.cat([self.a(x), self.b(x)], dim=-1))))
+
+
+def _check_every_weight_placed_once(placed):
+    rows, cols = placed.hw.tile.rows, placed.hw.tile.cols
+    for layer in placed.analog_layers():
+        cover = np.zeros((layer.in_features, layer.out_features), dtype=np.int32)
+        for sl in placed.layer_slices(layer.node):
+            assert sl.rows[1] - sl.rows[0] == sl.in_features[1] - sl.in_features[0]
+            assert sl.cols[1] - sl.cols[0] == sl.out_features[1] - sl.out_features[0]
+            cover[sl.in_features[0]:sl.in_features[1], sl.out_features[0]:sl.out_features[1]] += 1
+        assert (cover == 1).all(), f"{layer.node}: weights placed {cover.min()}..{cover.max()} times"
+    by_tile = {}
+    for seg in placed.segments:
+        assert 0 <= seg.rows[0] < seg.rows[1] <= rows and 0 <= seg.cols[0] < seg.cols[1] <= cols
+        by_tile.setdefault(seg.tile, np.zeros((rows, cols), dtype=np.int32))
+        by_tile[seg.tile][seg.rows[0]:seg.rows[1], seg.cols[0]:seg.cols[1]] += 1
+    for tile, occupancy in by_tile.items():
+        assert occupancy.max() == 1, f"tile {tile}: segments overlap"
+    assert placed.tiles_used == len(by_tile)
+    weights = sum(p.in_features * p.out_features for p in placed.analog_layers())
+    assert placed.tiles_used >= -(-weights // (rows * cols))
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_every_weight_placed_exactly_once_random_shapes(case):
+    rng = random.Random(case)
+    dims = [rng.choice([1, 3, 17, 64, 100, 255, 256, 300, 513, 700]) for _ in range(4)]
+    tile = (rng.choice([16, 64, 128, 256, 512]), rng.choice([16, 64, 100, 256, 512]))
+    hw = load_hw_spec("pcm_1M", {"tile.rows": tile[0], "tile.cols": tile[1], "tile.max_chips": 1000})
+    model = _Branchy(*dims)
+    placed = compile_model(model, (torch.randn(2, dims[0]),), hw, allocation="naive")
+    counts = {}
+    for strategy in ("naive", "fused", "packed"):
+        allocate_tiles(placed, strategy)
+        _check_every_weight_placed_once(placed)
+        counts[strategy] = placed.tiles_used
+    assert counts["packed"] <= counts["fused"] <= counts["naive"]
+
+
+def test_model_larger_than_the_chip_is_a_clear_error(pcm_1m):
+    from compiler import UserError
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 16, "tile.cols": 16, "tile.count": 4, "tile.max_chips": 1})
+    with pytest.raises(UserError, match=r"needs \d+ tiles.*offers 4"):
+        compile_model(nn.Linear(64, 64), (torch.randn(2, 64),), hw)
+
+
+def test_model_spanning_chips_reports_chips_used():
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 16, "tile.cols": 16, "tile.count": 4, "tile.max_chips": 8})
+    placed = compile_model(nn.Linear(64, 64), (torch.randn(2, 64),), hw)
+    assert placed.tiles_used == 16 and placed.chips_used == 4
