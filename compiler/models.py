@@ -78,6 +78,7 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     if seq_len > max_len:
         raise UserError(f"--seq-len {seq_len} exceeds {name_or_path}'s maximum of {max_len} positions")
     model.eval()
+    model.config.use_cache = False  # a KV cache object in the outputs defeats torch.export; we map one pass
     model.aimc_info = info
     return model, example_inputs(model, batch, seq_len)
 

@@ -120,3 +120,15 @@ def test_model_spanning_chips_reports_chips_used():
     hw = load_hw_spec("pcm_1M", {"tile.rows": 16, "tile.cols": 16, "tile.count": 4, "tile.max_chips": 8})
     placed = compile_model(nn.Linear(64, 64), (torch.randn(2, 64),), hw)
     assert placed.tiles_used == 16 and placed.chips_used == 4
+
+
+def test_gpt2_conv1d_layers_are_analog(pcm_1m):
+    from compiler import load_model
+    model, example = load_model("gpt2", seq_len=16)
+    placed = compile_model(model, example, pcm_1m)
+    analog = placed.analog_layers()
+    assert len(analog) == 12 * 4 + 1  # c_attn, c_proj, c_fc, mlp.c_proj per block + lm_head
+    c_attn = analog[0]
+    assert c_attn.weight_transposed and (c_attn.in_features, c_attn.out_features) == (768, 2304)
+    assert torch.equal(placed.weight_of(c_attn), model.transformer.h[0].attn.c_attn.weight.t())
+    _check_every_weight_placed_once(placed)
