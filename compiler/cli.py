@@ -84,6 +84,7 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
     from compiler.pipeline import compile_model
 
     overrides = dict(parse_override(text) for text in args.overrides)
+    simulation = _simulation_inputs(args)  # parsed up front: a bad --drift-times or --eval fails fast
     out_dir = Path(args.out or Path("aimc-out") / args.model.rstrip("/").split("/")[-1])
     staging = _staging_dir(out_dir)
     try:
@@ -97,17 +98,45 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
             _say("WARNING: no real weights available offline for this model: its architecture was built from a "
                  "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
                  "accuracy is not.")
+        if simulation is not None and simulation[1] is not None:
+            from compiler.accuracy import check_eval_compatible
+            check_eval_compatible(model, simulation[1])
         placed = compile_model(model, example, hw, allocation=args.allocation)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
              f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
         _write_json(staging / "mapping.json", placed.to_json())
         _estimate_cost(placed, args, staging)
+        if simulation is not None:
+            _simulate(placed, args, simulation, staging)
         _write_report(staging, command)
         _publish(staging, out_dir)
         _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
         return out_dir
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _simulation_inputs(args: argparse.Namespace):
+    """(drift times, GLUE data or None) for --simulate; None without it."""
+    if not args.simulate:
+        if args.eval_data:
+            raise UserError("--eval scores the simulated chip; add --simulate")
+        return None
+    from compiler.accuracy import parse_drift_times
+    from compiler.glue import load_eval_data
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1 (got {args.seeds})")
+    return parse_drift_times(args.drift_times), load_eval_data(args.eval_data) if args.eval_data else None
+
+
+def _simulate(placed, args: argparse.Namespace, simulation, staging: Path) -> None:
+    """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
+    from compiler.accuracy import evaluate_accuracy, summary_lines
+    drift_times, eval_data = simulation
+    accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device)
+    _write_json(staging / "accuracy.json", accuracy)
+    for line in summary_lines(accuracy):
+        _say(f"accuracy: {line}")
 
 
 def _estimate_cost(placed, args: argparse.Namespace, staging: Path) -> None:
