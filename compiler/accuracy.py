@@ -15,6 +15,7 @@ What is measured (schema in docs/outputs.md, "accuracy.json"):
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import sys
@@ -443,6 +444,19 @@ def check_eval_compatible(model: torch.nn.Module, glue: GlueData) -> None:
     if labels != glue.task.num_labels:
         raise UserError(f"--eval {glue.task.name}: the task has {glue.task.num_labels} label(s) but {info.name} "
                         f"outputs {labels}; give a checkpoint fine-tuned on {glue.task.name}")
+
+
+def example_for_eval(model: torch.nn.Module, example: Any, glue: GlueData | None) -> Any:
+    """The compile example, plus zero token_type_ids when `glue` is a sentence-pair task whose tokenizer
+    marks the second sentence (BERT) and forward() takes them, so the compiled graph accepts them."""
+    tokenizer = model_info(model).tokenizer
+    if glue is None or glue.text_b is None or tokenizer is None or not isinstance(example, Mapping):
+        return example
+    if "token_type_ids" in example or "token_type_ids" not in getattr(tokenizer, "model_input_names", ()):
+        return example
+    if "token_type_ids" not in inspect.signature(model.forward).parameters:
+        return example
+    return {**example, "token_type_ids": torch.zeros_like(example["input_ids"])}
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -99,8 +99,9 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
                  "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
                  "accuracy is not.")
         if simulation is not None and simulation[1] is not None:
-            from compiler.accuracy import check_eval_compatible
+            from compiler.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
+            example = example_for_eval(model, example, simulation[1])  # BERT pair tasks need token_type_ids
         placed = compile_model(model, example, hw, allocation=args.allocation)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
              f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")

