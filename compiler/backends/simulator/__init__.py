@@ -1,0 +1,11 @@
+"""The noisy functional simulator: PCM tiles, DAC/ADC, INT6 attention, drift (docs/analog_mvm.md).
+
+- `pcm.PCMDevice`: the device model of DESIGN.md (programming noise, drift, read noise, compensation).
+- `tile`: one segment, the reference analog MVM (`program_segment`, `analog_mvm`), used by the range passes.
+"""
+from compiler.backends.simulator.pcm import PCMDevice, differential_targets, drift_compensation_factor
+from compiler.backends.simulator.tile import (DEFAULT_ADC_RANGE, ProgrammedSegment, adc, analog_mvm, column_w_max,
+                                              dac, ideal_segment, program_segment)
+
+__all__ = ["PCMDevice", "differential_targets", "drift_compensation_factor", "DEFAULT_ADC_RANGE",
+           "ProgrammedSegment", "adc", "analog_mvm", "column_w_max", "dac", "ideal_segment", "program_segment"]
