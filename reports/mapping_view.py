@@ -1,0 +1,161 @@
+"""What the report shows about the mapping, derived from mapping.json alone.
+
+Vocabulary follows compiler/ir.py: an analog *layer* is one weight-bearing node; a *slice* is the
+rectangle of one tile that holds part of one layer (rows = inputs, cols = outputs, half-open).
+A *group* is one transformer layer (`roberta.encoder.layer.3`); a layer's *role* is its path
+inside that group (`attention.self.query`), which gives it its color on the tile map.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# The repeated-layer container of common transformer implementations: BERT/RoBERTa `encoder.layer.N`,
+# GPT-2 `h.N`, DistilBERT `transformer.layer.N`, T5/others `block.N`, LLaMA-style `layers.N`.
+_GROUP_RE = re.compile(r"^(?P<group>(?:.*\.)?(?:layer|layers|h|block|blocks)\.(?P<index>\d+))(?:\.(?P<role>.+))?$")
+
+# Categorical colors, in the order roles first appear (Q, K, V, attention out, FFN in, FFN out, head, ...):
+# three blues for Q/K/V, then hues far apart so neighbouring roles never look alike.
+ROLE_COLORS = ["#2f5f98", "#4a86c5", "#8db8e3", "#8061a9", "#e07b39", "#e9b63d", "#2a9d8f",
+               "#c44e52", "#6b8e23", "#b07aa1", "#7f7f7f", "#17becf"]
+
+
+@dataclass
+class Slice:
+    layer: str
+    tile: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    in_features: tuple[int, int]
+    out_features: tuple[int, int]
+    dac_range: float | None
+    adc_range: float | None
+
+    @property
+    def weights(self) -> int:
+        return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
+
+
+@dataclass
+class LayerRow:
+    """One row of the per-layer table."""
+    index: int
+    name: str
+    node: str
+    kind: str
+    op: str
+    in_features: int | None
+    out_features: int | None
+    block: str | None = None
+    group: str = ""
+    role: str = ""
+    slices: list[Slice] = field(default_factory=list)
+
+    @property
+    def tiles(self) -> list[int]:
+        return sorted({s.tile for s in self.slices})
+
+    @property
+    def weights(self) -> int | None:
+        if self.kind != "analog" or self.in_features is None or self.out_features is None:
+            return None
+        return self.in_features * self.out_features
+
+    def _range(self, attr: str) -> tuple[float | None, float | None]:
+        values = [getattr(s, attr) for s in self.slices if getattr(s, attr) is not None]
+        return (min(values), max(values)) if values else (None, None)
+
+    @property
+    def dac_range(self) -> tuple[float | None, float | None]:
+        return self._range("dac_range")
+
+    @property
+    def adc_range(self) -> tuple[float | None, float | None]:
+        return self._range("adc_range")
+
+
+@dataclass
+class Group:
+    """Tiles of one transformer layer (or of the layers outside the repeated stack)."""
+    key: str
+    label: str
+    tiles: list[int] = field(default_factory=list)
+
+
+@dataclass
+class MappingView:
+    data: dict
+    layers: list[LayerRow]
+    tile_utilization: dict[int, float]
+    roles: dict[str, str]              # role -> color
+    groups: list[Group]
+    tile_slices: dict[int, list[Slice]]
+
+    @property
+    def tile_rows(self) -> int:
+        return int(self.data["tile_shape"][0])
+
+    @property
+    def tile_cols(self) -> int:
+        return int(self.data["tile_shape"][1])
+
+    @property
+    def analog_layers(self) -> list[LayerRow]:
+        return [layer for layer in self.layers if layer.kind == "analog"]
+
+    def layer_utilization(self, layer: LayerRow) -> float | None:
+        """Mean utilization of the tiles a layer occupies (tiles it shares count fully)."""
+        tiles = layer.tiles
+        if not tiles:
+            return None
+        return sum(self.tile_utilization.get(t, 0.0) for t in tiles) / len(tiles)
+
+
+def split_group(name: str) -> tuple[str, str, str]:
+    """(group key, group label, role) of a layer name."""
+    match = _GROUP_RE.match(name)
+    if match:
+        return match["group"], f"layer {match['index']}", match["role"] or name
+    parent = name.rsplit(".", 1)[0] if "." in name else (name or "model")
+    return parent, parent, name
+
+
+def build_mapping_view(data: dict) -> MappingView:
+    layers: list[LayerRow] = []
+    roles: dict[str, str] = {}
+    tile_slices: dict[int, list[Slice]] = {}
+    for index, entry in enumerate(data.get("layers", [])):
+        group, _, role = split_group(entry["name"])
+        row = LayerRow(index=index, name=entry["name"], node=entry.get("node", ""), kind=entry["kind"],
+                       op=entry.get("op", ""), in_features=entry.get("in_features"),
+                       out_features=entry.get("out_features"), block=entry.get("block"), group=group, role=role)
+        for t in entry.get("tiles", []):
+            piece = Slice(layer=row.name, tile=int(t["tile"]), rows=tuple(t["rows"]), cols=tuple(t["cols"]),
+                          in_features=tuple(t["in_features"]), out_features=tuple(t["out_features"]),
+                          dac_range=t.get("dac_range"), adc_range=t.get("adc_range"))
+            row.slices.append(piece)
+            tile_slices.setdefault(piece.tile, []).append(piece)
+        if row.kind == "analog" and role not in roles:
+            roles[role] = ROLE_COLORS[len(roles) % len(ROLE_COLORS)]
+        layers.append(row)
+    utilization = {int(t): float(u) for t, u in data.get("tile_utilization", {}).items()}
+    return MappingView(data=data, layers=layers, tile_utilization=utilization, roles=roles,
+                       groups=_group_tiles(layers, tile_slices), tile_slices=tile_slices)
+
+
+def _group_tiles(layers: list[LayerRow], tile_slices: dict[int, list[Slice]]) -> list[Group]:
+    """Each tile joins the group holding most of its weights; groups keep model order."""
+    layer_group = {layer.name: split_group(layer.name)[:2] for layer in layers}
+    order: dict[str, Group] = {}
+    for layer in layers:
+        if layer.slices and layer.group not in order:
+            key, label = layer_group[layer.name]
+            order[key] = Group(key=key, label=label)
+    for tile in sorted(tile_slices):
+        weight_by_group: dict[str, int] = {}
+        for piece in tile_slices[tile]:
+            key = layer_group[piece.layer][0]
+            weight_by_group[key] = weight_by_group.get(key, 0) + piece.weights
+        owner = max(weight_by_group, key=lambda k: (weight_by_group[k], -list(order).index(k)))
+        order[owner].tiles.append(tile)
+    return [g for g in order.values() if g.tiles]

@@ -1,0 +1,168 @@
+"""The HTML report: built from the JSON outputs alone, true to them, self-contained."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from compiler import UserError, compile_model, load_hw_spec
+from reports import write_report
+from reports.fmt import si, span
+from reports.mapping_view import build_mapping_view, split_group
+
+
+class Block(nn.Module):
+    """A transformer-like layer: Q, K, V (one fused block), attention, FFN."""
+
+    def __init__(self, d: int = 48, f: int = 160) -> None:
+        super().__init__()
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.intermediate, self.output = nn.Linear(d, f), nn.Linear(f, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x + torch.softmax(self.query(x) @ self.key(x).transpose(-1, -2), dim=-1) @ self.value(x)
+        return h + self.output(nn.functional.gelu(self.intermediate(h)))
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList([Block() for _ in range(3)])
+        self.classifier = nn.Linear(48, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.layer:
+            x = block(x)
+        return self.classifier(x)
+
+
+@pytest.fixture(scope="module")
+def tiny_placed():
+    """A 3-layer encoder on 32x32 tiles: dozens of tiles, shared tiles, several groups."""
+    torch.manual_seed(0)
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32})
+    return compile_model(TinyEncoder().eval(), (torch.randn(1, 8, 48),), hw)
+
+
+@pytest.fixture()
+def mapping_dir(tmp_path: Path, tiny_placed) -> Path:
+    (tmp_path / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
+    return tmp_path
+
+
+class _Collector(HTMLParser):
+    """Elements by id, tile cells and layer rectangles of the rendered page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.tiles: list[str] = []
+        self.layer_rects: list[dict] = []
+        self.resource_urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "g" and a.get("class") == "tile":
+            self.tiles.append(a["data-tile"])
+        if tag == "rect" and a.get("class") == "w":
+            self.layer_rects.append({**a, "tile": int(self.tiles[-1])})
+        for key in ("src", "href", "xlink:href"):
+            if a.get(key) and not a[key].startswith(("#", "data:")):
+                self.resource_urls.append(a[key])
+
+
+def _parse(html: str) -> _Collector:
+    collector = _Collector()
+    collector.feed(html)
+    return collector
+
+
+def test_report_from_mapping_alone(mapping_dir: Path, tiny_placed) -> None:
+    path = write_report(mapping_dir)
+    assert path == mapping_dir / "report.html"
+    html = path.read_text()
+    page = _parse(html)
+    assert {"summary", "tiles", "layers", "hardware", "command"} <= page.ids
+    assert not {"cost", "accuracy"} & page.ids           # no data, no section
+    # Every used tile is drawn exactly once, and every layer slice as one rectangle.
+    assert sorted(page.tiles, key=int) == [str(t) for t in sorted(tiny_placed.tile_utilization())]
+    slices = sum(len(tiny_placed.layer_slices(p.node)) for p in tiny_placed.analog_layers())
+    assert len(page.layer_rects) == slices
+    assert f'<div class="v">{tiny_placed.tiles_used}</div>' in html
+    assert not re.search(r"https?://", html), "the page must not reference any URL"
+    assert page.resource_urls == []
+
+
+def test_tile_map_rectangles_match_the_mapping(mapping_dir: Path, tiny_placed) -> None:
+    """A rectangle's position inside its cell is its row/column range on the tile."""
+    page = _parse(write_report(mapping_dir).read_text())
+    view = build_mapping_view(tiny_placed.to_json())
+    rows, cols = tiny_placed.hw.tile.rows, tiny_placed.hw.tile.cols
+    cell = max(float(r["x"]) + float(r["width"]) for r in page.layer_rects)  # a full-width slice exists
+    drawn: dict[int, list[tuple]] = {}
+    for rect in page.layer_rects:
+        drawn.setdefault(int(rect["data-l"]), []).append(
+            (rect["tile"], *(float(rect[k]) for k in ("x", "y", "width", "height"))))
+    for layer in view.analog_layers:
+        expected = [(p.tile, p.cols[0] / cols * cell, p.rows[0] / rows * cell,
+                     (p.cols[1] - p.cols[0]) / cols * cell, (p.rows[1] - p.rows[0]) / rows * cell)
+                    for p in layer.slices]
+        got = drawn[layer.index]
+        assert len(got) == len(expected), layer.name
+        for a, b in zip(sorted(got, key=lambda r: (r[0], round(r[1]), round(r[2]))),
+                        sorted(expected, key=lambda r: (r[0], round(r[1]), round(r[2])))):
+            assert a[0] == b[0] and a[1:] == pytest.approx(b[1:], abs=0.01), layer.name
+
+
+def test_random_weights_banner(mapping_dir: Path) -> None:
+    html = write_report(mapping_dir).read_text()
+    assert 'id="random-weights"' not in html                   # TinyEncoder's weights are its own
+    data = json.loads((mapping_dir / "mapping.json").read_text())
+    data.update(weights="random", weights_source="bundled config")
+    (mapping_dir / "mapping.json").write_text(json.dumps(data))
+    html = write_report(mapping_dir).read_text()
+    assert 'id="random-weights"' in html and "RANDOM WEIGHTS" in html
+
+
+def test_rerender_keeps_the_command(mapping_dir: Path) -> None:
+    command = "aimc-compile tiny --hw pcm_1M --set tile.rows=32 --out '</script>x'"
+    write_report(mapping_dir, command=command)
+    html = write_report(mapping_dir).read_text()                 # as `aimc-compile report DIR` does
+    assert "aimc-compile tiny --hw pcm_1M --set tile.rows=32" in html
+    assert html.count("</script>") == 2                          # the command cannot close a script early
+
+
+def test_missing_or_broken_inputs_are_user_errors(tmp_path: Path, mapping_dir: Path) -> None:
+    with pytest.raises(UserError, match="mapping.json"):
+        write_report(tmp_path / "nowhere")
+    (mapping_dir / "cost.json").write_text("{not json")
+    with pytest.raises(UserError, match="cost.json"):
+        write_report(mapping_dir)
+
+
+@pytest.mark.parametrize("name, group, label, role", [
+    ("roberta.encoder.layer.11.attention.self.query", "roberta.encoder.layer.11", "layer 11", "attention.self.query"),
+    ("transformer.h.3.mlp.c_fc", "transformer.h.3", "layer 3", "mlp.c_fc"),
+    ("distilbert.transformer.layer.0.ffn.lin1", "distilbert.transformer.layer.0", "layer 0", "ffn.lin1"),
+    ("classifier.out_proj", "classifier", "classifier", "classifier.out_proj"),
+    ("", "model", "model", ""),
+])
+def test_split_group(name: str, group: str, label: str, role: str) -> None:
+    assert split_group(name) == (group, label, role)
+
+
+def test_number_formats() -> None:
+    assert si(1.525016e-3, "J") == "1.53 mJ"
+    assert si(4.3052e-4, "s") == "431 µs"
+    assert si(15378.9, "/s") == "15.4 k/s"
+    assert si(0.0, "J") == "0 J"
+    assert si(None) == "—"
+    assert si(999.9, "W") == "1 kW"
+    assert span(0.5, 0.5) == "0.5" and span(0.25, 2.0) == "0.25 – 2"
