@@ -10,7 +10,8 @@ import jinja2
 from compiler.errors import UserError
 from reports import fmt
 from reports.mapping_view import build_mapping_view
-from reports.tilemap import render_tile_map
+from reports.sections import build_accuracy_section, build_cost_section
+from reports.tilemap import render_chip_map, render_tile_map
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_NAME = "report.html"
@@ -54,6 +55,33 @@ def flatten_spec(spec: dict, prefix: str = "") -> list[tuple[str, object]]:
     return rows
 
 
+def spec_differences(mapping: dict) -> dict[str, object]:
+    """Dotted keys whose value as used differs from the spec file as it is now: the `--set` overrides.
+    Empty when the file is gone or unreadable (the report must render from the JSON alone)."""
+    from compiler.hw_spec import load_hw_spec
+    path = mapping.get("hw_file")
+    if not path or not Path(path).is_file():
+        return {}
+    try:
+        on_file = dict(flatten_spec(load_hw_spec(path).to_dict()))
+    except (UserError, OSError, ValueError, TypeError):
+        return {}
+    used = flatten_spec(mapping.get("hw_spec") or {})
+    return {key: on_file.get(key) for key, value in used if _normal(on_file.get(key)) != _normal(value)}
+
+
+def _normal(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def spec_sections(spec: dict) -> list[tuple[str, list[tuple[str, object]]]]:
+    """The spec as (section, rows) with keys relative to their section; top-level scalars come first."""
+    general = [(key, value) for key, value in spec.items() if not isinstance(value, dict)]
+    sections = [("general", general)] if general else []
+    sections += [(key, flatten_spec(value)) for key, value in spec.items() if isinstance(value, dict)]
+    return sections
+
+
 def spec_value(value: object) -> str:
     if value is None:
         return "null (ideal)"
@@ -68,7 +96,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(
         enabled_extensions=("html", "j2")), undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(si=fmt.si, pct=fmt.pct, integer=fmt.integer, span=fmt.span, sig=fmt._sig)
-    env.filters.update(flatten_spec=flatten_spec, spec_value=spec_value)
+    env.filters.update(flatten_spec=flatten_spec, spec_sections=spec_sections, spec_value=spec_value)
     env.filters["json_script"] = lambda value: json.dumps(value).replace("</", "<\\/")
     return env
 
@@ -78,8 +106,13 @@ def render_report(mapping: dict, cost: dict | None = None, accuracy: dict | None
     """The report page as a string."""
     view = build_mapping_view(mapping)
     tile_map = render_tile_map(view)
+    chip_maps = render_chip_map(view)
+    overrides = spec_differences(mapping)
+    cost_section = build_cost_section(cost) if cost else None
+    accuracy_section = build_accuracy_section(accuracy) if accuracy else None
     return _environment().get_template("report.html.j2").render(
-        m=mapping, view=view, tile_map=tile_map, cost=cost, accuracy=accuracy, command=command)
+        m=mapping, view=view, tile_map=tile_map, chip_maps=chip_maps, cost=cost, accuracy=accuracy, command=command,
+        cs=cost_section, acc=accuracy_section, overrides=overrides)
 
 
 def write_report(out_dir: Path, command: str | None = None) -> Path:

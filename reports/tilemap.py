@@ -83,3 +83,36 @@ def render_tile_map(view: MappingView) -> TileMapSvg:
     svg = (f'<svg class="tilemap" viewBox="-2 -4 {width} {height + 4}" width="{width}" height="{height + 4}" '
            f'role="img" aria-label="tile map">' + "".join(parts) + "</svg>")
     return TileMapSvg(svg=svg, width=width, height=height, cell=cell)
+
+
+def render_chip_map(view: MappingView, cell: int = 9, gap: float = 1.5, max_tiles: int = 4096) -> list[str]:
+    """One small floorplan per chip in use: every tile of the chip, colored by the layer that fills most of it."""
+    per_chip = int(view.data.get("tiles_per_chip") or 0)
+    chips = int(view.data.get("chips_used") or 0)
+    if per_chip <= 0 or per_chip > max_tiles or chips <= 0:
+        return []
+    cols = max(1, 2 ** math.ceil(math.log2(math.sqrt(per_chip * 2))))
+    cols = min(cols, per_chip)
+    rows = math.ceil(per_chip / cols)
+    role_of = {layer.name: layer.role for layer in view.layers}
+    group_label = {tile: group.label for group in view.groups for tile in group.tiles}
+    svgs = []
+    for chip in range(chips):
+        parts = []
+        for local in range(per_chip):
+            tile = chip * per_chip + local
+            x, y = (local % cols) * (cell + gap), (local // cols) * (cell + gap)
+            pieces = view.tile_slices.get(tile)
+            if not pieces:
+                parts.append(f'<rect class="free" x="{_r(x)}" y="{_r(y)}" width="{cell}" height="{cell}"/>')
+                continue
+            main = max(pieces, key=lambda p: p.weights)
+            color = view.roles.get(role_of.get(main.layer, ""), "#999")
+            util = view.tile_utilization.get(tile, 0.0)
+            tip = f"tile {tile} · {group_label.get(tile, '')}|{main.layer}|{100 * util:.1f} % of its cells used"
+            parts.append(f'<rect x="{_r(x)}" y="{_r(y)}" width="{cell}" height="{cell}" fill="{color}" '
+                         f'data-tip="{escape(tip)}"/>')
+        width, height = cols * (cell + gap) - gap, rows * (cell + gap) - gap
+        svgs.append(f'<svg class="chipmap" viewBox="0 0 {_r(width)} {_r(height)}" width="{_r(width)}" '
+                    f'height="{_r(height)}" role="img" aria-label="chip {chip} floorplan">' + "".join(parts) + "</svg>")
+    return svgs

@@ -49,6 +49,30 @@ def tiny_placed():
     return compile_model(TinyEncoder().eval(), (torch.randn(1, 8, 48),), hw)
 
 
+def accuracy_fixture(placed) -> dict:
+    """An accuracy.json in the schema of docs/outputs.md, written by hand: input for the renderer (the
+    simulator's own numbers are tested where it is), with a run without PT optimization beside it."""
+    def results(worse: float) -> list[dict]:
+        rows = []
+        for label, seconds, k in (("1s", 1.0, 0.0), ("1h", 3600.0, 1.0), ("1d", 86400.0, 2.0), ("1y", 3.1536e7, 4.0)):
+            per_seed = {"output_rel_l2": [0.05 + worse * k * 0.02 + d for d in (0.0, 0.004, 0.008)],
+                        "top1_agreement": [1.0 - worse * k * 0.03 - d for d in (0.0, 0.01, 0.02)]}
+            rows.append({"label": label, "seconds": seconds,
+                         "mean": {m: sum(v) / 3 for m, v in per_seed.items()},
+                         "std": {"output_rel_l2": 0.004, "top1_agreement": 0.01}, "per_seed": per_seed})
+        return rows
+    return {"schema_version": 1, "model": placed.model_info.name, "task": "custom", "hw": placed.hw.name,
+            "hw_file": placed.hw.source_file, "weights": "real", "device": "cpu", "seeds": [0, 1, 2],
+            "drift_times": [{"label": r["label"], "seconds": r["seconds"]} for r in results(1.0)],
+            "eval": {"source": "the compile example inputs", "glue_task": None, "examples": 1, "batches": 1,
+                     "batch_size": 16, "max_seq_len": 8},
+            "output": "output",
+            "metrics": {"output_rel_l2": {"description": "relative L2 error", "higher_is_better": False},
+                        "top1_agreement": {"description": "argmax agreement", "higher_is_better": True}},
+            "fp_reference": {"task": None}, "pt_optimization": True, "results": results(1.0),
+            "results_without_pt_opt": results(2.0), "notes": ["a note <b>escaped</b>"], "elapsed_s": 1.0}
+
+
 @pytest.fixture()
 def mapping_dir(tmp_path: Path, tiny_placed) -> Path:
     (tmp_path / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
@@ -166,3 +190,47 @@ def test_number_formats() -> None:
     assert si(None) == "—"
     assert si(999.9, "W") == "1 kW"
     assert span(0.5, 0.5) == "0.5" and span(0.25, 2.0) == "0.25 – 2"
+
+
+def test_cost_and_accuracy_sections(mapping_dir: Path, tiny_placed) -> None:
+    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    (mapping_dir / "cost.json").write_text(json.dumps(cost))
+    html = write_report(mapping_dir).read_text()
+    page = _parse(html)
+    assert {"cost", "fig-components", "fig-baseline", "fig-layers", "fig-sweep", "cost-table"} <= page.ids
+    assert "accuracy" not in page.ids
+    assert si(cost["totals"]["energy_per_inference_J"], "J") in html
+    assert html.count('<svg class="chart"') == 5
+    (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy_fixture(tiny_placed)))
+    html = write_report(mapping_dir).read_text()
+    page = _parse(html)
+    assert {"accuracy", "fig-accuracy", "accuracy-table-0", "accuracy-table-1"} <= page.ids
+    assert "a note &lt;b&gt;escaped&lt;/b&gt;" in html
+    assert not re.search(r"https?://", html)
+    assert len(set(re.findall(r'\bid="([^"]+)"', html))) == len(re.findall(r'\bid="([^"]+)"', html)), "duplicate ids"
+
+
+def test_accuracy_without_results_or_metrics_is_omitted_not_broken(mapping_dir: Path, tiny_placed) -> None:
+    accuracy = accuracy_fixture(tiny_placed)
+    accuracy.update(results=[], metrics={}, results_without_pt_opt=None)
+    (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy))
+    html = write_report(mapping_dir).read_text()
+    assert "fig-accuracy" not in html and 'class="card accuracy"' not in html
+
+
+def test_overridden_spec_values_are_marked(mapping_dir: Path) -> None:
+    data = json.loads((mapping_dir / "mapping.json").read_text())
+    assert data["hw_spec"]["tile"]["rows"] == 32                 # the fixture's --set tile.rows=32
+    html = write_report(mapping_dir).read_text()
+    marked = set(re.findall(r'class="override" data-key="([^"]+)"', html))
+    assert marked == {"tile.rows", "tile.cols"}
+
+
+def test_roberta_naive_report_stays_small(tmp_path: Path, roberta_placed_naive) -> None:
+    """The largest map we ship (486 tiles) with every chart: one file well under 5 MB."""
+    (tmp_path / "mapping.json").write_text(json.dumps(roberta_placed_naive.to_json()))
+    (tmp_path / "cost.json").write_text(json.dumps(roberta_placed_naive.estimate(batch=1, seq_len=128).to_json()))
+    html = write_report(tmp_path).read_text()
+    assert len(html.encode()) < 5 * 2**20
+    assert len(_parse(html).tiles) == roberta_placed_naive.tiles_used == 486
+    assert not re.search(r"https?://", html)

@@ -79,11 +79,25 @@
       }
       tip.innerHTML = html;
       tip.style.display = "block";
-      var x = event.clientX + 14, y = event.clientY + 14;
-      if (x + tip.offsetWidth > window.innerWidth - 8) x = event.clientX - tip.offsetWidth - 14;
-      if (y + tip.offsetHeight > window.innerHeight - 8) y = event.clientY - tip.offsetHeight - 14;
-      tip.style.left = x + "px"; tip.style.top = y + "px";
+      place(event);
     });
     svg.addEventListener("mouseleave", function () { tip.style.display = "none"; highlight(null); });
+  });
+  function place(event) {
+    var x = event.clientX + 14, y = event.clientY + 14;
+    if (x + tip.offsetWidth > window.innerWidth - 8) x = event.clientX - tip.offsetWidth - 14;
+    if (y + tip.offsetHeight > window.innerHeight - 8) y = event.clientY - tip.offsetHeight - 14;
+    tip.style.left = x + "px"; tip.style.top = y + "px";
+  }
+  document.querySelectorAll("svg.chipmap").forEach(function (svg) {
+    svg.addEventListener("mousemove", function (event) {
+      var text = event.target.getAttribute && event.target.getAttribute("data-tip");
+      if (!text) { tip.style.display = "none"; return; }
+      var parts = text.split("|");
+      tip.innerHTML = "<b>" + esc(parts[1]) + "</b><span class='n'>" + esc(parts[0]) + " \u00B7 " + esc(parts[2]) + "</span>";
+      tip.style.display = "block";
+      place(event);
+    });
+    svg.addEventListener("mouseleave", function () { tip.style.display = "none"; });
   });
 })();

@@ -1,0 +1,244 @@
+"""The report's figures, drawn with matplotlib from cost.json and accuracy.json."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.ticker import LogLocator
+
+from reports.fmt import si
+from reports.mapping_view import split_group
+from reports.svgfig import new_figure, style, to_svg
+
+# One color per energy component, shared by every chart (AIMC components, then the digital baseline's).
+COMPONENT_COLORS = {
+    "tile_array": "#2f5f98", "dac": "#8db8e3", "adc": "#e07b39", "accumulation": "#e9b63d",
+    "attention_int6": "#8061a9", "attention_int8": "#8061a9", "softmax": "#b07aa1", "layernorm": "#2a9d8f",
+    "gelu": "#6b8e23", "elementwise": "#9aa5b1", "digital_matmul": "#c44e52", "sram": "#17becf",
+    "network": "#5f6b7a", "static": "#3b3b3b", "mac": "#c44e52", "weight_fetch": "#7a1f2b", "other": "#cfd6df",
+}
+COMPONENT_LABELS = {
+    "tile_array": "tile arrays", "dac": "DACs", "adc": "ADCs", "accumulation": "partial-sum accumulation",
+    "attention_int6": "INT6 attention", "attention_int8": "INT8 attention", "softmax": "softmax",
+    "layernorm": "layer norm", "gelu": "GELU", "elementwise": "element-wise", "digital_matmul": "digital matmul",
+    "sram": "SRAM", "network": "on-chip network", "static": "static power", "mac": "INT8 MACs",
+    "weight_fetch": "weight fetch (DRAM)", "other": "other",
+}
+AIMC_COLOR, BASELINE_COLOR = "#2f5f98", "#c44e52"
+INK, MUTED = "#1d2433", "#5f6b7a"
+
+
+def component_label(name: str) -> str:
+    return COMPONENT_LABELS.get(name, name.replace("_", " "))
+
+
+def _color(name: str) -> str:
+    return COMPONENT_COLORS.get(name, "#9aa5b1")
+
+
+def energy_by_component(cost: dict) -> str:
+    """Horizontal bars: the inference's energy per component, largest first, with shares."""
+    parts = sorted(((k, v) for k, v in cost["energy_by_component_J"].items() if v > 0), key=lambda kv: kv[1])
+    total = sum(v for _, v in parts) or 1.0
+    fig, ax = new_figure(5.6, 0.32 * len(parts) + 0.9)
+    with style():
+        y = np.arange(len(parts))
+        ax.barh(y, [v for _, v in parts], color=[_color(k) for k, _ in parts], height=0.66)
+        ax.set_yticks(y, [component_label(k) for k, _ in parts])
+        ax.set_xscale("log")
+        ax.grid(axis="y", visible=False)
+        lo = min(v for _, v in parts)
+        ax.set_xlim(lo / 3, max(v for _, v in parts) * 12)
+        for yi, (_, v) in zip(y, parts):
+            ax.text(v * 1.15, yi, f"{si(v, 'J')}  ({100 * v / total:.1f} %)", va="center", fontsize=8.5, color=MUTED)
+        ax.set_xlabel("energy per batch (J, log scale)")
+        ax.set_title(f"Energy by component · total {si(total, 'J')}")
+    return to_svg(fig, "energy by component")
+
+
+def aimc_vs_baseline(cost: dict) -> str:
+    """Two stacked bars: the AIMC chip and the digital INT8 baseline, each split by component."""
+    base = cost["baseline"]
+    rows = [("AIMC\n" + cost["hw"], cost["energy_by_component_J"]), ("digital INT8\n" + base["name"],
+                                                                     base["energy_by_component_J"])]
+    fig, ax = new_figure(5.6, 2.3)
+    with style():
+        seen: dict[str, object] = {}
+        for y, (_, parts) in enumerate(rows):
+            left = 0.0
+            for name, value in sorted(parts.items(), key=lambda kv: -kv[1]):
+                if value <= 0:
+                    continue
+                bar = ax.barh(y, value, left=left, color=_color(name), height=0.56, edgecolor="white", linewidth=0.5)
+                seen.setdefault(name, bar)
+                left += value
+            ax.text(left * 1.01, y, si(left, "J"), va="center", fontsize=9, color=INK, fontweight="bold")
+        ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+        ax.invert_yaxis()
+        ax.grid(axis="y", visible=False)
+        ax.set_xlim(0, max(sum(p.values()) for _, p in rows) * 1.18)
+        ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
+        ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
+                  bbox_to_anchor=(0.45, -0.2), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
+        ax.set_title(f"Energy per batch vs the digital baseline · {base['energy_ratio']:.2f}× less")
+    return to_svg(fig, "energy compared with the digital baseline")
+
+
+def _short_layer(name: str) -> str:
+    group, label, _ = split_group(name)
+    if group == name and label.startswith("layer "):
+        return label.replace("layer ", "L")
+    return name.rsplit(".", 1)[-1] if "." in name else name
+
+
+def energy_per_layer(cost: dict, top: int = 6) -> str:
+    """Stacked bars, one per layer of cost.json, split into the largest components and 'other'."""
+    layers = [layer for layer in cost["layers"] if layer["energy_J"] > 0]
+    totals: dict[str, float] = {}
+    for layer in layers:
+        for k, v in layer["energy_by_component_J"].items():
+            totals[k] = totals.get(k, 0.0) + v
+    shown = [k for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0][:top]
+    fig, ax = new_figure(11.4, 2.9)
+    with style():
+        x = np.arange(len(layers))
+        bottom = np.zeros(len(layers))
+        for name in shown + ["other"]:
+            if name == "other":
+                values = np.array([sum(v for k, v in layer["energy_by_component_J"].items() if k not in shown)
+                                   for layer in layers])
+                if not values.any():
+                    continue
+            else:
+                values = np.array([layer["energy_by_component_J"].get(name, 0.0) for layer in layers])
+            ax.bar(x, values, bottom=bottom, color=_color(name), width=0.72, label=component_label(name),
+                   edgecolor="white", linewidth=0.4)
+            bottom += values
+        labels = [_short_layer(layer["name"]) for layer in layers]
+        slanted = len(layers) > 24 or max(map(len, labels)) > 4
+        ax.set_xticks(x, labels, fontsize=8.5, rotation=35 if slanted else 0, ha="right" if slanted else "center",
+                      rotation_mode="anchor")
+        ax.grid(axis="x", visible=False)
+        ax.yaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
+        ax.set_xlim(-0.6, len(layers) - 0.4)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5)
+        ax.set_title("Energy per layer, by component")
+    return to_svg(fig, "energy per layer")
+
+
+def sweep(cost: dict) -> str:
+    """Energy and latency against the sweep axis (sequence length), AIMC against the digital baseline."""
+    points = cost["sweep"]["points"]
+    axis = cost["sweep"]["axis"]
+    xs = [p[axis] for p in points]
+    current = cost[axis] if axis in cost else None
+    fig, axes = new_figure(11.4, 2.8, ncols=2)
+    with style():
+        for ax, key, unit, title in ((axes[0], "energy_J", "J", "Energy per batch"),
+                                     (axes[1], "latency_s", "s", "Latency per batch")):
+            ax.plot(xs, [p[key] for p in points], "o-", color=AIMC_COLOR, label=f"AIMC ({cost['hw']})", ms=4)
+            ax.plot(xs, [p["baseline_" + key] for p in points], "s--", color=BASELINE_COLOR, ms=4,
+                    label=f"digital INT8 ({cost['baseline']['name']})")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.minorticks_off()
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(lambda v, _: si(v, unit, 2))
+            if current in xs:
+                ax.axvline(current, color="#b9c2ce", lw=1, ls=":", zorder=0)
+            ax.set_xlabel("sequence length (tokens)" if axis == "seq_len" else "batch size")
+            ax.set_title(f"{title} vs {'sequence length' if axis == 'seq_len' else 'batch size'}")
+        axes[0].legend(loc="upper left")
+    return to_svg(fig, "energy and latency sweep")
+
+
+def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
+    """Busy fraction of each tile over the pipeline period: the latency picture of the schedule."""
+    util = {int(t): u for t, u in cost["schedule"]["tile_utilization"].items()}
+    if not util:
+        return None
+    tiles = sorted(util)
+    fig, ax = new_figure(11.4, 2.3)
+    with style():
+        colors = ["#c44e52" if t == bottleneck_tile else AIMC_COLOR for t in tiles]
+        ax.bar(range(len(tiles)), [util[t] for t in tiles], width=1.0, color=colors, linewidth=0)
+        mean = sum(util.values()) / len(util)
+        ax.axhline(mean, color=MUTED, lw=1, ls="--")
+        ax.text(len(tiles) * 1.005, mean, f"mean {100 * mean:.0f} %", va="center", fontsize=8.5, color=MUTED)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(-0.5, len(tiles) - 0.5)
+        ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f} %")
+        step = max(1, 10 ** math.floor(math.log10(max(len(tiles), 1))) // 2)
+        ticks = list(range(0, len(tiles), step))
+        ax.set_xticks(ticks, [str(tiles[i]) for i in ticks], fontsize=8)
+        ax.set_xlabel("tile")
+        ax.grid(axis="x", visible=False)
+        ax.set_title("Tile busy time per pipeline period" + (f" · bottleneck tile {bottleneck_tile}"
+                                                             if bottleneck_tile is not None else ""))
+    return to_svg(fig, "tile busy fraction")
+
+
+def accuracy_series(accuracy: dict) -> list[tuple[str, list[dict]]]:
+    """(label, results) per simulated variant: the run itself and, when present, its run without the
+    post-training range optimizations (`results_without_pt_opt`, same shape as `results`)."""
+    pt = accuracy.get("pt_optimization")
+    main_label = {True: "PT optimization on", False: "PT optimization off"}.get(pt, "analog chip")
+    series = [(main_label, accuracy.get("results") or [])]
+    if accuracy.get("results_without_pt_opt"):
+        series.append(("PT optimization off", accuracy["results_without_pt_opt"]))
+    return series
+
+
+def metric_label(name: str) -> str:
+    return {"output_rel_l2": "output relative L2 error", "top1_agreement": "top-1 agreement with FP",
+            "embedding_cosine_mean": "embedding cosine (mean)", "embedding_cosine_min": "embedding cosine (min)",
+            "embedding_rel_l2": "embedding relative L2 error", "retrieval_agreement": "retrieval agreement",
+            }.get(name, name.replace("task_", "task ").replace("_", " "))
+
+
+def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
+    """One panel per metric: mean ± std over seeds against drift time (log axis), seeds as dots."""
+    series = accuracy_series(accuracy)
+    metrics = list(accuracy.get("metrics") or {})
+    if not metrics or not series[0][1]:
+        return None
+    per_row = len(metrics) if len(metrics) <= 4 else per_row
+    rows = math.ceil(len(metrics) / per_row)
+    cols = min(per_row, len(metrics))
+    fig, axes = new_figure(min(11.4, 3.8 * cols), 2.7 * rows, nrows=rows, ncols=cols, squeeze=False,
+                           layout="constrained")
+    colors = [AIMC_COLOR, "#e07b39", "#2a9d8f"]
+    fp_task = (accuracy.get("fp_reference") or {}).get("task") or {}
+    with style():
+        for i, ax in enumerate(axes.flat):
+            if i >= len(metrics):
+                ax.set_visible(False)
+                continue
+            metric = metrics[i]
+            for s, (label, results) in enumerate(series):
+                xs = [r["seconds"] for r in results]
+                mean = [r["mean"].get(metric) for r in results]
+                std = [(r.get("std") or {}).get(metric) or 0.0 for r in results]
+                keep = [j for j, m in enumerate(mean) if m is not None]
+                offset = 1.0 + 0.06 * s  # a small shift so error bars of two series do not overlap
+                ax.errorbar([xs[j] * offset for j in keep], [mean[j] for j in keep], yerr=[std[j] for j in keep],
+                            fmt="o-", color=colors[s % len(colors)], ms=4.5, lw=1.4, capsize=3, label=label)
+                for j in keep:
+                    seeds = ((results[j].get("per_seed") or {}).get(metric)) or []
+                    ax.plot([xs[j] * offset] * len(seeds), seeds, ".", color=colors[s % len(colors)], alpha=0.35,
+                            ms=4, zorder=1)
+            reference = fp_task.get(metric.removeprefix("task_")) if metric.startswith("task_") else None
+            if reference is not None:
+                ax.axhline(reference, color=MUTED, ls="--", lw=1)
+                ax.text(0.99, reference, " FP model", transform=ax.get_yaxis_transform(), ha="right",
+                        va="bottom", fontsize=8, color=MUTED)
+            results = series[0][1]
+            ax.set_xscale("log")
+            ax.set_xticks([r["seconds"] for r in results], [r["label"] for r in results])
+            ax.minorticks_off()
+            ax.set_xlabel("time after programming")
+            ax.set_title(metric_label(metric), fontsize=9.5)
+        if len(series) > 1:
+            axes.flat[0].legend(loc="best")
+    return to_svg(fig, "accuracy against drift time")

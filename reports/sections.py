@@ -1,0 +1,101 @@
+"""What the energy/latency and accuracy sections show, derived from cost.json and accuracy.json."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from reports import charts
+
+# The metric a summary card shows per drift time: the task's own metric when there is one, else the
+# closest fidelity measure the model type has.
+HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
+                    "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
+
+
+@dataclass
+class ComponentRow:
+    name: str
+    label: str
+    color: str
+    energy_J: float
+    share: float
+
+
+@dataclass
+class CostSection:
+    data: dict
+    components: list[ComponentRow]          # largest first
+    baseline_components: list[ComponentRow]
+    bottleneck_tile: int | None
+    figures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[dict]:
+        return self.data.get("layers", [])
+
+    def table_components(self, min_share: float = 0.01) -> tuple[list[ComponentRow], list[str]]:
+        """Components that get their own column in the per-layer table, and the rest (one 'other' column)."""
+        shown = [c for c in self.components if c.share >= min_share]
+        rest = [c.name for c in self.components if c.share < min_share and c.energy_J > 0]
+        return shown, rest
+
+
+def _component_rows(parts: dict[str, float]) -> list[ComponentRow]:
+    total = sum(parts.values()) or 1.0
+    return [ComponentRow(name, charts.component_label(name), charts.COMPONENT_COLORS.get(name, "#9aa5b1"), value,
+                         value / total) for name, value in sorted(parts.items(), key=lambda kv: -kv[1])]
+
+
+def build_cost_section(cost: dict) -> CostSection:
+    match = re.fullmatch(r"tile (\d+)", str(cost.get("schedule", {}).get("bottleneck", "")))
+    section = CostSection(data=cost, components=_component_rows(cost.get("energy_by_component_J", {})),
+                          baseline_components=_component_rows((cost.get("baseline") or {}).get(
+                              "energy_by_component_J", {})),
+                          bottleneck_tile=int(match.group(1)) if match else None)
+    figures = section.figures
+    if any(v > 0 for v in cost.get("energy_by_component_J", {}).values()):
+        figures["components"] = charts.energy_by_component(cost)
+        if cost.get("baseline"):
+            figures["baseline"] = charts.aimc_vs_baseline(cost)
+    if any(layer.get("energy_J", 0) > 0 for layer in cost.get("layers", [])):
+        figures["layers"] = charts.energy_per_layer(cost)
+    if (cost.get("sweep") or {}).get("points"):
+        figures["sweep"] = charts.sweep(cost)
+    if (cost.get("schedule") or {}).get("tile_utilization"):
+        figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
+    return section
+
+
+@dataclass
+class AccuracyCell:
+    mean: float | None
+    std: float | None
+
+
+@dataclass
+class AccuracySection:
+    data: dict
+    metrics: list[str]
+    headline: str | None
+    series: list[tuple[str, list[dict]]]
+    figure: str | None
+
+    def label(self, metric: str) -> str:
+        return charts.metric_label(metric)
+
+    def higher_is_better(self, metric: str) -> bool:
+        return bool(((self.data.get("metrics") or {}).get(metric) or {}).get("higher_is_better", True))
+
+    def description(self, metric: str) -> str:
+        return ((self.data.get("metrics") or {}).get(metric) or {}).get("description", "")
+
+    @staticmethod
+    def cell(result: dict, metric: str) -> AccuracyCell:
+        return AccuracyCell(result.get("mean", {}).get(metric), (result.get("std") or {}).get(metric))
+
+
+def build_accuracy_section(accuracy: dict) -> AccuracySection:
+    metrics = list(accuracy.get("metrics") or {})
+    headline = next((m for m in HEADLINE_METRICS if m in metrics), metrics[0] if metrics else None)
+    return AccuracySection(data=accuracy, metrics=metrics, headline=headline,
+                           series=charts.accuracy_series(accuracy), figure=charts.accuracy_vs_drift(accuracy))
