@@ -61,7 +61,7 @@ def aimc_vs_baseline(cost: dict) -> str:
     base = cost["baseline"]
     rows = [("AIMC\n" + cost["hw"], cost["energy_by_component_J"]), ("digital INT8\n" + base["name"],
                                                                      base["energy_by_component_J"])]
-    fig, ax = new_figure(5.6, 2.3)
+    fig, ax = new_figure(5.6, 3.2)
     with style():
         seen: dict[str, object] = {}
         for y, (_, parts) in enumerate(rows):
@@ -79,7 +79,7 @@ def aimc_vs_baseline(cost: dict) -> str:
         ax.set_xlim(0, max(sum(p.values()) for _, p in rows) * 1.18)
         ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
         ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
-                  bbox_to_anchor=(0.45, -0.2), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
+                  bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
         ax.set_title(f"Energy per batch vs the digital baseline · {base['energy_ratio']:.2f}× less")
     return to_svg(fig, "energy compared with the digital baseline")
 
@@ -161,8 +161,11 @@ def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
     tiles = sorted(util)
     fig, ax = new_figure(11.4, 2.3)
     with style():
-        colors = ["#c44e52" if t == bottleneck_tile else AIMC_COLOR for t in tiles]
-        ax.bar(range(len(tiles)), [util[t] for t in tiles], width=1.0, color=colors, linewidth=0)
+        # One filled step path rather than hundreds of bars: same picture, a fraction of the SVG.
+        ax.stairs([util[t] for t in tiles], np.arange(len(tiles) + 1) - 0.5, fill=True, color=AIMC_COLOR,
+                  linewidth=0)
+        if bottleneck_tile in util:
+            ax.bar(tiles.index(bottleneck_tile), util[bottleneck_tile], width=1.0, color="#c44e52", linewidth=0)
         mean = sum(util.values()) / len(util)
         ax.axhline(mean, color=MUTED, lw=1, ls="--")
         ax.text(len(tiles) * 1.005, mean, f"mean {100 * mean:.0f} %", va="center", fontsize=8.5, color=MUTED)
@@ -174,8 +177,8 @@ def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
         ax.set_xticks(ticks, [str(tiles[i]) for i in ticks], fontsize=8)
         ax.set_xlabel("tile")
         ax.grid(axis="x", visible=False)
-        ax.set_title("Tile busy time per pipeline period" + (f" · bottleneck tile {bottleneck_tile}"
-                                                             if bottleneck_tile is not None else ""))
+        bottleneck = cost["schedule"].get("bottleneck")
+        ax.set_title("Tile busy time per pipeline period" + (f" · bottleneck: {bottleneck}" if bottleneck else ""))
     return to_svg(fig, "tile busy fraction")
 
 
@@ -206,8 +209,7 @@ def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
     per_row = len(metrics) if len(metrics) <= 4 else per_row
     rows = math.ceil(len(metrics) / per_row)
     cols = min(per_row, len(metrics))
-    fig, axes = new_figure(min(11.4, 3.8 * cols), 2.7 * rows, nrows=rows, ncols=cols, squeeze=False,
-                           layout="constrained")
+    fig, axes = new_figure(min(11.4, 3.8 * cols), 2.7 * rows, nrows=rows, ncols=cols, squeeze=False)
     colors = [AIMC_COLOR, "#e07b39", "#2a9d8f"]
     fp_task = (accuracy.get("fp_reference") or {}).get("task") or {}
     with style():

@@ -40,6 +40,8 @@ _ID = re.compile(r'\bid="([^"]+)"')
 
 
 def new_figure(width_in: float, height_in: float, **subplots):
+    """A figure laid out by matplotlib's constrained layout (one draw; no second 'tight' pass on save)."""
+    subplots.setdefault("layout", "constrained")
     with plt.rc_context(STYLE):
         return plt.subplots(figsize=(width_in, height_in), **subplots)
 
@@ -53,7 +55,7 @@ def to_svg(fig, label: str) -> str:
     """The figure as an <svg> element for inline use in HTML, scaled to its container's width."""
     buffer = io.StringIO()
     with plt.rc_context(STYLE):
-        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.04, transparent=True,
+        fig.savefig(buffer, format="svg", transparent=True,
                     metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     plt.close(fig)
     text = buffer.getvalue()

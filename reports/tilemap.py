@@ -14,7 +14,7 @@ from html import escape
 from reports.mapping_view import MappingView
 
 LABEL_WIDTH = 92       # px for the group labels on the left
-DRAW_WIDTH = 1040      # px for the cells
+DRAW_WIDTH = 1000      # px for the cells
 GAP = 3                # px between cells
 GROUP_GAP = 7          # extra px between groups
 MAX_CELL, MIN_CELL = 30, 11
