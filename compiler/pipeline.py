@@ -12,12 +12,17 @@ from compiler.models import model_info
 
 
 def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, allocation: str = "packed",
+                  calibration: Any = None, pt_column_range: bool = True, pt_input_range: bool = True,
                   **options: Any) -> PlacedGraph:
     """Map `model` onto the chip `hw`; returns the PlacedGraph (mapping, and the backends behind it).
 
     `example` is a tensor, a tuple of positional inputs or a dict of keyword inputs.
+    `calibration` (an int N of built-in sentences or random samples, a list of texts, a dict/tuple of
+    tensors, or None to skip) sets each tile segment's DAC/ADC ranges (passes.ranges); then the
+    post-training optimizations of Lammie et al. 2024 run, each unless turned off: per-column
+    conductance range (`pt_column_range`) and per-tile input range search (`pt_input_range`).
     """
-    from passes import allocate_tiles, partition
+    from passes import allocate_tiles, calibrate_ranges, partition
 
     if not isinstance(hw, HardwareSpec):
         hw = load_hw_spec(hw)
@@ -25,4 +30,5 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     placed = PlacedGraph(exported=exported, model=model, hw=hw, model_info=model_info(model), example=example)
     partition(placed)
     allocate_tiles(placed, allocation)
+    calibrate_ranges(placed, calibration, column_range=pt_column_range, input_range=pt_input_range)
     return placed
