@@ -80,12 +80,14 @@ def parse_drift_times(text: str) -> list[DriftTime]:
 
 def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], seeds: int | Sequence[int],
                       eval_data: str | GlueData | None = None, device: str = "cpu", batch_size: int = 16,
-                      progress: bool = True, max_examples: int | None = None) -> dict:
+                      progress: bool = True, max_examples: int | None = None,
+                      simulator_options: Mapping[str, Any] | None = None) -> dict:
     """Simulate `placed` at each drift time for each seed; return the content of accuracy.json.
 
     `seeds`: a count N (seeds 0..N-1) or the seeds themselves. `eval_data`: a GLUE-format path,
     `glue:TASK` or loaded GlueData; None measures fidelity on built-in English sentences.
-    `max_examples` keeps the first examples only (quick runs).
+    `max_examples` keeps the first examples only (quick runs). `simulator_options` go to
+    `placed.simulator` as they are (e.g. {"hw": spec} to simulate the placement under another spec).
     """
     started = time.perf_counter()
     times = _drift_times(drift_times)
@@ -109,7 +111,8 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
         for seed in seed_list:
             for slot, drift in enumerate(times):
                 bar.set_description(f"seed {seed}, t={drift.label}")
-                chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device)
+                chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device,
+                                        **(simulator_options or {}))
                 analog = _run(chip, inputs, readout, device, bar)
                 del chip
                 scores = fidelity(reference, analog, readout.top1)
@@ -117,13 +120,14 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                     scores.update({f"task_{k}": v for k, v in _task_scores(glue, analog, inputs, placed).items()})
                 per_seed[slot].append(scores)
 
+    simulated_hw = (simulator_options or {}).get("hw") or placed.hw
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model": info.name,
         "task": info.task,
         "weights": info.weights,
-        "hw": placed.hw.name,
-        "hw_file": placed.hw.source_file,
+        "hw": simulated_hw.name,
+        "hw_file": simulated_hw.source_file,
         "device": device,
         "seeds": seed_list,
         "drift_times": [{"label": t.label, "seconds": t.seconds} for t in times],
