@@ -103,6 +103,18 @@ class MappingView:
     def analog_layers(self) -> list[LayerRow]:
         return [layer for layer in self.layers if layer.kind == "analog"]
 
+    def stage_share(self, layer: LayerRow, stages: dict[str, dict]) -> tuple[dict | None, float]:
+        """The pipeline stage a layer runs in and the layer's share of it: a digital op is its own stage;
+        an analog layer runs in its weight block's stage and owns the block's columns it fills."""
+        if layer.node in stages:
+            return stages[layer.node], 1.0
+        if layer.block and layer.block in stages:
+            block = next((b for b in self.data.get("blocks", []) if b["name"] == layer.block), None)
+            if block and layer.out_features and block.get("out_features"):
+                return stages[layer.block], layer.out_features / block["out_features"]
+            return stages[layer.block], 1.0
+        return None, 0.0
+
     def layer_utilization(self, layer: LayerRow) -> float | None:
         """Mean utilization of the tiles a layer occupies (tiles it shares count fully)."""
         tiles = layer.tiles

@@ -33,6 +33,11 @@ class CostSection:
     def layers(self) -> list[dict]:
         return self.data.get("layers", [])
 
+    @property
+    def stages(self) -> dict[str, dict]:
+        """Pipeline stages by name (a weight block or an FX node), when cost.json lists them."""
+        return {stage["name"]: stage for stage in self.data.get("stages") or [] if "name" in stage}
+
     def table_components(self, min_share: float = 0.01) -> tuple[list[ComponentRow], list[str]]:
         """Components that get their own column in the per-layer table, and the rest (one 'other' column)."""
         shown = [c for c in self.components if c.share >= min_share]

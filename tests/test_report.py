@@ -234,3 +234,21 @@ def test_roberta_naive_report_stays_small(tmp_path: Path, roberta_placed_naive) 
     assert len(html.encode()) < 5 * 2**20
     assert len(_parse(html).tiles) == roberta_placed_naive.tiles_used == 486
     assert not re.search(r"https?://", html)
+
+
+def test_layer_table_shows_stage_energy_when_cost_lists_stages(mapping_dir: Path, tiny_placed) -> None:
+    """With per-stage costs in cost.json, a fused block's energy is split over its layers by columns."""
+    mapping = tiny_placed.to_json()
+    fused = next(b for b in mapping["blocks"] if len(b["layers"]) > 1)
+    digital = next(entry for entry in mapping["layers"] if entry["kind"] == "digital")
+    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    cost["stages"] = [{"name": fused["name"], "energy_J": 3e-9, "busy_s": 2e-6},
+                      {"name": digital["node"], "energy_J": 5e-10, "busy_s": 1e-7}]
+    (mapping_dir / "cost.json").write_text(json.dumps(cost))
+    html = write_report(mapping_dir).read_text()
+    rows = dict(re.findall(r'<tr data-kind="[^"]+" data-node="([^"]+)">(.*?)</tr>', html, flags=re.S))
+    by_node = {entry["node"]: entry for entry in mapping["layers"]}
+    for node in fused["layers"]:
+        share = by_node[node]["out_features"] / fused["out_features"]
+        assert f'data-v="{3e-9 * share}"' in rows[node] and si(2e-6, "s") in rows[node]
+    assert si(5e-10, "J") in rows[digital["node"]]
