@@ -215,7 +215,7 @@ def test_accuracy_without_results_or_metrics_is_omitted_not_broken(mapping_dir: 
     accuracy.update(results=[], metrics={}, results_without_pt_opt=None)
     (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy))
     html = write_report(mapping_dir).read_text()
-    assert "fig-accuracy" not in html and 'class="card accuracy"' not in html
+    assert "fig-accuracy" not in html and 'id="card-accuracy"' not in html
 
 
 def test_overridden_spec_values_are_marked(mapping_dir: Path) -> None:

@@ -98,7 +98,7 @@ def test_numbers_match_the_json(page, report_dir: Path) -> None:
     # Accuracy per drift time: the summary cards and the table show the JSON's means.
     headline = "top1_agreement"
     for result in accuracy["results"]:
-        shown = page.locator(f'.card.accuracy[data-drift="{result["label"]}"] .v').inner_text().strip()
+        shown = page.locator(f'#card-accuracy .drift[data-drift="{result["label"]}"] .v').inner_text().strip()
         assert shown == _sig(result["mean"][headline], 4)
         cell = page.locator(f'#accuracy-table-0 tr[data-drift="{result["label"]}"] td[data-metric="output_rel_l2"]')
         assert cell.inner_text().startswith(_sig(result["mean"]["output_rel_l2"], 4))
