@@ -80,7 +80,8 @@ def aimc_vs_baseline(cost: dict) -> str:
         ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
         ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
                   bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
-        ax.set_title(f"Energy per batch vs the digital baseline · {base['energy_ratio']:.2f}× less")
+        ratio = base.get("energy_ratio")
+        ax.set_title("Energy per batch vs the digital baseline" + (f" · {ratio:.2f}× less" if ratio else ""))
     return to_svg(fig, "energy compared with the digital baseline")
 
 
@@ -131,14 +132,16 @@ def sweep(cost: dict) -> str:
     points = cost["sweep"]["points"]
     axis = cost["sweep"]["axis"]
     xs = [p[axis] for p in points]
-    current = cost[axis] if axis in cost else None
+    current = cost.get(axis)
     fig, axes = new_figure(11.4, 2.8, ncols=2)
     with style():
         for ax, key, unit, title in ((axes[0], "energy_J", "J", "Energy per batch"),
                                      (axes[1], "latency_s", "s", "Latency per batch")):
-            ax.plot(xs, [p[key] for p in points], "o-", color=AIMC_COLOR, label=f"AIMC ({cost['hw']})", ms=4)
-            ax.plot(xs, [p["baseline_" + key] for p in points], "s--", color=BASELINE_COLOR, ms=4,
-                    label=f"digital INT8 ({cost['baseline']['name']})")
+            ax.plot(xs, [p[key] for p in points], "o-", color=AIMC_COLOR, label=f"AIMC ({cost.get('hw', 'chip')})", ms=4)
+            baseline = [p.get("baseline_" + key) for p in points]
+            if all(v is not None for v in baseline):
+                name = (cost.get("baseline") or {}).get("name", "baseline")
+                ax.plot(xs, baseline, "s--", color=BASELINE_COLOR, ms=4, label=f"digital INT8 ({name})")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xticks(xs, [str(x) for x in xs])
@@ -177,7 +180,7 @@ def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
         ax.set_xticks(ticks, [str(tiles[i]) for i in ticks], fontsize=8)
         ax.set_xlabel("tile")
         ax.grid(axis="x", visible=False)
-        bottleneck = cost["schedule"].get("bottleneck")
+        bottleneck = cost.get("schedule", {}).get("bottleneck")
         ax.set_title("Tile busy time per pipeline period" + (f" · bottleneck: {bottleneck}" if bottleneck else ""))
     return to_svg(fig, "tile busy fraction")
 

@@ -7,9 +7,17 @@ _PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, 
              (1e-9, "n"), (1e-12, "p"), (1e-15, "f")]
 
 
+def _number(value: object) -> float | None:
+    """A finite number, or None for anything else (null, a missing JSON field, NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
 def si(value: float | None, unit: str = "", digits: int = 3) -> str:
     """1.525e-3, "J" -> "1.53 mJ"; None -> an em dash."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    value = _number(value)
+    if value is None:
         return "—"
     if value == 0:
         return f"0 {unit}".strip()
@@ -23,6 +31,9 @@ def si(value: float | None, unit: str = "", digits: int = 3) -> str:
 
 def _sig(value: float, digits: int) -> str:
     """`digits` significant figures, no scientific notation, no trailing zeros after the point."""
+    value = _number(value)
+    if value is None:
+        return "—"
     if value == 0:
         return "0"
     decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value)))))
@@ -31,15 +42,18 @@ def _sig(value: float, digits: int) -> str:
 
 
 def pct(fraction: float | None, decimals: int = 1) -> str:
+    fraction = _number(fraction)
     return "—" if fraction is None else f"{100 * fraction:.{decimals}f} %"
 
 
 def integer(value: int | float | None) -> str:
+    value = _number(value)
     return "—" if value is None else f"{int(value):,}".replace(",", "\u202f")
 
 
 def span(lo: float | None, hi: float | None, digits: int = 3) -> str:
     """A range of values, collapsed to one value when both ends agree."""
+    lo, hi = _number(lo), _number(hi)
     if lo is None or hi is None:
         return "—"
     if math.isclose(lo, hi, rel_tol=1e-9, abs_tol=0.0):

@@ -93,8 +93,9 @@ def spec_value(value: object) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    # Lenient undefined: an optional part missing from a JSON file reads as empty and its block is skipped.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(
-        enabled_extensions=("html", "j2")), undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        enabled_extensions=("html", "j2")), undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(si=fmt.si, pct=fmt.pct, integer=fmt.integer, span=fmt.span, sig=fmt._sig)
     env.filters.update(flatten_spec=flatten_spec, spec_sections=spec_sections, spec_value=spec_value)
     env.filters["json_script"] = lambda value: json.dumps(value).replace("</", "<\\/")

@@ -252,3 +252,27 @@ def test_layer_table_shows_stage_energy_when_cost_lists_stages(mapping_dir: Path
         share = by_node[node]["out_features"] / fused["out_features"]
         assert f'data-v="{3e-9 * share}"' in rows[node] and si(2e-6, "s") in rows[node]
     assert si(5e-10, "J") in rows[digital["node"]]
+
+
+def test_cost_and_accuracy_missing_their_optional_parts_still_render(mapping_dir: Path, tiny_placed) -> None:
+    """Every optional part removed at once: each is read independently, so none may break the page."""
+    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    latency = si(cost["totals"]["latency_s"], "s")
+    for key in ("peak", "baseline", "sweep", "schedule", "counts", "layers", "energy_by_component_J",
+                "has_sequence_dim"):
+        del cost[key]
+    accuracy = accuracy_fixture(tiny_placed)
+    for key in ("fp_reference", "notes", "device", "results_without_pt_opt", "pt_optimization", "eval"):
+        del accuracy[key]
+    for result in accuracy["results"]:
+        del result["std"], result["per_seed"]
+    (mapping_dir / "cost.json").write_text(json.dumps(cost))
+    (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy))
+    html = write_report(mapping_dir).read_text()
+    assert 'id="cost"' in html and latency in html and 'id="fig-accuracy"' in html
+    del cost["totals"]
+    accuracy["results"][0]["mean"] = {}
+    (mapping_dir / "cost.json").write_text(json.dumps(cost))
+    (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy))
+    html = write_report(mapping_dir).read_text()
+    assert 'id="cost"' in html and 'id="fig-accuracy"' in html
