@@ -53,10 +53,8 @@ def column_w_max(weight: torch.Tensor, expected_max: torch.Tensor, w_tile: float
     s = expected_max.float().clamp(min=0)
     s_max = float(s.max()) if s.numel() else 0.0
     target = w_tile * s / s_max if s_max > 0 and math.isfinite(s_max) else torch.full_like(s, w_tile)
-    if weight_clip_fraction > 0:
-        floor = torch.quantile(magnitude, 1.0 - weight_clip_fraction, dim=1)
-    else:
-        floor = magnitude.amax(1)
+    rank = min(magnitude.shape[1], max(1, math.ceil((1.0 - weight_clip_fraction) * magnitude.shape[1])))
+    floor = torch.kthvalue(magnitude, rank, dim=1).values  # at most the clip fraction of |W| lies above it
     w = torch.maximum(target, floor).clamp(max=w_tile)
     # a column of zeros (floor 0) with no output: keep the per-tile value
     return torch.where(w > 0, w, torch.full_like(w, w_tile))

@@ -5,8 +5,9 @@ before each weight block's first layer). Statistics are streamed, so memory stay
 calibration set's size:
 - per segment input span (the block input features on its rows): a log-spaced histogram of |x|, from
   which a high percentile gives `dac_range` (not the max: one outlier would waste the 8-bit DAC's levels);
-- per segment column: sum and sum of squares of the FP partial output y = x[:, rows] @ W_seg.T, from
-  which mean + L sigma is the column's expected largest |output|; `adc_range` is the largest of these
+- per segment column: sum and sum of squares of the FP partial output y = x[:, rows] @ W_seg.T (over a
+  random subset of OUTPUT_TOKENS input vectors per block: moments need no more), from which
+  mean + L sigma is the column's expected largest |output|; `adc_range` is the largest of these
   over the segment's columns, in the normalized units of docs/analog_mvm.md;
 - per block: a uniform random sample of input vectors (bottom-k of random keys), which
   passes.range_optimization uses to measure a segment's MVM error.
@@ -38,6 +39,7 @@ INPUT_PERCENTILE = 99.9      # dac_range = this percentile of |x| over the segme
 OUTPUT_SIGMAS = 4.0          # L in "mean + L sigma": a column's expected largest |output|
 DEFAULT_ADC_RANGE = 10.0     # aihwkit's out_bound, used where a segment's outputs were all zero
 SAMPLE_TOKENS = 256          # input vectors kept per block for passes.range_optimization
+OUTPUT_TOKENS = 2048         # input vectors per block (spread over the batches) for the output moments
 BATCH_SIZE = 8               # calibration sequences per forward pass
 
 # |x| histogram: log2-spaced bins from 2^-40 to 2^40, 32 per octave (2.2 % relative resolution).
@@ -205,14 +207,19 @@ class AbsHistogram:
     max: float = 0.0
 
     def add(self, values: torch.Tensor) -> None:
-        mag = values.detach().abs().flatten().float()
-        nonzero = mag[mag > 0]
+        self.add_magnitudes(values.detach().abs().float())
+
+    def add_magnitudes(self, mag: torch.Tensor) -> None:
+        """Count |x| values that are already non-negative and finite."""
+        zeros = int((mag == 0).sum())
         self.total += mag.numel()
-        self.zeros += mag.numel() - nonzero.numel()
-        if nonzero.numel():
-            self.max = max(self.max, float(nonzero.max()))
-            self.counts += torch.histc(nonzero.log2().clamp(_LOG2_LO, _LOG2_HI - 1e-6), _BINS,
-                                       _LOG2_LO, _LOG2_HI).double()
+        self.zeros += zeros
+        if zeros < mag.numel():
+            self.max = max(self.max, float(mag.max()))
+            # log2(0) = -inf lands in the first bin; those zeros are taken out of it again
+            counts = torch.histc(mag.log2().clamp_(_LOG2_LO, _LOG2_HI - 1e-6), _BINS, _LOG2_LO, _LOG2_HI).double()
+            counts[0] -= zeros
+            self.counts += counts
 
     def percentile(self, percent: float) -> float:
         """The `percent` percentile of |x| (0 where that many values were zero); never above the max."""
@@ -236,9 +243,8 @@ class ColumnStats:
     sum_sq: torch.Tensor | None = None
 
     def add(self, y: torch.Tensor) -> None:
-        y = y.double()
         self.count += y.shape[0]
-        s, s2 = y.sum(0), (y * y).sum(0)
+        s, s2 = y.sum(0).double(), (y * y).sum(0).double()  # per-batch sums in float32 (a few 100 rows)
         self.sum = s if self.sum is None else self.sum + s
         self.sum_sq = s2 if self.sum_sq is None else self.sum_sq + s2
 
@@ -324,7 +330,7 @@ def segment_weight(placed: PlacedGraph, segment: TileSegment, block_w: torch.Ten
 def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
                        sample_tokens: int = SAMPLE_TOKENS, batch_size: int = BATCH_SIZE,
                        input_percentile: float = INPUT_PERCENTILE, output_sigmas: float = OUTPUT_SIGMAS,
-                       seed: int = 0) -> CalibrationStats:
+                       output_tokens: int = OUTPUT_TOKENS, seed: int = 0) -> CalibrationStats:
     """Run the FP model over `calibration` once and stream the statistics of every analog block."""
     if not placed.segments:
         raise UserError("assign ranges after tile allocation: the placed graph has no tile segments")
@@ -345,8 +351,9 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
 
     def recorder(block: str):
         def record(x: torch.Tensor) -> None:
-            rows = _real_tokens(x, token_mask[0])
-            if not torch.isfinite(rows).all():
+            rows = _real_tokens(x, token_mask[0]).float()
+            magnitude = rows.abs()
+            if not torch.isfinite(magnitude.max()):  # NaN or Inf anywhere
                 bad = int((~torch.isfinite(rows)).sum())
                 raise UserError(f"calibration produced NaN/Inf at the input of analog block {block!r} "
                                 f"({bad} of {rows.numel()} values); check the model and the calibration inputs")
@@ -354,16 +361,21 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
             entry.tokens += rows.shape[0]
             entry.sample.add(rows, generator)
             for span, hist in entry.inputs.items():
-                hist.add(rows[:, span[0]:span[1]])
+                hist.add_magnitudes(magnitude[:, span[0]:span[1]])
+            # output moments from a random subset of the batch's vectors: mean and std per column need
+            # a few thousand vectors in all, and this product costs as much as the layer itself
+            if rows.shape[0] > output_rows_per_batch:
+                rows = rows[torch.randperm(rows.shape[0], generator=generator)[:output_rows_per_batch]]
             w = weights[block]
             for s in by_block[block]:
-                x_seg = rows[:, s.block_rows[0]:s.block_rows[1]].float()
+                x_seg = rows[:, s.block_rows[0]:s.block_rows[1]]
                 entry.outputs[s.id].add(x_seg @ segment_weight(placed, s, w).t())
         return record
 
+    batches = list(calibration.batches(batch_size))
+    output_rows_per_batch = max(64, math.ceil(output_tokens / len(batches)))
     module = _instrumented_module(placed, {name: recorder(name) for name in by_block})
     placed.model.eval()
-    batches = list(calibration.batches(batch_size))
     with torch.no_grad():
         for args, kwargs in tqdm(batches, desc="calibration", unit="batch", leave=False, disable=len(batches) < 2):
             mask = kwargs.get("attention_mask")
@@ -408,7 +420,8 @@ def _instrumented_module(placed: PlacedGraph, recorders: dict) -> torch.nn.Modul
 
 def assign_ranges(placed: PlacedGraph, calibration_inputs: CalibrationSet, *,
                   input_percentile: float = INPUT_PERCENTILE, output_sigmas: float = OUTPUT_SIGMAS,
-                  sample_tokens: int = SAMPLE_TOKENS, batch_size: int = BATCH_SIZE, seed: int = 0) -> CalibrationStats:
+                  sample_tokens: int = SAMPLE_TOKENS, batch_size: int = BATCH_SIZE, output_tokens: int = OUTPUT_TOKENS,
+                  seed: int = 0) -> CalibrationStats:
     """Set every segment's dac_range and adc_range from calibration data (in place); return the statistics.
 
     dac_range: the `input_percentile` percentile of |x| over the segment's input span.
@@ -421,7 +434,8 @@ def assign_ranges(placed: PlacedGraph, calibration_inputs: CalibrationSet, *,
     if not (output_sigmas > 0 and math.isfinite(output_sigmas)):
         raise UserError(f"output sigmas L must be positive and finite, got {output_sigmas}")
     stats = collect_statistics(placed, calibration_inputs, sample_tokens=sample_tokens, batch_size=batch_size,
-                               input_percentile=input_percentile, output_sigmas=output_sigmas, seed=seed)
+                               input_percentile=input_percentile, output_sigmas=output_sigmas,
+                               output_tokens=output_tokens, seed=seed)
     _assign_dac_ranges(placed, stats)
     for segment in placed.segments:
         segment.col_w_max = None
