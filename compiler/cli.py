@@ -102,9 +102,16 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
             from compiler.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
             example = example_for_eval(model, example, simulation[1])  # BERT pair tasks need token_type_ids
-        placed = compile_model(model, example, hw, allocation=args.allocation)
+        if args.calibration < 0:
+            raise UserError(f"--calibration must be >= 0 sequences (got {args.calibration})")
+        placed = compile_model(model, example, hw, allocation=args.allocation, calibration=args.calibration,
+                               pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
              f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
+        _say("ranges: " + ("none calibrated (--calibration 0): the simulator scales inputs per MVM"
+                           if args.calibration == 0 else
+                           f"DAC/ADC per tile from {args.calibration} calibration sequences; post-training "
+                           f"optimizations {'off (--no-pt-opt)' if args.no_pt_opt else 'on (column and input range)'}"))
         _write_json(staging / "mapping.json", placed.to_json())
         _estimate_cost(placed, args, staging)
         if simulation is not None:

@@ -137,8 +137,8 @@ def _tokenize(placed: PlacedGraph, texts: list[str], description: str) -> Calibr
     max_len = _example_seq_len(placed) or 128
     # padding to the batch's longest text, not to max_len: padded positions are ignored anyway
     enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_len, return_tensors="pt")
-    return CalibrationSet((), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
-                          len(texts), description)
+    args, kwargs = _like_example(placed, (), dict(enc))
+    return CalibrationSet(args, kwargs, len(texts), description)
 
 
 def _synthetic(placed: PlacedGraph, count: int, seed: int) -> CalibrationSet:
@@ -180,6 +180,8 @@ def _like_example(placed: PlacedGraph, args: tuple, kwargs: dict) -> tuple[tuple
             values[name] = given[name]
         elif name == "attention_mask" and "input_ids" in given:  # no mask given: every token is real
             values[name] = torch.ones_like(given["input_ids"])
+        elif name == "token_type_ids" and "input_ids" in given:  # single-segment inputs
+            values[name] = torch.zeros_like(given["input_ids"])
         else:
             raise UserError(f"the calibration inputs lack {name!r}, which the example inputs have")
     positional = wanted[:len(ex_args)]
