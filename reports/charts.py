@@ -51,7 +51,8 @@ def energy_by_component(cost: dict) -> str:
         ax.set_xlim(lo / 3, max(v for _, v in parts) * 12)
         for yi, (_, v) in zip(y, parts):
             ax.text(v * 1.15, yi, f"{si(v, 'J')}  ({100 * v / total:.1f} %)", va="center", fontsize=8.5, color=MUTED)
-        ax.set_xlabel("energy per batch (J, log scale)")
+        ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 1))   # plain labels: no mathtext to typeset
+        ax.set_xlabel("energy per batch (log scale)")
         ax.set_title(f"Energy by component · total {si(total, 'J')}")
     return to_svg(fig, "energy by component")
 
@@ -197,7 +198,7 @@ def accuracy_series(accuracy: dict) -> list[tuple[str, list[dict]]]:
 
 
 def metric_label(name: str) -> str:
-    return {"output_rel_l2": "output relative L2 error", "top1_agreement": "top-1 agreement with FP",
+    return {"output_rel_l2": "output relative L2 error", "top1_agreement": "top-1 agreement",
             "embedding_cosine_mean": "embedding cosine (mean)", "embedding_cosine_min": "embedding cosine (min)",
             "embedding_rel_l2": "embedding relative L2 error", "retrieval_agreement": "retrieval agreement",
             }.get(name, name.replace("task_", "task ").replace("_", " "))

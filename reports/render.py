@@ -102,9 +102,34 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+REQUIRED_MAPPING_FIELDS = ("model", "hw", "tile_shape", "tiles_used", "layers")
+
+
+def _complete_mapping(mapping: dict) -> dict:
+    """mapping.json with its optional fields filled from the required ones (older or hand-made files)."""
+    missing = [key for key in REQUIRED_MAPPING_FIELDS if key not in mapping]
+    if missing:
+        raise UserError(f"mapping.json lacks {', '.join(missing)}; re-run aimc-compile to rewrite it")
+    data = dict(mapping)
+    util = {str(k): float(v) for k, v in (data.get("tile_utilization") or {}).items()}
+    data.setdefault("tile_utilization", util)
+    data.setdefault("mean_utilization", sum(util.values()) / len(util) if util else None)
+    data.setdefault("tiles_per_chip", data.get("tiles_available") or data["tiles_used"])
+    data.setdefault("tiles_available", data["tiles_per_chip"])
+    tiles = [int(t) for t in util] or [0]
+    data.setdefault("chips_used", max(tiles) // max(1, int(data["tiles_per_chip"])) + 1)
+    for key, default in (("weights", "unknown"), ("weights_source", ""), ("task", ""), ("allocation", ""),
+                         ("hw_file", ""), ("hw_spec", {}), ("blocks", []), ("segments", [])):
+        data.setdefault(key, default)
+    data.setdefault("analog_weights", sum((e.get("in_features") or 0) * (e.get("out_features") or 0)
+                                          for e in data["layers"] if e.get("kind") == "analog"))
+    return data
+
+
 def render_report(mapping: dict, cost: dict | None = None, accuracy: dict | None = None,
                   command: str | None = None) -> str:
     """The report page as a string."""
+    mapping = _complete_mapping(mapping)
     view = build_mapping_view(mapping)
     tile_map = render_tile_map(view)
     chip_maps = render_chip_map(view)

@@ -276,3 +276,17 @@ def test_cost_and_accuracy_missing_their_optional_parts_still_render(mapping_dir
     (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy))
     html = write_report(mapping_dir).read_text()
     assert 'id="cost"' in html and 'id="fig-accuracy"' in html
+
+
+def test_a_minimal_mapping_renders_and_an_incomplete_one_is_a_user_error(tmp_path: Path) -> None:
+    """Only the fields DESIGN.md names are required; the rest are derived or left out."""
+    layers = [{"name": "fc", "node": "linear", "kind": "analog", "in_features": 8, "out_features": 4,
+               "tiles": [{"tile": 0, "rows": [0, 8], "cols": [0, 4], "in_features": [0, 8], "out_features": [0, 4]}]}]
+    mapping = {"model": "m", "hw": "h", "tile_shape": [8, 8], "tiles_used": 1, "layers": layers}
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping))
+    html = write_report(tmp_path).read_text()
+    assert len(_parse(html).layer_rects) == 1 and 'id="random-weights"' not in html
+    del mapping["tiles_used"]
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping))
+    with pytest.raises(UserError, match="tiles_used"):
+        write_report(tmp_path)
