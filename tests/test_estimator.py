@@ -213,3 +213,19 @@ def test_weight_product_left_digital_is_priced_per_mac(pcm_spec):
     assert cost.ops == 2 * (4 * 32 * 32 + 4 * 32 * 16)
     per_mac = cost.action_energies_J["digital_mult"] + cost.action_energies_J["digital_add"]
     assert cost.energy_by_component_J["digital_matmul"] == pytest.approx(4 * 32 * 16 * per_mac, rel=1e-9)
+
+
+def test_stages_name_mapping_blocks_and_sum_to_dynamic_energy(pcm_1m):
+    import math
+    from torch import nn
+    import torch
+    from compiler import compile_model
+    model = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 32))
+    placed = compile_model(model, (torch.randn(4, 64),), pcm_1m)
+    report = placed.estimate(batch=2, seq_len=1).to_json()
+    names = {s["name"] for s in report["stages"]}
+    assert set(placed.blocks) <= names
+    static = sum(layer["energy_J"] for layer in report["layers"] if layer["name"] == "(static power)")
+    assert math.isclose(math.fsum(s["energy_J"] for s in report["stages"]) + static, report["totals"]["energy_J"],
+                        rel_tol=1e-12)
+    assert all(s["busy_s"] >= 0 for s in report["stages"])

@@ -11,7 +11,7 @@ from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
 from compiler.backends.estimator.chip import COMPONENTS, price_on_chip, tile_mvm_energy
 from compiler.backends.estimator.peak import peak_throughput
 from compiler.backends.estimator.prices import digital_prices, tile_prices
-from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, SweepPoint
+from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
@@ -50,6 +50,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         seq_len=seq_len, has_sequence_dim=template.has_sequence_dim,
         energy_J=math.fsum(layer.energy_J for layer in layers), latency_s=main.schedule.latency_s, period_s=period,
         ops=math.fsum(s.ops for s in main.stages), energy_by_component_J=by_component, layers=tuple(layers),
+        stages=tuple(StageCost(s.name, s.layer, math.fsum(s.energy_J.values()), max(s.busy_s.values(), default=0.0))
+                     for s in main.stages),
         counts=_counts(main.stages), action_energies_J=_action_energies(placed),
         critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},

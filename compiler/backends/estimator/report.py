@@ -19,6 +19,15 @@ class LayerCost:
 
 
 @dataclass(frozen=True)
+class StageCost:
+    """One schedulable stage: a weight block on its tiles, or one digital node."""
+    name: str                                    # weight block or FX node name (as in mapping.json)
+    layer: str                                   # the transformer block it belongs to
+    energy_J: float
+    busy_s: float                                # time its busiest resource works on it
+
+
+@dataclass(frozen=True)
 class SweepPoint:
     batch: int
     seq_len: int
@@ -43,6 +52,7 @@ class CostReport:
     ops: float                                   # 2 x MACs (analog, attention, digital matmuls)
     energy_by_component_J: dict[str, float]
     layers: tuple[LayerCost, ...]
+    stages: tuple[StageCost, ...]
     counts: dict[str, float]
     action_energies_J: dict[str, float]
     critical_path: tuple[str, ...]
@@ -104,6 +114,8 @@ class CostReport:
             "energy_by_component_J": dict(self.energy_by_component_J),
             "layers": [{"name": layer.name, "energy_J": layer.energy_J, "ops": layer.ops,
                         "energy_by_component_J": dict(layer.energy_by_component_J)} for layer in self.layers],
+            "stages": [{"name": st.name, "layer": st.layer, "energy_J": st.energy_J, "busy_s": st.busy_s}
+                       for st in self.stages],
             "counts": dict(self.counts),
             "action_energies_J": dict(self.action_energies_J),
             "schedule": {
