@@ -95,14 +95,23 @@ class InputRangeChoice:
     segment: int
     start: float          # the percentile range from passes.ranges
     chosen: float
-    error_start: float    # MVM error (relative L2) on the search sample at `start`
+    error_start: float    # MVM error (mvm_error) on the search sample at `start`
     error_chosen: float
 
 
-def _relative_error(y: torch.Tensor, reference: torch.Tensor) -> float:
-    norm = float(reference.norm())
-    diff = float((y - reference).norm())
-    return diff / norm if norm > 0 else diff
+def mvm_error(y: torch.Tensor, reference: torch.Tensor, column_weights: torch.Tensor | None = None) -> float:
+    """The MVM error: the mean over input vectors of ||y - y_ref|| / ||y_ref|| (vectors whose y_ref is 0
+    left out). Per vector, not over the whole batch, so that the few tokens with very large activations
+    (transformers have them) do not decide the ranges of all the others. `column_weights` makes the
+    norms of a column sample stand for all columns."""
+    sq_err, sq_ref = (y - reference).pow(2), reference.pow(2)
+    if column_weights is not None:
+        sq_err, sq_ref = sq_err * column_weights, sq_ref * column_weights
+    err, ref = sq_err.sum(-1), sq_ref.sum(-1)
+    live = ref > 0
+    if not bool(live.any()):
+        return float(err.mean().sqrt())
+    return float((err[live] / ref[live]).sqrt().mean())
 
 
 def _column_subset(expected_max: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,17 +130,10 @@ def _column_subset(expected_max: torch.Tensor, count: int) -> tuple[torch.Tensor
     return torch.cat([top, spread]), weights
 
 
-def _weighted_relative_error(y: torch.Tensor, reference: torch.Tensor, column_weights: torch.Tensor) -> float:
-    """Relative L2 error over all columns, estimated from a weighted column sample."""
-    err = float(((y - reference).pow(2).sum(0) * column_weights).sum())
-    ref = float((reference.pow(2).sum(0) * column_weights).sum())
-    return math.sqrt(err / ref) if ref > 0 else math.sqrt(err)
-
-
 def segment_mvm_errors(placed: PlacedGraph, segment: TileSegment, inputs: list[torch.Tensor],
                        t_inference: float = SEARCH_T_INFERENCE, seed: int = 0,
                        weight: torch.Tensor | None = None) -> list[float]:
-    """Relative L2 error of the segment's analog MVM against x @ W_seg.T, for each x (tokens, rows) in `inputs`.
+    """The MVM error (see mvm_error) of the segment against x @ W_seg.T, for each x (tokens, rows) in `inputs`.
 
     One programmed instance (seed) at `t_inference` serves all inputs; the segment's own ranges; the
     spec's quantization and noise (compiler.backends.simulator.tile, the docs/analog_mvm.md reference).
@@ -141,7 +143,7 @@ def segment_mvm_errors(placed: PlacedGraph, segment: TileSegment, inputs: list[t
     w = (segment_weight(placed, segment) if weight is None else weight).float()
     generator = torch.Generator().manual_seed(seed)
     programmed = program_segment(w, placed.hw, generator, t_inference, segment.col_w_max)
-    return [_relative_error(analog_mvm(x, programmed, segment.dac_range, segment.adc_range, placed.hw, generator),
+    return [mvm_error(analog_mvm(x, programmed, segment.dac_range, segment.adc_range, placed.hw, generator),
                             x.float() @ w.t()) for x in inputs]
 
 
@@ -179,7 +181,7 @@ class _SegmentSearch:
         for k, tile in enumerate(self.tiles):  # the same output-noise draws for every candidate
             generator = torch.Generator().manual_seed(self.seed + 1_000 + k)
             y = analog_mvm(self.x, tile, dac_range, adc_range, self.placed.hw, generator)
-            total += _weighted_relative_error(y, self.reference, self.column_weights)
+            total += mvm_error(y, self.reference, self.column_weights)
         return total / len(self.tiles)
 
     def run(self) -> InputRangeChoice:
