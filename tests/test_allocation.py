@@ -1,3 +1,4 @@
+import dataclasses
 import inspect
 import random
 
@@ -33,8 +34,9 @@ def test_roberta_base_fused_and_packed_need_fewer_tiles(roberta_placed_naive):
 
 def test_default_allocation_beats_naive(roberta_base, pcm_1m, roberta_placed_naive):
     from compiler.ir import PlacedGraph
+    placements = {name: dataclasses.replace(p) for name, p in roberta_placed_naive.placements.items()}
     placed = PlacedGraph(roberta_placed_naive.exported, roberta_placed_naive.model, pcm_1m,
-                         roberta_placed_naive.model_info, roberta_placed_naive.placements)
+                         roberta_placed_naive.model_info, placements)
     strategy = inspect.signature(compile_model).parameters["allocation"].default
     allocate_tiles(placed, strategy)
     assert placed.tiles_used < 486
