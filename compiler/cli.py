@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drift-times", default="1s,1h,1d,1y", help="drift times to simulate (default 1s,1h,1d,1y)")
     parser.add_argument("--seeds", type=int, default=3, help="programmed chip instances per drift time (default 3)")
     parser.add_argument("--eval", dest="eval_data", help="GLUE-format task directory for task metrics")
-    parser.add_argument("--calibration", type=int, default=32,
-                        help="calibration sequences for DAC/ADC ranges (default 32; 0 = no calibration)")
+    parser.add_argument("--calibration", type=int, default=None,
+                        help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, since "
+                             "mapping and cost do not depend on ranges; 0 = no calibration)")
     parser.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
     return parser
@@ -102,17 +103,18 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
             from compiler.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
             example = example_for_eval(model, example, simulation[1])  # BERT pair tasks need token_type_ids
-        if args.calibration < 0:
-            raise UserError(f"--calibration must be >= 0 sequences (got {args.calibration})")
-        placed = compile_model(model, example, hw, allocation=args.allocation, calibration=args.calibration,
+        calibration = args.calibration if args.calibration is not None else (32 if args.simulate else 0)
+        if calibration < 0:
+            raise UserError(f"--calibration must be >= 0 sequences (got {calibration})")
+        placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
                                pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
              f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
-        _say("ranges: " + ("none calibrated (--calibration 0): the simulator scales inputs per MVM"
-                           if args.calibration == 0 else
-                           f"DAC/ADC per tile from {args.calibration} calibration sequences; post-training "
+        _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration N "
+                           "sets them)" if calibration == 0 else
+                           f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
                            f"optimizations {'off (--no-pt-opt)' if args.no_pt_opt else 'on (column and input range)'}"))
-        _write_json(staging / "mapping.json", placed.to_json())
+        _write_json(staging / "mapping.json", {**placed.to_json(), "command": command})
         _estimate_cost(placed, args, staging)
         if simulation is not None:
             _simulate(placed, args, simulation, staging)
