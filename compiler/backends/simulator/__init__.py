@@ -2,10 +2,13 @@
 
 - `pcm.PCMDevice`: the device model of DESIGN.md (programming noise, drift, read noise, compensation).
 - `tile`: one segment, the reference analog MVM (`program_segment`, `analog_mvm`), used by the range passes.
+- `lowering.build_simulator`: the whole model on one programmed chip instance (`PlacedGraph.simulator`).
 """
 from compiler.backends.simulator.pcm import PCMDevice, differential_targets, drift_compensation_factor
+from compiler.backends.simulator.lowering import SimulatedModel, block_weight, build_simulator
 from compiler.backends.simulator.tile import (DEFAULT_ADC_RANGE, ProgrammedSegment, adc, analog_mvm, column_w_max,
                                               dac, ideal_segment, program_segment)
 
-__all__ = ["PCMDevice", "differential_targets", "drift_compensation_factor", "DEFAULT_ADC_RANGE",
-           "ProgrammedSegment", "adc", "analog_mvm", "column_w_max", "dac", "ideal_segment", "program_segment"]
+__all__ = ["build_simulator", "SimulatedModel", "block_weight", "PCMDevice", "differential_targets",
+           "drift_compensation_factor", "DEFAULT_ADC_RANGE", "ProgrammedSegment", "adc", "analog_mvm", "column_w_max",
+           "dac", "ideal_segment", "program_segment"]

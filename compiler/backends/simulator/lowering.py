@@ -1,0 +1,166 @@
+"""Lowering of a PlacedGraph to an executable noisy simulator (one programmed chip instance at time t).
+
+`build_simulator(placed, t_inference, seed, device)` programs every segment of every weight block once
+(programming noise and drift exponents from `seed`, drift and read noise at `t_inference`), then rewrites
+the exported graph (`placed.exported.module()`, dynamic in batch and sequence length):
+- each weight block becomes one `AnalogBlock` call placed before its first layer; each analog layer's
+  node becomes the block output (or its slice of it, for fused Q, K, V: the block runs once per input);
+- each DIGITAL_INT6 matmul becomes `quantized_matmul` at hw.digital.attention_bits (unchanged if null);
+- every other node runs as in the FP model.
+The result takes the model's own arguments and returns the model's own output structure.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from compiler.backends.simulator.attention import quantized_matmul
+from compiler.backends.simulator.block import AnalogBlock, LayerWeight, segment_weight
+from compiler.backends.simulator.programming import device_params, use_native
+from compiler.errors import UserError
+from compiler.hw_spec import HardwareSpec
+from compiler.ir import Kind, PlacedGraph, WeightBlock
+
+
+class SimulatedModel(nn.Module):
+    """One programmed chip instance at one inference time; call it like the model."""
+
+    def __init__(self, graph_module: torch.fx.GraphModule, blocks: dict[str, AnalogBlock], hw: HardwareSpec,
+                 t_inference: float, seed: int, device: torch.device):
+        super().__init__()
+        self.graph_module = graph_module
+        self.blocks = blocks          # the same modules as inside graph_module, by block name
+        self.hw, self.t_inference, self.seed, self.device = hw, t_inference, seed, device
+
+    @torch.no_grad()
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        args = tuple(_to(a, self.device) for a in args)
+        kwargs = {k: _to(v, self.device) for k, v in kwargs.items()}
+        return self.graph_module(*args, **kwargs)
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
+                    hw: HardwareSpec | None = None, progress: bool = False,
+                    native_kernels: bool | None = None) -> SimulatedModel:
+    """Program one chip instance (`seed`), drift it to `t_inference` seconds, return the model on it.
+
+    hw: simulate the placement under another spec of the same tile shape (default: placed.hw), e.g.
+    load_hw_spec("pcm_1M", overrides={"adc.bits": None, "device.drift": False}) to switch effects off.
+    progress: a tqdm bar over the blocks while programming (stderr).
+    native_kernels: None runs the fused C kernels on CPU where they build (native.py) and torch ops
+    elsewhere; False forces torch ops (same model and distributions, another random stream).
+    """
+    hw = hw or placed.hw
+    device = _device(device)
+    if t_inference < 0:
+        raise UserError(f"t_inference must be >= 0 seconds, got {t_inference}")
+    if (hw.tile.rows, hw.tile.cols) != (placed.hw.tile.rows, placed.hw.tile.cols):
+        raise UserError(f"spec {hw.name} has {hw.tile.rows}x{hw.tile.cols} tiles but the placement was made for "
+                        f"{placed.hw.tile.rows}x{placed.hw.tile.cols}; compile the model for this spec")
+    graph_module = placed.exported.module()
+    nodes = {n.name: n for n in graph_module.graph.nodes}
+    try:
+        fused = use_native(device, native_kernels)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    params = device_params(hw, t_inference) if fused else None
+    modules: dict[str, AnalogBlock] = {}
+    bar = tqdm(placed.blocks.values(), desc=f"programming chip (seed {seed}, t={t_inference:g} s)",
+               unit="block", disable=not progress, file=None)
+    for index, block in enumerate(bar):
+        modules[block.name] = _program_block(placed, block, hw, t_inference, seed, device, index, params, fused)
+    for index, block in enumerate(placed.blocks.values()):
+        _lower_block(graph_module, nodes, placed, block, modules[block.name], f"aimc_block_{index}")
+    if hw.digital.attention_bits is not None:
+        _lower_attention(graph_module, nodes, placed, hw, fused)
+    graph_module.graph.lint()
+    graph_module.recompile()
+    graph_module.to(device)
+    return SimulatedModel(graph_module, modules, hw, t_inference, seed, device)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to torch on this machine; use --device cpu")
+    return device
+
+
+def block_layers(placed: PlacedGraph, block: WeightBlock) -> tuple[list[LayerWeight], torch.Tensor | None]:
+    """The block's layers (weight (out, in) and column offset each) and its concatenated bias (or None)."""
+    layers = [placed.placements[name] for name in block.layers]
+    weights = [LayerWeight(p.block_col_offset, placed.weight_of(p)) for p in layers]
+    biases = [placed.bias_of(p) for p in layers]
+    if all(b is None for b in biases):
+        return weights, None
+    bias = torch.cat([b.to(torch.float32) if b is not None else torch.zeros(p.out_features)
+                      for b, p in zip(biases, layers)])
+    return weights, bias
+
+
+def block_weight(placed: PlacedGraph, block: WeightBlock) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The block's weight (out_features, in_features), its layers side by side, and its bias (or None)."""
+    layers, bias = block_layers(placed, block)
+    return segment_weight(layers, (0, block.out_features), (0, block.in_features)), bias
+
+
+def _program_block(placed: PlacedGraph, block: WeightBlock, hw: HardwareSpec, t_inference: float, seed: int,
+                   device: torch.device, index: int, params: torch.Tensor | None, fused: bool) -> AnalogBlock:
+    layers, bias = block_layers(placed, block)
+    return AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
+                       placed.block_segments(block.name), hw, t_inference, seed, key=index, device=device,
+                       params=params, native_kernels=fused)
+
+
+def _layer_output(block_output: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """One layer's columns of a fused block's output, contiguous as the FP layer's output was."""
+    return block_output[..., start:stop].contiguous()
+
+
+def _lower_block(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], placed: PlacedGraph,
+                 block: WeightBlock, module: AnalogBlock, attr: str) -> None:
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    layer_nodes = [nodes[name] for name in block.layers]
+    first = min(layer_nodes, key=order.__getitem__)
+    source = first.args[0] if str(first.target) == "aten.linear.default" else first.args[1]
+    gm.add_submodule(attr, module)
+    with gm.graph.inserting_before(first):
+        block_node = gm.graph.call_module(attr, (source,))
+    for node in layer_nodes:
+        p = placed.placements[node.name]
+        if len(layer_nodes) == 1:
+            replacement = block_node
+        else:
+            with gm.graph.inserting_before(node):
+                replacement = gm.graph.call_function(
+                    _layer_output, (block_node, p.block_col_offset, p.block_col_offset + p.out_features))
+        replacement.meta = dict(node.meta)
+        inputs = [a for a in node.all_input_nodes if a.op == "get_attr"]
+        node.replace_all_uses_with(replacement)
+        gm.graph.erase_node(node)
+        for attr_node in inputs:             # the layer's weight and bias now live in the block
+            if not attr_node.users:
+                gm.graph.erase_node(attr_node)
+
+
+def _lower_attention(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], placed: PlacedGraph,
+                     hw: HardwareSpec, fused: bool) -> None:
+    per_head = hw.digital.attention_scale == "per_head"
+    for p in placed.placements.values():
+        if p.kind is not Kind.DIGITAL_INT6:
+            continue
+        node = nodes[p.node]
+        a, b = node.args[0], node.args[1]
+        node.target = quantized_matmul
+        node.args = (a, b, hw.digital.attention_bits, per_head, fused)
+        node.kwargs = {}
+
+
+__all__ = ["build_simulator", "SimulatedModel", "block_weight"]
