@@ -81,13 +81,16 @@ def parse_drift_times(text: str) -> list[DriftTime]:
 def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], seeds: int | Sequence[int],
                       eval_data: str | GlueData | None = None, device: str = "cpu", batch_size: int = 16,
                       progress: bool = True, max_examples: int | None = None,
-                      simulator_options: Mapping[str, Any] | None = None) -> dict:
+                      simulator_options: Mapping[str, Any] | None = None,
+                      reference_model: torch.nn.Module | None = None) -> dict:
     """Simulate `placed` at each drift time for each seed; return the content of accuracy.json.
 
     `seeds`: a count N (seeds 0..N-1) or the seeds themselves. `eval_data`: a GLUE-format path,
     `glue:TASK` or loaded GlueData; None measures fidelity on built-in English sentences.
     `max_examples` keeps the first examples only (quick runs). `simulator_options` go to
     `placed.simulator` as they are (e.g. {"hw": spec} to simulate the placement under another spec).
+    `reference_model`: the FP model fidelity is measured against (default `placed.model`); for a model
+    fine-tuned for the chip (compiler.hwa), the original model, so the fine-tune's own drift counts as error.
     """
     started = time.perf_counter()
     times = _drift_times(drift_times)
@@ -105,7 +108,8 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     steps = (1 + len(seed_list) * len(times)) * len(inputs.batches)
     with torch.no_grad(), tqdm(total=steps, desc="FP reference", file=sys.stderr, disable=not progress,
                                unit="batch", dynamic_ncols=True) as bar:
-        reference = _run_fp(placed.model, inputs, readout, device, bar)
+        reference = _run_fp(reference_model if reference_model is not None else placed.model, inputs, readout,
+                            device, bar)
         fp_task = _task_scores(glue, reference, inputs, placed) if glue is not None else None
         per_seed: list[list[dict[str, float]]] = [[] for _ in times]
         for seed in seed_list:
@@ -143,6 +147,8 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
         "notes": inputs.notes + readout.notes,
         "elapsed_s": time.perf_counter() - started,
     }
+    if reference_model is not None:
+        result["fp_reference"]["model"] = model_info(reference_model).source
     if info.weights == "random":
         result["weights_note"] = ("RANDOM weights (no real checkpoint offline): fidelity of a random network to "
                                   "itself is reported; it says little about a trained model's accuracy")
