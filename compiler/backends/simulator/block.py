@@ -16,7 +16,7 @@ otherwise) for output noise, ADC clamp and rounding, scaling and the digital sum
 and ADC the block is linear and runs as plain matmuls on the folded matrix.
 
 Output noise is drawn per output, per MVM (per token and per segment), fresh on every call; the
-weights' read noise is static for the instance (see the package README).
+weights' read noise is static for the instance (docs/simulator.md).
 """
 from __future__ import annotations
 

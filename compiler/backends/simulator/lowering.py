@@ -120,8 +120,9 @@ def _program_block(placed: PlacedGraph, block: WeightBlock, hw: HardwareSpec, t_
 
 
 def _layer_output(block_output: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """One layer's columns of a fused block's output, contiguous as the FP layer's output was."""
-    return block_output[..., start:stop].contiguous()
+    """One layer's columns of a fused block's output: a strided view, no copy. Attention splits only the
+    last dimension of Q, K, V (view to heads x head_dim), which a column slice allows."""
+    return block_output[..., start:stop]
 
 
 def _lower_block(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], placed: PlacedGraph,

@@ -32,7 +32,7 @@ class ProgrammedSegment:
     """A segment's weights as the chip holds them at one inference time t.
 
     g_eff: (C, R) effective normalized conductance (G+ - G-) / g_max read at t (programming noise, drift
-        and read noise included; read noise is drawn once per programmed instance and time, see README);
+        and read noise included; read noise is drawn once per programmed instance and time, see docs/simulator.md);
     w_max: (C,) weight normalization per column (w = g * w_max);
     drift_compensation: 0-dim tensor, the global drift compensation factor of the segment (1 when off).
     """
