@@ -63,8 +63,7 @@ def segment_w_max(w_seg: torch.Tensor, col_w_max: torch.Tensor | None) -> torch.
     """(C,) float32 on w_seg's device: segment.col_w_max where set, else max|W_seg| (1 if W_seg is 0)."""
     if col_w_max is not None:
         return column_w_max(w_seg, col_w_max.to(w_seg.device, torch.float32)).contiguous()
-    lo, hi = torch.aminmax(w_seg)               # one pass, no |W| copy
-    peak = max(-float(lo), float(hi))
+    peak = float(w_seg.abs().amax())            # torch.aminmax is ~80x slower on CPU (torch 2.13)
     return torch.full((w_seg.shape[0],), peak if peak > 0 else 1.0, dtype=torch.float32, device=w_seg.device)
 
 
