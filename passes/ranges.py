@@ -5,10 +5,14 @@ before each weight block's first layer). Statistics are streamed, so memory stay
 calibration set's size:
 - per segment input span (the block input features on its rows): a log-spaced histogram of |x|, from
   which a high percentile gives `dac_range` (not the max: one outlier would waste the 8-bit DAC's levels);
-- per segment column: sum and sum of squares of the FP partial output y = x[:, rows] @ W_seg.T (over a
-  random subset of OUTPUT_TOKENS input vectors per block: moments need no more), from which
+- per segment column: mean and std of the FP partial output y = x[:, rows] @ W_seg.T, from which
   mean + L sigma is the column's expected largest |output|; `adc_range` is the largest of these
-  over the segment's columns, in the normalized units of docs/analog_mvm.md;
+  over the segment's columns, in the normalized units of docs/analog_mvm.md. They come from the
+  first and second moments of the input span (sum x and the Gram matrix x^T x over a random subset of
+  OUTPUT_TOKENS input vectors per block: moments need no more): mean_c = w_c . E[x] and
+  var_c = w_c^T Cov(x) w_c. The Gram costs sum(R^2) per vector against R * out_features for the
+  outputs themselves (about 3x less for roberta-base), and one matmul per span per batch replaces one
+  per segment (the per-op overhead dominated on a busy 2-core CPU);
 - per block: a uniform random sample of input vectors (bottom-k of random keys), which
   passes.range_optimization uses to measure a segment's MVM error.
 
@@ -42,9 +46,28 @@ SAMPLE_TOKENS = 256          # input vectors kept per block for passes.range_opt
 OUTPUT_TOKENS = 2048         # input vectors per block (spread over the batches) for the output moments
 BATCH_SIZE = 8               # calibration sequences per forward pass
 
-# |x| histogram: log2-spaced bins from 2^-40 to 2^40, 32 per octave (2.2 % relative resolution).
-_LOG2_LO, _LOG2_HI, _BINS_PER_OCTAVE = -40.0, 40.0, 32
-_BINS = int((_LOG2_HI - _LOG2_LO) * _BINS_PER_OCTAVE)
+# |x| histogram from 2^-40 to 2^40: per octave, 32 equal-width bins (3.1 % relative resolution at most).
+# A bin is the float32 exponent and the top 5 mantissa bits, read off the bit pattern with integer ops
+# (no log2: the histogram of every analog input was the costliest part of calibration); |x| < 2^-40
+# counts as zero, |x| >= 2^40 goes to the top bin.
+_LOG2_LO, _LOG2_HI, _BINS_PER_OCTAVE = -40, 40, 32
+_BINS = (_LOG2_HI - _LOG2_LO) * _BINS_PER_OCTAVE
+_MANTISSA_SHIFT = 23 - 5
+_FIRST_CODE = (127 + _LOG2_LO) << 5     # (biased exponent, 5 mantissa bits) of 2^-40
+_ABS_MASK = 0x7FFFFFFF
+
+
+def _bin_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bits of |x| as int32, histogram slot per value): slot 0 zero (|x| < 2^-40), 1.._BINS the bins,
+    _BINS + 1 overflow (|x| >= 2^40, Inf and NaN). x: float32."""
+    bits = x.contiguous().view(torch.int32) & _ABS_MASK  # sign cleared: int order = order of |x|
+    slots = (bits >> _MANTISSA_SHIFT).sub_(_FIRST_CODE - 1).clamp_(0, _BINS + 1)
+    return bits, slots
+
+
+def _abs_value(bits: torch.Tensor) -> float:
+    """The float whose |x| bit pattern is `bits` (an int32 scalar tensor)."""
+    return float(bits.reshape(1).view(torch.float32))
 
 
 # --- calibration inputs -----------------------------------------------------------------------------
@@ -209,19 +232,23 @@ class AbsHistogram:
     max: float = 0.0
 
     def add(self, values: torch.Tensor) -> None:
-        self.add_magnitudes(values.detach().abs().float())
+        """Count |x| of finite values."""
+        bits, slots = _bin_codes(values.detach().float())
+        self.add_counts(torch.bincount(slots.flatten(), minlength=_BINS + 2).double(), _abs_value(bits.max()))
 
     def add_magnitudes(self, mag: torch.Tensor) -> None:
         """Count |x| values that are already non-negative and finite."""
-        zeros = int((mag == 0).sum())
-        self.total += mag.numel()
+        self.add(mag)
+
+    def add_counts(self, counts: torch.Tensor, peak: float) -> None:
+        """Add slot counts (_bin_codes' slots: zero, the bins, overflow) and the largest |x| they hold."""
+        zeros = int(counts[0])
+        self.total += int(counts.sum())
         self.zeros += zeros
-        if zeros < mag.numel():
-            self.max = max(self.max, float(mag.max()))
-            # log2(0) = -inf lands in the first bin; those zeros are taken out of it again
-            counts = torch.histc(mag.log2().clamp_(_LOG2_LO, _LOG2_HI - 1e-6), _BINS, _LOG2_LO, _LOG2_HI).double()
-            counts[0] -= zeros
-            self.counts += counts
+        self.counts += counts[1:_BINS + 1]
+        self.counts[-1] += counts[_BINS + 1]  # finite values >= 2^40: the top bin
+        if self.total > self.zeros:
+            self.max = max(self.max, peak)
 
     def percentile(self, percent: float) -> float:
         """The `percent` percentile of |x| (0 where that many values were zero); never above the max."""
@@ -233,8 +260,9 @@ class AbsHistogram:
         before = float(cumulative[index - 1]) if index > 0 else float(self.zeros)
         inside = float(self.counts[index])
         frac = (rank - before) / inside if inside > 0 else 1.0
-        log2_value = _LOG2_LO + (index + min(max(frac, 0.0), 1.0)) / _BINS_PER_OCTAVE
-        return min(2.0 ** log2_value, self.max)
+        octave, step = divmod(index, _BINS_PER_OCTAVE)  # bins are equal-width within an octave
+        value = 2.0 ** (_LOG2_LO + octave) * (1.0 + (step + min(max(frac, 0.0), 1.0)) / _BINS_PER_OCTAVE)
+        return min(value, self.max)
 
 
 @dataclass
@@ -282,13 +310,38 @@ class InputSample:
 
 
 @dataclass
+class SpanMoments:
+    """First and second moments of one input span (float64 sums): sum x (R,) and the Gram x^T x (R, R)."""
+    count: int = 0
+    sum: torch.Tensor | None = None
+    gram: torch.Tensor | None = None
+
+    def add(self, x: torch.Tensor) -> None:
+        self.count += x.shape[0]
+        s, g = x.sum(0).double(), (x.t() @ x).double()  # per-batch sums in float32 (a few 100 rows)
+        self.sum = s if self.sum is None else self.sum.add_(s)
+        self.gram = g if self.gram is None else self.gram.add_(g)
+
+    def column_stats(self, weight: torch.Tensor) -> ColumnStats:
+        """Moments of y = x @ weight.T (weight (C, R)): mean_c = w_c . mu, var_c = w_c^T Cov w_c."""
+        n = max(self.count, 1)
+        mu = self.sum / n
+        cov = (self.gram / n - torch.outer(mu, mu)).float()  # centred before float32: no cancellation
+        w = weight.float()
+        mean = w.double() @ mu
+        var = ((w @ cov) * w).sum(1).double().clamp_(min=0)
+        return ColumnStats(self.count, mean * self.count, (var + mean * mean) * self.count)
+
+
+@dataclass
 class BlockStats:
     """Everything calibration learned about one weight block's input and its segments' outputs."""
     block: str
     inputs: dict[Span, AbsHistogram]        # per input span (a segment's block_rows)
-    outputs: dict[int, ColumnStats]         # per segment id
+    outputs: dict[int, ColumnStats]         # per segment id (filled from `moments` after the pass)
     sample: InputSample
     tokens: int = 0
+    moments: dict[Span, SpanMoments] = field(default_factory=dict)  # per input span
 
 
 @dataclass
@@ -347,38 +400,33 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
                                         {s.id: ColumnStats() for s in segs}, InputSample(sample_tokens))
     weights = {name: block_weight(placed, name) for name in by_block}
     for s in placed.segments:
-        stats.weight_abs_max[s.id] = float(segment_weight(placed, s, weights[s.block]).abs().max())
+        lo, hi = torch.aminmax(segment_weight(placed, s, weights[s.block]))  # one pass, no |W| copy
+        stats.weight_abs_max[s.id] = max(-float(lo), float(hi))
     generator = torch.Generator().manual_seed(seed)
     token_mask: list[torch.Tensor | None] = [None]
+    layouts = {name: _SpanLayout(sorted(b.inputs), placed.blocks[name].in_features) for name, b in stats.blocks.items()}
 
     def recorder(block: str):
+        entry, layout = stats.blocks[block], layouts[block]
+
         def record(x: torch.Tensor) -> None:
             rows = _real_tokens(x, token_mask[0]).float()
-            magnitude = rows.abs()
-            if not torch.isfinite(magnitude.max()):  # NaN or Inf anywhere
-                bad = int((~torch.isfinite(rows)).sum())
-                raise UserError(f"calibration produced NaN/Inf at the input of analog block {block!r} "
-                                f"({bad} of {rows.numel()} values); check the model and the calibration inputs")
-            entry = stats.blocks[block]
+            layout.add_histograms(rows, entry.inputs, block)  # raises on NaN/Inf
             entry.tokens += rows.shape[0]
             entry.sample.add(rows, generator)
-            for span, hist in entry.inputs.items():
-                hist.add_magnitudes(magnitude[:, span[0]:span[1]])
             # output moments from a random subset of the batch's vectors: mean and std per column need
-            # a few thousand vectors in all, and this product costs as much as the layer itself
+            # a few thousand vectors in all
             if rows.shape[0] > output_rows_per_batch:
                 rows = rows[torch.randperm(rows.shape[0], generator=generator)[:output_rows_per_batch]]
-            w = weights[block]
-            for s in by_block[block]:
-                x_seg = rows[:, s.block_rows[0]:s.block_rows[1]]
-                entry.outputs[s.id].add(x_seg @ segment_weight(placed, s, w).t())
+            for span in layout.spans:
+                entry.moments.setdefault(span, SpanMoments()).add(rows[:, span[0]:span[1]])
         return record
 
     batches = list(calibration.batches(batch_size))
     output_rows_per_batch = max(64, math.ceil(output_tokens / len(batches)))
     module = _instrumented_module(placed, {name: recorder(name) for name in by_block})
     placed.model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
         for args, kwargs in tqdm(batches, desc="calibration", unit="batch", leave=False, disable=len(batches) < 2):
             mask = kwargs.get("attention_mask")
             token_mask[0] = mask if isinstance(mask, torch.Tensor) else None
@@ -392,7 +440,42 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
     missing = [name for name, b in stats.blocks.items() if b.tokens == 0]
     if missing:
         raise UserError(f"calibration never reached analog block {missing[0]!r}; the inputs do not exercise the model")
+    for name, segs in by_block.items():
+        entry = stats.blocks[name]
+        for span, moments in entry.moments.items():  # one matmul per span, then sliced per segment
+            columns = moments.column_stats(weights[name][:, span[0]:span[1]])
+            for s in segs:
+                if s.block_rows == span:
+                    lo, hi = s.block_cols
+                    entry.outputs[s.id] = ColumnStats(columns.count, columns.sum[lo:hi], columns.sum_sq[lo:hi])
     return stats
+
+
+class _SpanLayout:
+    """The input spans of a block, for histogramming all of them with one bincount per batch."""
+
+    def __init__(self, spans: list[Span], in_features: int):
+        self.spans = spans
+        offset = torch.full((in_features,), -1, dtype=torch.int32)
+        for k, (lo, hi) in enumerate(spans):
+            offset[lo:hi] = k * (_BINS + 2)
+        if bool((offset < 0).any()):
+            raise ValueError(f"segment row spans {spans} do not cover the block's {in_features} inputs")
+        self.offset = offset
+
+    def add_histograms(self, rows: torch.Tensor, histograms: dict[Span, AbsHistogram], block: str) -> None:
+        """Count |x| of rows (vectors, features) into each span's histogram; UserError on NaN/Inf."""
+        bits, slots = _bin_codes(rows)
+        feature_max = bits.amax(0)
+        slots += self.offset
+        counts = torch.bincount(slots.flatten(), minlength=len(self.spans) * (_BINS + 2)).double()
+        counts = counts.view(len(self.spans), _BINS + 2)
+        if bool(counts[:, -1].any()) and not bool(torch.isfinite(rows).all()):
+            bad = int((~torch.isfinite(rows)).sum())
+            raise UserError(f"calibration produced NaN/Inf at the input of analog block {block!r} "
+                            f"({bad} of {rows.numel()} values); check the model and the calibration inputs")
+        for k, (lo, hi) in enumerate(self.spans):
+            histograms[(lo, hi)].add_counts(counts[k], _abs_value(feature_max[lo:hi].max()))
 
 
 def _real_tokens(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -400,7 +483,7 @@ def _real_tokens(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     flat = x.detach().reshape(-1, x.shape[-1])
     if mask is not None and mask.numel() == flat.shape[0]:
         keep = mask.reshape(-1) > 0
-        if keep.any():
+        if keep.any() and not keep.all():
             return flat[keep]
     return flat
 
