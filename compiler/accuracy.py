@@ -15,6 +15,7 @@ What is measured (schema in docs/outputs.md, "accuracy.json"):
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
@@ -82,7 +83,7 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                       eval_data: str | GlueData | None = None, device: str = "cpu", batch_size: int = 16,
                       progress: bool = True, max_examples: int | None = None,
                       simulator_options: Mapping[str, Any] | None = None,
-                      reference_model: torch.nn.Module | None = None) -> dict:
+                      reference_model: torch.nn.Module | None = None, compare_without_pt: bool = False) -> dict:
     """Simulate `placed` at each drift time for each seed; return the content of accuracy.json.
 
     `seeds`: a count N (seeds 0..N-1) or the seeds themselves. `eval_data`: a GLUE-format path,
@@ -91,6 +92,9 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     `placed.simulator` as they are (e.g. {"hw": spec} to simulate the placement under another spec).
     `reference_model`: the FP model fidelity is measured against (default `placed.model`); for a model
     fine-tuned for the chip (compiler.hwa), the original model, so the fine-tune's own drift counts as error.
+    `compare_without_pt`: also simulate the placement with the ranges of passes.ranges alone (post-training
+    optimizations off, same calibration statistics, same seeds and drift times) into
+    `results_without_pt_opt`; needs a placement compiled with calibration and PT on.
     """
     started = time.perf_counter()
     times = _drift_times(drift_times)
@@ -105,24 +109,38 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     inputs = build_eval_inputs(placed, glue, batch_size, max_examples)
     readout = _Readout.for_model(placed)
 
-    steps = (1 + len(seed_list) * len(times)) * len(inputs.batches)
+    variants = [("results", contextlib.nullcontext)]
+    if compare_without_pt:
+        from passes.range_optimization import without_pt_optimization
+        if placed.ranges_before_pt is None:
+            raise UserError("no PT-off comparison possible: the placement was compiled without calibration or "
+                            "with the post-training optimizations off")
+        variants.append(("results_without_pt_opt", lambda: without_pt_optimization(placed)))
+    steps = (1 + len(variants) * len(seed_list) * len(times)) * len(inputs.batches)
     with torch.no_grad(), tqdm(total=steps, desc="FP reference", file=sys.stderr, disable=not progress,
                                unit="batch", dynamic_ncols=True) as bar:
         reference = _run_fp(reference_model if reference_model is not None else placed.model, inputs, readout,
                             device, bar)
         fp_task = _task_scores(glue, reference, inputs, placed) if glue is not None else None
-        per_seed: list[list[dict[str, float]]] = [[] for _ in times]
-        for seed in seed_list:
-            for slot, drift in enumerate(times):
-                bar.set_description(f"seed {seed}, t={drift.label}")
-                chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device,
-                                        **(simulator_options or {}))
-                analog = _run(chip, inputs, readout, device, bar)
-                del chip
-                scores = fidelity(reference, analog, readout.top1)
-                if glue is not None:
-                    scores.update({f"task_{k}": v for k, v in _task_scores(glue, analog, inputs, placed).items()})
-                per_seed[slot].append(scores)
+        per_variant: dict[str, list[list[dict[str, float]]]] = {}
+        for key, ranges in variants:  # the PT-off variant: same seeds, same drift times, same FP reference
+            per_seed: list[list[dict[str, float]]] = [[] for _ in times]
+            with ranges():
+                for seed in seed_list:
+                    for slot, drift in enumerate(times):
+                        bar.set_description(f"seed {seed}, t={drift.label}"
+                                            + (", PT off" if key != "results" else ""))
+                        chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device,
+                                                **(simulator_options or {}))
+                        analog = _run(chip, inputs, readout, device, bar)
+                        del chip
+                        scores = fidelity(reference, analog, readout.top1)
+                        if glue is not None:
+                            scores.update({f"task_{k}": v
+                                           for k, v in _task_scores(glue, analog, inputs, placed).items()})
+                        per_seed[slot].append(scores)
+            per_variant[key] = per_seed
+        per_seed = per_variant["results"]
 
     simulated_hw = (simulator_options or {}).get("hw") or placed.hw
     result: dict[str, Any] = {
@@ -144,6 +162,10 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                     for name in (per_seed[0][0] if per_seed and per_seed[0] else {})},
         "fp_reference": {"task": _clean(fp_task)},
         "results": [_summarize(t, rows) for t, rows in zip(times, per_seed)],
+        **({"pt_optimization": True,
+            "results_without_pt_opt": [_summarize(t, rows)
+                                       for t, rows in zip(times, per_variant["results_without_pt_opt"])]}
+           if compare_without_pt else {}),
         "notes": inputs.notes + readout.notes,
         "elapsed_s": time.perf_counter() - started,
     }

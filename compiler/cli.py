@@ -143,10 +143,18 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path) -> No
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
     from compiler.accuracy import evaluate_accuracy, summary_lines
     drift_times, eval_data = simulation
-    accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device)
+    # with PT on, the same chips (seeds) and drift times again with the ranges of passes.ranges alone:
+    # the report draws both (no second calibration, the pre-PT ranges are kept in the placement)
+    compare = placed.ranges_before_pt is not None
+    accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device,
+                                 compare_without_pt=compare)
+    if not compare and any(s.dac_range is not None for s in placed.segments):
+        accuracy["pt_optimization"] = False  # calibrated, optimizations off (--no-pt-opt)
     _write_json(staging / "accuracy.json", accuracy)
     for line in summary_lines(accuracy):
         _say(f"accuracy: {line}")
+    for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
+        _say(f"accuracy, PT optimization off: {line}")
 
 
 def _estimate_cost(placed, args: argparse.Namespace, staging: Path) -> None:

@@ -107,6 +107,9 @@ class PlacedGraph:
     segments: list[TileSegment] = field(default_factory=list)
     allocation: str = ""
     example: Any = None
+    # (dac_range, adc_range, col_w_max) per segment as passes.ranges set them, before the post-training
+    # optimizations (passes.range_optimization.calibrate_ranges); None without them
+    ranges_before_pt: list | None = None
 
     # --- queries -----------------------------------------------------------------------------
     @property

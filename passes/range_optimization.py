@@ -30,6 +30,7 @@ change to the FP weights.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -265,7 +266,7 @@ def _search_group(placed: PlacedGraph, group: list[_Prepared], t_inference: floa
                   seed: int) -> list[InputRangeChoice]:
     """The search for segments of one shape: all candidates of all segments in a few batched passes."""
     hw = placed.hw
-    starts = torch.tensor([p.segment.dac_range for p in group], dtype=torch.float32)
+    starts = torch.tensor([p.segment.dac_range for p in group], dtype=torch.float64)
     weights = torch.stack([p.weight for p in group])
     w_max = torch.stack([p.w_max for p in group])
     tokens, columns = group[0].x.shape[0], weights.shape[1]
@@ -285,12 +286,12 @@ def _search_group(placed: PlacedGraph, group: list[_Prepared], t_inference: floa
         tiles.append((g_eff, scale, noise))
 
     def errors(factors: torch.Tensor) -> torch.Tensor:  # factors (S, K) times the start
-        total = sum(_batched_errors(group, g, sc, starts[:, None] * factors, hw, n) for g, sc, n in tiles)
+        total = sum(_batched_errors(group, g, sc, (starts[:, None] * factors).float(), hw, n) for g, sc, n in tiles)
         return total / len(tiles)
 
     # an octave grid over [start / 4, 4 start] (the start included), then a half and a quarter octave
     # either side of the best so far: 9 evaluations, quarter-octave resolution
-    tried = torch.tensor(SEARCH_GRID).expand(len(group), -1)
+    tried = torch.tensor(SEARCH_GRID, dtype=torch.float64).expand(len(group), -1)
     found = errors(tried)
     for step in FINE_STEPS:
         best = tried.gather(1, found.argmin(1, keepdim=True))
@@ -301,7 +302,7 @@ def _search_group(placed: PlacedGraph, group: list[_Prepared], t_inference: floa
     choices = []
     for i, p in enumerate(group):
         factor = float(tried[i, pick[i]])
-        p.segment.dac_range = float(starts[i]) * factor
+        p.segment.dac_range = p.segment.dac_range * factor
         p.segment.adc_range = (p.adc_at_unit_dac / p.segment.dac_range if p.adc_at_unit_dac > 0 else p.adc_fixed)
         choices.append(InputRangeChoice(p.segment.id, float(starts[i]), p.segment.dac_range,
                                         float(found[i, start_index]), float(found[i, pick[i]])))
@@ -361,8 +362,40 @@ def calibrate_ranges(placed: PlacedGraph, calibration, column_range: bool = True
     if inputs is None:
         return None
     stats = assign_ranges(placed, inputs)
+    # kept so that a PT-off variant (the report's comparison) needs no second calibration
+    placed.ranges_before_pt = snapshot_ranges(placed) if column_range or input_range else None
     if column_range:
         optimize_column_ranges(placed, stats)
     if input_range:
         optimize_input_ranges(placed, stats, t_inference=t_inference, progress=progress)
     return stats
+
+
+# --- the same placement without the PT optimizations -------------------------------------------------
+
+def snapshot_ranges(placed: PlacedGraph) -> list[tuple]:
+    """(dac_range, adc_range, col_w_max) of every segment, in segment order."""
+    return [(s.dac_range, s.adc_range, None if s.col_w_max is None else s.col_w_max.clone())
+            for s in placed.segments]
+
+
+def restore_ranges(placed: PlacedGraph, snapshot: list[tuple]) -> None:
+    if len(snapshot) != len(placed.segments):
+        raise ValueError(f"range snapshot of {len(snapshot)} segments for a placement of {len(placed.segments)}")
+    for s, (dac, adc, col) in zip(placed.segments, snapshot):
+        s.dac_range, s.adc_range, s.col_w_max = dac, adc, col
+
+
+@contextmanager
+def without_pt_optimization(placed: PlacedGraph):
+    """Within the block, `placed` has the ranges of passes.ranges alone (as compiled with both PT
+    optimizations off, from the same calibration statistics); its own ranges come back after."""
+    if placed.ranges_before_pt is None:
+        raise UserError("this placement has no post-training optimization to turn off "
+                        "(compiled without calibration, or with both optimizations off)")
+    optimized = snapshot_ranges(placed)
+    restore_ranges(placed, placed.ranges_before_pt)
+    try:
+        yield placed
+    finally:
+        restore_ranges(placed, optimized)

@@ -400,8 +400,7 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
                                         {s.id: ColumnStats() for s in segs}, InputSample(sample_tokens))
     weights = {name: block_weight(placed, name) for name in by_block}
     for s in placed.segments:
-        lo, hi = torch.aminmax(segment_weight(placed, s, weights[s.block]))  # one pass, no |W| copy
-        stats.weight_abs_max[s.id] = max(-float(lo), float(hi))
+        stats.weight_abs_max[s.id] = float(segment_weight(placed, s, weights[s.block]).abs().amax())
     generator = torch.Generator().manual_seed(seed)
     token_mask: list[torch.Tensor | None] = [None]
     layouts = {name: _SpanLayout(sorted(b.inputs), placed.blocks[name].in_features) for name, b in stats.blocks.items()}

@@ -303,3 +303,93 @@ def test_compile_without_calibration_leaves_ranges_unset(pcm_1m):
     placed = _linear_placed(pcm_1m)
     assert calibrate_ranges(placed, None) is None
     assert all(s.dac_range is None and s.adc_range is None and s.col_w_max is None for s in placed.segments)
+
+
+def test_default_column_range_clips_no_weight_and_an_ideal_segment_is_exact(minilm_calibrated):
+    """No weight clips under the default rule, so with every non-ideality off the chip computes x @ W.T."""
+    from compiler.backends.simulator.tile import ideal_segment
+    placed, stats = minilm_calibrated
+    baseline = _snapshot(placed)
+    try:
+        optimize_column_ranges(placed, stats)
+        for s in placed.segments[::7]:
+            w = segment_weight(placed, s)
+            assert (w.abs() <= s.col_w_max[:, None] * (1 + 1e-6)).all()
+            g = ideal_segment(w, s.col_w_max)
+            assert torch.allclose(g.g_eff * g.w_max[:, None], w, rtol=1e-5, atol=1e-7)
+    finally:
+        _restore(placed, baseline)
+
+
+def test_batched_search_agrees_with_the_reference_tile_model(minilm_calibrated):
+    """The error the batched search reports at the start range equals tile.analog_mvm's on one segment
+    with noise off (the two share the DAC/ADC functions; programming is then exact)."""
+    from compiler import load_hw_spec
+    placed, stats = minilm_calibrated
+    quiet = load_hw_spec("pcm_1M", {"output_noise": 0.0, "device.programming_noise": False,
+                                    "device.drift": False, "device.read_noise": False})
+    segment = placed.segments[3]
+    baseline, hw = _snapshot(placed), placed.hw
+    try:
+        placed.hw = quiet
+        start = segment.dac_range
+        expected = segment_mvm_errors(placed, segment, [stats.segment_sample(segment)[:64]], seed=0)[0]
+        (choice,) = optimize_input_ranges(placed, stats, tokens=64, columns=10_000, segments=[segment],
+                                          progress=False)
+        assert choice.start == start and choice.error_start == pytest.approx(expected, rel=1e-4)
+        assert choice.error_chosen <= choice.error_start
+    finally:
+        placed.hw = hw
+        _restore(placed, baseline)
+
+
+def test_without_pt_optimization_restores_the_ranges_of_passes_ranges(pcm_1m):
+    from passes.range_optimization import without_pt_optimization
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 16)
+    x = torch.randn(32, 64)
+    placed = compile_model(model, (torch.randn(4, 64),), pcm_1m, calibration={"input": x})
+    plain = compile_model(model, (torch.randn(4, 64),), pcm_1m, calibration={"input": x},
+                          pt_column_range=False, pt_input_range=False)
+    assert plain.ranges_before_pt is None and placed.ranges_before_pt is not None
+    optimized = _snapshot(placed)
+    with without_pt_optimization(placed):
+        assert _snapshot(placed) == _snapshot(plain)
+    assert [s.dac_range for s in placed.segments] == [o[0] for o in optimized]
+    assert all(s.col_w_max is not None for s in placed.segments)
+    with pytest.raises(UserError, match="no post-training optimization"):
+        with without_pt_optimization(plain):
+            pass
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    path = tmp_path_factory.mktemp("tiny") / "bert"
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("pt", [True, False], ids=["pt on", "pt off"])
+def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_path, capsys, pt):
+    from compiler.cli import main
+    out = tmp_path / "out"
+    code = main([str(tiny_checkpoint), "--hw", "pcm_1M", "--simulate", "--drift-times", "1s,1h", "--seeds", "2",
+                 "--calibration", "4", "--seq-len", "16", "--out", str(out)] + ([] if pt else ["--no-pt-opt"]))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    accuracy = json.loads((out / "accuracy.json").read_text())
+    assert accuracy["pt_optimization"] is pt
+    if not pt:
+        assert "results_without_pt_opt" not in accuracy
+        return
+    without = accuracy["results_without_pt_opt"]
+    assert [r["label"] for r in without] == [r["label"] for r in accuracy["results"]] == ["1s", "1h"]
+    for a, b in zip(accuracy["results"], without):
+        assert set(a) == set(b) and set(a["per_seed"]) == set(b["per_seed"])
+        assert len(b["per_seed"]["output_rel_l2"]) == 2
+        assert a["per_seed"] != b["per_seed"]  # a different chip configuration, not a copy
+    assert "PT optimization off" in err and "PT optimization off" in (out / "report.html").read_text()
