@@ -373,19 +373,15 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("pt", [True, False], ids=["pt on", "pt off"])
-def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_path, capsys, pt):
+def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_path, capsys):
     from compiler.cli import main
     out = tmp_path / "out"
     code = main([str(tiny_checkpoint), "--hw", "pcm_1M", "--simulate", "--drift-times", "1s,1h", "--seeds", "2",
-                 "--calibration", "4", "--seq-len", "16", "--out", str(out)] + ([] if pt else ["--no-pt-opt"]))
+                 "--calibration", "4", "--seq-len", "16", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err
     accuracy = json.loads((out / "accuracy.json").read_text())
-    assert accuracy["pt_optimization"] is pt
-    if not pt:
-        assert "results_without_pt_opt" not in accuracy
-        return
+    assert accuracy["pt_optimization"] is True
     without = accuracy["results_without_pt_opt"]
     assert [r["label"] for r in without] == [r["label"] for r in accuracy["results"]] == ["1s", "1h"]
     for a, b in zip(accuracy["results"], without):
@@ -393,3 +389,13 @@ def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_pa
         assert len(b["per_seed"]["output_rel_l2"]) == 2
         assert a["per_seed"] != b["per_seed"]  # a different chip configuration, not a copy
     assert "PT optimization off" in err and "PT optimization off" in (out / "report.html").read_text()
+
+
+def test_pt_off_comparison_needs_a_pt_optimized_placement(pcm_1m):
+    from compiler.accuracy import evaluate_accuracy
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 16)
+    plain = compile_model(model, (torch.randn(4, 64),), pcm_1m, calibration={"input": torch.randn(16, 64)},
+                          pt_column_range=False, pt_input_range=False)
+    with pytest.raises(UserError, match="PT-off comparison"):
+        evaluate_accuracy(plain, "1h", 1, progress=False, compare_without_pt=True)
