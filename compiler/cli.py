@@ -20,6 +20,7 @@ from pathlib import Path
 from compiler.errors import UserError
 
 EXIT_USER_ERROR = 2
+HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the gain (docs/hwa.md)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, since "
                              "mapping and cost do not depend on ranges; 0 = no calibration)")
     parser.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
+    parser.add_argument("--hwa-finetune", nargs="?", const="", default=None, metavar="DATA",
+                        help="hardware-aware fine-tuning before compiling (put it after MODEL): DATA is a GLUE task "
+                             "directory (task loss) or a text file, one sentence per line (distillation from the FP "
+                             "model); without DATA, built-in sentences. Saves the checkpoint in the output directory")
+    parser.add_argument("--hwa-steps", type=int, default=HWA_STEPS, help=f"HWA fine-tuning steps (default {HWA_STEPS})")
+    parser.add_argument("--hwa-lr", type=float, default=1e-4, help="HWA fine-tuning learning rate (default 1e-4)")
+    parser.add_argument("--hwa-batch", type=int, default=16, help="HWA fine-tuning batch size (default 16)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
     return parser
 
@@ -106,6 +114,9 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
         calibration = args.calibration if args.calibration is not None else (32 if args.simulate else 0)
         if calibration < 0:
             raise UserError(f"--calibration must be >= 0 sequences (got {calibration})")
+        original = None  # with --hwa-finetune: the model as loaded, the reference of every fidelity figure
+        if args.hwa_finetune is not None:
+            original, model = model, _hwa_finetune(model, hw, args, staging)
         placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
                                pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
@@ -117,7 +128,9 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
         _write_json(staging / "mapping.json", {**placed.to_json(), "command": command})
         _estimate_cost(placed, args, staging)
         if simulation is not None:
-            _simulate(placed, args, simulation, staging)
+            _simulate(placed, args, simulation, staging, reference_model=original)
+            if original is not None:
+                _simulate_without_hwa(original, example, hw, args, calibration, simulation, staging)
         _write_report(staging, command)
         _publish(staging, out_dir)
         _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
@@ -139,7 +152,7 @@ def _simulation_inputs(args: argparse.Namespace):
     return parse_drift_times(args.drift_times), load_eval_data(args.eval_data) if args.eval_data else None
 
 
-def _simulate(placed, args: argparse.Namespace, simulation, staging: Path) -> None:
+def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None) -> None:
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
     from compiler.accuracy import evaluate_accuracy, summary_lines
     drift_times, eval_data = simulation
@@ -147,7 +160,7 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path) -> No
     # the report draws both (no second calibration, the pre-PT ranges are kept in the placement)
     compare = placed.ranges_before_pt is not None
     accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device,
-                                 compare_without_pt=compare)
+                                 compare_without_pt=compare, reference_model=reference_model)
     if not compare and any(s.dac_range is not None for s in placed.segments):
         accuracy["pt_optimization"] = False  # calibrated, optimizations off (--no-pt-opt)
     _write_json(staging / "accuracy.json", accuracy)
@@ -155,6 +168,41 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path) -> No
         _say(f"accuracy: {line}")
     for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
         _say(f"accuracy, PT optimization off: {line}")
+
+
+def _hwa_finetune(model, hw, args: argparse.Namespace, staging: Path):
+    """--hwa-finetune: fine-tune with the chip in the loop, save the checkpoint and hwa.json; the tuned model."""
+    from compiler.hwa import hwa_finetune, save_finetuned
+    info = model.aimc_info
+    if info.weights == "random":
+        raise UserError(f"--hwa-finetune: {info.name} has RANDOM weights here (no real checkpoint offline); "
+                        f"fine-tuning them for the chip means nothing. Give a checkpoint directory")
+    tuned = hwa_finetune(model, hw, args.hwa_finetune or None, steps=args.hwa_steps, lr=args.hwa_lr,
+                         batch_size=args.hwa_batch, seq_len=args.seq_len, device=args.device)
+    summary = tuned.aimc_hwa
+    save_finetuned(tuned, staging / "hwa_model")
+    _write_json(staging / "hwa.json", {"model": info.name, "checkpoint": "hwa_model", **summary.to_dict()})
+    _say(f"HWA fine-tuning: {summary.steps} steps ({summary.objective} on {summary.data}) in {summary.seconds:.1f} s, "
+         f"loss {summary.losses[0]:.4g} -> {summary.losses[-1]:.4g}; checkpoint: hwa_model/")
+    return tuned
+
+
+def _simulate_without_hwa(original, example, hw, args: argparse.Namespace, calibration: int, simulation,
+                          staging: Path) -> None:
+    """The model as loaded, compiled the same way, on the same seeds and drift times: `results_without_hwa`
+    in accuracy.json, so the report shows HWA on and off."""
+    from compiler.accuracy import evaluate_accuracy, summary_lines
+    from compiler.pipeline import compile_model
+    drift_times, eval_data = simulation
+    placed = compile_model(original, example, hw, allocation=args.allocation, calibration=calibration,
+                           pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
+    without = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device)
+    path = staging / "accuracy.json"
+    accuracy = json.loads(path.read_text())
+    accuracy.update(hwa_finetune=True, results_without_hwa=without["results"])
+    _write_json(path, accuracy)
+    for line in summary_lines(without):
+        _say(f"accuracy, without HWA fine-tuning: {line}")
 
 
 def _estimate_cost(placed, args: argparse.Namespace, staging: Path) -> None:
@@ -188,6 +236,8 @@ def _publish(staging: Path, out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
+            if item.is_dir() and (out_dir / item.name).is_dir():  # a directory (hwa_model/) replaces its old self
+                shutil.rmtree(out_dir / item.name)
             item.replace(out_dir / item.name)
     except OSError as exc:
         raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose a writable directory") from None

@@ -359,6 +359,11 @@ def _disable_dropout(model: nn.Module) -> dict[nn.Dropout, float]:
 
 
 def _check_labels(model: nn.Module, training: TrainingSet) -> None:
+    task = model_info(model).task
+    if task not in ("sequence-classification", "custom"):
+        raise UserError(f"labeled training data trains a sequence classifier on its task loss, but "
+                        f"{model_info(model).name} is loaded for {task}; give unlabeled text (distillation from "
+                        f"the FP model), or a checkpoint fine-tuned on the task (--task sequence-classification)")
     labels = training.labels
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
     if labels.dtype == torch.long and num_labels is not None:

@@ -188,12 +188,17 @@ def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
 
 def accuracy_series(accuracy: dict) -> list[tuple[str, list[dict]]]:
     """(label, results) per simulated variant: the run itself and, when present, its run without the
-    post-training range optimizations (`results_without_pt_opt`, same shape as `results`)."""
+    post-training range optimizations (`results_without_pt_opt`, same shape as `results`) and, after HWA
+    fine-tuning (`hwa_finetune`), the model as loaded (`results_without_hwa`, same compile options)."""
     pt = accuracy.get("pt_optimization")
     main_label = {True: "PT optimization on", False: "PT optimization off"}.get(pt, "analog chip")
-    series = [(main_label, accuracy.get("results") or [])]
+    hwa = "HWA fine-tuned, " if accuracy.get("hwa_finetune") else ""
+    series = [(hwa + main_label if hwa else main_label, accuracy.get("results") or [])]
     if accuracy.get("results_without_pt_opt"):
-        series.append(("PT optimization off", accuracy["results_without_pt_opt"]))
+        series.append((hwa + "PT optimization off", accuracy["results_without_pt_opt"]))
+    if accuracy.get("results_without_hwa"):
+        label = "not fine-tuned" + (f", {main_label}" if pt is not None else "")
+        series.append((label, accuracy["results_without_hwa"]))
     return series
 
 

@@ -177,3 +177,73 @@ def test_minilm_wrappers_are_exact_in_eval(hw):
             model.eval()
             handle.detach()
     assert 0.05 < float((noisy - reference).norm() / reference.norm()) < 2.0
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """The tiny BERT saved with a character-level WordPiece tokenizer: a real local checkpoint, offline."""
+    import string
+
+    from transformers import BertTokenizer
+    path = tmp_path_factory.mktemp("tiny_bert")
+    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase)
+             + ["##" + c for c in string.ascii_lowercase] + list(string.digits) + list(".,;:'!?-()\""))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(path / "vocab.txt"))
+    model = _tiny_bert()
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def _cli(capsys, *argv):
+    from compiler.cli import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_cli_hwa_finetune_then_compile_and_simulate(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _cli(capsys, tiny_checkpoint, "--hw", "pcm_1M", "--task", "feature-extraction", "--seq-len", 32,
+                     "--hwa-finetune", "--hwa-steps", 3, "--hwa-lr", 1e-3, "--simulate", "--drift-times", "1h",
+                     "--seeds", 2, "--calibration", 4, "--out", out)
+    assert code == 0, err
+    hwa = json.loads((out / "hwa.json").read_text())
+    assert hwa["steps"] == 3 and len(hwa["losses"]) == 3 and hwa["hardware_aware"] and hwa["seconds"] > 0
+    assert hwa["objective"] == "distillation" and "built-in sentences" in hwa["data"]
+    from compiler import load_model
+    tuned, _ = load_model(str(out / hwa["checkpoint"]), task="feature-extraction", seq_len=32)
+    assert tuned.aimc_info.tokenizer is not None
+    accuracy = json.loads((out / "accuracy.json").read_text())
+    assert accuracy["hwa_finetune"] is True and accuracy["fp_reference"]["model"] == str(tiny_checkpoint)
+    without = accuracy["results_without_hwa"]
+    assert [r["label"] for r in without] == [r["label"] for r in accuracy["results"]] == ["1h"]
+    assert len(without[0]["per_seed"]["output_rel_l2"]) == 2
+    assert "not fine-tuned" in (out / "report.html").read_text()
+    assert "HWA fine-tuning: 3 steps" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--hwa-finetune", "/no/such/sentences.txt"], "not found"),
+    (["--hwa-finetune", "--hwa-steps", "0"], "at least 1 step"),
+])
+def test_cli_hwa_bad_input_exits_2_with_one_line(tiny_checkpoint, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    code, err = _cli(capsys, tiny_checkpoint, "--hw", "pcm_1M", "--task", "feature-extraction", "--seq-len", 32,
+                     "--out", out, *extra)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("aimc-compile: error:")
+    assert not out.exists()
+
+
+def test_report_series_show_hwa_on_and_off():
+    from reports.charts import accuracy_series
+    results = [{"label": "1h", "seconds": 3600.0, "mean": {"output_rel_l2": 0.3}, "std": {}, "per_seed": {}}]
+    accuracy = {"pt_optimization": True, "hwa_finetune": True, "results": results,
+                "results_without_pt_opt": results, "results_without_hwa": results}
+    assert [label for label, _ in accuracy_series(accuracy)] == [
+        "HWA fine-tuned, PT optimization on", "HWA fine-tuned, PT optimization off", "not fine-tuned, PT optimization on"]
+    assert [label for label, _ in accuracy_series({"results": results})] == ["analog chip"]
