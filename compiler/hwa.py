@@ -59,7 +59,7 @@ class HwaSummary:
         return asdict(self)
 
 
-def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, steps: int = 100, lr: float = 5e-5,
+def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, steps: int = 40, lr: float = 1e-4,
                  batch_size: int = 16, seq_len: int = 128, *, noise: HwaNoiseConfig | None = None,
                  hardware_aware: bool = True, seed: int = 0, device: str = "cpu", tokenizer: Any = None,
                  warmup_fraction: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
