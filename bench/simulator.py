@@ -1,7 +1,7 @@
 """Benchmark of the noisy simulator (issue 3) against the FP model, measured in the same run.
 
     PYTHONPATH=. .venv/bin/python bench/simulator.py [--model roberta-base] [--batch 8] [--seq-len 128]
-                                                    [--repeats 5] [--device cpu]
+                                                    [--repeats 5] [--device cpu] [--threads N]
 
 1. Programming + drifting one chip instance (`placed.simulator(t_inference=3600, seed)`), all segments of
    all blocks: median over seeds.
@@ -43,7 +43,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's; 1 is fairer on a shared machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}, "
