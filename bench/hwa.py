@@ -38,6 +38,8 @@ ABLATIONS = {  # label -> what the fine-tune injects instead of everything (HwaN
     "no weight noise": HwaNoiseConfig(weight_noise=False),
     "converters and output noise off": HwaNoiseConfig(quantize_io=False, output_noise=False),
     "drift time 1 h only": HwaNoiseConfig(t_max_s=3600.0),
+    "weight clipping only, nothing injected": HwaNoiseConfig(weight_noise=False, output_noise=False,
+                                                             quantize_io=False, int6_attention=False),
 }
 METRICS = ("embedding_cosine_mean", "output_rel_l2", "retrieval_agreement")
 
