@@ -118,7 +118,7 @@ def test_block_matches_segment_reference(wide_linear, kernels, ranges):
             seg.dac_range, seg.adc_range = None, None
     # same arithmetic up to float reassociation: an output may land on a neighbouring DAC or ADC level
     dac = max(float(x.abs().max()), 2.0 + 0.25 * len(placed.segments))
-    lsb = max(3.0 + 0.5 * len(placed.segments), 10.0) / 31 * float(layer.weight.abs().max()) * dac
+    lsb = max(3.0 + 0.5 * len(placed.segments), 10.0) / 31 * float(layer.weight.detach().abs().max()) * dac
     assert (got - expected).abs().max() <= 2 * lsb
     assert ((got - expected).abs() > 1e-4).float().mean() < 0.01
     assert rel_err(got, layer(x).detach()) > 1e-3    # the quantization did something
