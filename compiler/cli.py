@@ -20,6 +20,8 @@ from pathlib import Path
 from compiler.errors import UserError
 
 EXIT_USER_ERROR = 2
+# every file or directory a run can write into --out
+OUTPUTS = ("mapping.json", "cost.json", "accuracy.json", "hwa.json", "hwa_model", "report.html")
 HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the gain (docs/hwa.md)
 
 
@@ -232,9 +234,18 @@ def _staging_dir(out_dir: Path) -> Path:
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished outputs into out_dir, replacing earlier ones of the same name."""
+    """Move the finished outputs into out_dir, replacing earlier ones; outputs of an earlier run that this
+    run did not make (accuracy.json of a run with --simulate, ...) are removed, so that `aimc-compile report
+    DIR` never mixes two runs."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        made = {item.name for item in staging.iterdir()}
+        for name in set(OUTPUTS) - made:
+            stale = out_dir / name
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
         for item in staging.iterdir():
             if item.is_dir() and (out_dir / item.name).is_dir():  # a directory (hwa_model/) replaces its old self
                 shutil.rmtree(out_dir / item.name)

