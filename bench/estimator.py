@@ -12,19 +12,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 
 import torch
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time
 
 
 def main() -> None:
@@ -46,9 +37,9 @@ def main() -> None:
     compile_s = time.perf_counter() - start
     with torch.no_grad():
         model(**example)  # warm-up
-        forward_s = _median_time(lambda: model(**example), args.repeats)
+        forward_s = median_time(lambda: model(**example), args.repeats)
     placed.estimate(batch=args.batch, seq_len=args.seq_len)  # warm-up (imports, spec parsing)
-    estimate_s = _median_time(lambda: placed.estimate(batch=args.batch, seq_len=args.seq_len), args.repeats)
+    estimate_s = median_time(lambda: placed.estimate(batch=args.batch, seq_len=args.seq_len), args.repeats)
     cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
 
     print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")

@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from compiler import compile_model, load_hw_spec, load_model
 from reports import render_report
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from timing import median_time
 
 
 def main() -> None:
@@ -42,12 +32,12 @@ def main() -> None:
           "render, mapping + cost | render / compile |")
     print("|---|---|---|---|---|---|---|---|---|")
     for allocation in ("packed", "naive"):
-        compile_s = _median_time(lambda: compile_model(model, example, hw, allocation=allocation), 3)
+        compile_s = median_time(lambda: compile_model(model, example, hw, allocation=allocation), 3)
         placed = compile_model(model, example, hw, allocation=allocation)
         mapping = json.loads(json.dumps(placed.to_json()))
         cost = json.loads(json.dumps(placed.estimate(batch=1, seq_len=128).to_json()))
-        map_only_s = _median_time(lambda: render_report(mapping), args.repeats)
-        full_s = _median_time(lambda: render_report(mapping, cost), args.repeats)
+        map_only_s = median_time(lambda: render_report(mapping), args.repeats)
+        full_s = median_time(lambda: render_report(mapping, cost), args.repeats)
         html = render_report(mapping, cost, command="aimc-compile roberta-base --hw hw_specs/pcm_1M.yaml")
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "m.json").write_text(json.dumps(mapping, indent=1))
