@@ -292,19 +292,22 @@ class Outputs:
     logits: torch.Tensor | None             # (examples, labels) for classifiers
 
 
-def _primary_tensor(output: Any, name: str) -> torch.Tensor:
+def output_tensor(output: Any, names: tuple[str, ...]) -> torch.Tensor:
+    """The tensor of a model's output to judge: the first of `names` a ModelOutput/dict holds, else the first
+    tensor of the output (a tensor is itself)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, Mapping):
-        if name in output:
-            return output[name]
+        for name in names:
+            if output.get(name) is not None:
+                return output[name]
         output = list(output.values())
     if isinstance(output, (tuple, list)):
         for value in output:
             if isinstance(value, torch.Tensor):
                 return value
     raise UserError(f"cannot read the model's output ({type(output).__name__}): expected a tensor, "
-                    f"a tuple or a ModelOutput with {name!r}")
+                    f"a tuple or a ModelOutput with {' or '.join(names)}")
 
 
 def _run(forward, inputs: EvalInputs, readout: _Readout, device: str, bar: tqdm) -> Outputs:
@@ -312,7 +315,7 @@ def _run(forward, inputs: EvalInputs, readout: _Readout, device: str, bar: tqdm)
     for (args, kwargs), mask in zip(inputs.batches, inputs.token_masks):
         args = tuple(_to(a, device) for a in args)
         kwargs = {k: _to(v, device) for k, v in kwargs.items()}
-        final = _primary_tensor(forward(*args, **kwargs), readout.output_name).detach().float().cpu()
+        final = output_tensor(forward(*args, **kwargs), (readout.output_name,)).detach().float().cpu()
         if readout.embeddings and mask is not None:
             weights = mask.unsqueeze(-1).float()  # sentence-transformers' mean pooling over the attention mask
             embeddings.append((final * weights).sum(1) / weights.sum(1).clamp(min=1e-9))

@@ -23,12 +23,13 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from compiler.accuracy import output_tensor
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.hwa_data import TrainingSet, load_training_data
@@ -217,19 +218,7 @@ def _trim_padding(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 def primary_output(output: Any) -> torch.Tensor:
     """The tensor a model's quality is judged on: logits, else last hidden states, else the first tensor."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        for name in ("logits", "last_hidden_state"):
-            if output.get(name) is not None:
-                return output[name]
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for value in output:
-            if isinstance(value, torch.Tensor):
-                return value
-    raise UserError(f"cannot read the model's output ({type(output).__name__}) for fine-tuning: expected a "
-                    f"tensor, a tuple or a ModelOutput with logits or last_hidden_state")
+    return output_tensor(output, ("logits", "last_hidden_state"))
 
 
 def _distillation_loss(output: Any, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
