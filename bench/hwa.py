@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 from compiler import compile_model, hwa_finetune, load_hw_spec, load_model
-from compiler.accuracy import evaluate_accuracy
-from compiler.hwa_noise import HwaNoiseConfig
+from compiler.evaluation.accuracy import evaluate_accuracy
+from compiler.training.hardware import HwaNoiseConfig
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 ABLATIONS = {  # label -> what the fine-tune injects instead of everything (HwaNoiseConfig's defaults)

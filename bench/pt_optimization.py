@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from compiler import compile_model, load_hw_spec, load_model, sentences
-from compiler.accuracy import evaluate_accuracy
+from compiler.evaluation.accuracy import evaluate_accuracy
 from passes.range_optimization import optimize_column_ranges, optimize_input_ranges, segment_mvm_error
 from passes.ranges import assign_ranges, calibration_inputs, collect_statistics
 

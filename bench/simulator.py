@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, ".")
 from compiler import compile_model, load_hw_spec, load_model  # noqa: E402
-from compiler.backends.simulator import native  # noqa: E402
+from compiler.analog import native  # noqa: E402
 
 
 def _timed(fn) -> float:

@@ -110,7 +110,7 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
                  "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
                  "accuracy is not.")
         if simulation is not None and simulation[1] is not None:
-            from compiler.accuracy import check_eval_compatible, example_for_eval
+            from compiler.evaluation.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
             example = example_for_eval(model, example, simulation[1])  # BERT pair tasks need token_type_ids
         calibration = args.calibration if args.calibration is not None else (32 if args.simulate else 0)
@@ -147,8 +147,8 @@ def _simulation_inputs(args: argparse.Namespace):
         if args.eval_data:
             raise UserError("--eval scores the simulated chip; add --simulate")
         return None
-    from compiler.accuracy import parse_drift_times
-    from compiler.glue import load_eval_data
+    from compiler.evaluation.accuracy import parse_drift_times
+    from compiler.evaluation.glue import load_eval_data
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1 (got {args.seeds})")
     return parse_drift_times(args.drift_times), load_eval_data(args.eval_data) if args.eval_data else None
@@ -156,7 +156,7 @@ def _simulation_inputs(args: argparse.Namespace):
 
 def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None) -> None:
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
-    from compiler.accuracy import evaluate_accuracy, summary_lines
+    from compiler.evaluation.accuracy import evaluate_accuracy, summary_lines
     drift_times, eval_data = simulation
     # with PT on, the same chips (seeds) and drift times again with the ranges of passes.ranges alone:
     # the report draws both (no second calibration, the pre-PT ranges are kept in the placement)
@@ -174,7 +174,7 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, refer
 
 def _hwa_finetune(model, hw, args: argparse.Namespace, staging: Path):
     """--hwa-finetune: fine-tune with the chip in the loop, save the checkpoint and hwa.json; the tuned model."""
-    from compiler.hwa import hwa_finetune, save_finetuned
+    from compiler.training.finetune import hwa_finetune, save_finetuned
     info = model.aimc_info
     if info.weights == "random":
         raise UserError(f"--hwa-finetune: {info.name} has RANDOM weights here (no real checkpoint offline); "
@@ -193,7 +193,7 @@ def _simulate_without_hwa(original, example, hw, args: argparse.Namespace, calib
                           staging: Path) -> None:
     """The model as loaded, compiled the same way, on the same seeds and drift times: `results_without_hwa`
     in accuracy.json, so the report shows HWA on and off."""
-    from compiler.accuracy import evaluate_accuracy, summary_lines
+    from compiler.evaluation.accuracy import evaluate_accuracy, summary_lines
     from compiler.pipeline import compile_model
     drift_times, eval_data = simulation
     placed = compile_model(original, example, hw, allocation=args.allocation, calibration=calibration,

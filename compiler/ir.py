@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 class Kind(str, Enum):
     ANALOG = "analog"
-    DIGITAL_INT6 = "digital_int6"
+    DIGITAL_INT = "digital_int6"
     DIGITAL = "digital"
 
 

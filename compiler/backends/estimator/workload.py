@@ -259,7 +259,7 @@ def layer_group(module: str) -> str:
 
 
 def _op_class(op: str, kind: Kind) -> str:
-    if kind is Kind.DIGITAL_INT6:
+    if kind is Kind.DIGITAL_INT:
         return "attention"
     if op in DIGITAL_MATMUL_OPS:
         return "matmul"

@@ -1,6 +1,6 @@
 """INT-n attention (DESIGN.md): both operands of QK^T and AV quantized symmetrically, exact accumulation.
 
-`quantized_matmul` replaces each DIGITAL_INT6 matmul of the exported graph. Q, K, V and the softmax
+`quantized_matmul` replaces each DIGITAL_INT matmul of the exported graph. Q, K, V and the softmax
 output are quantized to round(x / scale * L) / L * scale with L = 2**(bits-1) - 1 and scale = max|x|:
 per tensor, or per head (dim 1 of a (batch, heads, tokens, dim) tensor). Each sequence of a batch is its
 own inference on the chip, so scales are taken per sequence (dim 0), never across the batch: a
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from compiler.backends.simulator import native
-from compiler.backends.simulator.tile import levels
+from compiler.analog import native
+from compiler.analog.tile import levels
 
 
 def quantize_symmetric(x: torch.Tensor, bits: int, per_head: bool) -> torch.Tensor:
@@ -48,6 +48,6 @@ def _quantize(x: torch.Tensor, bits: int, per_head: bool, fused: bool) -> torch.
 
 
 def quantized_matmul(a: torch.Tensor, b: torch.Tensor, bits: int, per_head: bool, fused: bool = False) -> torch.Tensor:
-    """a @ b with both operands quantized to `bits` (the DIGITAL_INT6 units of the chip); `fused`: use
+    """a @ b with both operands quantized to `bits` (the DIGITAL_INT units of the chip); `fused`: use
     the native kernel on CPU (same quantizer, one pass)."""
     return torch.matmul(_quantize(a, bits, per_head, fused), _quantize(b, bits, per_head, fused))

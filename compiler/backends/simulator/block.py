@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compiler.backends.simulator import native
-from compiler.backends.simulator.programming import program_into, segment_seed, segment_w_max
-from compiler.backends.simulator.tile import DEFAULT_ADC_RANGE, levels
+from compiler.analog import native
+from compiler.analog.programming import program_into, segment_seed, segment_w_max
+from compiler.analog.tile import DEFAULT_ADC_RANGE, levels
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import Span, TileSegment
 

@@ -5,7 +5,7 @@
 the exported graph (`placed.exported.module()`, dynamic in batch and sequence length):
 - each weight block becomes one `AnalogBlock` call placed before its first layer; each analog layer's
   node becomes the block output (or its slice of it, for fused Q, K, V: the block runs once per input);
-- each DIGITAL_INT6 matmul becomes `quantized_matmul` at hw.digital.attention_bits (unchanged if null);
+- each DIGITAL_INT matmul becomes `quantized_matmul` at hw.digital.attention_bits (unchanged if null);
 - every other node runs as in the FP model.
 The result takes the model's own arguments and returns the model's own output structure.
 """
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from compiler.backends.simulator.attention import quantized_matmul
 from compiler.backends.simulator.block import AnalogBlock, LayerWeight, segment_weight
-from compiler.backends.simulator.programming import device_params, use_native
+from compiler.analog.programming import device_params, use_native
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import Kind, PlacedGraph, WeightBlock
@@ -155,7 +155,7 @@ def _lower_attention(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], 
                      hw: HardwareSpec, fused: bool) -> None:
     per_head = hw.digital.attention_scale == "per_head"
     for p in placed.placements.values():
-        if p.kind is not Kind.DIGITAL_INT6:
+        if p.kind is not Kind.DIGITAL_INT:
             continue
         node = nodes[p.node]
         a, b = node.args[0], node.args[1]

@@ -3,7 +3,7 @@
 Accepted forms of `data`:
 - None: the built-in unlabeled sentences (compiler.sentences.CALIBRATION), so it runs offline;
 - a text file: one unlabeled sentence per line; a GLUE task directory (its train.tsv, else its dev set),
-  a GLUE .tsv file or `glue:TASK` (the datasets cache): labeled, read by compiler.glue;
+  a GLUE .tsv file or `glue:TASK` (the datasets cache): labeled, read by compiler.evaluation.glue;
 - a list of strings (unlabeled), or of (text, label) / (text_a, text_b, label) tuples (labeled);
 - tensors, for models without a tokenizer: a dict of keyword inputs whose first dimension is the sample
   (an optional "labels" entry makes it labeled), a bare input tensor (unlabeled), or a tuple
@@ -96,8 +96,8 @@ def _from_path(path: Path, tokenizer: Any, seq_len: int, id2label: dict | None) 
 
 
 def _from_glue(spec: str | Path, tokenizer: Any, seq_len: int, id2label: dict | None) -> TrainingSet:
-    """A GLUE task: its train.tsv where the directory has one, else what compiler.glue reads (the dev set)."""
-    from compiler import glue
+    """A GLUE task: its train.tsv where the directory has one, else what compiler.evaluation.glue reads (the dev set)."""
+    from compiler.evaluation import glue
 
     path = Path(str(spec)).expanduser()
     source = spec

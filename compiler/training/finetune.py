@@ -3,7 +3,7 @@
 Spoon et al. 2021 (Front. Comput. Neurosci.) reach software-equivalent BERT accuracy on PCM by training
 with the hardware's noise in the loop. `hwa_finetune` does that in a short fine-tune: a copy of the
 model gets the spec's non-idealities in the forward pass of its analog layers and INT6 attention
-(compiler.hwa_noise, active in training mode only), and is trained
+(compiler.training.hardware, active in training mode only), and is trained
 - with labels (a list of (text, label) pairs, or GLUE-format data): on the task loss;
 - without labels: by distillation from the original FP model as teacher (relative MSE of the final
   output -- logits, or last hidden states at real tokens), on unlabeled text (the built-in sentences
@@ -29,11 +29,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from compiler.accuracy import output_tensor
+from compiler.evaluation.accuracy import output_tensor
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec, load_hw_spec
-from compiler.hwa_data import TrainingSet, load_training_data
-from compiler.hwa_noise import HwaNoiseConfig, attach_hardware_model, is_analog_layer
+from compiler.training.data import TrainingSet, load_training_data
+from compiler.training.hardware import HwaNoiseConfig, attach_hardware_model, is_analog_layer
 from compiler.models import ModelInfo, model_info
 
 TEACHER_CACHE_LIMIT = 50_000_000  # cache the teacher's outputs up to this many values (200 MB float32)
@@ -69,8 +69,8 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
 
     data: None (built-in unlabeled sentences), a text file (one sentence per line), a GLUE task directory,
     .tsv file or `glue:TASK`, a list of sentences or of (text, label) / (text_a, text_b, label), or tensors
-    (see compiler.hwa_data). Labeled data trains on the task loss, unlabeled data distills the FP model.
-    noise: what to inject (compiler.hwa_noise.HwaNoiseConfig; default: everything the spec describes,
+    (see compiler.training.data). Labeled data trains on the task loss, unlabeled data distills the FP model.
+    noise: what to inject (compiler.training.hardware.HwaNoiseConfig; default: everything the spec describes,
     drift times log-uniform in [1 h, 1 y]). dropout: keep the model's dropout on (off by default: the
     injected noise regularizes, and distillation wants the teacher's exact function).
     The original model is not modified. The result carries `aimc_info` and `aimc_hwa` (an HwaSummary).

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from compiler import sentences
 from compiler.errors import UserError
 from compiler.frontend import normalize_example
-from compiler.glue import GlueData, label_permutation, load_eval_data, task_metrics
+from compiler.evaluation.glue import GlueData, label_permutation, load_eval_data, task_metrics
 from compiler.models import model_info
 
 SCHEMA_VERSION = 1
@@ -91,7 +91,7 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     `max_examples` keeps the first examples only (quick runs). `simulator_options` go to
     `placed.simulator` as they are (e.g. {"hw": spec} to simulate the placement under another spec).
     `reference_model`: the FP model fidelity is measured against (default `placed.model`); for a model
-    fine-tuned for the chip (compiler.hwa), the original model, so the fine-tune's own drift counts as error.
+    fine-tuned for the chip (compiler.training.finetune), the original model, so the fine-tune's own drift counts as error.
     `compare_without_pt`: also simulate the placement with the ranges of passes.ranges alone (post-training
     optimizations off, same calibration statistics, same seeds and drift times) into
     `results_without_pt_opt`; needs a placement compiled with calibration and PT on.

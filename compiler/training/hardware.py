@@ -2,7 +2,7 @@
 
 `attach_hardware_model(model, hw, config)` swaps every nn.Linear and GPT-2 Conv1D (the layers that
 passes.partition places on analog tiles) for an `AnalogTrainingLinear`, and routes the model's
-activation-by-activation matmuls (attention's QK^T and AV: the DIGITAL_INT6 nodes) through INT6
+activation-by-activation matmuls (attention's QK^T and AV: the DIGITAL_INT nodes) through INT6
 fake quantization. In training mode a forward pass then sees, per layer:
 
 - DAC: inputs clipped to a per-tile range (the `input_percentile` percentile of |x| in the batch, as
@@ -146,7 +146,7 @@ class ConductanceMoments:
     """Moments of one differential pair's effective conductance (G+ - G-)/g_max vs its signed target g.
 
     Tabulated on a grid of g in [-1, 1] by Monte Carlo through the simulator's device model
-    (compiler.backends.simulator.pcm.PCMDevice), so training and simulation share one physics. Means are
+    (compiler.analog.device.PCMDevice), so training and simulation share one physics. Means are
     stored as shifts from the target, so the nearest-grid-point lookup errs by the shift's slope times
     half a grid step, not by half a grid step.
     """
@@ -180,7 +180,7 @@ def conductance_moments(hw: HardwareSpec, t_s: float, points: int = 201, samples
 
 @functools.lru_cache(maxsize=64)
 def _conductance_moments(device_spec, t_s: float, points: int, samples: int, seed: int) -> ConductanceMoments:
-    from compiler.backends.simulator.pcm import PCMDevice
+    from compiler.analog.device import PCMDevice
 
     device = PCMDevice(device_spec)
     generator = torch.Generator().manual_seed(seed)
@@ -299,7 +299,7 @@ class AnalogTrainingLinear(nn.Module):
     def _tile_mvm(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """One row block through every column tile: DAC, MVM, output noise, ADC; de-normalized by dac_range.
 
-        As compiler.backends.simulator.tile.analog_mvm, with straight-through rounding; a converter whose
+        As compiler.analog.tile.analog_mvm, with straight-through rounding; a converter whose
         bits are null is ideal (neither clipped nor quantized), as docs/analog_mvm.md says.
         """
         cfg, hw = self.config, self.hw
@@ -307,7 +307,7 @@ class AnalogTrainingLinear(nn.Module):
         adc_bits = hw.adc.bits if cfg.quantize_io else None
         dac_range = _percentile_abs(x, cfg.input_percentile) if dac_bits is not None else _abs_max(x)
         x_n = quantize_normalized(x, dac_range, dac_bits) if dac_bits is not None else x / dac_range
-        y_n = nn.functional.linear(x_n, g)  # F.linear: never taken for an attention matmul by Int6AttentionMode
+        y_n = nn.functional.linear(x_n, g)  # F.linear: never taken for an attention matmul by IntAttentionMode
         adc_range = self._adc_range(y_n.detach()) if adc_bits is not None else None
         if cfg.output_noise and hw.output_noise > 0:
             y_n = y_n + hw.output_noise * torch.randn_like(y_n)
@@ -349,7 +349,7 @@ def _percentile_abs(x: torch.Tensor, percent: float) -> torch.Tensor:
 
 # --- attention -------------------------------------------------------------------------------------------
 
-class Int6AttentionMode(TorchFunctionMode):
+class IntAttentionMode(TorchFunctionMode):
     """Fake-quantizes both operands of every activation-by-activation matmul (attention's QK^T and AV).
 
     Linear layers run as F.linear / addmm and never hit this; a matmul with a Parameter operand is left
@@ -461,7 +461,7 @@ def attach_hardware_model(model: nn.Module, hw: HardwareSpec, config: HwaNoiseCo
         wrappers[path] = wrapper
     hooks = []
     if config.int6_attention and hw.digital.attention_bits is not None:
-        hooks = _attention_hooks(model, Int6AttentionMode(hw.digital.attention_bits,
+        hooks = _attention_hooks(model, IntAttentionMode(hw.digital.attention_bits,
                                                           hw.digital.attention_scale == "per_head"))
     return HardwareModelHandle(model, wrappers, clock, hooks)
 
@@ -475,7 +475,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return innermost or [model]
 
 
-def _attention_hooks(model: nn.Module, mode: Int6AttentionMode) -> list:
+def _attention_hooks(model: nn.Module, mode: IntAttentionMode) -> list:
     """Enter `mode` around each attention module's forward when it is in training mode (only there: the
     mode sees every torch call, so scoping it keeps the rest of the forward at full speed)."""
     entered: list[bool] = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from compiler.backends.simulator.pcm import PCMDevice, differential_targets, drift_compensation_factor
+from compiler.analog.device import PCMDevice, differential_targets, drift_compensation_factor
 from compiler.hw_spec import HardwareSpec
 
 DEFAULT_ADC_RANGE = 10.0  # normalized output units; aihwkit's out_bound (docs/analog_mvm.md step 5)

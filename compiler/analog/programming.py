@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from compiler.backends.simulator import native
-from compiler.backends.simulator.pcm import PCMDevice
-from compiler.backends.simulator.tile import column_w_max, program_segment
+from compiler.analog import native
+from compiler.analog.device import PCMDevice
+from compiler.analog.tile import column_w_max, program_segment
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import TileSegment
 
