@@ -21,8 +21,8 @@ change to the FP weights.
 (b) Per-segment input (DAC) range (`optimize_input_ranges`). The percentile from passes.ranges is a
     starting point; a 1-D search over candidate ranges around it (an octave grid, then a half and a
     quarter octave around the best) keeps the one that minimizes the segment's MVM error on the sampled
-    calibration inputs, measured with the analog MVM model of docs/analog_mvm.md (tile.dac / tile.adc,
-    the spec's device model) with the spec's quantization and noise at time `t_inference` (common random
+    calibration inputs, measured with the analog core (compiler.analog: the spec's device model, DAC and
+    ADC) with the spec's quantization and noise at time `t_inference` (common random
     numbers: every candidate sees the same programmed tile and the same noise draws). The ADC range
     follows the candidate (A scales as 1 / dac_range). Segments of one shape are searched together in
     batched tensor ops.
@@ -30,14 +30,15 @@ change to the FP weights.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
-from compiler.analog.device import PCMDevice, differential_targets, drift_compensation_factor
-from compiler.analog.programming import device_params, program_into, use_native
+from compiler.analog.periphery import adc, dac
+from compiler.analog.programming import (device_params, program_into, program_segment, program_segments,
+                                         use_native)
+from compiler.analog.tile import analog_mvm
 from compiler.errors import UserError
 from compiler.ir import PlacedGraph, TileSegment
 from passes.ranges import CalibrationStats, adc_range_for, block_weight, segment_weight
@@ -162,10 +163,8 @@ def segment_mvm_errors(placed: PlacedGraph, segment: TileSegment, inputs: list[t
     """The MVM error (see mvm_error) of the segment against x @ W_seg.T, for each x (tokens, rows) in `inputs`.
 
     One programmed instance (seed) at `t_inference` serves all inputs; the segment's own ranges; the
-    spec's quantization and noise (compiler.analog.tile, the docs/analog_mvm.md reference).
+    spec's quantization and noise (compiler.analog.tile, the reference MVM).
     """
-    from compiler.analog.tile import analog_mvm, program_segment
-
     w = (segment_weight(placed, segment) if weight is None else weight).float()
     generator = torch.Generator().manual_seed(seed)
     programmed = program_segment(w, placed.hw, generator, t_inference, segment.col_w_max)
@@ -177,27 +176,6 @@ def segment_mvm_error(placed: PlacedGraph, segment: TileSegment, x: torch.Tensor
                       t_inference: float = SEARCH_T_INFERENCE, seed: int = 0) -> float:
     """segment_mvm_errors for one input batch."""
     return segment_mvm_errors(placed, segment, [x], t_inference, seed)[0]
-
-
-def program_segments(weights: torch.Tensor, w_max: torch.Tensor, hw, generator: torch.Generator,
-                     t_inference: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Program S segments of one shape at once (weights (S, C, R), w_max (S, C)), read at t.
-
-    The device model of compiler.analog.device, as tile.program_segment applies it to one segment,
-    batched: returns g_eff (S, C, R) and the output scale w_max * drift compensation (S, C).
-    """
-    device = PCMDevice(hw.device)
-    g_pos, g_neg = differential_targets(weights.float(), w_max[..., None])
-    targets = torch.stack([g_pos, g_neg])                            # (2, S, C, R)
-    g_prog = device.program(targets, generator)
-    nu = device.drift_exponents(targets, generator)
-    g_t = device.at_time(g_prog, nu, t_inference, generator)
-    g_eff = g_t[0] - g_t[1]
-    if hw.device.drift_compensation:
-        factor = drift_compensation_factor(g_prog[0] - g_prog[1], g_eff)  # (S,): one per segment
-    else:
-        factor = torch.ones(weights.shape[0])
-    return g_eff, w_max * factor[:, None]
 
 
 @dataclass
@@ -237,8 +215,6 @@ def _batched_errors(group: list[_Prepared], g_eff: torch.Tensor, scale: torch.Te
 
     g_eff (S, C, R), scale (S, C): programmed segments; dac_ranges (S, K); noise (S, T, C) standard normal
     output-noise draws shared by every candidate (common random numbers), or None."""
-    from compiler.analog.tile import adc, dac
-
     x = torch.stack([p.x for p in group])                            # (S, T, R)
     reference = torch.stack([p.reference for p in group])[:, None]  # (S, 1, T, C)
     column_weights = torch.stack([p.column_weights for p in group])[:, None, None]
@@ -277,7 +253,7 @@ def _search_group(placed: PlacedGraph, group: list[_Prepared], t_inference: floa
         generator = torch.Generator().manual_seed(seed + 7919 * k + group[0].segment.id)
         if native_kernels:  # the simulator's fused programming kernel, keyed per segment
             g_eff, ones = torch.empty_like(weights), torch.ones(columns)
-            factors = [program_into(g_eff[i], weights[i], w_max[i].contiguous(), ones, p.segment, hw, t_inference,
+            factors = [program_into(g_eff[i], weights[i], w_max[i].contiguous(), ones, p.segment.id, hw, t_inference,
                                     seed + 7919 * k, params, native_kernels=True) for i, p in enumerate(group)]
             scale = w_max * torch.tensor(factors, dtype=torch.float32)[:, None]
         else:
@@ -363,39 +339,9 @@ def calibrate_ranges(placed: PlacedGraph, calibration, column_range: bool = True
         return None
     stats = assign_ranges(placed, inputs)
     # kept so that a PT-off variant (the report's comparison) needs no second calibration
-    placed.ranges_before_pt = snapshot_ranges(placed) if column_range or input_range else None
+    placed.ranges_before_pt = placed.segment_ranges() if column_range or input_range else None
     if column_range:
         optimize_column_ranges(placed, stats)
     if input_range:
         optimize_input_ranges(placed, stats, t_inference=t_inference, progress=progress)
     return stats
-
-
-# --- the same placement without the PT optimizations -------------------------------------------------
-
-def snapshot_ranges(placed: PlacedGraph) -> list[tuple]:
-    """(dac_range, adc_range, col_w_max) of every segment, in segment order."""
-    return [(s.dac_range, s.adc_range, None if s.col_w_max is None else s.col_w_max.clone())
-            for s in placed.segments]
-
-
-def restore_ranges(placed: PlacedGraph, snapshot: list[tuple]) -> None:
-    if len(snapshot) != len(placed.segments):
-        raise ValueError(f"range snapshot of {len(snapshot)} segments for a placement of {len(placed.segments)}")
-    for s, (dac, adc, col) in zip(placed.segments, snapshot):
-        s.dac_range, s.adc_range, s.col_w_max = dac, adc, col
-
-
-@contextmanager
-def without_pt_optimization(placed: PlacedGraph):
-    """Within the block, `placed` has the ranges of passes.ranges alone (as compiled with both PT
-    optimizations off, from the same calibration statistics); its own ranges come back after."""
-    if placed.ranges_before_pt is None:
-        raise UserError("this placement has no post-training optimization to turn off "
-                        "(compiled without calibration, or with both optimizations off)")
-    optimized = snapshot_ranges(placed)
-    restore_ranges(placed, placed.ranges_before_pt)
-    try:
-        yield placed
-    finally:
-        restore_ranges(placed, optimized)

@@ -35,13 +35,13 @@ import torch
 from tqdm import tqdm
 
 from compiler import sentences
+from compiler.analog.periphery import DEFAULT_ADC_RANGE
 from compiler.errors import UserError
 from compiler.frontend import normalize_example
 from compiler.ir import Kind, PlacedGraph, Span, TileSegment
 
 INPUT_PERCENTILE = 99.9      # dac_range = this percentile of |x| over the segment's inputs
 OUTPUT_SIGMAS = 4.0          # L in "mean + L sigma": a column's expected largest |output|
-DEFAULT_ADC_RANGE = 10.0     # aihwkit's out_bound, used where a segment's outputs were all zero
 SAMPLE_TOKENS = 256          # input vectors kept per block for passes.range_optimization
 OUTPUT_TOKENS = 2048         # input vectors per block (spread over the batches) for the output moments
 BATCH_SIZE = 8               # calibration sequences per forward pass

@@ -1,11 +1,13 @@
-"""The PCM device model (compiler/backends/simulator/pcm.py) and the one-segment analog MVM (tile.py)."""
+"""The analog core: the PCM device model (compiler/analog/device.py) and the one-segment MVM (tile.py)."""
 import math
 
 import pytest
 import torch
 
 from compiler import load_hw_spec
-from compiler.backends.simulator import PCMDevice, analog_mvm, ideal_segment, program_segment
+from compiler.analog.device import PCMDevice
+from compiler.analog.programming import ideal_segment, program_segment
+from compiler.analog.tile import analog_mvm
 
 IDEAL = {"dac.bits": None, "adc.bits": None, "output_noise": 0.0, "device.programming_noise": False,
          "device.drift": False, "device.read_noise": False, "digital.attention_bits": None}
@@ -53,7 +55,7 @@ def test_drift_follows_power_law():
     device = PCMDevice(hw.device)
     g = torch.full((100_000,), 0.8)
     nu = device.drift_exponents(g, torch.Generator().manual_seed(0))
-    mean = min(max(-0.0155 * math.log(0.8) + 0.0244, 0.049), 0.1)   # DESIGN.md, clipped
+    mean = min(max(-0.0155 * math.log(0.8) + 0.0244, 0.049), 0.1)   # the published model, clipped
     assert nu.mean().item() == pytest.approx(mean, rel=0.05)
     t = 3600.0
     g_t = device.drift(g, nu, t)

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from compiler import compile_model, load_model, sentences
+from compiler import compile_model, load_hw_spec, load_model, sentences
 from compiler.errors import UserError
 from passes.range_optimization import (calibrate_ranges, column_w_max, optimize_column_ranges,
                                        optimize_input_ranges, segment_mvm_errors)
@@ -198,12 +198,12 @@ def minilm_held_out(minilm_calibrated):
 
 
 def _snapshot(placed):
-    return [(s.dac_range, s.adc_range, s.col_w_max) for s in placed.segments]
+    return [(s.dac_range, s.adc_range, None if s.col_w_max is None else s.col_w_max.tolist()) for s in placed.segments]
 
 
 def _restore(placed, snapshot):
     for s, (dac, adc, col) in zip(placed.segments, snapshot):
-        s.dac_range, s.adc_range, s.col_w_max = dac, adc, col
+        s.dac_range, s.adc_range, s.col_w_max = dac, adc, None if col is None else torch.tensor(col)
 
 
 def _mean_errors(placed, segments, held_in, held_out):
@@ -307,7 +307,7 @@ def test_compile_without_calibration_leaves_ranges_unset(pcm_1m):
 
 def test_default_column_range_clips_no_weight_and_an_ideal_segment_is_exact(minilm_calibrated):
     """No weight clips under the default rule, so with every non-ideality off the chip computes x @ W.T."""
-    from compiler.analog.tile import ideal_segment
+    from compiler.analog.programming import ideal_segment
     placed, stats = minilm_calibrated
     baseline = _snapshot(placed)
     try:
@@ -343,8 +343,7 @@ def test_batched_search_agrees_with_the_reference_tile_model(minilm_calibrated):
         _restore(placed, baseline)
 
 
-def test_without_pt_optimization_restores_the_ranges_of_passes_ranges(pcm_1m):
-    from passes.range_optimization import without_pt_optimization
+def test_ranges_before_pt_are_those_of_passes_ranges_and_simulating_them_leaves_the_placement(pcm_1m):
     torch.manual_seed(0)
     model = torch.nn.Linear(64, 16)
     x = torch.randn(32, 64)
@@ -352,14 +351,21 @@ def test_without_pt_optimization_restores_the_ranges_of_passes_ranges(pcm_1m):
     plain = compile_model(model, (torch.randn(4, 64),), pcm_1m, calibration={"input": x},
                           pt_column_range=False, pt_input_range=False)
     assert plain.ranges_before_pt is None and placed.ranges_before_pt is not None
+    assert _snapshot_by_id(placed.ranges_before_pt) == _snapshot(plain)
     optimized = _snapshot(placed)
-    with without_pt_optimization(placed):
-        assert _snapshot(placed) == _snapshot(plain)
-    assert [s.dac_range for s in placed.segments] == [o[0] for o in optimized]
+    ideal = load_hw_spec("pcm_1M", overrides={"device.programming_noise": False, "device.drift": False,
+                                             "device.read_noise": False, "output_noise": 0.0})
+    without = placed.simulator(hw=ideal, ranges=placed.ranges_before_pt)(x)
+    assert _snapshot(placed) == optimized                       # evaluation never changes the mapping
     assert all(s.col_w_max is not None for s in placed.segments)
-    with pytest.raises(UserError, match="no post-training optimization"):
-        with without_pt_optimization(plain):
-            pass
+    assert torch.allclose(without, plain.simulator(hw=ideal)(x))  # the chip as compiled without PT
+    with pytest.raises(ValueError, match="segment"):
+        placed.simulator(ranges={})
+
+
+def _snapshot_by_id(ranges):
+    return [(r.dac_range, r.adc_range, None if r.col_w_max is None else r.col_w_max.tolist())
+            for _, r in sorted(ranges.items())]
 
 
 @pytest.fixture(scope="module")

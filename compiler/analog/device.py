@@ -1,4 +1,4 @@
-"""The PCM device model of DESIGN.md ("Device physics"), vectorized over any tensor of devices.
+"""The PCM device model (docs/analog_mvm.md, step 2), vectorized over any tensor of devices.
 
 All conductances here are normalized, g = G / g_max in [0, 1] (one device per tensor entry; a weight is a
 differential pair, so callers pass G+ and G- as two tensors or one stacked tensor). The model is the
@@ -28,10 +28,10 @@ from compiler.hw_spec import ClippedLinear, DeviceSpec
 
 # aihwkit clips the relative conductance before taking its log (drift statistics); a device programmed to
 # zero gets the statistics of the clip value, which the spec's lo/hi clips make finite anyway.
-_G_LOG_FLOOR = 1e-7
+G_LOG_FLOOR = 1e-7
 # aihwkit clamps g_prog^exponent at 1e-3 in Qs so an (almost) off device does not get an infinite Qs;
 # the spec's `max` clip dominates long before this.
-_QS_POWER_FLOOR = 1e-3
+QS_POWER_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class PCMDevice:
         """nu per device, drawn once when the device is programmed (zeros when drift is off)."""
         if not self.spec.drift:
             return torch.zeros_like(g_target)
-        log_g = torch.log(g_target.clamp(min=_G_LOG_FLOOR))
+        log_g = torch.log(g_target.clamp(min=G_LOG_FLOOR))
         mean = _clipped_linear(log_g, self.spec.drift_nu_mean)
         std = _clipped_linear(log_g, self.spec.drift_nu_std)
         noise = torch.randn(g_target.shape, generator=generator, device=g_target.device, dtype=g_target.dtype)
@@ -82,7 +82,7 @@ class PCMDevice:
     def read_noise_qs(self, g_prog: torch.Tensor) -> torch.Tensor:
         """Qs = min(coeff / g_prog^exponent, max) (Nandakumar et al. 2019)."""
         q = self.spec.read_noise_qs
-        return (q.coeff / g_prog.pow(q.exponent).clamp_(min=_QS_POWER_FLOOR)).clamp_(max=q.max)
+        return (q.coeff / g_prog.pow(q.exponent).clamp_(min=QS_POWER_FLOOR)).clamp_(max=q.max)
 
     def add_read_noise(self, g_drifted: torch.Tensor, g_prog: torch.Tensor, t_inference: float,
                        generator: torch.Generator | None) -> torch.Tensor:
@@ -101,12 +101,6 @@ class PCMDevice:
 
 def _clipped_linear(log_g: torch.Tensor, p: ClippedLinear) -> torch.Tensor:
     return (p.slope * log_g + p.intercept).clamp_(p.lo, p.hi)
-
-
-def differential_targets(w: torch.Tensor, w_max: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(g+, g-) targets of weights w (C, R) normalized by w_max (C, 1) or scalar: clip to [-1, 1], split."""
-    g = (w / w_max).clamp_(-1.0, 1.0)
-    return g.clamp(min=0.0), (-g).clamp_(min=0.0)
 
 
 def drift_compensation_factor(g_eff_prog: torch.Tensor, g_eff_t: torch.Tensor) -> torch.Tensor:

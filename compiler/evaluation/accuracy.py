@@ -15,7 +15,6 @@ What is measured (schema in docs/outputs.md, "accuracy.json"):
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import re
@@ -109,13 +108,13 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     inputs = build_eval_inputs(placed, glue, batch_size, max_examples)
     readout = _Readout.for_model(placed)
 
-    variants = [("results", contextlib.nullcontext)]
+    # each variant: (key in accuracy.json, ranges to simulate; None = the placement's own)
+    variants: list[tuple[str, dict | None]] = [("results", None)]
     if compare_without_pt:
-        from passes.range_optimization import without_pt_optimization
         if placed.ranges_before_pt is None:
             raise UserError("no PT-off comparison possible: the placement was compiled without calibration or "
                             "with the post-training optimizations off")
-        variants.append(("results_without_pt_opt", lambda: without_pt_optimization(placed)))
+        variants.append(("results_without_pt_opt", placed.ranges_before_pt))
     steps = (1 + len(variants) * len(seed_list) * len(times)) * len(inputs.batches)
     with torch.no_grad(), tqdm(total=steps, desc="FP reference", file=sys.stderr, disable=not progress,
                                unit="batch", dynamic_ncols=True) as bar:
@@ -125,20 +124,21 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
         per_variant: dict[str, list[list[dict[str, float]]]] = {}
         for key, ranges in variants:  # the PT-off variant: same seeds, same drift times, same FP reference
             per_seed: list[list[dict[str, float]]] = [[] for _ in times]
-            with ranges():
-                for seed in seed_list:
-                    for slot, drift in enumerate(times):
-                        bar.set_description(f"seed {seed}, t={drift.label}"
-                                            + (", PT off" if key != "results" else ""))
-                        chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device,
-                                                **(simulator_options or {}))
-                        analog = _run(chip, inputs, readout, device, bar)
-                        del chip
-                        scores = fidelity(reference, analog, readout.top1)
-                        if glue is not None:
-                            scores.update({f"task_{k}": v
-                                           for k, v in _task_scores(glue, analog, inputs, placed).items()})
-                        per_seed[slot].append(scores)
+            options = dict(simulator_options or {})
+            if ranges is not None:
+                options["ranges"] = ranges
+            for seed in seed_list:
+                for slot, drift in enumerate(times):
+                    bar.set_description(f"seed {seed}, t={drift.label}"
+                                        + (", PT off" if key != "results" else ""))
+                    chip = placed.simulator(t_inference=drift.seconds, seed=seed, device=device, **options)
+                    analog = _run(chip, inputs, readout, device, bar)
+                    del chip
+                    scores = fidelity(reference, analog, readout.top1)
+                    if glue is not None:
+                        scores.update({f"task_{k}": v
+                                       for k, v in _task_scores(glue, analog, inputs, placed).items()})
+                    per_seed[slot].append(scores)
             per_variant[key] = per_seed
         per_seed = per_variant["results"]
 

@@ -1,14 +1,10 @@
-"""The noisy functional simulator: PCM tiles, DAC/ADC, INT6 attention, drift (docs/analog_mvm.md).
+"""The noisy functional simulator: the placed graph lowered onto one programmed chip instance.
 
-- `pcm.PCMDevice`: the device model of DESIGN.md (programming noise, drift, read noise, compensation).
-- `tile`: one segment, the reference analog MVM (`program_segment`, `analog_mvm`), used by the range passes.
-- `lowering.build_simulator`: the whole model on one programmed chip instance (`PlacedGraph.simulator`).
+- `lowering.build_simulator`: the whole model on one programmed, drifted chip (`PlacedGraph.simulator`);
+  `lowering.lower_graph` is the graph rewrite it shares with hardware-aware training.
+- `block.AnalogBlock`: one weight block on its programmed segments, the analog core's MVM batched.
+The physics itself (device, periphery, integer quantizers) lives in compiler.analog (docs/architecture.md).
 """
-from compiler.analog.device import PCMDevice, differential_targets, drift_compensation_factor
-from compiler.backends.simulator.lowering import SimulatedModel, block_weight, build_simulator
-from compiler.analog.tile import (DEFAULT_ADC_RANGE, ProgrammedSegment, adc, analog_mvm, column_w_max,
-                                              dac, ideal_segment, program_segment)
+from compiler.backends.simulator.lowering import SimulatedModel, block_weight, build_simulator, lower_graph
 
-__all__ = ["build_simulator", "SimulatedModel", "block_weight", "PCMDevice", "differential_targets",
-           "drift_compensation_factor", "DEFAULT_ADC_RANGE", "ProgrammedSegment", "adc", "analog_mvm", "column_w_max",
-           "dac", "ideal_segment", "program_segment"]
+__all__ = ["build_simulator", "lower_graph", "SimulatedModel", "block_weight"]

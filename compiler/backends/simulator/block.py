@@ -13,7 +13,8 @@ where L = 2**(bits-1) - 1 (a converter with bits null contributes 1 and neither 
 forward is then: DAC codes per row chunk (and per distinct dac_range in it), one matmul per row chunk
 into a (chunks, tokens, columns) buffer, and one fused pass (native.adc_epilogue on CPU, torch ops
 otherwise) for output noise, ADC clamp and rounding, scaling and the digital sum. Without output noise
-and ADC the block is linear and runs as plain matmuls on the folded matrix.
+and ADC the block is linear and runs as plain matmuls on the folded matrix. IR drop, when the spec gives
+the bit lines a resistance, is subtracted from the buffer after each row chunk's matmul.
 
 Output noise is drawn per output, per MVM (per token and per segment), fresh on every call; the
 weights' read noise is static for the instance (docs/simulator.md).
@@ -26,8 +27,8 @@ import torch
 from torch import nn
 
 from compiler.analog import native
+from compiler.analog.periphery import DEFAULT_ADC_RANGE, ir_drop_loss, ir_drop_profile, ir_drop_rho, levels
 from compiler.analog.programming import program_into, segment_seed, segment_w_max
-from compiler.analog.tile import DEFAULT_ADC_RANGE, levels
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import Span, TileSegment
 
@@ -111,7 +112,9 @@ class AnalogBlock(nn.Module):
         self.dac_levels = levels(hw.dac.bits) if hw.dac.bits is not None else None
         self.adc_levels = levels(hw.adc.bits) if hw.adc.bits is not None else None
         self.output_noise = float(hw.output_noise)
-        self.linear = self.adc_levels is None and self.output_noise == 0.0
+        self.ir_drop_rho = ir_drop_rho(hw.ir_drop_wire_ohm, hw.device.g_max_uS)
+        self.tile_rows = hw.tile.rows
+        self.linear = self.adc_levels is None and self.output_noise == 0.0 and self.ir_drop_rho == 0.0
         self.per_vector_dac = segments[0].dac_range is None
         self.key, self.seed, self.calls = key, seed & _MASK64, 0
         self.device = device
@@ -120,13 +123,16 @@ class AnalogBlock(nn.Module):
         by_rows: dict[Span, list[TileSegment]] = {}
         for seg in segments:
             by_rows.setdefault(tuple(seg.block_rows), []).append(seg)
-        weights, sigma, scale = [], [], []
+        weights, sigma, scale, w_max = [], [], [], []
+        self.ir_drop_spans: list[list[tuple[Span, torch.Tensor, torch.Tensor]]] = []  # per chunk: (cols, p_t, to_adc)
         for chunk in self.chunks:
-            w, sg, sc = self._program_chunk(chunk, by_rows[chunk.rows], layers, hw, t_inference, seed, params)
+            w, sg, sc, wm = self._program_chunk(chunk, by_rows[chunk.rows], layers, hw, t_inference, seed, params)
             weights.append(w)
             sigma.append(sg)
             scale.append(sc)
+            w_max.append(wm)
         self.register_buffer("sigma", torch.stack(sigma) if self.output_noise > 0 else None)
+        self.register_buffer("w_max", torch.stack(w_max))    # (chunks, out_features): the programmed normalization
         self.register_buffer("scale", torch.stack(scale))
         self.register_buffer("bias", None if bias is None else bias.to(device=device, dtype=torch.float32))
         # Linear with an ideal DAC: the whole block is one matrix in weight units.
@@ -144,12 +150,15 @@ class AnalogBlock(nn.Module):
         weight = torch.empty(self.out_features, rows, dtype=torch.float32, device=self.device)
         sigma = torch.zeros(self.out_features, dtype=torch.float32, device=self.device)
         scale = torch.ones(self.out_features, dtype=torch.float32, device=self.device)
+        w_max_all = torch.ones(self.out_features, dtype=torch.float32, device=self.device)
+        ir_drop = []
         for seg in segments:
             c0, c1 = seg.block_cols
             w_seg = segment_weight(layers, seg.block_cols, seg.block_rows).to(self.device)
             w_max = segment_w_max(w_seg, seg.col_w_max)
+            w_max_all[c0:c1] = w_max
             if self.linear:          # weight units (w_max folded in); DAC codes are dequantized on input
-                compensation = program_into(weight[c0:c1], w_seg, w_max, w_max, seg, hw, t_inference, seed, params,
+                compensation = program_into(weight[c0:c1], w_seg, w_max, w_max, seg.id, hw, t_inference, seed, params,
                                             self.native)
                 if compensation != 1.0:
                     weight[c0:c1] *= compensation
@@ -158,12 +167,16 @@ class AnalogBlock(nn.Module):
                                         dtype=torch.float32, device=self.device).expand(c1 - c0)
             to_adc = self.adc_levels / adc_range if self.adc_levels is not None else torch.ones_like(adc_range)
             row_mult = (to_adc / self.dac_levels if self.dac_levels is not None else to_adc).contiguous()
-            compensation = program_into(weight[c0:c1], w_seg, w_max, row_mult, seg, hw, t_inference, seed, params,
+            compensation = program_into(weight[c0:c1], w_seg, w_max, row_mult, seg.id, hw, t_inference, seed, params,
                                         self.native)
             sigma[c0:c1] = self.output_noise * to_adc
             dac = 1.0 if seg.dac_range is None else float(seg.dac_range)   # None: per vector, in dvec
             scale[c0:c1] = w_max * compensation / to_adc * dac
-        return weight, sigma, scale
+            if self.ir_drop_rho > 0:
+                profile = ir_drop_profile(self.tile_rows, seg.rows, device=self.device)
+                ir_drop.append(((c0, c1), profile, to_adc.contiguous()))
+        self.ir_drop_spans.append(ir_drop)
+        return weight, sigma, scale, w_max_all
 
     def weight_chunk(self, i: int) -> torch.Tensor:
         return getattr(self, f"weight_{i}")
@@ -224,12 +237,28 @@ class AnalogBlock(nn.Module):
                     dvec[i] = peak
                 for c0, c1 in _spans(group):
                     torch.mm(codes, weight[c0:c1].T, out=y[i, :, c0:c1])
+            if self.ir_drop_rho > 0:
+                self._subtract_ir_drop(y[i], xs, i)
         if self.native:
             out = native.adc_epilogue(y, self.sigma, self.scale, dvec, self.adc_levels, self.bias,
                                       self.seed, self.key, self.calls)
         else:
             out = self._torch_epilogue(y, dvec)
         return out
+
+    def _subtract_ir_drop(self, y: torch.Tensor, xs: torch.Tensor, i: int) -> None:
+        """Subtract the IR drop of row chunk i's segments from y (ADC units). On the folded matrix
+        (codes = x_n L_dac, weight = g_eff to_adc / L_dac) periphery.ir_drop_loss comes out multiplied by
+        to_adc twice (once in the load, once in the sum): dividing once leaves ADC units."""
+        weight = self.weight_chunk(i)
+        chunk = self.chunks[i]
+        for group in chunk.groups:
+            codes, _ = self._dac_codes(xs, group.dac_range)
+            for (c0, c1), profile, to_adc in self.ir_drop_spans[i]:
+                if not any(a <= c0 and c1 <= b for a, b in group.col_spans):
+                    continue
+                loss = ir_drop_loss(codes, weight[c0:c1], profile, self.ir_drop_rho, self.tile_rows)
+                y[:, c0:c1] -= loss / to_adc
 
     def _torch_epilogue(self, y: torch.Tensor, dvec: torch.Tensor | None) -> torch.Tensor:
         if self.sigma is not None:
