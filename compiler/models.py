@@ -74,7 +74,7 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
         task = task or DEFAULT_TASK.get(config.model_type, "sequence-classification")
         model = _from_config(config, task, num_labels)
         info = ModelInfo(name_or_path, task, "random", "bundled config")
-    max_len = _max_positions(model.config)
+    max_len = max_positions(model.config)
     if seq_len > max_len:
         raise UserError(f"--seq-len {seq_len} exceeds {name_or_path}'s maximum of {max_len} positions")
     model.eval()
@@ -174,7 +174,7 @@ def _load_tokenizer(checkpoint: Path):
     return AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
 
 
-def _max_positions(config) -> int:
+def max_positions(config) -> int:
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 1 << 30
     if getattr(config, "model_type", "") == "roberta":  # RoBERTa reserves padding_idx + 1 positions
         limit -= config.pad_token_id + 1

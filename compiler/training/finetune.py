@@ -1,17 +1,19 @@
 """Hardware-aware (HWA) fine-tuning: make a model robust to the PCM chip before it is programmed.
 
 Spoon et al. 2021 (Front. Comput. Neurosci.) reach software-equivalent BERT accuracy on PCM by training
-with the hardware's noise in the loop. `hwa_finetune` does that in a short fine-tune: a copy of the
-model gets the spec's non-idealities in the forward pass of its analog layers and INT6 attention
-(compiler.training.hardware, active in training mode only), and is trained
+with the hardware's noise in the loop. `hwa_finetune` does that in a short fine-tune of a copy of the
+model, compiled first (compile_model: the same allocation, calibration and range optimizations as the chip
+it will run on), so that training programs the weights through the compiled placement: the same blocks and
+tile segments, fused and packed, with the same normalization, ranges and compensation as the simulator
+(compiler.training.hardware). It trains
 - with labels (a list of (text, label) pairs, or GLUE-format data): on the task loss;
 - without labels: by distillation from the original FP model as teacher (relative MSE of the final
   output -- logits, or last hidden states at real tokens), on unlabeled text (the built-in sentences
   compiler.sentences.CALIBRATION by default, or a text file), so it runs offline.
-After training the wrappers come off: the result has the original architecture with plain nn.Linear
-layers (weights clipped to the mapped range), and compiles as usual.
+The result is the original architecture with its weights tuned (and clipped per tile segment), and
+compiles as usual.
 
-`hardware_aware=False` runs the same loop (same data, optimizer, schedule) with nothing injected: the
+`hardware_aware=False` runs the same loop (same data, optimizer, schedule) through the FP model: the
 plain fine-tuning baseline the benchmarks and tests compare against.
 """
 from __future__ import annotations
@@ -33,7 +35,7 @@ from compiler.evaluation.accuracy import output_tensor
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.training.data import TrainingSet, load_training_data
-from compiler.training.hardware import HwaNoiseConfig, attach_hardware_model, is_analog_layer
+from compiler.training.hardware import HwaNoiseConfig, TrainingChip
 from compiler.models import ModelInfo, model_info
 
 TEACHER_CACHE_LIMIT = 50_000_000  # cache the teacher's outputs up to this many values (200 MB float32)
@@ -55,6 +57,7 @@ class HwaSummary:
     noise: dict | None
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    placement: dict | None = None   # the compiled placement trained through (allocation, tiles, segments)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,18 +66,23 @@ class HwaSummary:
 def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, steps: int = 40, lr: float = 1e-4,
                  batch_size: int = 16, seq_len: int = 128, *, noise: HwaNoiseConfig | None = None,
                  hardware_aware: bool = True, seed: int = 0, device: str = "cpu", tokenizer: Any = None,
-                 warmup_fraction: float = 0.1, weight_decay: float = 0.0, max_grad_norm: float = 1.0,
-                 dropout: bool = False, progress: bool = True) -> nn.Module:
-    """Fine-tune a copy of `model` with the chip's non-idealities in the loop; return it (eval mode).
+                 allocation: str = "packed", calibration: Any = 32, pt_column_range: bool = True,
+                 pt_input_range: bool = True, warmup_fraction: float = 0.1, weight_decay: float = 0.0,
+                 max_grad_norm: float = 1.0, progress: bool = True) -> nn.Module:
+    """Fine-tune a copy of `model` with the compiled chip in the loop; return it (eval mode).
 
     data: None (built-in unlabeled sentences), a text file (one sentence per line), a GLUE task directory,
     .tsv file or `glue:TASK`, a list of sentences or of (text, label) / (text_a, text_b, label), or tensors
     (see compiler.training.data). Labeled data trains on the task loss, unlabeled data distills the FP model.
     noise: what to inject (compiler.training.hardware.HwaNoiseConfig; default: everything the spec describes,
-    drift times log-uniform in [1 h, 1 y]). dropout: keep the model's dropout on (off by default: the
-    injected noise regularizes, and distillation wants the teacher's exact function).
-    The original model is not modified. The result carries `aimc_info` and `aimc_hwa` (an HwaSummary).
+    drift times log-uniform in [1 h, 1 y]). allocation, calibration, pt_column_range, pt_input_range: how
+    the copy is compiled for training, as compile_model takes them (use the values the tuned model will be
+    compiled with). Dropout stays off: the compiled graph is the model in eval mode, and the injected noise
+    regularizes. The original model is not modified. The result carries `aimc_info` and `aimc_hwa`.
     """
+    from compiler.pipeline import compile_model
+    from passes import calibrate_ranges
+
     _check_arguments(steps, lr, batch_size, seq_len, warmup_fraction, device)
     hw = hw if isinstance(hw, HardwareSpec) else load_hw_spec(hw)
     noise = noise or HwaNoiseConfig()
@@ -93,19 +101,24 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
+        example_args, example_kwargs, _ = training.select(torch.arange(min(2, training.size)))
+        placed = compile_model(student, example_kwargs or example_args, hw, allocation=allocation)
+        chip = None
+        if hardware_aware:
+            chip = TrainingChip(placed, noise, torch.Generator().manual_seed(seed), seed)
+            chip.clip_weights()  # start inside the mapped range, then calibrate for the clipped weights
+            stats = calibrate_ranges(placed, calibration, column_range=pt_column_range, input_range=pt_input_range,
+                                     progress=False)
+            summary.placement = {"allocation": placed.allocation, "tiles": placed.tiles_used,
+                                 "segments": len(placed.segments),
+                                 "calibration": stats.description if stats is not None else None}
         student.to(device)
         teacher = None if training.labeled else _Teacher(model, training, batch_size, device)
-        frozen = _freeze_embeddings(student)
-        handle = attach_hardware_model(student, hw, noise) if hardware_aware else None
-        dropouts = {} if dropout else _disable_dropout(student)
+        frozen = _freeze_embeddings(student, placed)
         try:
-            summary.losses = _train(student, training, teacher, handle, steps, lr, batch_size, warmup_fraction,
-                                    weight_decay, max_grad_norm, seed, device, progress)
+            summary.losses = _train(chip or student, training, teacher, chip, steps, lr, batch_size, warmup_fraction,
+                                    weight_decay, max_grad_norm, seed, device, progress, student)
         finally:
-            if handle is not None:
-                handle.detach()
-            for module, p in dropouts.items():
-                module.p = p
             for param in frozen:
                 param.requires_grad_(True)
             if teacher is not None:
@@ -135,19 +148,17 @@ def save_finetuned(model: nn.Module, directory: str | Path) -> Path:
 
 # --- the training loop --------------------------------------------------------------------------------
 
-def _train(student: nn.Module, training: TrainingSet, teacher: "_Teacher | None", handle, steps: int, lr: float,
-           batch_size: int, warmup_fraction: float, weight_decay: float, max_grad_norm: float, seed: int,
-           device: str, progress: bool) -> list[float]:
+def _train(forward: nn.Module, training: TrainingSet, teacher: "_Teacher | None", chip: TrainingChip | None,
+           steps: int, lr: float, batch_size: int, warmup_fraction: float, weight_decay: float, max_grad_norm: float,
+           seed: int, device: str, progress: bool, student: nn.Module) -> list[float]:
+    """The loop: `forward` is the training chip (HWA) or the student itself (plain); both update `student`."""
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warmup = max(1, int(round(warmup_fraction * steps))) if warmup_fraction > 0 else 0
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, steps))
     order = _BatchOrder(training.size, min(batch_size, training.size), seed)
-    if handle is not None:
-        handle.clip_weights()  # start inside the mapped range
     losses = []
-    student.train()
-    label = "HWA fine-tuning" if handle is not None else "fine-tuning"
+    label = "HWA fine-tuning" if chip is not None else "fine-tuning"
     bar = tqdm(range(steps), desc=label, unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for _ in bar:
         index = order.next()
@@ -155,13 +166,13 @@ def _train(student: nn.Module, training: TrainingSet, teacher: "_Teacher | None"
         args, kwargs = _trim_padding(args, kwargs)
         args = tuple(_to(a, device) for a in args)
         kwargs = {k: _to(v, device) for k, v in kwargs.items()}
-        if handle is not None:
-            handle.clock.tick()
+        if chip is not None:
+            chip.program()       # a fresh chip instance at a drawn drift time
+        output = forward(*args, **kwargs)
         if labels is not None:
-            loss = _task_loss(student, args, kwargs, labels.to(device))
+            loss = _task_loss(output, labels.to(device))
         else:
-            loss = _distillation_loss(student(*args, **kwargs), teacher.targets(index, args, kwargs),
-                                      kwargs.get("attention_mask"))
+            loss = _distillation_loss(output, teacher.targets(index, args, kwargs), kwargs.get("attention_mask"))
         if not torch.isfinite(loss):
             raise UserError(f"fine-tuning diverged (loss {float(loss)}); lower the learning rate (now {lr:g})")
         optimizer.zero_grad(set_to_none=True)
@@ -170,8 +181,8 @@ def _train(student: nn.Module, training: TrainingSet, teacher: "_Teacher | None"
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
         schedule.step()
-        if handle is not None:
-            handle.clip_weights()
+        if chip is not None:
+            chip.clip_weights()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.4g}")
     bar.close()
@@ -237,15 +248,8 @@ def _distillation_loss(output: Any, target: torch.Tensor, mask: torch.Tensor | N
     return err.sum() / ref.sum().clamp(min=1e-12)
 
 
-def _task_loss(model: nn.Module, args: tuple, kwargs: dict, labels: torch.Tensor) -> torch.Tensor:
-    """The model's own loss where it computes one from `labels` (Hugging Face heads), else CE / MSE."""
-    if hasattr(model, "config") and "labels" not in kwargs:
-        output = model(*args, **kwargs, labels=labels)
-        loss = getattr(output, "loss", None)
-        if loss is not None:
-            return loss
-    else:
-        output = model(*args, **kwargs)
+def _task_loss(output: Any, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the logits for class labels, MSE for regression targets (as Hugging Face heads do)."""
     logits = primary_output(output)
     if labels.dtype in (torch.long, torch.int32, torch.int64):
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
@@ -322,7 +326,7 @@ def _use_eager_attention(model: nn.Module) -> None:
                       f"be quantized during HWA fine-tuning", stacklevel=3)
 
 
-def _freeze_embeddings(model: nn.Module) -> list[nn.Parameter]:
+def _freeze_embeddings(model: nn.Module, placed) -> list[nn.Parameter]:
     """Stop training the embedding tables; returns what was frozen, to unfreeze afterwards.
 
     They are digital lookups the chip's noise never touches, and a short fine-tune moves only the rows of
@@ -330,21 +334,12 @@ def _freeze_embeddings(model: nn.Module) -> list[nn.Parameter]:
     (the word table alone is 11.7M of its 22.7M weights). A table tied to an analog layer (GPT-2's LM head)
     stays trainable.
     """
-    analog = {id(m.weight) for m in model.modules() if is_analog_layer(m)}
+    analog = {id(model.get_parameter(p.weight)) for p in placed.analog_layers()}
     frozen = [p for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters(recurse=False)
               if p.requires_grad and id(p) not in analog]
     for param in frozen:
         param.requires_grad_(False)
     return frozen
-
-
-def _disable_dropout(model: nn.Module) -> dict[nn.Dropout, float]:
-    saved = {}
-    for module in model.modules():
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            saved[module] = module.p
-            module.p = 0.0
-    return saved
 
 
 def _check_labels(model: nn.Module, training: TrainingSet) -> None:

@@ -15,9 +15,7 @@ import sympy
 import torch
 
 from compiler.errors import UserError
-from compiler.ir import Kind, PlacedGraph, TileSegment
-from compiler.models import _max_positions  # the model's position limit, as load_model enforces it
-from passes.partition import SHAPE_OPS
+from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, TileSegment
 
 # Digital op classes and their cost recipe: (multiplies, adds) per output element, in the precision of the
 # digital units. Derivations in docs/estimator.md ("Digital recipes").
@@ -134,9 +132,7 @@ class WorkloadTemplate:
         self.placed = placed
         self._batch_syms, self._seq_syms, self._hints, self._seq_max = _input_symbols(placed)
         if self._seq_syms and self._seq_max is None:  # export put no bound on it: the model config does
-            config = getattr(placed.model, "config", None)
-            limit = _max_positions(config) if config is not None else None
-            self._seq_max = limit if limit and limit < 1 << 30 else None
+            self._seq_max = placed.max_positions
         self.has_sequence_dim = bool(self._seq_syms)
         self._nodes: list[_NodeTemplate] = []
         self._block_of: dict[str, str] = {}
