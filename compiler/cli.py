@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hardware-aware fine-tuning before compiling (put it after MODEL): DATA is a GLUE task "
                              "directory (task loss) or a text file, one sentence per line (distillation from the FP "
                              "model); without DATA, built-in sentences. Saves the checkpoint in the output directory")
+    parser.add_argument("--hwa-on-eval-data", action="store_true",
+                        help="allow --hwa-finetune to train on the very examples --eval scores (the scores then "
+                             "overstate what the chip does on unseen data)")
     parser.add_argument("--hwa-steps", type=int, default=HWA_STEPS, help=f"HWA fine-tuning steps (default {HWA_STEPS})")
     parser.add_argument("--hwa-lr", type=float, default=1e-4, help="HWA fine-tuning learning rate (default 1e-4)")
     parser.add_argument("--hwa-batch", type=int, default=16, help="HWA fine-tuning batch size (default 16)")
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from reports.schema import SchemaError  # the report's error for unreadable or invalid JSON outputs
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["report"]:
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         run_compile(args, command="aimc-compile " + shlex.join(argv))
         return 0
-    except UserError as exc:
+    except (UserError, SchemaError) as exc:
         print(f"aimc-compile: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -96,6 +100,7 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
 
     overrides = dict(parse_override(text) for text in args.overrides)
     simulation = _simulation_inputs(args)  # parsed up front: a bad --drift-times or --eval fails fast
+    _check_training_split(args, simulation)
     out_dir = Path(args.out or Path("aimc-out") / args.model.rstrip("/").split("/")[-1])
     staging = _staging_dir(out_dir)
     try:
@@ -118,7 +123,7 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
             raise UserError(f"--calibration must be >= 0 sequences (got {calibration})")
         original = None  # with --hwa-finetune: the model as loaded, the reference of every fidelity figure
         if args.hwa_finetune is not None:
-            original, model = model, _hwa_finetune(model, hw, args, staging)
+            original, model = model, _hwa_finetune(model, hw, args, staging, calibration)
         placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
                                pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
         _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
@@ -154,6 +159,24 @@ def _simulation_inputs(args: argparse.Namespace):
     return parse_drift_times(args.drift_times), load_eval_data(args.eval_data) if args.eval_data else None
 
 
+def _check_training_split(args: argparse.Namespace, simulation) -> None:
+    """--hwa-finetune must not train on the examples --eval scores, unless the user says they know."""
+    if args.hwa_finetune in (None, "") or simulation is None or simulation[1] is None or args.hwa_on_eval_data:
+        return
+    from compiler.training.data import glue_training_source
+    trained, scored = glue_training_source(args.hwa_finetune), simulation[1].source
+    if trained is not None and _same_source(trained, scored):
+        raise UserError(f"--hwa-finetune {args.hwa_finetune} trains on {trained}, the split --eval scores; give the "
+                        f"task's training data (a directory with train.tsv), or add --hwa-on-eval-data")
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None) -> None:
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
     from compiler.evaluation.accuracy import evaluate_accuracy, summary_lines
@@ -172,15 +195,18 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, refer
         _say(f"accuracy, PT optimization off: {line}")
 
 
-def _hwa_finetune(model, hw, args: argparse.Namespace, staging: Path):
-    """--hwa-finetune: fine-tune with the chip in the loop, save the checkpoint and hwa.json; the tuned model."""
+def _hwa_finetune(model, hw, args: argparse.Namespace, staging: Path, calibration: int):
+    """--hwa-finetune: fine-tune through the chip as it will be compiled (same allocation, calibration and range
+    optimizations), save the checkpoint and hwa.json; the tuned model."""
     from compiler.training.finetune import hwa_finetune, save_finetuned
     info = model.aimc_info
     if info.weights == "random":
         raise UserError(f"--hwa-finetune: {info.name} has RANDOM weights here (no real checkpoint offline); "
                         f"fine-tuning them for the chip means nothing. Give a checkpoint directory")
     tuned = hwa_finetune(model, hw, args.hwa_finetune or None, steps=args.hwa_steps, lr=args.hwa_lr,
-                         batch_size=args.hwa_batch, seq_len=args.seq_len, device=args.device)
+                         batch_size=args.hwa_batch, seq_len=args.seq_len, device=args.device,
+                         allocation=args.allocation, calibration=calibration or None,
+                         pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
     summary = tuned.aimc_hwa
     save_finetuned(tuned, staging / "hwa_model")
     _write_json(staging / "hwa.json", {"model": info.name, "checkpoint": "hwa_model", **summary.to_dict()})
@@ -255,7 +281,15 @@ def _publish(staging: Path, out_dir: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, allow_nan=False))
+    """Write one JSON output after checking it, as it will be read back, against its typed definition
+    (reports/schema.py): what the report reads is what the writer wrote."""
+    from reports.schema import SchemaError, check_output
+    text = json.dumps(data, indent=1, allow_nan=False)
+    try:
+        check_output(path.name, json.loads(text))
+    except SchemaError as exc:  # the writer broke its own schema: a bug, not a user error
+        raise RuntimeError(f"internal error, output does not match reports/schema.py: {exc}") from exc
+    path.write_text(text)
 
 
 def _write_report(out_dir: Path, command: str) -> None:

@@ -6,6 +6,7 @@ bad file yields one error naming the file, the dotted field and what was expecte
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -82,7 +83,10 @@ class AdcSpec:
 
 @dataclass(frozen=True)
 class DigitalSpec:
+    # The integer attention unit (QK^T, P·V; compiler/analog/integer.py, docs/simulator.md). Q, K, V are
+    # signed with dynamic scales (max|x| at run time); P is unsigned over the fixed range [0, 1].
     attention_bits: int | None = _f(2, 16)  # null = FP attention
+    # per_tensor: one scale per sequence and operand; per_head: per sequence, head and operand
     attention_scale: str = _f(choices=("per_tensor", "per_head"))
     other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
 
@@ -141,13 +145,20 @@ class HardwareSpec:
     device: DeviceSpec = _f()
     dac: DacSpec = _f()
     adc: AdcSpec = _f()
-    output_noise: float = _f(0.0, 1.0)      # std of additive output noise, relative to ADC full scale
+    # std of the additive output noise per MVM output, in normalized output units (a full input through
+    # one g_max device reads 1), not relative to the ADC range (docs/analog_mvm.md, step 4)
+    output_noise: float = _f(0.0, 1.0)
     digital: DigitalSpec = _f()
-    ir_drop: float = _f(0.0, 1.0, default=0.0)  # relative output attenuation at full input (0 = none)
+    # bit-line wire resistance between adjacent cells (ohm) of the first-order IR-drop model
+    # (docs/analog_mvm.md, "IR drop"); 0 = no IR drop
+    ir_drop_wire_ohm: float = _f(0.0, 1e3, default=0.0)
     energy: EnergySpec | None = _f(default=None)
     latency: LatencySpec | None = _f(default=None)
     static_power_W: float | None = _f(0.0, 1e4, default=None)  # leakage of the whole chip while it runs
     source_file: str = field(default="", metadata={"internal": True})
+    # the overrides load_hw_spec applied (None: none): dotted key -> {"value": as given, "file": the spec
+    # file's value or the field's default}; mapping.json records them, so the report needs no spec file
+    overrides: Mapping[str, Any] | None = field(default=None, compare=False, metadata={"internal": True})
 
     @property
     def weights_per_tile(self) -> int:
@@ -155,7 +166,8 @@ class HardwareSpec:
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        data.pop("source_file")
+        for name in ("source_file", "overrides"):  # internal fields, not the spec's values
+            data.pop(name)
         return data
 
 
@@ -233,10 +245,30 @@ def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None =
     if raw.get("kind") == BASELINE_KIND:
         raise UserError(f"{path}: is a digital baseline spec (kind: {BASELINE_KIND}), not an AIMC chip; "
                         f"give a chip spec: {', '.join(builtin_spec_names())}")
+    if "overrides" in raw:  # internal: not the file's to set
+        raise UserError(f"{path}: unknown field 'overrides'")
+    applied = {key: {"value": copy.deepcopy(value), "file": _file_value(raw, key)}
+               for key, value in (overrides or {}).items()}
     for key, value in (overrides or {}).items():
         _apply_override(raw, key, value, path)
     raw["source_file"] = str(path)
-    return _build(HardwareSpec, raw, "", path)
+    spec = _build(HardwareSpec, raw, "", path)
+    return dataclasses.replace(spec, overrides=applied) if applied else spec
+
+
+def _file_value(raw: dict, dotted: str) -> Any:
+    """What `dotted` is in the spec file before overrides: the file's value, else the field's default (None
+    without one, or for a key that is no field: applying that override fails)."""
+    node: Any = raw
+    cls: Any = HardwareSpec
+    for part in dotted.split("."):
+        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+        if not isinstance(node, dict) or part not in node:
+            default = fields[part].default if part in fields else None
+            return None if default is dataclasses.MISSING else default
+        node = node[part]
+        cls = _unwrap_optional(_hint(cls, part))[1] if part in fields else None
+    return copy.deepcopy(node)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -12,14 +12,14 @@ Vocabulary (used throughout the project):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from compiler.hw_spec import HardwareSpec
-from compiler.models import ModelInfo
+from compiler.models import ModelInfo, max_positions
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
@@ -32,6 +32,17 @@ class Kind(str, Enum):
 
 
 Span = tuple[int, int]  # half-open [start, stop)
+
+# Ops that only reshape or route data; listed in mapping.json without features, costed as free.
+SHAPE_OPS = {
+    "aten.view.default", "aten.reshape.default", "aten.transpose.int", "aten.permute.default",
+    "aten.contiguous.default", "aten.unsqueeze.default", "aten.squeeze.dim", "aten.expand.default",
+    "aten.slice.Tensor", "aten.select.int", "aten.dropout.default", "aten.clone.default",
+    "aten._assert_tensor_metadata.default", "aten.sym_size.int", "aten.alias.default", "aten.t.default",
+    "aten.split.Tensor", "aten.split_with_sizes.default", "aten.chunk.default", "aten.to.dtype",
+    "aten.to.dtype_layout", "aten.to.device", "aten.type_as.default", "aten.detach.default",
+    "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default", "aten.expand_as.default",
+}
 
 
 @dataclass
@@ -48,6 +59,8 @@ class Placement:
     weight_transposed: bool = False  # True for GPT-2 Conv1D, whose weight is stored (in, out)
     block: str | None = None        # weight block holding this layer (analog only)
     block_col_offset: int = 0       # first column of this layer inside its block
+    # DIGITAL_INT only: the first operand is a softmax output P, quantized unsigned over [0, 1]
+    operand_is_probability: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -85,6 +98,15 @@ class TileSegment:
         return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
 
 
+@dataclass(frozen=True)
+class SegmentRanges:
+    """The ranges of one segment that the range passes set: a value to simulate other ranges with
+    (PlacedGraph.simulator(ranges=...)) without changing the placement."""
+    dac_range: float | None
+    adc_range: float | None
+    col_w_max: torch.Tensor | None = field(default=None, repr=False)
+
+
 @dataclass
 class LayerSlice:
     """The part of one segment that belongs to one layer (a view for reports and mapping.json)."""
@@ -107,14 +129,21 @@ class PlacedGraph:
     segments: list[TileSegment] = field(default_factory=list)
     allocation: str = ""
     example: Any = None
-    # (dac_range, adc_range, col_w_max) per segment as passes.ranges set them, before the post-training
-    # optimizations (passes.range_optimization.calibrate_ranges); None without them
-    ranges_before_pt: list | None = None
+    # the ranges per segment id as passes.ranges set them, before the post-training optimizations
+    # (passes.range_optimization.calibrate_ranges); None without them
+    ranges_before_pt: dict[int, SegmentRanges] | None = None
 
     # --- queries -----------------------------------------------------------------------------
     @property
     def graph(self) -> torch.fx.Graph:
         return self.exported.graph
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model accepts (its position table), None when it has no limit."""
+        config = getattr(self.model, "config", None)
+        limit = max_positions(config) if config is not None else None
+        return limit if limit and limit < 1 << 30 else None
 
     def analog_layers(self) -> list[Placement]:
         return [p for p in self.placements.values() if p.kind is Kind.ANALOG]
@@ -145,6 +174,21 @@ class PlacedGraph:
 
     def block_segments(self, block: str) -> list[TileSegment]:
         return [s for s in self.segments if s.block == block]
+
+    def segment_ranges(self) -> dict[int, SegmentRanges]:
+        """The ranges every segment holds now, by segment id (col_w_max copied)."""
+        return {s.id: SegmentRanges(s.dac_range, s.adc_range, None if s.col_w_max is None else s.col_w_max.clone())
+                for s in self.segments}
+
+    def segments_with(self, ranges: dict[int, SegmentRanges] | None) -> list[TileSegment]:
+        """The segments, with `ranges` in place of their own (copies; the placement is not changed)."""
+        if ranges is None:
+            return self.segments
+        missing = [s.id for s in self.segments if s.id not in ranges]
+        if missing:
+            raise ValueError(f"ranges given for {len(ranges)} segments; segment {missing[0]} has none")
+        return [replace(s, dac_range=ranges[s.id].dac_range, adc_range=ranges[s.id].adc_range,
+                        col_w_max=ranges[s.id].col_w_max) for s in self.segments]
 
     def layer_slices(self, node: str) -> list[LayerSlice]:
         """The tile rectangles holding layer `node`, in layer coordinates."""
@@ -181,7 +225,7 @@ class PlacedGraph:
 
     # --- serialization -----------------------------------------------------------------------
     def to_json(self) -> dict:
-        """The content of mapping.json."""
+        """The content of mapping.json (typed definition: reports/schema.py, MappingJson; docs/outputs.md)."""
         util = self.tile_utilization()
         segments = {s.id: s for s in self.segments}
         layers = []
@@ -200,6 +244,7 @@ class PlacedGraph:
                     for sl in self.layer_slices(p.node)]
             layers.append(entry)
         return {
+            "schema_version": 1,                 # as cost.json and accuracy.json (docs/outputs.md)
             "model": self.model_info.name,
             "task": self.model_info.task,
             "weights": self.model_info.weights,
@@ -207,6 +252,7 @@ class PlacedGraph:
             "hw": self.hw.name,
             "hw_file": self.hw.source_file,
             "hw_spec": self.hw.to_dict(),
+            "hw_overrides": dict(self.hw.overrides or {}),  # the report shows them without the spec file
             "allocation": self.allocation,
             "tile_shape": [self.hw.tile.rows, self.hw.tile.cols],
             "tiles_used": self.tiles_used,

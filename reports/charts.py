@@ -1,13 +1,15 @@
-"""The report's figures, drawn with matplotlib from cost.json and accuracy.json."""
+"""The report's figures, drawn with matplotlib from cost.json and accuracy.json (read through reports/schema.py)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from matplotlib.ticker import LogLocator
 
 from reports.fmt import si
 from reports.mapping_view import split_group
+from reports.schema import AccuracyJson, CostJson, DriftResult
 from reports.svgfig import new_figure, style, to_svg
 
 # One color per energy component, shared by every chart (AIMC components, then the digital baseline's).
@@ -36,9 +38,9 @@ def _color(name: str) -> str:
     return COMPONENT_COLORS.get(name, "#9aa5b1")
 
 
-def energy_by_component(cost: dict) -> str:
+def energy_by_component(cost: CostJson) -> str:
     """Horizontal bars: the inference's energy per component, largest first, with shares."""
-    parts = sorted(((k, v) for k, v in cost["energy_by_component_J"].items() if v > 0), key=lambda kv: kv[1])
+    parts = sorted(((k, v) for k, v in cost.energy_by_component_J.items() if v > 0), key=lambda kv: kv[1])
     total = sum(v for _, v in parts) or 1.0
     fig, ax = new_figure(5.6, 0.32 * len(parts) + 0.9)
     with style():
@@ -57,11 +59,11 @@ def energy_by_component(cost: dict) -> str:
     return to_svg(fig, "energy by component")
 
 
-def aimc_vs_baseline(cost: dict) -> str:
+def aimc_vs_baseline(cost: CostJson) -> str:
     """Two stacked bars: the AIMC chip and the digital INT8 baseline, each split by component."""
-    base = cost["baseline"]
-    rows = [("AIMC\n" + cost["hw"], cost["energy_by_component_J"]), ("digital INT8\n" + base["name"],
-                                                                     base["energy_by_component_J"])]
+    base = cost.baseline
+    rows = [("AIMC\n" + cost.hw, cost.energy_by_component_J), ("digital INT8\n" + base.name,
+                                                               base.energy_by_component_J)]
     fig, ax = new_figure(5.6, 3.2)
     with style():
         seen: dict[str, object] = {}
@@ -81,7 +83,7 @@ def aimc_vs_baseline(cost: dict) -> str:
         ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
         ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
                   bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
-        ratio = base.get("energy_ratio")
+        ratio = base.energy_ratio
         ax.set_title("Energy per batch vs the digital baseline" + (f" · {ratio:.2f}× less" if ratio else ""))
     return to_svg(fig, "energy compared with the digital baseline")
 
@@ -93,12 +95,12 @@ def _short_layer(name: str) -> str:
     return name.rsplit(".", 1)[-1] if "." in name else name
 
 
-def energy_per_layer(cost: dict, top: int = 6) -> str:
+def energy_per_layer(cost: CostJson, top: int = 6) -> str:
     """Stacked bars, one per layer of cost.json, split into the largest components and 'other'."""
-    layers = [layer for layer in cost["layers"] if layer["energy_J"] > 0]
+    layers = [layer for layer in cost.layers if layer.energy_J > 0]
     totals: dict[str, float] = {}
     for layer in layers:
-        for k, v in layer["energy_by_component_J"].items():
+        for k, v in layer.energy_by_component_J.items():
             totals[k] = totals.get(k, 0.0) + v
     shown = [k for k, v in sorted(totals.items(), key=lambda kv: -kv[1]) if v > 0][:top]
     fig, ax = new_figure(11.4, 2.9)
@@ -107,16 +109,16 @@ def energy_per_layer(cost: dict, top: int = 6) -> str:
         bottom = np.zeros(len(layers))
         for name in shown + ["other"]:
             if name == "other":
-                values = np.array([sum(v for k, v in layer["energy_by_component_J"].items() if k not in shown)
+                values = np.array([sum(v for k, v in layer.energy_by_component_J.items() if k not in shown)
                                    for layer in layers])
                 if not values.any():
                     continue
             else:
-                values = np.array([layer["energy_by_component_J"].get(name, 0.0) for layer in layers])
+                values = np.array([layer.energy_by_component_J.get(name, 0.0) for layer in layers])
             ax.bar(x, values, bottom=bottom, color=_color(name), width=0.72, label=component_label(name),
                    edgecolor="white", linewidth=0.4)
             bottom += values
-        labels = [_short_layer(layer["name"]) for layer in layers]
+        labels = [_short_layer(layer.name) for layer in layers]
         slanted = len(layers) > 24 or max(map(len, labels)) > 4
         ax.set_xticks(x, labels, fontsize=8.5, rotation=35 if slanted else 0, ha="right" if slanted else "center",
                       rotation_mode="anchor")
@@ -128,20 +130,20 @@ def energy_per_layer(cost: dict, top: int = 6) -> str:
     return to_svg(fig, "energy per layer")
 
 
-def sweep(cost: dict) -> str:
+def sweep(cost: CostJson) -> str:
     """Energy and latency against the sweep axis (sequence length), AIMC against the digital baseline."""
-    points = cost["sweep"]["points"]
-    axis = cost["sweep"]["axis"]
-    xs = [p[axis] for p in points]
-    current = cost.get(axis)
+    points = cost.sweep.points
+    axis = cost.sweep.axis                      # "seq_len" or "batch": a field of SweepPoint and of CostJson
+    xs = [getattr(p, axis) for p in points]
+    current = getattr(cost, axis)
     fig, axes = new_figure(11.4, 2.8, ncols=2)
     with style():
         for ax, key, unit, title in ((axes[0], "energy_J", "J", "Energy per batch"),
                                      (axes[1], "latency_s", "s", "Latency per batch")):
-            ax.plot(xs, [p[key] for p in points], "o-", color=AIMC_COLOR, label=f"AIMC ({cost.get('hw', 'chip')})", ms=4)
-            baseline = [p.get("baseline_" + key) for p in points]
+            ax.plot(xs, [getattr(p, key) for p in points], "o-", color=AIMC_COLOR, label=f"AIMC ({cost.hw})", ms=4)
+            baseline = [getattr(p, "baseline_" + key) for p in points]
             if all(v is not None for v in baseline):
-                name = (cost.get("baseline") or {}).get("name", "baseline")
+                name = cost.baseline.name if cost.baseline else "baseline"
                 ax.plot(xs, baseline, "s--", color=BASELINE_COLOR, ms=4, label=f"digital INT8 ({name})")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -157,9 +159,9 @@ def sweep(cost: dict) -> str:
     return to_svg(fig, "energy and latency sweep")
 
 
-def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
+def tile_busy(cost: CostJson, bottleneck_tile: int | None) -> str | None:
     """Busy fraction of each tile over the pipeline period: the latency picture of the schedule."""
-    util = {int(t): u for t, u in cost["schedule"]["tile_utilization"].items()}
+    util = cost.schedule.tile_utilization
     if not util:
         return None
     tiles = sorted(util)
@@ -181,24 +183,27 @@ def tile_busy(cost: dict, bottleneck_tile: int | None) -> str | None:
         ax.set_xticks(ticks, [str(tiles[i]) for i in ticks], fontsize=8)
         ax.set_xlabel("tile")
         ax.grid(axis="x", visible=False)
-        bottleneck = cost.get("schedule", {}).get("bottleneck")
+        bottleneck = cost.schedule.bottleneck
         ax.set_title("Tile busy time per pipeline period" + (f" · bottleneck: {bottleneck}" if bottleneck else ""))
     return to_svg(fig, "tile busy fraction")
 
 
-def accuracy_series(accuracy: dict) -> list[tuple[str, list[dict]]]:
+def accuracy_series(accuracy: AccuracyJson | dict[str, Any]) -> list[tuple[str, list[DriftResult]]]:
     """(label, results) per simulated variant: the run itself and, when present, its run without the
     post-training range optimizations (`results_without_pt_opt`, same shape as `results`) and, after HWA
-    fine-tuning (`hwa_finetune`), the model as loaded (`results_without_hwa`, same compile options)."""
-    pt = accuracy.get("pt_optimization")
+    fine-tuning (`hwa_finetune`), the model as loaded (`results_without_hwa`, same compile options).
+    `accuracy`: accuracy.json as read through its definition, or as json.load returns it."""
+    if not isinstance(accuracy, AccuracyJson):
+        accuracy = AccuracyJson.from_json(accuracy, "accuracy.json")
+    pt = accuracy.pt_optimization
     main_label = {True: "PT optimization on", False: "PT optimization off"}.get(pt, "analog chip")
-    hwa = "HWA fine-tuned, " if accuracy.get("hwa_finetune") else ""
-    series = [(hwa + main_label if hwa else main_label, accuracy.get("results") or [])]
-    if accuracy.get("results_without_pt_opt"):
-        series.append((hwa + "PT optimization off", accuracy["results_without_pt_opt"]))
-    if accuracy.get("results_without_hwa"):
+    hwa = "HWA fine-tuned, " if accuracy.hwa_finetune else ""
+    series = [(hwa + main_label if hwa else main_label, accuracy.results)]
+    if accuracy.results_without_pt_opt:
+        series.append((hwa + "PT optimization off", accuracy.results_without_pt_opt))
+    if accuracy.results_without_hwa:
         label = "not fine-tuned" + (f", {main_label}" if pt is not None else "")
-        series.append((label, accuracy["results_without_hwa"]))
+        series.append((label, accuracy.results_without_hwa))
     return series
 
 
@@ -209,10 +214,10 @@ def metric_label(name: str) -> str:
             }.get(name, name.replace("task_", "task ").replace("_", " "))
 
 
-def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
+def accuracy_vs_drift(accuracy: AccuracyJson, per_row: int = 3) -> str | None:
     """One panel per metric: mean ± std over seeds against drift time (log axis), seeds as dots."""
     series = accuracy_series(accuracy)
-    metrics = list(accuracy.get("metrics") or {})
+    metrics = list(accuracy.metrics)
     if not metrics or not series[0][1]:
         return None
     per_row = len(metrics) if len(metrics) <= 4 else per_row
@@ -220,7 +225,7 @@ def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
     cols = min(per_row, len(metrics))
     fig, axes = new_figure(min(11.4, 3.8 * cols), 2.7 * rows, nrows=rows, ncols=cols, squeeze=False)
     colors = [AIMC_COLOR, "#e07b39", "#2a9d8f"]
-    fp_task = (accuracy.get("fp_reference") or {}).get("task") or {}
+    fp_task = (accuracy.fp_reference.task if accuracy.fp_reference else None) or {}
     with style():
         for i, ax in enumerate(axes.flat):
             if i >= len(metrics):
@@ -228,15 +233,15 @@ def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
                 continue
             metric = metrics[i]
             for s, (label, results) in enumerate(series):
-                xs = [r["seconds"] for r in results]
-                mean = [r["mean"].get(metric) for r in results]
-                std = [(r.get("std") or {}).get(metric) or 0.0 for r in results]
+                xs = [r.seconds for r in results]
+                mean = [r.mean.get(metric) for r in results]
+                std = [r.std.get(metric) or 0.0 for r in results]
                 keep = [j for j, m in enumerate(mean) if m is not None]
                 offset = 1.0 + 0.06 * s  # a small shift so error bars of two series do not overlap
                 ax.errorbar([xs[j] * offset for j in keep], [mean[j] for j in keep], yerr=[std[j] for j in keep],
                             fmt="o-", color=colors[s % len(colors)], ms=4.5, lw=1.4, capsize=3, label=label)
                 for j in keep:
-                    seeds = ((results[j].get("per_seed") or {}).get(metric)) or []
+                    seeds = [v for v in results[j].per_seed.get(metric) or [] if v is not None]
                     ax.plot([xs[j] * offset] * len(seeds), seeds, ".", color=colors[s % len(colors)], alpha=0.35,
                             ms=4, zorder=1)
             reference = fp_task.get(metric.removeprefix("task_")) if metric.startswith("task_") else None
@@ -246,7 +251,7 @@ def accuracy_vs_drift(accuracy: dict, per_row: int = 3) -> str | None:
                         va="bottom", fontsize=8, color=MUTED)
             results = series[0][1]
             ax.set_xscale("log")
-            ax.set_xticks([r["seconds"] for r in results], [r["label"] for r in results])
+            ax.set_xticks([r.seconds for r in results], [r.label for r in results])
             ax.minorticks_off()
             ax.set_xlabel("time after programming")
             ax.set_title(metric_label(metric), fontsize=9.5)

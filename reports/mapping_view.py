@@ -1,4 +1,4 @@
-"""What the report shows about the mapping, derived from mapping.json alone.
+"""What the report shows about the mapping, derived from mapping.json alone (read through reports/schema.py).
 
 Vocabulary follows compiler/ir.py: an analog *layer* is one weight-bearing node; a *slice* is the
 rectangle of one tile that holds part of one layer (rows = inputs, cols = outputs, half-open).
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from reports.schema import MappingJson, Stage
 
 # The repeated-layer container of common transformer implementations: BERT/RoBERTa `encoder.layer.N`,
 # GPT-2 `h.N`, DistilBERT `transformer.layer.N`, T5/others `block.N`, LLaMA-style `layers.N`.
@@ -84,7 +86,7 @@ class Group:
 
 @dataclass
 class MappingView:
-    data: dict
+    data: MappingJson
     layers: list[LayerRow]
     tile_utilization: dict[int, float]
     roles: dict[str, str]              # role -> color
@@ -93,25 +95,25 @@ class MappingView:
 
     @property
     def tile_rows(self) -> int:
-        return int(self.data["tile_shape"][0])
+        return self.data.tile_shape[0]
 
     @property
     def tile_cols(self) -> int:
-        return int(self.data["tile_shape"][1])
+        return self.data.tile_shape[1]
 
     @property
     def analog_layers(self) -> list[LayerRow]:
         return [layer for layer in self.layers if layer.kind == "analog"]
 
-    def stage_share(self, layer: LayerRow, stages: dict[str, dict]) -> tuple[dict | None, float]:
+    def stage_share(self, layer: LayerRow, stages: dict[str, Stage]) -> tuple[Stage | None, float]:
         """The pipeline stage a layer runs in and the layer's share of it: a digital op is its own stage;
         an analog layer runs in its weight block's stage and owns the block's columns it fills."""
         if layer.node in stages:
             return stages[layer.node], 1.0
         if layer.block and layer.block in stages:
-            block = next((b for b in self.data.get("blocks", []) if b["name"] == layer.block), None)
-            if block and layer.out_features and block.get("out_features"):
-                return stages[layer.block], layer.out_features / block["out_features"]
+            block = next((b for b in self.data.blocks if b.name == layer.block), None)
+            if block and layer.out_features and block.out_features:
+                return stages[layer.block], layer.out_features / block.out_features
             return stages[layer.block], 1.0
         return None, 0.0
 
@@ -132,26 +134,24 @@ def split_group(name: str) -> tuple[str, str, str]:
     return parent, parent, name
 
 
-def build_mapping_view(data: dict) -> MappingView:
+def build_mapping_view(data: MappingJson) -> MappingView:
     layers: list[LayerRow] = []
     roles: dict[str, str] = {}
     tile_slices: dict[int, list[Slice]] = {}
-    for index, entry in enumerate(data.get("layers", [])):
-        group, _, role = split_group(entry["name"])
-        row = LayerRow(index=index, name=entry["name"], node=entry.get("node", ""), kind=entry["kind"],
-                       op=entry.get("op", ""), in_features=entry.get("in_features"),
-                       out_features=entry.get("out_features"), block=entry.get("block"), group=group, role=role)
-        for t in entry.get("tiles", []):
-            piece = Slice(layer=row.name, tile=int(t["tile"]), rows=tuple(t["rows"]), cols=tuple(t["cols"]),
-                          in_features=tuple(t["in_features"]), out_features=tuple(t["out_features"]),
-                          dac_range=t.get("dac_range"), adc_range=t.get("adc_range"))
+    for index, entry in enumerate(data.layers):
+        group, _, role = split_group(entry.name)
+        row = LayerRow(index=index, name=entry.name, node=entry.node, kind=entry.kind, op=entry.op,
+                       in_features=entry.in_features, out_features=entry.out_features, block=entry.block,
+                       group=group, role=role)
+        for t in entry.tiles:
+            piece = Slice(layer=row.name, tile=t.tile, rows=t.rows, cols=t.cols, in_features=t.in_features,
+                          out_features=t.out_features, dac_range=t.dac_range, adc_range=t.adc_range)
             row.slices.append(piece)
             tile_slices.setdefault(piece.tile, []).append(piece)
         if row.kind == "analog" and role not in roles:
             roles[role] = ROLE_COLORS[len(roles) % len(ROLE_COLORS)]
         layers.append(row)
-    utilization = {int(t): float(u) for t, u in data.get("tile_utilization", {}).items()}
-    return MappingView(data=data, layers=layers, tile_utilization=utilization, roles=roles,
+    return MappingView(data=data, layers=layers, tile_utilization=dict(data.tile_utilization), roles=roles,
                        groups=_group_tiles(layers, tile_slices), tile_slices=tile_slices)
 
 

@@ -1,15 +1,16 @@
-"""Load the JSON outputs, build the page's context and render the Jinja2 template."""
+"""Load the JSON outputs through their typed definitions, build the page's context, render the template."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import jinja2
 
-from compiler.errors import UserError
 from reports import fmt
 from reports.mapping_view import build_mapping_view
+from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError
 from reports.sections import build_accuracy_section, build_cost_section
 from reports.tilemap import render_chip_map, render_tile_map
 
@@ -17,17 +18,38 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_NAME = "report.html"
 # The command is embedded in the page so that a re-render (`aimc-compile report DIR`) can keep it.
 _COMMAND_RE = re.compile(r'<script type="application/json" id="report-command">(.*?)</script>', re.S)
+_REWRITE = "re-run aimc-compile to rewrite it"
 
 
-def _read_json(path: Path, required: bool) -> dict | None:
+def _load(cls: type, path: Path, required: bool = False):
+    """The file at `path` read through its definition in reports/schema.py; None for a missing optional one."""
+    return _typed(cls, _read_json(path, required), path)
+
+
+def _read_json(path: Path, required: bool) -> object | None:
     if not path.is_file():
         if required:
-            raise UserError(f"{path}: not found; give a directory written by aimc-compile")
+            raise SchemaError(f"{path}: not found; give a directory written by aimc-compile")
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read it as JSON ({exc}); re-run aimc-compile to rewrite it") from None
+        raise SchemaError(f"{path}: cannot read it as JSON ({_first_line(exc)}); {_REWRITE}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _typed(cls: type, data: object, path: Path | str):
+    """`data` (a file's content as json.load returns it) as an instance of cls; None stays None."""
+    if data is None:
+        return None
+    try:
+        return cls.from_json(data, str(path))
+    except SchemaError as exc:
+        raise SchemaError(f"{exc}; {_REWRITE}") from None
 
 
 def _previous_command(report: Path) -> str | None:
@@ -37,7 +59,7 @@ def _previous_command(report: Path) -> str | None:
     if not match:
         return None
     try:
-        value = json.loads(match.group(1).replace("<\\/", "</"))
+        value = json.loads(match.group(1))  # `\u003c` and older pages' `<\/` are JSON escapes
     except ValueError:
         return None
     return value if isinstance(value, str) else None
@@ -55,31 +77,25 @@ def flatten_spec(spec: dict, prefix: str = "") -> list[tuple[str, object]]:
     return rows
 
 
-def spec_differences(mapping: dict) -> dict[str, object]:
-    """Dotted keys whose value as used differs from the spec file as it is now: the `--set` overrides.
-    Empty when the file is gone or unreadable (the report must render from the JSON alone)."""
-    from compiler.hw_spec import load_hw_spec
-    path = mapping.get("hw_file")
-    if not path or not Path(path).is_file():
-        return {}
-    try:
-        on_file = dict(flatten_spec(load_hw_spec(path).to_dict()))
-    except (UserError, OSError, ValueError, TypeError):
-        return {}
-    used = flatten_spec(mapping.get("hw_spec") or {})
-    return {key: on_file.get(key) for key, value in used if _normal(on_file.get(key)) != _normal(value)}
-
-
-def _normal(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
-
-
 def spec_sections(spec: dict) -> list[tuple[str, list[tuple[str, object]]]]:
     """The spec as (section, rows) with keys relative to their section; top-level scalars come first."""
     general = [(key, value) for key, value in spec.items() if not isinstance(value, dict)]
     sections = [("general", general)] if general else []
     sections += [(key, flatten_spec(value)) for key, value in spec.items() if isinstance(value, dict)]
     return sections
+
+
+def overridden_rows(m: MappingJson) -> dict[str, object]:
+    """The spec rows (dotted keys, as flatten_spec gives them) that a `--set` changed -> the spec file's value
+    there, from mapping.json's `hw_overrides`; a section set as a whole marks each of its rows."""
+    rows: dict[str, object] = {}
+    for key, override in m.hw_overrides.items():
+        if isinstance(override.value, dict):
+            on_file = dict(flatten_spec(override.file, key + ".")) if isinstance(override.file, dict) else {}
+            rows.update({sub: on_file.get(sub) for sub, _ in flatten_spec(override.value, key + ".")})
+        else:
+            rows[key] = override.file
+    return rows
 
 
 def spec_value(value: object) -> str:
@@ -92,69 +108,70 @@ def spec_value(value: object) -> str:
     return str(value)
 
 
+def _json_script(value: object) -> str:
+    """JSON to embed in a <script> block: every `<` escaped, so that neither `</script>` nor `<!--` in a
+    string can end the block or change how the browser parses it; `>` and `&` for good measure."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _environment() -> jinja2.Environment:
     # Lenient undefined: an optional part missing from a JSON file reads as empty and its block is skipped.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(
         enabled_extensions=("html", "j2")), undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(si=fmt.si, pct=fmt.pct, integer=fmt.integer, span=fmt.span, sig=fmt._sig)
     env.filters.update(flatten_spec=flatten_spec, spec_sections=spec_sections, spec_value=spec_value)
-    env.filters["json_script"] = lambda value: json.dumps(value).replace("</", "<\\/")
+    env.filters["json_script"] = _json_script
     return env
 
 
-REQUIRED_MAPPING_FIELDS = ("model", "hw", "tile_shape", "tiles_used", "layers")
-
-
-def _complete_mapping(mapping: dict) -> dict:
-    """mapping.json with its optional fields filled from the required ones (older or hand-made files)."""
-    missing = [key for key in REQUIRED_MAPPING_FIELDS if key not in mapping]
-    if missing:
-        raise UserError(f"mapping.json lacks {', '.join(missing)}; re-run aimc-compile to rewrite it")
-    data = dict(mapping)
-    util = {str(k): float(v) for k, v in (data.get("tile_utilization") or {}).items()}
-    data.setdefault("tile_utilization", util)
-    data.setdefault("mean_utilization", sum(util.values()) / len(util) if util else None)
-    data.setdefault("tiles_per_chip", data.get("tiles_available") or data["tiles_used"])
-    data.setdefault("tiles_available", data["tiles_per_chip"])
-    tiles = [int(t) for t in util] or [0]
-    data.setdefault("chips_used", max(tiles) // max(1, int(data["tiles_per_chip"])) + 1)
-    for key, default in (("weights", "unknown"), ("weights_source", ""), ("task", ""), ("allocation", ""),
-                         ("hw_file", ""), ("hw_spec", {}), ("blocks", []), ("segments", [])):
-        data.setdefault(key, default)
-    data.setdefault("analog_weights", sum((e.get("in_features") or 0) * (e.get("out_features") or 0)
-                                          for e in data["layers"] if e.get("kind") == "analog"))
-    return data
+def _complete_mapping(m: MappingJson) -> MappingJson:
+    """mapping.json with the fields an older or hand-made file lacks derived from the required ones."""
+    util = m.tile_utilization
+    per_chip = m.tiles_per_chip if m.tiles_per_chip is not None else (m.tiles_available or m.tiles_used)
+    tiles = list(util) or [0]
+    return dataclasses.replace(
+        m, tiles_per_chip=per_chip,
+        tiles_available=m.tiles_available if m.tiles_available is not None else per_chip,
+        mean_utilization=(m.mean_utilization if m.mean_utilization is not None
+                          else sum(util.values()) / len(util) if util else None),
+        chips_used=m.chips_used if m.chips_used is not None else max(tiles) // max(1, per_chip) + 1,
+        analog_weights=(m.analog_weights if m.analog_weights is not None else
+                        sum((e.in_features or 0) * (e.out_features or 0) for e in m.layers if e.kind == "analog")))
 
 
 def render_report(mapping: dict, cost: dict | None = None, accuracy: dict | None = None,
                   command: str | None = None) -> str:
-    """The report page as a string."""
+    """The report page as a string, from the content of mapping.json, cost.json and accuracy.json as
+    json.load returns it; SchemaError when one does not match its definition (reports/schema.py)."""
+    return _render(_typed(MappingJson, mapping, "mapping.json"), _typed(CostJson, cost, "cost.json"),
+                   _typed(AccuracyJson, accuracy, "accuracy.json"), command)
+
+
+def _render(mapping: MappingJson, cost: CostJson | None, accuracy: AccuracyJson | None, command: str | None) -> str:
     mapping = _complete_mapping(mapping)
     view = build_mapping_view(mapping)
-    tile_map = render_tile_map(view)
-    chip_maps = render_chip_map(view)
-    overrides = spec_differences(mapping)
     cost_section = build_cost_section(cost) if cost else None
     accuracy_section = build_accuracy_section(accuracy) if accuracy else None
     return _environment().get_template("report.html.j2").render(
-        m=mapping, view=view, tile_map=tile_map, chip_maps=chip_maps, cost=cost, accuracy=accuracy, command=command,
-        cs=cost_section, acc=accuracy_section, overrides=overrides)
+        m=mapping, view=view, tile_map=render_tile_map(view), chip_maps=render_chip_map(view), cost=cost,
+        accuracy=accuracy, command=command, cs=cost_section, acc=accuracy_section, overrides=overridden_rows(mapping))
 
 
 def write_report(out_dir: Path, command: str | None = None) -> Path:
     """Render out_dir/report.html from out_dir's mapping.json, cost.json and accuracy.json (both optional).
 
-    `command` is the command line that produced the outputs; without one, the command recorded in an
-    earlier report.html in out_dir is kept.
+    `command` is the command line that produced the outputs; without one, the command recorded in
+    mapping.json or in an earlier report.html in out_dir is kept. SchemaError when a file is missing,
+    unreadable or does not match its definition.
     """
     out_dir = Path(out_dir)
-    mapping = _read_json(out_dir / "mapping.json", required=True)
-    cost = _read_json(out_dir / "cost.json", required=False)
-    accuracy = _read_json(out_dir / "accuracy.json", required=False)
+    mapping = _load(MappingJson, out_dir / "mapping.json", required=True)
+    cost = _load(CostJson, out_dir / "cost.json")
+    accuracy = _load(AccuracyJson, out_dir / "accuracy.json")
     target = out_dir / REPORT_NAME
     if command is None:
-        command = mapping.get("command") or _previous_command(target)
-    html = render_report(mapping, cost, accuracy, command)
+        command = mapping.command or _previous_command(target)
+    html = _render(mapping, cost, accuracy, command)
     partial = target.with_name(f".{REPORT_NAME}.partial")
     partial.write_text(html, encoding="utf-8")
     partial.replace(target)

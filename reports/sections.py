@@ -1,10 +1,12 @@
-"""What the energy/latency and accuracy sections show, derived from cost.json and accuracy.json."""
+"""What the energy/latency and accuracy sections show, derived from cost.json and accuracy.json (read
+through reports/schema.py)."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
 from reports import charts
+from reports.schema import AccuracyJson, CostJson, CostLayer, DriftResult, Stage
 
 # The metric a summary card shows per drift time: the task's own metric when there is one, else the
 # closest fidelity measure the model type has.
@@ -23,20 +25,20 @@ class ComponentRow:
 
 @dataclass
 class CostSection:
-    data: dict
+    data: CostJson
     components: list[ComponentRow]          # largest first
     baseline_components: list[ComponentRow]
     bottleneck_tile: int | None
     figures: dict[str, str] = field(default_factory=dict)
 
     @property
-    def layers(self) -> list[dict]:
-        return self.data.get("layers", [])
+    def layers(self) -> list[CostLayer]:
+        return self.data.layers
 
     @property
-    def stages(self) -> dict[str, dict]:
+    def stages(self) -> dict[str, Stage]:
         """Pipeline stages by name (a weight block or an FX node), when cost.json lists them."""
-        return {stage["name"]: stage for stage in self.data.get("stages") or [] if "name" in stage}
+        return {stage.name: stage for stage in self.data.stages}
 
     def table_components(self, min_share: float = 0.01) -> tuple[list[ComponentRow], list[str]]:
         """Components that get their own column in the per-layer table, and the rest (one 'other' column)."""
@@ -51,22 +53,22 @@ def _component_rows(parts: dict[str, float]) -> list[ComponentRow]:
                          value / total) for name, value in sorted(parts.items(), key=lambda kv: -kv[1])]
 
 
-def build_cost_section(cost: dict) -> CostSection:
-    match = re.fullmatch(r"tile (\d+)", str(cost.get("schedule", {}).get("bottleneck", "")))
-    section = CostSection(data=cost, components=_component_rows(cost.get("energy_by_component_J", {})),
-                          baseline_components=_component_rows((cost.get("baseline") or {}).get(
-                              "energy_by_component_J", {})),
+def build_cost_section(cost: CostJson) -> CostSection:
+    match = re.fullmatch(r"tile (\d+)", cost.schedule.bottleneck if cost.schedule else "")
+    section = CostSection(data=cost, components=_component_rows(cost.energy_by_component_J),
+                          baseline_components=_component_rows(cost.baseline.energy_by_component_J
+                                                              if cost.baseline else {}),
                           bottleneck_tile=int(match.group(1)) if match else None)
     figures = section.figures
-    if any(v > 0 for v in cost.get("energy_by_component_J", {}).values()):
+    if any(v > 0 for v in cost.energy_by_component_J.values()):
         figures["components"] = charts.energy_by_component(cost)
-        if cost.get("baseline"):
+        if cost.baseline:
             figures["baseline"] = charts.aimc_vs_baseline(cost)
-    if any(layer.get("energy_J", 0) > 0 for layer in cost.get("layers", [])):
+    if any(layer.energy_J > 0 for layer in cost.layers):
         figures["layers"] = charts.energy_per_layer(cost)
-    if (cost.get("sweep") or {}).get("points"):
+    if cost.sweep and cost.sweep.points:
         figures["sweep"] = charts.sweep(cost)
-    if (cost.get("schedule") or {}).get("tile_utilization"):
+    if cost.schedule and cost.schedule.tile_utilization:
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
     return section
 
@@ -79,28 +81,30 @@ class AccuracyCell:
 
 @dataclass
 class AccuracySection:
-    data: dict
+    data: AccuracyJson
     metrics: list[str]
     headline: str | None
-    series: list[tuple[str, list[dict]]]
+    series: list[tuple[str, list[DriftResult]]]
     figure: str | None
 
     def label(self, metric: str) -> str:
         return charts.metric_label(metric)
 
     def higher_is_better(self, metric: str) -> bool:
-        return bool(((self.data.get("metrics") or {}).get(metric) or {}).get("higher_is_better", True))
+        info = self.data.metrics.get(metric)
+        return info.higher_is_better if info else True
 
     def description(self, metric: str) -> str:
-        return ((self.data.get("metrics") or {}).get(metric) or {}).get("description", "")
+        info = self.data.metrics.get(metric)
+        return info.description if info else ""
 
     @staticmethod
-    def cell(result: dict, metric: str) -> AccuracyCell:
-        return AccuracyCell(result.get("mean", {}).get(metric), (result.get("std") or {}).get(metric))
+    def cell(result: DriftResult, metric: str) -> AccuracyCell:
+        return AccuracyCell(result.mean.get(metric), result.std.get(metric))
 
 
-def build_accuracy_section(accuracy: dict) -> AccuracySection:
-    metrics = list(accuracy.get("metrics") or {})
+def build_accuracy_section(accuracy: AccuracyJson) -> AccuracySection:
+    metrics = list(accuracy.metrics)
     headline = next((m for m in HEADLINE_METRICS if m in metrics), metrics[0] if metrics else None)
     return AccuracySection(data=accuracy, metrics=metrics, headline=headline,
                            series=charts.accuracy_series(accuracy), figure=charts.accuracy_vs_drift(accuracy))

@@ -87,10 +87,11 @@ def render_tile_map(view: MappingView) -> TileMapSvg:
 
 def render_chip_map(view: MappingView, cell: int = 9, gap: float = 1.5, max_tiles: int = 4096) -> list[str]:
     """One small floorplan per chip in use: every tile of the chip, colored by the layer that fills most of it."""
-    per_chip = int(view.data.get("tiles_per_chip") or 0)
-    chips = int(view.data.get("chips_used") or 0)
+    per_chip = view.data.tiles_per_chip or 0
+    chips = view.data.chips_used or 0
     if per_chip <= 0 or per_chip > max_tiles or chips <= 0:
         return []
+    chips = min(chips, max(view.tile_slices, default=0) // per_chip + 1)  # none past the last one holding weights
     cols = max(1, 2 ** math.ceil(math.log2(math.sqrt(per_chip * 2))))
     cols = min(cols, per_chip)
     rows = math.ceil(per_chip / cols)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from compiler import UserError, compile_model, load_hw_spec
+from compiler import compile_model, load_hw_spec
 from reports import write_report
 from reports.fmt import si, span
 from reports.mapping_view import build_mapping_view, split_group
+from reports.schema import MappingJson, SchemaError
 
 
 class Block(nn.Module):
@@ -127,7 +128,7 @@ def test_report_from_mapping_alone(mapping_dir: Path, tiny_placed) -> None:
 def test_tile_map_rectangles_match_the_mapping(mapping_dir: Path, tiny_placed) -> None:
     """A rectangle's position inside its cell is its row/column range on the tile."""
     page = _parse(write_report(mapping_dir).read_text())
-    view = build_mapping_view(tiny_placed.to_json())
+    view = build_mapping_view(MappingJson.from_json(tiny_placed.to_json()))
     rows, cols = tiny_placed.hw.tile.rows, tiny_placed.hw.tile.cols
     cell = max(float(r["x"]) + float(r["width"]) for r in page.layer_rects)  # a full-width slice exists
     drawn: dict[int, list[tuple]] = {}
@@ -163,11 +164,11 @@ def test_rerender_keeps_the_command(mapping_dir: Path) -> None:
     assert html.count("</script>") == 2                          # the command cannot close a script early
 
 
-def test_missing_or_broken_inputs_are_user_errors(tmp_path: Path, mapping_dir: Path) -> None:
-    with pytest.raises(UserError, match="mapping.json"):
+def test_missing_or_broken_inputs_are_schema_errors(tmp_path: Path, mapping_dir: Path) -> None:
+    with pytest.raises(SchemaError, match="mapping.json"):
         write_report(tmp_path / "nowhere")
     (mapping_dir / "cost.json").write_text("{not json")
-    with pytest.raises(UserError, match="cost.json"):
+    with pytest.raises(SchemaError, match="cost.json"):
         write_report(mapping_dir)
 
 
@@ -278,8 +279,8 @@ def test_cost_and_accuracy_missing_their_optional_parts_still_render(mapping_dir
     assert 'id="cost"' in html and 'id="fig-accuracy"' in html
 
 
-def test_a_minimal_mapping_renders_and_an_incomplete_one_is_a_user_error(tmp_path: Path) -> None:
-    """Only the fields DESIGN.md names are required; the rest are derived or left out."""
+def test_a_minimal_mapping_renders_and_an_incomplete_one_is_a_schema_error(tmp_path: Path) -> None:
+    """Only the required fields of reports/schema.py are needed; the rest are derived or left out."""
     layers = [{"name": "fc", "node": "linear", "kind": "analog", "in_features": 8, "out_features": 4,
                "tiles": [{"tile": 0, "rows": [0, 8], "cols": [0, 4], "in_features": [0, 8], "out_features": [0, 4]}]}]
     mapping = {"model": "m", "hw": "h", "tile_shape": [8, 8], "tiles_used": 1, "layers": layers}
@@ -288,5 +289,5 @@ def test_a_minimal_mapping_renders_and_an_incomplete_one_is_a_user_error(tmp_pat
     assert len(_parse(html).layer_rects) == 1 and 'id="random-weights"' not in html
     del mapping["tiles_used"]
     (tmp_path / "mapping.json").write_text(json.dumps(mapping))
-    with pytest.raises(UserError, match="tiles_used"):
+    with pytest.raises(SchemaError, match="tiles_used"):
         write_report(tmp_path)

@@ -93,6 +93,7 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
         _check_labels(model, training)
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     student = _copy_model(model)
+    student.aimc_info = info  # compile_model calibrates with the model's tokenizer
     _use_eager_attention(student)
     summary = HwaSummary("task" if training.labeled else "distillation", hardware_aware, training.description,
                          training.size, steps, lr, batch_size, seq_len, seed, device,

@@ -1,4 +1,5 @@
-"""CostReport: the estimator's answer, and its JSON form (cost.json; schema in docs/outputs.md)."""
+"""CostReport: the estimator's answer, and its JSON form (cost.json: typed definition `CostJson` in
+reports/schema.py, fields in docs/outputs.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ class CostReport:
         return sum(util.values()) / len(util) if util else 0.0
 
     def to_json(self) -> dict:
-        """The content of cost.json."""
+        """The content of cost.json (compiler/cli.py checks it against reports/schema.py before writing)."""
         base = self.baseline
         return {
             "schema_version": SCHEMA_VERSION,

@@ -1,0 +1,309 @@
+"""The typed definition of each JSON output: mapping.json, cost.json, accuracy.json, hwa.json.
+
+One definition per file, shared by writer and reader: `compiler/cli.py` checks every file against it before
+writing (`check_output`), and the report reads every file through it (`MappingJson.from_json(data, path)`,
+...), so a file that does not match gives one SchemaError naming the file, the dotted field and what was
+expected. What the fields mean: docs/outputs.md. Standard library only (the checker is reports/typed_json.py):
+the compiler imports it, and reading a report must import neither torch nor the compiler.
+
+A field's presence is one of
+- required: in every file; the reader refuses a file without it;
+- written: the writer always writes it, the reader takes a missing one as its default (older or hand-made
+  files): None, "", [] or {};
+- optional: only some runs write it (e.g. `results_without_pt_opt`).
+Fields a file has beyond these are allowed and ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reports.typed_json import Record, SchemaError, check, optional, required, written
+
+__all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "AccuracyJson", "HwaJson"]
+
+
+# --- mapping.json (compiler/ir.py, PlacedGraph.to_json) -------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class TileSlice(Record):
+    """The rectangle of one tile holding part of one analog layer; ranges are half-open [start, stop)."""
+    tile: int = required(min=0)
+    chip: int = written(min=0)
+    segment: int = written(min=0)
+    rows: tuple[int, int] = required(min=0)
+    cols: tuple[int, int] = required(min=0)
+    in_features: tuple[int, int] = required(min=0)
+    out_features: tuple[int, int] = required(min=0)
+    dac_range: float | None = written()
+    adc_range: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingLayer(Record):
+    name: str = required()
+    node: str = written("")
+    kind: str = required()
+    op: str = written("")
+    in_features: int | None = written()
+    out_features: int | None = written()
+    block: str | None = optional()
+    tiles: list[TileSlice] = optional([])
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightBlock(Record):
+    name: str = required()
+    layers: list[str] = written([])
+    in_features: int = written(min=0)
+    out_features: int = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment(Record):
+    id: int = required()
+    tile: int = required(min=0)
+    rows: tuple[int, int] = written(min=0)
+    cols: tuple[int, int] = written(min=0)
+    block: str = written("")
+    block_rows: tuple[int, int] = written(min=0)
+    block_cols: tuple[int, int] = written(min=0)
+    dac_range: float | None = written()
+    adc_range: float | None = written()
+    col_w_max_range: tuple[float, float] | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpecOverride(Record):
+    """One `--set KEY=VALUE`: the value given, and the key's value in the spec file (its default there)."""
+    value: Any = required()
+    file: Any = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingJson(Record):
+    schema_version: int = written()
+    model: str = required()
+    task: str = written("")
+    weights: str = written("unknown")
+    weights_source: str = written("")
+    hw: str = required()
+    hw_file: str = written("")
+    hw_spec: dict[str, Any] = written({})
+    hw_overrides: dict[str, SpecOverride] = written({})
+    allocation: str = written("")
+    tile_shape: tuple[int, int] = required(min=1)
+    tiles_used: int = required(min=0)
+    tiles_available: int = written(min=0)
+    tiles_per_chip: int = written(min=0)
+    chips_used: int = written(min=0)
+    analog_weights: int = written(min=0)
+    mean_utilization: float = written(min=0)
+    tile_utilization: dict[int, float] = written({}, min=0)
+    blocks: list[WeightBlock] = written([])
+    segments: list[Segment] = written([])
+    layers: list[MappingLayer] = required()
+    command: str | None = optional()
+
+
+# --- cost.json (compiler/backends/estimator/report.py, CostReport.to_json) ------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Totals(Record):
+    energy_J: float = written()
+    energy_per_inference_J: float = written()
+    latency_s: float = written()
+    period_s: float = written()
+    throughput_inferences_per_s: float = written()
+    ops: float = written()
+    tops: float = written()
+    tops_per_w: float = written()
+    power_W: float = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostLayer(Record):
+    name: str = required()
+    energy_J: float = required()
+    ops: float = written()
+    energy_by_component_J: dict[str, float] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage(Record):
+    name: str = required()
+    layer: str = written("")
+    energy_J: float = written()
+    busy_s: float = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schedule(Record):
+    critical_path: list[str] = written([])
+    bottleneck: str = written("")
+    mean_tile_utilization: float = written()
+    tile_utilization: dict[int, float] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Peak(Record):
+    tiles: int = written()
+    ops_per_mvm: float = written()
+    mvm_time_s: float = written()
+    mvm_energy_J: float = written()
+    energy_by_component_J: dict[str, float] = written({})
+    tops: float = written()
+    tops_per_w: float = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Baseline(Record):
+    name: str = written("")
+    hw_file: str = written("")
+    energy_J: float = written()
+    energy_per_inference_J: float = written()
+    latency_s: float = written()
+    throughput_inferences_per_s: float = written()
+    tops: float = written()
+    tops_per_w: float = written()
+    weights_in_dram: bool = written()
+    energy_by_component_J: dict[str, float] = written({})
+    energy_ratio: float | None = written()
+    latency_ratio: float | None = written()
+    throughput_ratio: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepPoint(Record):
+    batch: int = required()
+    seq_len: int = required()
+    energy_J: float = required()
+    latency_s: float = required()
+    baseline_energy_J: float | None = written()
+    baseline_latency_s: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep(Record):
+    axis: str = required(choices=("seq_len", "batch"))  # a field name of SweepPoint: the reader looks it up
+    points: list[SweepPoint] = written([])
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostJson(Record):
+    schema_version: int = written()
+    model: str = required()
+    hw: str = required()
+    hw_file: str = written("")
+    batch: int = required(min=1)
+    seq_len: int = required(min=1)
+    has_sequence_dim: bool = written()
+    totals: Totals | None = written()
+    energy_by_component_J: dict[str, float] = written({})
+    layers: list[CostLayer] = written([])
+    stages: list[Stage] = written([])
+    counts: dict[str, float] = written({})
+    action_energies_J: dict[str, float] = written({})
+    schedule: Schedule | None = written()
+    peak: Peak | None = written()
+    baseline: Baseline | None = written()
+    sweep: Sweep | None = written()
+
+
+# --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----
+
+@dataclass(frozen=True, kw_only=True)
+class DriftTime(Record):
+    label: str = required()
+    seconds: float = required(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalInfo(Record):
+    source: str = written("")
+    glue_task: str | None = written()
+    examples: int = written()
+    batches: int = written()
+    batch_size: int = written()
+    max_seq_len: int | None = written()  # null for the compile example inputs (no truncation)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric(Record):
+    description: str = written("")
+    higher_is_better: bool = written(True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpReference(Record):
+    task: dict[str, float | None] | None = written()
+    model: str | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftResult(Record):
+    """One drift time: metric name -> mean, std (null with one seed) and per-seed values over the seeds."""
+    label: str = required()
+    seconds: float = required(min=0)
+    mean: dict[str, float | None] = written({})
+    std: dict[str, float | None] = written({})
+    per_seed: dict[str, list[float | None]] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyJson(Record):
+    schema_version: int = written()
+    model: str = written("")
+    task: str = written("")
+    weights: str = written("")
+    weights_note: str | None = optional()
+    hw: str = written("")
+    hw_file: str = written("")
+    device: str = written("")
+    seeds: list[int] = written([])
+    drift_times: list[DriftTime] = written([])
+    eval: EvalInfo | None = written()
+    output: str = written("")
+    metrics: dict[str, Metric] = written({})
+    fp_reference: FpReference | None = written()
+    results: list[DriftResult] = required()
+    pt_optimization: bool | None = optional()
+    results_without_pt_opt: list[DriftResult] | None = optional()
+    hwa_finetune: bool = optional(False)
+    results_without_hwa: list[DriftResult] | None = optional()
+    notes: list[str] = written([])
+    elapsed_s: float = written()
+
+
+# --- hwa.json (compiler/cli.py, from compiler.training.finetune.HwaSummary) -----------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class HwaJson(Record):
+    model: str = written("")
+    checkpoint: str = written("")
+    objective: str = written("")
+    hardware_aware: bool = written()
+    data: str = written("")
+    samples: int = written()
+    steps: int = written()
+    lr: float = written()
+    batch_size: int = written()
+    seq_len: int = written()
+    seed: int = written()
+    device: str = written("")
+    noise: dict[str, Any] | None = written()
+    losses: list[float] = written([])
+    seconds: float = written()
+    placement: dict[str, Any] | None = optional()  # the placement it trained through
+
+
+FILES: dict[str, type[Record]] = {"mapping.json": MappingJson, "cost.json": CostJson,
+                                  "accuracy.json": AccuracyJson, "hwa.json": HwaJson}
+
+
+def check_output(name: str, data: Any) -> None:
+    """Check what a writer is about to write as `name` (a key of FILES): every required and written field
+    present, every value of its type. Give it the data as JSON reads it back. Raises SchemaError."""
+    check(FILES[name], data, name, writing=True)
+
+
