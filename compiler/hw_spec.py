@@ -37,7 +37,7 @@ class TileSpec:
 
 @dataclass(frozen=True)
 class ClippedLinear:
-    """clip(slope * ln(g) + intercept, lo, hi): the drift-coefficient statistics of DESIGN.md."""
+    """clip(slope * ln(g) + intercept, lo, hi): drift-coefficient statistics of the PCM model (docs/analog_mvm.md)."""
     slope: float = _f()
     intercept: float = _f()
     lo: float = _f()

@@ -6,7 +6,7 @@ change to the FP weights.
 (a) Per-column conductance range (`optimize_column_ranges`). By default a tile maps max|W_seg| to
     g_max for every column, so a column of small weights uses a sliver of the conductance range, where
     PCM noise is largest relative to the signal (programming noise has a floor of 0.26 uS, read noise
-    grows as g^-0.65: DESIGN.md "Device physics"). Here each column c gets its own w_max_c, chosen from
+    grows as g^-0.65: docs/analog_mvm.md, step 2). Here each column c gets its own w_max_c, chosen from
     the output statistics so that its expected largest output s_c = |mean| + L std lands on the
     segment's ADC range A: w_max_c = s_c / (dac_range * A), with A the range that the column of
     largest s_c needs at the per-tile normalization (so w_max_c = w_tile * s_c / max s). Two bounds:

@@ -89,8 +89,11 @@ def test_training_normalizes_every_segment_as_the_simulator_programs_it(tiny, sm
         assert torch.equal(trained[s.id], programmed), s
 
 
-def test_training_chip_without_non_idealities_is_the_fp_model(tiny):
-    ideal = load_hw_spec("pcm_1M", overrides=IDEAL)
+@pytest.mark.parametrize("wire_ohm", [0.0, 1.0])
+def test_training_chip_without_device_noise_is_the_simulated_chip(tiny, wire_ohm):
+    """With the device, converters and output noise off, the training forward equals the simulator's (and
+    the FP model when there is no IR drop either): one model of the MVM in both."""
+    ideal = load_hw_spec("pcm_1M", overrides={**IDEAL, "ir_drop_wire_ohm": wire_ohm})
     student = copy.deepcopy(tiny)
     placed = compile_model(student, _tokens(4, 12, seed=5), ideal)
     chip = TrainingChip(placed, HwaNoiseConfig())
@@ -98,8 +101,11 @@ def test_training_chip_without_non_idealities_is_the_fp_model(tiny):
     batch = _tokens(3, 10, seed=7)
     with torch.no_grad():
         reference = tiny(**batch).last_hidden_state
+        simulated = placed.simulator()(**batch).last_hidden_state
         out = chip(**batch).last_hidden_state
-    assert float((out - reference).norm() / reference.norm()) < 1e-5
+    assert float((out - simulated).norm() / simulated.norm()) < 1e-5
+    error = float((out - reference).norm() / reference.norm())
+    assert error < 1e-5 if wire_ohm == 0 else error > 1e-4
 
 
 def test_a_fresh_chip_every_step_and_the_original_model_untouched(tiny, hw):

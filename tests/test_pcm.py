@@ -109,3 +109,44 @@ def test_col_w_max_clips_large_weights(layer):
     seg = ideal_segment(w, small)
     assert float(seg.g_eff.abs().max()) == pytest.approx(1.0)
     assert torch.allclose(seg.g_eff * seg.w_max[:, None], w.clamp(-small[0], small[0]), atol=1e-7)
+
+
+def test_more_wire_resistance_more_ir_drop_error(layer):
+    """IR drop (docs/analog_mvm.md): zero resistance is exact; the error grows with the wire resistance,
+    and rows far from the ADC lose more than near ones."""
+    w, x = layer
+    ref = x @ w.T
+    seg = ideal_segment(w)
+    errors = [_rel_err(analog_mvm(x, seg, None, None, _spec(ir_drop_wire_ohm=ohm)), ref) for ohm in (0.0, 0.35, 1.0, 3.0)]
+    assert errors[0] < 1e-5
+    assert errors[0] < errors[1] < errors[2] < errors[3], errors
+    hw = _spec(ir_drop_wire_ohm=1.0)
+    far = analog_mvm(x, seg, None, None, hw, tile_rows=(0, 512))
+    near_w = torch.zeros(256, 512)
+    near_w[:, 448:] = w[:, 448:]              # the same weights on the rows nearest the ADC, the rest empty
+    far_w = torch.zeros(256, 512)
+    far_w[:, :64] = w[:, 448:]                # ... and on the farthest rows
+    x_near, x_far = torch.zeros_like(x), torch.zeros_like(x)
+    x_near[:, 448:], x_far[:, :64] = x[:, 448:], x[:, 448:]
+    ref_part = x[:, 448:] @ w[:, 448:].T
+    err_near = _rel_err(analog_mvm(x_near, ideal_segment(near_w, seg.w_max), None, None, hw), ref_part)
+    err_far = _rel_err(analog_mvm(x_far, ideal_segment(far_w, seg.w_max), None, None, hw), ref_part)
+    assert err_far > 5 * err_near             # p_t: ~131k on the far rows, 0.5k-31k on the near ones
+    assert far.shape == ref.shape
+
+
+def test_simulator_ir_drop_matches_the_reference_mvm():
+    """The simulator's folded IR drop (backends/simulator/block.py) equals analog_mvm's on a whole tile."""
+    from compiler import compile_model
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(512, 96, bias=False)
+    x = torch.randn(32, 512)
+    hw = _spec(ir_drop_wire_ohm=1.0)
+    placed = compile_model(layer, (torch.randn(4, 512),), hw)
+    (segment,) = placed.segments
+    with torch.no_grad():
+        simulated = placed.simulator()(x)
+        reference = analog_mvm(x, ideal_segment(layer.weight.detach()), None, None, hw, tile_rows=segment.rows)
+        exact = layer(x)
+    assert _rel_err(simulated, reference) < 1e-5
+    assert _rel_err(simulated, exact) > 1e-3
