@@ -1,27 +1,24 @@
 """Partition: decide where each node of the exported graph runs.
 
 - aten.linear (and GPT-2's Conv1D, exported as aten.addmm with a (in, out) weight) -> ANALOG tiles;
-- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT units;
+- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT units; one whose first operand
+  is a softmax output (P of P·V) is marked `operand_is_probability`: the integer unit quantizes P
+  unsigned over [0, 1] (compiler/analog/integer.py);
 - everything else -> DIGITAL.
 """
 from __future__ import annotations
 
 import torch
 
-from compiler.ir import Kind, PlacedGraph, Placement
+from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, Placement
 
 _ANALOG_OPS = {"aten.linear.default", "aten.addmm.default"}
 _MATMUL_OPS = {"aten.matmul.default", "aten.bmm.default"}
-# Ops that only reshape or route data; listed in mapping.json without features, costed as free.
-SHAPE_OPS = {
-    "aten.view.default", "aten.reshape.default", "aten.transpose.int", "aten.permute.default",
-    "aten.contiguous.default", "aten.unsqueeze.default", "aten.squeeze.dim", "aten.expand.default",
-    "aten.slice.Tensor", "aten.select.int", "aten.dropout.default", "aten.clone.default",
-    "aten._assert_tensor_metadata.default", "aten.sym_size.int", "aten.alias.default", "aten.t.default",
-    "aten.split.Tensor", "aten.split_with_sizes.default", "aten.chunk.default", "aten.to.dtype",
-    "aten.to.dtype_layout", "aten.to.device", "aten.type_as.default", "aten.detach.default",
-    "aten.flatten.using_ints", "aten.unflatten.int", "aten.view_as.default", "aten.expand_as.default",
-}
+_SOFTMAX_OPS = {"aten.softmax.int", "aten._softmax.default", "aten._safe_softmax.default"}
+# Ops between a softmax and the matmul that leave P's values in [0, 1]: shape ops, dropout (a rescaled P
+# in training, P itself in eval), type conversions, and taking one output of a tuple-valued op.
+_PROBABILITY_PRESERVING = SHAPE_OPS | {"aten.native_dropout.default", "aten._to_copy.default",
+                                       "aten.feature_dropout.default", "<built-in function getitem>"}
 
 
 def partition(placed: PlacedGraph) -> PlacedGraph:
@@ -38,12 +35,25 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
         elif op in _MATMUL_OPS and not any(_param_name(a, params) for a in node.args):
             placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT, op, module,
                                                      in_features=_static(_shape(node.args[0])[-1]),
-                                                     out_features=_static(_shape(node)[-1]))
+                                                     out_features=_static(_shape(node)[-1]),
+                                                     operand_is_probability=is_softmax_output(node.args[0]))
         else:
             features = _features(node) if op not in SHAPE_OPS else (None, None)
             placed.placements[node.name] = Placement(node.name, Kind.DIGITAL, op, module,
                                                      in_features=features[0], out_features=features[1])
     return placed
+
+
+def is_softmax_output(arg) -> bool:
+    """Whether `arg` is a softmax output, possibly reshaped, dropped out or converted on the way."""
+    while isinstance(arg, torch.fx.Node) and arg.op == "call_function":
+        op = str(arg.target)
+        if op in _SOFTMAX_OPS:
+            return True
+        if op not in _PROBABILITY_PRESERVING or not arg.args:
+            return False
+        arg = arg.args[0]
+    return False
 
 
 def _analog_weight(node: torch.fx.Node, params: dict[str, str]) -> str | None:

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from compiler import UserError, compile_model, load_hw_spec
-from compiler.backends.simulator import analog_mvm, ideal_segment, native
+from compiler.analog import native
+from compiler.analog.programming import ideal_segment
+from compiler.analog.tile import analog_mvm
 from compiler.backends.simulator.block import segment_weight
 from compiler.backends.simulator.lowering import block_layers
 
@@ -177,7 +179,7 @@ def test_output_noise_is_fresh_per_call_and_scales(linear):
 
 
 def _programming_noise_prediction(layer: nn.Linear, x: torch.Tensor, poly: tuple[float, float, float]) -> float:
-    """Expected relative output error from programming noise alone (DESIGN.md's sigma_prog, g_max 25 uS).
+    """Expected relative output error from programming noise alone (the published sigma_prog, g_max 25 uS).
 
     Per weight, the device holding it gets sigma(g) N(0,1) (rarely clamped at 0); the other device of
     the pair, programmed to 0, reads max(sigma(0) N, 0): mean sigma0/sqrt(2 pi), variance
@@ -224,7 +226,7 @@ def test_int6_attention_small_nonzero_change(tiny_bert):
 
 
 def test_int6_quantizer_levels():
-    from compiler.backends.simulator.attention import quantize_symmetric, quantized_matmul
+    from compiler.analog.integer import attention_matmul, quantize_symmetric
     x = torch.randn(2, 3, 5, 8)
     q = quantize_symmetric(x, 6, per_head=True)
     scale = x.abs().amax(dim=(2, 3), keepdim=True)
@@ -233,7 +235,7 @@ def test_int6_quantizer_levels():
     assert (q - x).abs().max() <= (scale / 62).max() + 1e-6
     y = torch.randn(2, 3, 8, 4)
     for fused in ([False, True] if native.available() else [False]):
-        got = quantized_matmul(x, y.transpose(-1, -2).contiguous().transpose(-1, -2), 6, True, fused)
+        got = attention_matmul(x, y.transpose(-1, -2).contiguous().transpose(-1, -2), 6, True, False, fused=fused)
         want = quantize_symmetric(x, 6, True) @ quantize_symmetric(y, 6, True)
         assert torch.allclose(got, want, atol=1e-5)
 

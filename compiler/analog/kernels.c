@@ -275,16 +275,27 @@ void dac_codes(const float *x, long ldx, long N, long R, float dac_range, float 
     }
 }
 
-/* Symmetric fake quantization of `groups` contiguous groups of `size` values each, one scale per group:
- * out = rint(x / s * levels) * (s / levels), s = max |x| of the group (1 for an all-zero group). */
-void quantize_groups(const float *x, long groups, long size, float levels, float *out) {
+/* Integer codes of the digital attention units (compiler/analog/integer.py), `groups` contiguous groups of
+ * `size` values each: code = clamp(rint(x * (levels / s)), lower, levels), step[g] = s / levels, so that
+ * code * step is the quantized value. s = scales[g] where `scales` is given (a fixed range, or a scale
+ * over the real tokens only), else max |x| of the group (1 for an all-zero group). Same operations, in
+ * the same order, as integer.py's torch path, so the two agree bit for bit. */
+void quantize_groups(const float *x, long groups, long size, float levels, float lower, const float *scales,
+                     float *codes, float *step) {
 #pragma omp parallel for schedule(static)
     for (long g = 0; g < groups; ++g) {
         const float *restrict xg = x + g * size;
-        float *restrict o = out + g * size;
-        float peak = 0.0f;
-        for (long i = 0; i < size; ++i) peak = maxf(peak, fabsf(xg[i]));
-        const float s = peak > 0.0f ? peak : 1.0f, k = levels / s, back = s / levels;
-        for (long i = 0; i < size; ++i) o[i] = rintf(xg[i] * k) * back;
+        float *restrict o = codes + g * size;
+        float s;
+        if (scales) {
+            s = scales[g];
+        } else {
+            float peak = 0.0f;
+            for (long i = 0; i < size; ++i) peak = maxf(peak, fabsf(xg[i]));
+            s = peak > 0.0f ? peak : 1.0f;
+        }
+        const float k = levels / s;
+        for (long i = 0; i < size; ++i) o[i] = clipf(rintf(xg[i] * k), lower, levels);
+        step[g] = s / levels;
     }
 }

@@ -113,7 +113,7 @@ def _build() -> ctypes.CDLL:
     lib.adc_epilogue.restype = None
     lib.dac_codes.argtypes = [_ptr, _long, _long, _long, _float, _float, _ptr, _ptr]
     lib.dac_codes.restype = None
-    lib.quantize_groups.argtypes = [_ptr, _long, _long, _float, _ptr]
+    lib.quantize_groups.argtypes = [_ptr, _long, _long, _float, _float, _ptr, _ptr, _ptr]
     lib.quantize_groups.restype = None
     return lib
 
@@ -234,9 +234,17 @@ def dac_codes(x: torch.Tensor, dac_range: float | None, levels: int | None) -> t
     return out, dvec
 
 
-def quantize_groups(x: torch.Tensor, groups: int, levels: int) -> torch.Tensor:
-    """Symmetric fake quantization of a contiguous CPU float32 tensor in `groups` equal contiguous groups."""
+def quantize_groups(x: torch.Tensor, groups: int, levels: int, lower: int,
+                    scales: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes of a contiguous CPU float32 tensor in `groups` equal contiguous groups (kernels.c):
+    codes clamped to [lower, levels], scale max|x| per group or `scales` (groups,). Returns (codes like x,
+    step (groups,)): codes * step is the quantized value (compiler/analog/integer.py)."""
     _check(x)
-    out = torch.empty_like(x)
-    library().quantize_groups(x.data_ptr(), groups, x.numel() // groups, float(levels), out.data_ptr())
-    return out
+    if scales is not None:
+        scales = scales.reshape(groups).contiguous()
+        _check(scales)
+    codes = torch.empty_like(x)
+    step = torch.empty(groups, dtype=torch.float32)
+    library().quantize_groups(x.data_ptr(), groups, x.numel() // groups, float(levels), float(lower),
+                              _addr(scales), codes.data_ptr(), step.data_ptr())
+    return codes, step

@@ -315,14 +315,14 @@ def _copy_model(model: nn.Module) -> nn.Module:
 
 
 def _use_eager_attention(model: nn.Module) -> None:
-    """INT6 attention is injected at attention's explicit matmuls, which only eager attention has."""
+    """Integer attention acts on attention's explicit matmuls, which only eager attention exports."""
     config = getattr(model, "config", None)
     impl = getattr(config, "_attn_implementation", None)
     if impl in (None, "eager"):
         return
     try:
         model.set_attn_implementation("eager")
-    except Exception as exc:  # a model that cannot switch: train without INT6 attention, and say so
+    except Exception as exc:  # a model that cannot switch: train without integer attention, and say so
         warnings.warn(f"cannot switch {type(model).__name__} to eager attention ({exc}); attention will not "
                       f"be quantized during HWA fine-tuning", stacklevel=3)
 

@@ -2,10 +2,13 @@
 
 `build_simulator(placed, t_inference, seed, device)` programs every segment of every weight block once
 (programming noise and drift exponents from `seed`, drift and read noise at `t_inference`), then rewrites
-the exported graph (`placed.exported.module()`, dynamic in batch and sequence length):
-- each weight block becomes one `AnalogBlock` call placed before its first layer; each analog layer's
-  node becomes the block output (or its slice of it, for fused Q, K, V: the block runs once per input);
-- each DIGITAL_INT matmul becomes `quantized_matmul` at hw.digital.attention_bits (unchanged if null);
+the exported graph (`lower_graph`, shared with hardware-aware training; `placed.exported.module()`,
+dynamic in batch and sequence length):
+- each weight block becomes one block module call placed before its first layer (`AnalogBlock` here, a
+  training block in compiler/training); each analog layer's node becomes the block output (or its slice of
+  it, for fused Q, K, V: the block runs once per input);
+- each DIGITAL_INT matmul becomes compiler.analog.integer.attention_matmul at hw.digital.attention_bits
+  (unchanged if null);
 - every other node runs as in the FP model.
 The result takes the model's own arguments and returns the model's own output structure.
 """
@@ -17,12 +20,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from compiler.backends.simulator.attention import quantized_matmul
 from compiler.backends.simulator.block import AnalogBlock, LayerWeight, segment_weight
+from compiler.analog.integer import attention_matmul
 from compiler.analog.programming import device_params, use_native
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
-from compiler.ir import Kind, PlacedGraph, WeightBlock
+from compiler.ir import Kind, PlacedGraph, SegmentRanges, WeightBlock
 
 
 class SimulatedModel(nn.Module):
@@ -48,7 +51,8 @@ def _to(value: Any, device: torch.device) -> Any:
 
 def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
                     hw: HardwareSpec | None = None, progress: bool = False,
-                    native_kernels: bool | None = None) -> SimulatedModel:
+                    native_kernels: bool | None = None,
+                    ranges: dict[int, SegmentRanges] | None = None) -> SimulatedModel:
     """Program one chip instance (`seed`), drift it to `t_inference` seconds, return the model on it.
 
     hw: simulate the placement under another spec of the same tile shape (default: placed.hw), e.g.
@@ -56,6 +60,8 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0
     progress: a tqdm bar over the blocks while programming (stderr).
     native_kernels: None runs the fused C kernels on CPU where they build (native.py) and torch ops
     elsewhere; False forces torch ops (same model and distributions, another random stream).
+    ranges: per segment id, ranges to program instead of the placement's own (e.g. placed.ranges_before_pt,
+    the chip without the post-training optimizations); the placement is not changed.
     """
     hw = hw or placed.hw
     device = _device(device)
@@ -64,26 +70,42 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0
     if (hw.tile.rows, hw.tile.cols) != (placed.hw.tile.rows, placed.hw.tile.cols):
         raise UserError(f"spec {hw.name} has {hw.tile.rows}x{hw.tile.cols} tiles but the placement was made for "
                         f"{placed.hw.tile.rows}x{placed.hw.tile.cols}; compile the model for this spec")
-    graph_module = placed.exported.module()
-    nodes = {n.name: n for n in graph_module.graph.nodes}
     try:
         fused = use_native(device, native_kernels)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     params = device_params(hw, t_inference) if fused else None
+    segments = placed.segments_with(ranges)
     modules: dict[str, AnalogBlock] = {}
     bar = tqdm(placed.blocks.values(), desc=f"programming chip (seed {seed}, t={t_inference:g} s)",
                unit="block", disable=not progress, file=None)
     for index, block in enumerate(bar):
-        modules[block.name] = _program_block(placed, block, hw, t_inference, seed, device, index, params, fused)
-    for index, block in enumerate(placed.blocks.values()):
-        _lower_block(graph_module, nodes, placed, block, modules[block.name], f"aimc_block_{index}")
-    if hw.digital.attention_bits is not None:
-        _lower_attention(graph_module, nodes, placed, hw, fused)
-    graph_module.graph.lint()
-    graph_module.recompile()
+        layers, bias = block_layers(placed, block)
+        modules[block.name] = AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
+                                          [s for s in segments if s.block == block.name], hw, t_inference, seed,
+                                          key=index, device=device, params=params, native_kernels=fused)
+    graph_module = lower_graph(placed, modules, hw, ste=False, fused=fused)
     graph_module.to(device)
     return SimulatedModel(graph_module, modules, hw, t_inference, seed, device)
+
+
+def lower_graph(placed: PlacedGraph, blocks: dict[str, nn.Module], hw: HardwareSpec, ste: bool,
+                fused: bool = False) -> torch.fx.GraphModule:
+    """The exported graph with each weight block computed by blocks[name] and each integer attention matmul
+    quantized (exact, or straight-through for training with `ste`); the model's other ops unchanged.
+
+    The graph module shares the model's parameters (torch.export keeps the same objects), so a training
+    block that reads them trains the model itself.
+    """
+    graph_module = placed.exported.module()
+    nodes = {n.name: n for n in graph_module.graph.nodes}
+    for index, block in enumerate(placed.blocks.values()):
+        _lower_block(graph_module, nodes, placed, block, blocks[block.name], f"aimc_block_{index}")
+    if hw.digital.attention_bits is not None:
+        _lower_attention(graph_module, nodes, placed, hw, fused and not ste, ste)
+    graph_module.graph.lint()
+    graph_module.recompile()
+    return graph_module
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -109,14 +131,6 @@ def block_weight(placed: PlacedGraph, block: WeightBlock) -> tuple[torch.Tensor,
     """The block's weight (out_features, in_features), its layers side by side, and its bias (or None)."""
     layers, bias = block_layers(placed, block)
     return segment_weight(layers, (0, block.out_features), (0, block.in_features)), bias
-
-
-def _program_block(placed: PlacedGraph, block: WeightBlock, hw: HardwareSpec, t_inference: float, seed: int,
-                   device: torch.device, index: int, params: torch.Tensor | None, fused: bool) -> AnalogBlock:
-    layers, bias = block_layers(placed, block)
-    return AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
-                       placed.block_segments(block.name), hw, t_inference, seed, key=index, device=device,
-                       params=params, native_kernels=fused)
 
 
 def _layer_output(block_output: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -152,15 +166,21 @@ def _lower_block(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], plac
 
 
 def _lower_attention(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], placed: PlacedGraph,
-                     hw: HardwareSpec, fused: bool) -> None:
+                     hw: HardwareSpec, fused: bool, ste: bool = False) -> None:
+    """Each DIGITAL_INT matmul -> integer.attention_matmul at the spec's bits and scale granularity, P
+    unsigned where the partition traced the first operand to a softmax; `ste`: straight-through (training).
+    The model's `attention_mask` input, where it has one, keeps padded tokens out of the dynamic scales:
+    on the chip each sequence runs alone, unpadded."""
     per_head = hw.digital.attention_scale == "per_head"
+    mask = nodes.get("attention_mask")
+    mask = mask if mask is not None and mask.op == "placeholder" else None
     for p in placed.placements.values():
         if p.kind is not Kind.DIGITAL_INT:
             continue
         node = nodes[p.node]
         a, b = node.args[0], node.args[1]
-        node.target = quantized_matmul
-        node.args = (a, b, hw.digital.attention_bits, per_head, fused)
+        node.target = attention_matmul
+        node.args = (a, b, hw.digital.attention_bits, per_head, p.operand_is_probability, ste, fused, mask)
         node.kwargs = {}
 
 
