@@ -92,7 +92,7 @@ class TrainingBlock(nn.Module):
     """One weight block on its segments, differentiable: the simulator's AnalogBlock for training."""
 
     def __init__(self, name: str, in_features: int, out_features: int, layers: list[_LayerParam],
-                 biases: list[tuple[int, nn.Parameter | None, int]], segments: list[TileSegment], hw: HardwareSpec,
+                 biases: list[tuple[nn.Parameter | None, int]], segments: list[TileSegment], hw: HardwareSpec,
                  config: HwaNoiseConfig):
         super().__init__()
         self.name, self.in_features, self.out_features = name, in_features, out_features
@@ -186,10 +186,10 @@ class TrainingBlock(nn.Module):
         return y_n * d_range * (w_max * self.compensation[s.id])
 
     def _bias(self, like: torch.Tensor) -> torch.Tensor | None:
-        if all(b is None for _, b, _ in self.biases):
+        if all(b is None for b, _ in self.biases):
             return None
         return torch.cat([b if b is not None else torch.zeros(n, dtype=like.dtype, device=like.device)
-                          for _, b, n in self.biases])
+                          for b, n in self.biases])
 
 
 class TrainingChip(nn.Module):
@@ -210,8 +210,7 @@ class TrainingChip(nn.Module):
                 p = placed.placements[node]
                 layers.append(_LayerParam(p.block_col_offset, placed.model.get_parameter(p.weight),
                                           p.weight_transposed))
-                biases.append((p.block_col_offset, placed.model.get_parameter(p.bias) if p.bias else None,
-                               p.out_features))
+                biases.append((placed.model.get_parameter(p.bias) if p.bias else None, p.out_features))
             self.blocks[name] = TrainingBlock(name, block.in_features, block.out_features, layers, biases,
                                               placed.block_segments(name), hw, config)
         attention_hw = hw if config.int_attention else _without_attention_quantization(hw)
