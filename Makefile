@@ -10,11 +10,13 @@ OUT    ?= aimc-out/$(MODEL)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# pyproject.toml gives ranges; constraints.txt is the tested set, so both commands install the same versions.
+# torch first, pinned: the CPU build (an unpinned torch can pull a multi-GB CUDA build).
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,65 +1,97 @@
 """aimc-compile: the command line.
 
-    aimc-compile MODEL --hw SPEC [--out DIR] [options]     map, estimate, (simulate), report
-    aimc-compile report DIR                                 re-render DIR/report.html from its JSON
+    aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]     map, estimate, (simulate), report
+    aimc-compile report DIR                                           re-render DIR/report.html from its JSON
+    aimc-compile --version
 
-Outputs are written into a staging directory next to DIR and moved into place only when complete,
-so a failed run leaves nothing half-written. User errors print one line and exit with status 2.
+Imports stay lazy (inside the functions that need them): `--help`, `--version` and `report` load neither
+torch nor transformers.
+
+Every argument is checked before the model loads. Outputs are staged inside DIR and swapped in only when
+complete; a run removes only files an earlier run recorded in DIR's manifest (compiler/outputs.py). User errors
+print one line and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from compiler import __version__
 from compiler.errors import UserError
 
 EXIT_USER_ERROR = 2
-# every file or directory a run can write into --out
-OUTPUTS = ("mapping.json", "cost.json", "accuracy.json", "hwa.json", "hwa_model", "report.html")
 HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the gain (docs/hwa.md)
 
 
+USAGE = """aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
+       aimc-compile report DIR
+       aimc-compile --version"""
+COMMANDS = ("compile", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house error format: one line, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"aimc-compile: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aimc-compile",
+    """Two subcommands: `compile` (the default: `aimc-compile MODEL ...` means `aimc-compile compile MODEL ...`)
+    and `report`. `main` inserts `compile` where the first word names no subcommand."""
+    parser = _Parser(prog="aimc-compile", usage=USAGE, add_help=False)
+    commands = parser.add_subparsers(dest="subcommand", parser_class=_Parser)
+    compile_ = commands.add_parser(
+        "compile", prog="aimc-compile", usage=USAGE,
         description="Map a transformer onto an analog in-memory-computing (PCM) chip, estimate its energy and "
-                    "latency, simulate its accuracy, and write a report. `aimc-compile report DIR` re-renders a report.")
-    parser.add_argument("model", help="Hugging Face name (roberta-base, sentence-transformers/all-MiniLM-L6-v2, ...) "
-                                      "or a local checkpoint directory")
-    parser.add_argument("--hw", required=True, help="hardware spec: a YAML path or a built-in name (pcm_1M, hermes)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a spec field, e.g. --set adc.bits=6 (repeatable; null = ideal)")
-    parser.add_argument("--out", help="output directory (default aimc-out/<model>)")
-    parser.add_argument("--task", help="sequence-classification, feature-extraction, causal-lm or masked-lm "
-                                       "(default: the model's natural task)")
-    parser.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
-    parser.add_argument("--batch", type=int, default=1, help="batch size for the cost estimate (default 1)")
-    parser.add_argument("--allocation", default="packed", help="tile allocation: naive, fused or packed (default)")
-    parser.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
-    parser.add_argument("--drift-times", default="1s,1h,1d,1y", help="drift times to simulate (default 1s,1h,1d,1y)")
-    parser.add_argument("--seeds", type=int, default=3, help="programmed chip instances per drift time (default 3)")
-    parser.add_argument("--eval", dest="eval_data", help="GLUE-format task directory for task metrics")
-    parser.add_argument("--calibration", type=int, default=None,
-                        help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, since "
-                             "mapping and cost do not depend on ranges; 0 = no calibration)")
-    parser.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
-    parser.add_argument("--hwa-finetune", nargs="?", const="", default=None, metavar="DATA",
-                        help="hardware-aware fine-tuning before compiling (put it after MODEL): DATA is a GLUE task "
-                             "directory (task loss) or a text file, one sentence per line (distillation from the FP "
-                             "model); without DATA, built-in sentences. Saves the checkpoint in the output directory")
-    parser.add_argument("--hwa-on-eval-data", action="store_true",
-                        help="allow --hwa-finetune to train on the very examples --eval scores (the scores then "
-                             "overstate what the chip does on unseen data)")
-    parser.add_argument("--hwa-steps", type=int, default=HWA_STEPS, help=f"HWA fine-tuning steps (default {HWA_STEPS})")
-    parser.add_argument("--hwa-lr", type=float, default=1e-4, help="HWA fine-tuning learning rate (default 1e-4)")
-    parser.add_argument("--hwa-batch", type=int, default=16, help="HWA fine-tuning batch size (default 16)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
+                    "latency, simulate its accuracy, and write a report. `aimc-compile report DIR` re-renders a "
+                    "report from its JSON files. `compile` may be left out; write it (or ./NAME) to compile a "
+                    "checkpoint folder named report.")
+    compile_.add_argument("--version", action="version", version=f"aimc-compile {__version__}")
+    compile_.add_argument("model", metavar="MODEL", nargs="?",  # optional here only so --hwa-finetune can yield it
+                          help="Hugging Face name (roberta-base, sentence-transformers/all-MiniLM-L6-v2, ...) "
+                               "or a local checkpoint directory")
+    compile_.add_argument("--hw", required=True,
+                          help="hardware spec: a YAML path or a built-in name (pcm_1M, hermes)")
+    compile_.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a spec field, e.g. --set adc.bits=6 (repeatable; null = ideal)")
+    compile_.add_argument("--out", help="output directory (default aimc-out/<model>)")
+    compile_.add_argument("--task", help="sequence-classification, feature-extraction, causal-lm or masked-lm "
+                                         "(default: the model's natural task)")
+    compile_.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
+    compile_.add_argument("--batch", type=int, default=1, help="batch size for the cost estimate (default 1)")
+    compile_.add_argument("--allocation", default="packed", help="tile allocation: naive, fused or packed (default)")
+    compile_.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
+    compile_.add_argument("--drift-times", default="1s,1h,1d,1y",
+                          help="drift times to simulate (default 1s,1h,1d,1y)")
+    compile_.add_argument("--seeds", type=int, default=3, help="programmed chip instances per drift time (default 3)")
+    compile_.add_argument("--eval", dest="eval_data", help="GLUE-format task directory for task metrics")
+    compile_.add_argument("--calibration", type=int, default=None,
+                          help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, "
+                               "since mapping and cost do not depend on ranges; 0 = no calibration)")
+    compile_.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
+    compile_.add_argument("--hwa-finetune", nargs="?", const="", default=None, metavar="DATA",
+                          help="hardware-aware fine-tuning before compiling: DATA is a GLUE task directory (task "
+                               "loss) or a text file, one sentence per line (distillation from the FP model); "
+                               "without DATA, built-in sentences. Saves the checkpoint in the output directory. "
+                               "The one word after it is MODEL when no other MODEL is given "
+                               "(`--hwa-finetune roberta-base --hw pcm_1M`); `--hwa-finetune=DATA` is always DATA")
+    compile_.add_argument("--hwa-on-eval-data", action="store_true",
+                          help="allow --hwa-finetune to train on the very examples --eval scores (the scores then "
+                               "overstate what the chip does on unseen data)")
+    compile_.add_argument("--hwa-steps", type=int, default=HWA_STEPS,
+                          help=f"HWA fine-tuning steps (default {HWA_STEPS})")
+    compile_.add_argument("--hwa-lr", type=float, default=1e-4, help="HWA fine-tuning learning rate (default 1e-4)")
+    compile_.add_argument("--hwa-batch", type=int, default=16, help="HWA fine-tuning batch size (default 16)")
+    compile_.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
+    report = commands.add_parser("report", prog="aimc-compile report",
+                                 description="Re-render DIR/report.html from the JSON files of a run (no torch).")
+    report.add_argument("dir", metavar="DIR",
+                        help="an output directory holding mapping.json (and cost.json, accuracy.json)")
     return parser
 
 
@@ -67,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     from reports.schema import SchemaError  # the report's error for unreadable or invalid JSON outputs
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv[:1] == ["report"]:
-            return _report_command(argv[1:])
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
+        if args.subcommand == "report":
+            return _report_command(args)
         run_compile(args, command="aimc-compile " + shlex.join(argv))
         return 0
     except (UserError, SchemaError) as exc:
@@ -80,10 +112,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _report_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="aimc-compile report", description="re-render report.html from the JSON")
-    parser.add_argument("dir", help="an output directory holding mapping.json (and cost.json, accuracy.json)")
-    args = parser.parse_args(argv)
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line as a namespace; `compile` is the subcommand unless the first word names one."""
+    if argv[:1] == ["report"] and any(a == "--hw" or a.startswith("--hw=") for a in argv):
+        raise UserError("`aimc-compile report DIR` re-renders a report; to compile a checkpoint folder named "
+                        "report, write ./report (or aimc-compile compile report ...)")
+    parser = build_parser()
+    if not argv:
+        parser.error("give MODEL --hw SPEC, or report DIR")
+    args = parser.parse_args(argv if argv[0] in COMMANDS else ["compile", *argv])
+    if args.subcommand == "compile" and args.model is None:
+        # `--hwa-finetune MODEL --hw SPEC`: argparse gave the flag the only positional word; it is MODEL
+        if args.hwa_finetune and not any(a.startswith("--hwa-finetune=") for a in argv):
+            args.model, args.hwa_finetune = args.hwa_finetune, ""
+        else:
+            parser.error("MODEL is required: a Hugging Face name or a checkpoint directory")
+    return args
+
+
+def _report_command(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not (out / "mapping.json").is_file():
         raise UserError(f"{out}: no mapping.json there; give a directory written by aimc-compile")
@@ -96,31 +143,28 @@ def _report_command(argv: list[str]) -> int:
 def run_compile(args: argparse.Namespace, command: str) -> Path:
     from compiler.hw_spec import load_hw_spec, parse_override
     from compiler.models import load_model
+    from compiler.outputs import OutputDir
     from compiler.pipeline import compile_model
 
+    # everything that can be checked without the model, checked first: a bad flag fails in a second
+    _check_arguments(args)
     overrides = dict(parse_override(text) for text in args.overrides)
-    simulation = _simulation_inputs(args)  # parsed up front: a bad --drift-times or --eval fails fast
+    simulation = _simulation_inputs(args)  # a bad --drift-times or --eval
     _check_training_split(args, simulation)
+    hw = load_hw_spec(args.hw, overrides)
+    priced = _check_cost_fields(hw)
+    calibration = args.calibration if args.calibration is not None else (32 if args.simulate else 0)
     out_dir = Path(args.out or Path("aimc-out") / args.model.rstrip("/").split("/")[-1])
-    staging = _staging_dir(out_dir)
-    try:
-        started = time.perf_counter()
-        hw = load_hw_spec(args.hw, overrides)
+    started = time.perf_counter()
+    with OutputDir(out_dir, command) as output:  # checks --out, locks it, stages inside it
+        staging = output.staging
         _say(f"hardware: {hw.name} ({hw.tile.rows}x{hw.tile.cols} tiles, {hw.tile.count} per chip)")
         model, example = load_model(args.model, task=args.task, seq_len=args.seq_len)
-        info = model.aimc_info
-        _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})")
-        if info.weights == "random":
-            _say("WARNING: no real weights available offline for this model: its architecture was built from a "
-                 "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
-                 "accuracy is not.")
+        _say_model(model.aimc_info)
         if simulation is not None and simulation[1] is not None:
             from compiler.evaluation.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
             example = example_for_eval(model, example, simulation[1])  # BERT pair tasks need token_type_ids
-        calibration = args.calibration if args.calibration is not None else (32 if args.simulate else 0)
-        if calibration < 0:
-            raise UserError(f"--calibration must be >= 0 sequences (got {calibration})")
         original = None  # with --hwa-finetune: the model as loaded, the reference of every fidelity figure
         if args.hwa_finetune is not None:
             original, model = model, _hwa_finetune(model, hw, args, staging, calibration)
@@ -133,17 +177,65 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
                            f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
                            f"optimizations {'off (--no-pt-opt)' if args.no_pt_opt else 'on (column and input range)'}"))
         _write_json(staging / "mapping.json", {**placed.to_json(), "command": command})
-        _estimate_cost(placed, args, staging)
+        _estimate_cost(placed, args, staging, priced)
         if simulation is not None:
             _simulate(placed, args, simulation, staging, reference_model=original)
             if original is not None:
                 _simulate_without_hwa(original, example, hw, args, calibration, simulation, staging)
         _write_report(staging, command)
-        _publish(staging, out_dir)
-        _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
-        return out_dir
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        output.publish()
+    _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
+    return out_dir
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The numeric flags, the names and the device, before anything is read or loaded."""
+    from compiler.models import TASKS
+    from passes.tile_allocation import STRATEGIES
+    limits = (("--seq-len", args.seq_len, 2, "tokens"), ("--batch", args.batch, 1, "sequence"),
+              ("--seeds", args.seeds, 1, "chip"), ("--calibration", args.calibration, 0, "sequences"),
+              ("--hwa-steps", args.hwa_steps, 1, "step"), ("--hwa-batch", args.hwa_batch, 1, "sequence"))
+    for flag, value, least, unit in limits:
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be >= {least} (got {value}; at least {least} {unit})")
+    if not (0 < args.hwa_lr < float("inf")):
+        raise UserError(f"--hwa-lr must be a positive number (got {args.hwa_lr})")
+    if args.allocation not in STRATEGIES:
+        raise UserError(f"unknown allocation {args.allocation[:60]!r}; expected one of {', '.join(STRATEGIES)}")
+    if args.task is not None and args.task not in TASKS:
+        raise UserError(f"unknown task {args.task[:60]!r}; expected one of {', '.join(TASKS)}")
+    if any(len(part.encode()) > 255 for part in Path(args.model).parts) or "\0" in args.model:
+        raise UserError(f"model {args.model[:60]!r}: not a usable name or path (a NUL byte, or a part longer than "
+                        f"255 bytes); give a checkpoint directory or a known model name")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device is available to torch on this machine; use --device cpu")
+
+
+def _check_cost_fields(hw) -> bool:
+    """Whether the run estimates the cost (converters with bits: priced), after checking now that the spec has
+    every field the estimator reads and that the digital baseline loads."""
+    if hw.dac.bits is None or hw.adc.bits is None:
+        return False
+    from compiler.backends.estimator import check_prices
+    from compiler.hw_spec import load_baseline_spec
+    check_prices(hw)
+    load_baseline_spec()
+    return True
+
+
+def _say_model(info) -> None:
+    _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})")
+    if info.weights == "random":
+        _say("WARNING: no real weights available offline for this model: its architecture was built from a "
+             "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
+             "accuracy is not.")
+    if info.head == "random":
+        shown = ", ".join(info.new_weights[:4]) + (", ..." if len(info.new_weights) > 4 else "")
+        _say(f"WARNING: the checkpoint lacks {len(info.new_weights)} weight(s) of a {info.task} model ({shown}): "
+             f"they were created at RANDOM when it was loaded (a new task head). mapping.json says \"head\": "
+             f"\"random\"; outputs and task metrics of an untrained head mean little.")
 
 
 def _simulation_inputs(args: argparse.Namespace):
@@ -179,7 +271,7 @@ def _same_source(a: str, b: str) -> bool:
 
 def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None) -> None:
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
-    from compiler.evaluation.accuracy import evaluate_accuracy, summary_lines
+    from compiler.evaluation.accuracy import evaluate_accuracy, simulator_line, summary_lines
     drift_times, eval_data = simulation
     # with PT on, the same chips (seeds) and drift times again with the ranges of passes.ranges alone:
     # the report draws both (no second calibration, the pre-PT ranges are kept in the placement)
@@ -189,6 +281,7 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, refer
     if not compare and any(s.dac_range is not None for s in placed.segments):
         accuracy["pt_optimization"] = False  # calibrated, optimizations off (--no-pt-opt)
     _write_json(staging / "accuracy.json", accuracy)
+    _say(simulator_line(accuracy))  # results compare number for number only on the same backend and stream
     for line in summary_lines(accuracy):
         _say(f"accuracy: {line}")
     for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
@@ -233,58 +326,26 @@ def _simulate_without_hwa(original, example, hw, args: argparse.Namespace, calib
         _say(f"accuracy, without HWA fine-tuning: {line}")
 
 
-def _estimate_cost(placed, args: argparse.Namespace, staging: Path) -> None:
+def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool) -> None:
     """cost.json; a spec with ideal (unpriced) converters gets no cost estimate, said plainly."""
-    try:
-        cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
-    except UserError as exc:
-        if placed.hw.dac.bits is not None and placed.hw.adc.bits is not None:
-            raise
-        _say(f"no cost estimate: {exc}")
+    if not priced:
+        _say("no cost estimate: the spec has an ideal (null-bit) DAC or ADC, which has no cost model")
         return
+    cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
     _write_json(staging / "cost.json", cost.to_json())
     _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
          f"(batch {args.batch}, seq {args.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
-
-
-def _staging_dir(out_dir: Path) -> Path:
-    """A fresh directory beside out_dir; checks up front that out_dir's parent is writable."""
-    parent = out_dir.resolve().parent
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir}: exists and is not a directory; choose another path")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-    except OSError as exc:
-        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose a writable directory") from None
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished outputs into out_dir, replacing earlier ones; outputs of an earlier run that this
-    run did not make (accuracy.json of a run with --simulate, ...) are removed, so that `aimc-compile report
-    DIR` never mixes two runs."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        made = {item.name for item in staging.iterdir()}
-        for name in set(OUTPUTS) - made:
-            stale = out_dir / name
-            if stale.is_dir():
-                shutil.rmtree(stale)
-            elif stale.exists():
-                stale.unlink()
-        for item in staging.iterdir():
-            if item.is_dir() and (out_dir / item.name).is_dir():  # a directory (hwa_model/) replaces its old self
-                shutil.rmtree(out_dir / item.name)
-            item.replace(out_dir / item.name)
-    except OSError as exc:
-        raise UserError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose a writable directory") from None
 
 
 def _write_json(path: Path, data: dict) -> None:
     """Write one JSON output after checking it, as it will be read back, against its typed definition
     (reports/schema.py): what the report reads is what the writer wrote."""
     from reports.schema import SchemaError, check_output
-    text = json.dumps(data, indent=1, allow_nan=False)
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False)
+    except ValueError:  # inf or nan: from extreme spec values (a cost that overflows) or a broken model's outputs
+        raise UserError(f"{path.name}: a result is not a finite number (inf or nan); check the spec's energy and "
+                        f"latency values and the model's weights") from None
     try:
         check_output(path.name, json.loads(text))
     except SchemaError as exc:  # the writer broke its own schema: a bug, not a user error

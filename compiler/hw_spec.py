@@ -2,14 +2,14 @@
 
 A spec is a YAML file (see `hw_specs/`). Each section maps onto one frozen dataclass below; the
 dataclass fields carry their allowed range in `metadata`, so validation is one generic walk and a
-bad file yields one error naming the file, the dotted field and what was expected.
+bad file yields one error naming the file, each bad field and what was expected: all of a file's problems
+in one line. Cross-field rules (device.t0_s >= device.t_read_s) are checked once every field is valid.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import types
-import typing
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,8 +17,20 @@ from typing import Any, Mapping
 import yaml
 
 from compiler.errors import UserError
+from compiler.spec_check import (BAD, MAX_SPEC_BYTES, SpecYamlError, collect, field_hint as _hint, load_yaml,
+                                 public_fields, raise_problems, show, unwrap_optional as _unwrap_optional)
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "hw_specs"
+
+def _spec_dir() -> Path:
+    """The built-in specs: package data `compiler/hw_specs/` in an installed wheel (pyproject.toml maps the
+    repository's top-level hw_specs/ there), else that top-level folder itself (source tree, editable install)."""
+    shipped = importlib.resources.files("compiler") / "hw_specs"
+    if shipped.is_dir():
+        return Path(str(shipped))  # a wheel installs unpacked: the package data is a real directory
+    return Path(__file__).resolve().parent.parent / "hw_specs"
+
+
+SPEC_DIR = _spec_dir()
 
 
 def _f(lo: float | None = None, hi: float | None = None, choices: tuple | None = None, **kw) -> Any:
@@ -72,13 +84,13 @@ class DeviceSpec:
 
 @dataclass(frozen=True)
 class DacSpec:
-    bits: int | None = _f(1, 16)            # null = ideal (no input quantization)
+    bits: int | None = _f(2, 16)            # null = ideal (no input quantization); 1 bit has no level
     encoding: str = _f(choices=("PWM", "amplitude", "bit-serial"))
 
 
 @dataclass(frozen=True)
 class AdcSpec:
-    bits: int | None = _f(1, 16)            # null = ideal (no output quantization)
+    bits: int | None = _f(2, 16)            # null = ideal (no output quantization); 1 bit has no level
 
 
 @dataclass(frozen=True)
@@ -220,26 +232,36 @@ def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBase
     path = candidate if candidate.suffix in (".yaml", ".yml") or "/" in str(path_or_name) \
         else SPEC_DIR / f"{path_or_name}.yaml"
     if not path.is_file():
-        raise UserError(f"{path}: digital baseline spec not found; the shipped one is hw_specs/digital_int8.yaml")
+        raise UserError(f"{path}: digital baseline spec not found; the shipped one is digital_int8 ({SPEC_DIR})")
     raw = _read_yaml_mapping(path)
     raw["source_file"] = str(path)
     return _build(DigitalBaselineSpec, raw, "", path)
 
 
 def _read_yaml_mapping(path: Path) -> dict:
+    """The spec file as a dict; one UserError for an unreadable, oversized, non-UTF-8 or hostile file."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file's syntax") from None
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise UserError(f"{path}: {size:,} bytes; a spec file is a few KB (at most {MAX_SPEC_BYTES:,} bytes)")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read the spec file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); save the spec as UTF-8") \
+            from None
+    try:
+        raw = load_yaml(text)
+    except SpecYamlError as exc:
+        raise UserError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of spec sections at the top level, got {type(raw).__name__}")
     return raw
 
 
 def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None = None) -> HardwareSpec:
-    """Load a spec from a YAML path or a built-in name (`pcm_1M`, `hermes`), apply dotted overrides."""
+    """Load a spec from a YAML path or a built-in name (`pcm_1M`, `hermes`), apply dotted overrides.
+    Every problem of the file and the overrides is reported at once, in one UserError."""
     path = _resolve_spec_path(path_or_name)
     raw = _read_yaml_mapping(path)
     if raw.get("kind") == BASELINE_KIND:
@@ -247,13 +269,32 @@ def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None =
                         f"give a chip spec: {', '.join(builtin_spec_names())}")
     if "overrides" in raw:  # internal: not the file's to set
         raise UserError(f"{path}: unknown field 'overrides'")
-    applied = {key: {"value": copy.deepcopy(value), "file": _file_value(raw, key)}
-               for key, value in (overrides or {}).items()}
-    for key, value in (overrides or {}).items():
-        _apply_override(raw, key, value, path)
+    overrides = dict(overrides or {})
+    bad_keys = [key for key in overrides if not isinstance(key, str) or not key]
+    if bad_keys:
+        raise UserError(f"override key {show(bad_keys[0])}: expected a dotted field name such as 'adc.bits'")
+    applied = {key: {"value": copy.deepcopy(value), "file": _file_value(raw, key)} for key, value in overrides.items()}
+    problems = [problem for key, value in overrides.items() if (problem := _apply_override(raw, key, value))]
     raw["source_file"] = str(path)
-    spec = _build(HardwareSpec, raw, "", path)
+    spec = collect(HardwareSpec, raw, "", problems)
+    if spec is not BAD:
+        problems += _cross_field_problems(spec)
+    raise_problems(problems, path)
     return dataclasses.replace(spec, overrides=applied) if applied else spec
+
+
+def _cross_field_problems(spec: HardwareSpec) -> list[str]:
+    """Rules between fields, each in range alone."""
+    device, problems = spec.device, []
+    if device.t0_s < device.t_read_s:  # sqrt(ln((t + t0 + t_read) / (2 t_read))) needs t0 >= t_read at t = 0
+        problems.append(f"field 'device.t0_s' = {device.t0_s:g} is below 'device.t_read_s' = {device.t_read_s:g}: "
+                        f"the 1/f read-noise amplitude sqrt(ln((t + t0_s + t_read_s) / (2 t_read_s))) needs "
+                        f"t0_s >= t_read_s")
+    for name in ("drift_nu_mean", "drift_nu_std"):
+        clip = getattr(device, name)
+        if clip.lo > clip.hi:
+            problems.append(f"field 'device.{name}': lo = {clip.lo:g} is above hi = {clip.hi:g}")
+    return problems
 
 
 def _file_value(raw: dict, dotted: str) -> Any:
@@ -272,141 +313,64 @@ def _file_value(raw: dict, dotted: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI `--set key=value`; the value is read as YAML (6, 0.02, null, false, PWM)."""
+    """Parse a CLI `--set key=value`; the value is read as YAML (6, 0.02, 1e-9, null, false, PWM)."""
     if "=" not in text:
-        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set adc.bits=6")
+        raise UserError(f"--set {show(text)}: expected KEY=VALUE, e.g. --set adc.bits=6")
     key, value = text.split("=", 1)
     key = key.strip()
     if not key:
-        raise UserError(f"--set {text!r}: the key before '=' is empty; e.g. --set adc.bits=6")
+        raise UserError(f"--set {show(text)}: the key before '=' is empty; e.g. --set adc.bits=6")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        raise UserError(f"--set {text!r}: cannot read the value {value!r}") from None
+        parsed = load_yaml(value) if value.strip() else None
+    except SpecYamlError as exc:
+        raise UserError(f"--set {show(key)}: cannot read the value {show(value)} ({exc})") from None
     return key, parsed
 
 
 def _resolve_spec_path(path_or_name: str | Path) -> Path:
     candidate = Path(path_or_name)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in str(path_or_name):
-        if not candidate.is_file():
-            raise UserError(f"{candidate}: spec file not found; built-in specs: {', '.join(builtin_spec_names())}")
-        return candidate
-    builtin = SPEC_DIR / f"{path_or_name}.yaml"
-    if builtin.is_file():
-        return builtin
-    raise UserError(f"unknown hardware spec {str(path_or_name)!r}: give a YAML path or one of "
+    try:
+        if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in str(path_or_name):
+            if not candidate.is_file():
+                raise UserError(f"{show(str(candidate))}: spec file not found; built-in specs: "
+                                f"{', '.join(builtin_spec_names())}")
+            return candidate
+        builtin = SPEC_DIR / f"{path_or_name}.yaml"
+        if builtin.is_file():
+            return builtin
+    except OSError as exc:  # a name too long for the filesystem, a path through a file, ...
+        raise UserError(f"--hw {show(str(path_or_name))}: cannot be read as a path ({exc.strerror})") from None
+    raise UserError(f"unknown hardware spec {show(str(path_or_name))}: give a YAML path or one of "
                     f"{', '.join(builtin_spec_names())}")
 
 
-def _apply_override(raw: dict, dotted: str, value: Any, path: Path) -> None:
+def _apply_override(raw: dict, dotted: str, value: Any) -> str | None:
+    """Set `dotted` in the raw spec, creating an optional section the file leaves out (`--set energy.vdd_V=0.8`
+    on a spec without `energy:`); a problem message for a key that names no field, else None."""
     parts = dotted.split(".")
     node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-            raise UserError(f"{path}: override {dotted!r}: no section {'.'.join(parts[:depth + 1])!r} in the spec")
-        node = node[part]
-    if not isinstance(node, dict) or parts[-1] not in node:
-        _check_known_field(dotted, path)
-    node[parts[-1]] = value
-
-
-def _check_known_field(dotted: str, path: Path) -> None:
     cls: Any = HardwareSpec
-    for part in dotted.split("."):
-        fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
-        if part not in fields or fields[part].metadata.get("internal"):
-            raise UserError(f"{path}: override {dotted!r}: unknown field; known fields of this section: "
-                            f"{', '.join(n for n, f in fields.items() if not f.metadata.get('internal'))}")
-        cls = _hint(cls, part)
-
-
-def _hint(cls: type, name: str) -> Any:
-    return typing.get_type_hints(cls)[name]
+    for depth, part in enumerate(parts):
+        fields = public_fields(cls)
+        if part not in fields and not (isinstance(node, dict) and part in node):
+            where = ".".join(parts[:depth]) or "the top level"
+            return (f"override {show(dotted)}: unknown field {show(part)}; fields of {where}: "
+                    f"{', '.join(fields) or '(none: not a section)'}")
+        if depth == len(parts) - 1:
+            node[part] = value
+            return None
+        child = _unwrap_optional(_hint(cls, part))[1] if part in fields else None
+        if node.get(part) is None and dataclasses.is_dataclass(child):
+            node[part] = {}  # a section the file leaves out (or null): the override starts it
+        if not isinstance(node.get(part), dict):
+            return f"override {show(dotted)}: {show('.'.join(parts[:depth + 1]))} is not a section of the spec"
+        node, cls = node[part], child
+    return None
 
 
 def _build(cls: type, data: Any, prefix: str, path: Path) -> Any:
-    where = prefix.rstrip(".") or "top level"
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: field {where!r}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise UserError(f"{path}: unknown field {prefix + unknown[0]!r}; expected one of: "
-                        f"{', '.join(n for n, f in fields.items() if not f.metadata.get('internal'))}")
-    values = {}
-    for name, f in fields.items():
-        dotted = prefix + name
-        if name not in data:
-            if f.default is not dataclasses.MISSING:
-                continue
-            raise UserError(f"{path}: missing field {dotted!r} ({_describe(_hint(cls, name), f)})")
-        values[name] = _convert(_hint(cls, name), f, data[name], dotted, path)
-    return cls(**values)
-
-
-def _describe(hint: Any, f: dataclasses.Field) -> str:
-    meta = f.metadata
-    optional, base = _unwrap_optional(hint)
-    if dataclasses.is_dataclass(base):
-        text = f"a mapping with fields {', '.join(x.name for x in dataclasses.fields(base))}"
-    elif meta.get("choices"):
-        text = "one of " + ", ".join(meta["choices"])
-    else:
-        text = getattr(base, "__name__", str(base))
-        lo, hi = meta.get("min"), meta.get("max")
-        if lo is not None or hi is not None:
-            text += f" in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-    return "expected " + text + (" or null (ideal)" if optional else "")
-
-
-def _unwrap_optional(hint: Any) -> tuple[bool, Any]:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return True, args[0]
-    return False, hint
-
-
-def _convert(hint: Any, f: dataclasses.Field, value: Any, dotted: str, path: Path) -> Any:
-    optional, base = _unwrap_optional(hint)
-    bad = UserError(f"{path}: field {dotted!r} = {value!r}: {_describe(hint, f)}")
-    if value is None:
-        if optional:
-            return None
-        raise bad
-    if dataclasses.is_dataclass(base):
-        return _build(base, value, dotted + ".", path)
-    if typing.get_origin(base) is tuple:
-        args = typing.get_args(base)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise bad
-        return tuple(_scalar(a, v, bad) for a, v in zip(args, value))
-    converted = _scalar(base, value, bad)
-    meta = f.metadata
-    if meta.get("choices") and converted not in meta["choices"]:
-        raise bad
-    if meta.get("min") is not None and converted < meta["min"]:
-        raise bad
-    if meta.get("max") is not None and converted > meta["max"]:
-        raise bad
-    return converted
-
-
-def _scalar(base: Any, value: Any, bad: UserError) -> Any:
-    if base is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise bad
-        return float(value)
-    if base is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise TypeError(f"unsupported spec field type {base}")
+    """An instance of the spec dataclass cls from raw data; one UserError listing every problem."""
+    problems: list[str] = []
+    built = collect(cls, data, prefix, problems)
+    raise_problems(problems, path)
+    return built

@@ -213,8 +213,9 @@ class PlacedGraph:
         return self.model.get_parameter(placement.bias).detach() if placement.bias else None
 
     # --- backends ----------------------------------------------------------------------------
-    def simulator(self, t_inference: float = 0.0, seed: int = 0, **options):
-        """One programmed chip instance, drifted to `t_inference` seconds (see compiler.backends.simulator)."""
+    def simulator(self, t_inference: float = 0.0, seed: int | None = 0, **options):
+        """One programmed chip instance, drifted to `t_inference` seconds (finite, >= 0); seed=None draws a fresh
+        chip, recorded as the result's `.seed` (see compiler.backends.simulator)."""
         from compiler.backends.simulator import build_simulator
         return build_simulator(self, t_inference=t_inference, seed=seed, **options)
 
@@ -249,6 +250,7 @@ class PlacedGraph:
             "task": self.model_info.task,
             "weights": self.model_info.weights,
             "weights_source": self.model_info.source,
+            **({"head": self.model_info.head} if self.model_info.head is not None else {}),
             "hw": self.hw.name,
             "hw_file": self.hw.source_file,
             "hw_spec": self.hw.to_dict(),

@@ -36,9 +36,14 @@ class ModelInfo:
     weights: str                  # "real" or "random"
     source: str                   # path, package or "bundled config"
     tokenizer: Any = field(default=None, repr=False)
+    # checkpoints only: "real", or "random" when loading created weights the checkpoint lacks (a task head
+    # such as a new classifier), listed in new_weights
+    head: str | None = None
+    new_weights: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "task": self.task, "weights": self.weights, "source": self.source}
+        data = {"name": self.name, "task": self.task, "weights": self.weights, "source": self.source}
+        return {**data, "head": self.head} if self.head is not None else data
 
 
 def known_model_names() -> list[str]:
@@ -66,9 +71,10 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     if checkpoint is not None:
         model_key = source if source in DEFAULT_TASK else _model_type(checkpoint)
         task = task or DEFAULT_TASK.get(model_key, "sequence-classification")
-        model = _from_checkpoint(checkpoint, task, num_labels)
+        model, new_weights = _from_checkpoint(checkpoint, task, num_labels)
         tokenizer = _load_tokenizer(checkpoint)
-        info = ModelInfo(name_or_path, task, "real", source, tokenizer)
+        info = ModelInfo(name_or_path, task, "real", source, tokenizer, head="random" if new_weights else "real",
+                         new_weights=new_weights)
     else:
         config = _bundled_config(name_or_path)
         task = task or DEFAULT_TASK.get(config.model_type, "sequence-classification")
@@ -99,7 +105,12 @@ def example_inputs(model: torch.nn.Module, batch: int, seq_len: int,
 
 def _find_checkpoint(name_or_path: str) -> tuple[Path | None, str]:
     path = Path(name_or_path).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long for a path, a NUL byte
+        raise UserError(f"model {_short(name_or_path)}: not a usable name or path ({_reason(exc)}); give a "
+                        f"checkpoint directory or a known model name") from None
+    if exists:
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: not a model checkpoint (no config.json); give a Hugging Face model directory")
         return path, str(path)
@@ -126,7 +137,16 @@ def _hub_cache_snapshot(name: str) -> Path | None:
 
 
 def _model_type(checkpoint: Path) -> str:
-    return json.loads((checkpoint / "config.json").read_text()).get("model_type", "")
+    """The checkpoint's model_type; a UserError naming config.json when it is no JSON object."""
+    path = checkpoint / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise UserError(f"{path}: cannot read it as JSON ({_reason(exc)}); the checkpoint is damaged") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}; the checkpoint is damaged")
+    model_type = data.get("model_type", "")
+    return model_type if isinstance(model_type, str) else ""
 
 
 def _auto_class(task: str):
@@ -135,24 +155,48 @@ def _auto_class(task: str):
             "causal-lm": tf.AutoModelForCausalLM, "masked-lm": tf.AutoModelForMaskedLM}[task]
 
 
-def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> torch.nn.Module:
-    kwargs: dict[str, Any] = {"attn_implementation": "eager", "local_files_only": True}
+def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> tuple[torch.nn.Module, tuple[str, ...]]:
+    """The model, and the names of the weights loading created because the checkpoint lacks them."""
+    kwargs: dict[str, Any] = {"attn_implementation": "eager", "local_files_only": True, "output_loading_info": True}
     if task == "sequence-classification":
         kwargs["num_labels"] = num_labels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return _auto_class(task).from_pretrained(str(checkpoint), **kwargs)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{checkpoint}: cannot load as {task} ({str(exc).splitlines()[0]})") from None
+            model, loading = _auto_class(task).from_pretrained(str(checkpoint), **kwargs)
+        except Exception as exc:  # corrupt weights (SafetensorError), bad config values, no such head, ...
+            raise UserError(f"{_weights_file(checkpoint)}: cannot load it as {task} ({_reason(exc)})") from None
+    return model, tuple(sorted(loading.get("missing_keys") or ()))
+
+
+def _weights_file(checkpoint: Path) -> Path:
+    """The file a failed load most likely failed on: the weights, where there is one file of them."""
+    files = sorted(checkpoint.glob("*.safetensors")) or sorted(checkpoint.glob("*.bin"))
+    return files[0] if len(files) == 1 else checkpoint
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception, cut short: error messages stay one line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _short(text, 160)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _bundled_config(name: str):
     from transformers import AutoConfig
     path = CONFIG_DIR / f"{name.split('/')[-1].lower()}.json"
-    if not path.is_file():
-        raise UserError(f"unknown model {name!r}: not a local checkpoint, not in the Hugging Face cache, and not a "
-                        f"known architecture ({', '.join(known_model_names())})")
+    try:
+        known = path.is_file()
+    except (OSError, ValueError):
+        known = False
+    if not known:
+        raise UserError(f"unknown model {_short(repr(name))}: not a local checkpoint, not in the Hugging Face cache, "
+                        f"and not a known architecture ({', '.join(known_model_names())})")
     data = json.loads(path.read_text())
     return AutoConfig.for_model(data.pop("model_type"), **data)
 
@@ -164,14 +208,21 @@ def _from_config(config, task: str, num_labels: int) -> torch.nn.Module:
         if getattr(config, "pad_token_id", None) is None:  # GPT-2 has none; classification needs one
             config.pad_token_id = getattr(config, "eos_token_id", 0)
     torch.manual_seed(0)
-    return _auto_class(task).from_config(config, attn_implementation="eager")
+    try:
+        return _auto_class(task).from_config(config, attn_implementation="eager")
+    except ValueError as exc:  # e.g. DistilBERT has no causal-lm head in transformers
+        raise UserError(f"{config.model_type} models have no {task} head in transformers ({_reason(exc)}); "
+                        f"choose another --task") from None
 
 
 def _load_tokenizer(checkpoint: Path):
     if not any((checkpoint / f).is_file() for f in ("tokenizer.json", "vocab.txt", "vocab.json")):
         return None
     from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+    try:
+        return AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
+    except Exception as exc:  # a damaged tokenizer.json or vocab file
+        raise UserError(f"{checkpoint}: cannot load its tokenizer ({_reason(exc)})") from None
 
 
 def max_positions(config) -> int:

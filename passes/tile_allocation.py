@@ -11,12 +11,16 @@ Strategies:
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from compiler.errors import UserError
 from compiler.ir import Kind, PlacedGraph, TileSegment, WeightBlock
 
 STRATEGIES = ("naive", "fused", "packed")
+# tile pieces the allocator builds at most (one object each): beyond, tiles this small for this model are
+# no chip anyone builds, and the pieces alone would take gigabytes (roberta-base on 1x1 tiles: 85M)
+MAX_PIECES = 1_000_000
 
 
 @dataclass
@@ -39,6 +43,7 @@ def allocate_tiles(placed: PlacedGraph, strategy: str = "packed") -> PlacedGraph
     if strategy not in STRATEGIES:
         raise UserError(f"unknown allocation {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     placed.blocks = _make_blocks(placed, fuse=strategy != "naive")
+    _check_capacity_from_shapes(placed, strategy)
     rows, cols = placed.hw.tile.rows, placed.hw.tile.cols
     pieces = [piece for block in placed.blocks.values() for piece in _grid_pieces(block, rows, cols)]
     if strategy == "packed":
@@ -150,6 +155,24 @@ def _split_free(rects: list[tuple[int, int, int, int]], used: tuple[int, int, in
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
     return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[0] + inner[2] <= outer[0] + outer[2]
             and inner[1] + inner[3] <= outer[1] + outer[3])
+
+
+def _check_capacity_from_shapes(placed: PlacedGraph, strategy: str) -> None:
+    """Fail fast, before any piece is built: the tiles the blocks need at least (naive and fused: exactly one
+    per grid piece; packed: the weights over the cells of a tile), against what the spec offers."""
+    tile = placed.hw.tile
+    blocks = placed.blocks.values()
+    pieces = sum(math.ceil(b.in_features / tile.rows) * math.ceil(b.out_features / tile.cols) for b in blocks)
+    weights = sum(b.in_features * b.out_features for b in blocks)
+    needed = math.ceil(weights / (tile.rows * tile.cols)) if strategy == "packed" else pieces
+    capacity = tile.count * tile.max_chips
+    if needed > capacity:
+        raise UserError(f"{placed.model_info.name} needs at least {needed:,} tiles of {tile.rows}x{tile.cols} "
+                        f"({strategy} allocation) but {placed.hw.name} offers {capacity:,} ({tile.count} per chip x "
+                        f"{tile.max_chips} chips); use larger tiles or raise tile.count or tile.max_chips")
+    if pieces > MAX_PIECES:
+        raise UserError(f"{placed.model_info.name} on {tile.rows}x{tile.cols} tiles is {pieces:,} tile pieces; the "
+                        f"allocator builds at most {MAX_PIECES:,}: use larger tiles")
 
 
 def _check_capacity(placed: PlacedGraph) -> None:

@@ -23,7 +23,10 @@ _REWRITE = "re-run aimc-compile to rewrite it"
 
 def _load(cls: type, path: Path, required: bool = False):
     """The file at `path` read through its definition in reports/schema.py; None for a missing optional one."""
-    return _typed(cls, _read_json(path, required), path)
+    data = _read_json(path, required)
+    if data is None and path.is_file():  # the file holds JSON null
+        raise SchemaError(f"{path}: expected a JSON object at the top level, got null; {_REWRITE}")
+    return _typed(cls, data, path)
 
 
 def _read_json(path: Path, required: bool) -> object | None:
@@ -173,6 +176,14 @@ def write_report(out_dir: Path, command: str | None = None) -> Path:
         command = mapping.command or _previous_command(target)
     html = _render(mapping, cost, accuracy, command)
     partial = target.with_name(f".{REPORT_NAME}.partial")
-    partial.write_text(html, encoding="utf-8")
-    partial.replace(target)
+    try:
+        partial.write_text(html, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:  # a read-only folder or disk, a full disk: one line, like an unreadable input
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise SchemaError(f"{target}: cannot write the report ({exc.strerror or exc}); give a writable "
+                          f"directory") from None
     return target

@@ -87,6 +87,7 @@ class MappingJson(Record):
     task: str = written("")
     weights: str = written("unknown")
     weights_source: str = written("")
+    head: str | None = optional(choices=("real", "random"))  # checkpoints: "random" = created at load time
     hw: str = required()
     hw_file: str = written("")
     hw_spec: dict[str, Any] = written({})
@@ -251,6 +252,15 @@ class DriftResult(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SimulatorInfo(Record):
+    """Which implementation simulated the chips: the same model and distributions either way, but only runs
+    with the same random_stream draw the same numbers for the same seeds (docs/simulator.md)."""
+    backend: str = required(choices=("native", "torch"))
+    random_stream: str = written("")
+    native_unavailable: str | None = optional()  # why a CPU run fell back to torch ops
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyJson(Record):
     schema_version: int = written()
     model: str = written("")
@@ -260,6 +270,7 @@ class AccuracyJson(Record):
     hw: str = written("")
     hw_file: str = written("")
     device: str = written("")
+    simulator: SimulatorInfo | None = written()  # null in files from before it was recorded
     seeds: list[int] = written([])
     drift_times: list[DriftTime] = written([])
     eval: EvalInfo | None = written()

@@ -8,6 +8,7 @@ integers), Any, or another Record. Standard library only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ _SHOWN = 40  # characters of a bad value or key an error message quotes
 
 
 class SchemaError(ValueError):
-    """A JSON output that does not match its definition (or cannot be read at all)."""
+    """A JSON output that does not match its definition (or cannot be read at all); also a report that cannot
+    be written. The CLI prints it as one line and exits with status 2."""
 
 
 def _field(presence: str, default: Any = None, choices: tuple | None = None, min: float | None = None) -> Any:
@@ -126,9 +128,19 @@ def _key(kind: type, key: Any, where: str, check: _Check) -> Any:
     raise check.error(where, "an object keyed by integers", key, f"the key {_clip(repr(key))}")
 
 
+_MAX_INT = 2 ** 53  # integers JSON readers agree on; beyond, plotting libraries overflow
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
 _IS = {bool: lambda v: isinstance(v, bool),
-       int: lambda v: isinstance(v, int) and not isinstance(v, bool),           # JSON true is no number
-       float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+       int: lambda v: isinstance(v, int) and not isinstance(v, bool) and -_MAX_INT <= v <= _MAX_INT,  # true is no number
+       float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v),  # no NaN, no infinity
        str: lambda v: isinstance(v, str)}
 
 
@@ -137,7 +149,7 @@ def _scalar(base: type, hint: Any, f: dataclasses.Field, value: Any, where: str,
     out_of_range = low is not None and base is not str and _IS[base](value) and value < low
     if not _IS[base](value) or (choices and value not in choices) or out_of_range:
         raise check.error(where, _describe(hint, f), value)
-    return value
+    return float(value) if base is float else value
 
 
 def _unwrap_optional(hint: Any) -> tuple[bool, Any]:

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ROOMS = {
     "compiler.errors": set(),
     "compiler.sentences": set(),
-    "compiler.hw_spec": {"compiler.errors"},
+    "compiler.spec_check": {"compiler.errors"},
+    "compiler.outputs": {"compiler.errors"},
+    "compiler.hw_spec": {"compiler.errors", "compiler.spec_check"},
     "compiler.models": {"compiler.errors", "compiler.hw_spec", "compiler.sentences"},
     "compiler.frontend": {"compiler.errors", "compiler.hw_spec", "compiler.sentences"},
     "compiler.ir": {"compiler.errors", "compiler.hw_spec", "compiler.models"},

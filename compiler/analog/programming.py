@@ -159,6 +159,19 @@ def use_native(device: torch.device, requested: bool | None = None) -> bool:
     return requested
 
 
+def simulator_backend(device: torch.device | str, requested: bool | None = None) -> dict[str, str]:
+    """accuracy.json's `simulator`: the implementation that runs on `device` ("native" kernels or "torch" ops)
+    and its random stream. The two draw the same distributions but different numbers for the same seed; torch's
+    CPU and CUDA generators differ from each other too, hence the device in the torch stream's name."""
+    device = torch.device(device)
+    if use_native(device, requested):
+        return {"backend": "native", "random_stream": native.RANDOM_STREAM}
+    info = {"backend": "torch", "random_stream": f"torch-{device.type}-v1"}
+    if device.type == "cpu" and requested is None:
+        info["native_unavailable"] = native.unavailable_reason() or ""
+    return info
+
+
 def program_into(out: torch.Tensor, w_seg: torch.Tensor, w_max: torch.Tensor, row_mult: torch.Tensor,
                  segment_id: int, hw: HardwareSpec, t_inference: float, seed: int,
                  params: torch.Tensor | None = None, native_kernels: bool = False) -> float:

@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from compiler import sentences
+from compiler.backends.simulator import simulator_backend
 from compiler.errors import UserError
 from compiler.frontend import normalize_example
 from compiler.evaluation.glue import GlueData, label_permutation, load_eval_data, task_metrics
@@ -151,6 +152,8 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
         "hw": simulated_hw.name,
         "hw_file": simulated_hw.source_file,
         "device": device,
+        # which implementation ran and its random stream: runs compare number for number only on the same one
+        "simulator": simulator_backend(device, (simulator_options or {}).get("native_kernels")),
         "seeds": seed_list,
         "drift_times": [{"label": t.label, "seconds": t.seconds} for t in times],
         "eval": {"source": inputs.source, "glue_task": glue.task.name if glue else None,
@@ -492,6 +495,14 @@ def example_for_eval(model: torch.nn.Module, example: Any, glue: GlueData | None
     if "token_type_ids" not in inspect.signature(model.forward).parameters:
         return example
     return {**example, "token_type_ids": torch.zeros_like(example["input_ids"])}
+
+
+def simulator_line(result: dict) -> str:
+    """Which implementation simulated the chips, for the terminal (accuracy.json's `simulator`)."""
+    info = result["simulator"]
+    what = "native C kernels" if info["backend"] == "native" else "torch ops"
+    why = f"; native kernels unavailable: {info['native_unavailable']}" if info.get("native_unavailable") else ""
+    return f"simulator: {info['backend']} ({what}), random stream {info['random_stream']}{why}"
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -146,3 +146,11 @@ def digital_throughput(hw: HardwareSpec) -> DigitalThroughput:
         clock_hz=require(hw, "latency.digital_clock_GHz", "clock of the digital units") * 1e9,
         lanes=require(hw, "latency.digital_lanes", "add/mult primitives per cycle of the digital units"),
         attention_macs_per_cycle=require(hw, "latency.attention_macs_per_cycle", "INT6 attention MACs per cycle"))
+
+
+def check_prices(hw: HardwareSpec) -> None:
+    """Read every field the estimator prices `hw` with: a missing one is the same UserError, raised before
+    any work (the CLI calls it before the model loads)."""
+    tile_prices(hw)
+    digital_prices(hw, "energy", hw.digital.other_precision)
+    digital_throughput(hw)

@@ -14,6 +14,9 @@ The result takes the model's own arguments and returns the model's own output st
 """
 from __future__ import annotations
 
+import math
+import numbers
+import secrets
 from typing import Any
 
 import torch
@@ -29,31 +32,66 @@ from compiler.ir import Kind, PlacedGraph, SegmentRanges, WeightBlock
 
 
 class SimulatedModel(nn.Module):
-    """One programmed chip instance at one inference time; call it like the model."""
+    """One programmed chip instance at one inference time; call it like the model. `seed` is the seed it was
+    programmed with (drawn fresh when build_simulator got seed=None)."""
 
     def __init__(self, graph_module: torch.fx.GraphModule, blocks: dict[str, AnalogBlock], hw: HardwareSpec,
-                 t_inference: float, seed: int, device: torch.device):
+                 t_inference: float, seed: int, device: torch.device,
+                 inputs: dict[str, tuple[int | None, ...]] | None = None):
         super().__init__()
         self.graph_module = graph_module
         self.blocks = blocks          # the same modules as inside graph_module, by block name
         self.hw, self.t_inference, self.seed, self.device = hw, t_inference, seed, device
+        self.inputs = inputs          # the compiled inputs: name -> shape, None for a dynamic dimension
 
     @torch.no_grad()
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_inputs(args, kwargs)
         args = tuple(_to(a, self.device) for a in args)
         kwargs = {k: _to(v, self.device) for k, v in kwargs.items()}
-        return self.graph_module(*args, **kwargs)
+        try:
+            return self.graph_module(*args, **kwargs)
+        except AssertionError as exc:  # torch.export's input guards, e.g. a sequence beyond the position table
+            if not str(exc).startswith("Guard failed"):
+                raise
+            raise UserError(f"the inputs do not fit the compiled model ({str(exc)[:120]}); it takes "
+                            f"{self.expected()}") from None
+
+    def expected(self) -> str:
+        """The compiled inputs, e.g. `input_ids [?, ?], attention_mask [?, ?]` (? = any size)."""
+        return ", ".join(f"{name} [{', '.join('?' if d is None else str(d) for d in shape)}]"
+                         for name, shape in (self.inputs or {}).items()) or "the example inputs' shapes"
+
+    def _check_inputs(self, args: tuple, kwargs: dict) -> None:
+        """Names, ranks and fixed sizes against the compiled inputs: a UserError naming the expected shape
+        rather than the exported graph's bare guard."""
+        if self.inputs is None:
+            return
+        names = list(self.inputs)
+        given = dict(zip(names, args))
+        if len(args) > len(names) or set(given) & set(kwargs) or set(given) | set(kwargs) != set(names):
+            raise UserError(f"the simulated model takes {self.expected()}; got {len(args)} positional input(s) and "
+                            f"{', '.join(kwargs) or 'no keyword inputs'}")
+        for name, value in {**given, **kwargs}.items():
+            shape = self.inputs[name]
+            if not isinstance(value, torch.Tensor):
+                continue
+            if value.dim() != len(shape) or any(d is not None and d != n for d, n in zip(shape, value.shape)):
+                raise UserError(f"input {name} has shape {list(value.shape)}; the model was compiled for "
+                                f"{self.expected()}")
 
 
 def _to(value: Any, device: torch.device) -> Any:
     return value.to(device) if isinstance(value, torch.Tensor) else value
 
 
-def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0, device: str | torch.device = "cpu",
+def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | None = 0,
+                    device: str | torch.device = "cpu",
                     hw: HardwareSpec | None = None, progress: bool = False,
                     native_kernels: bool | None = None,
                     ranges: dict[int, SegmentRanges] | None = None) -> SimulatedModel:
-    """Program one chip instance (`seed`), drift it to `t_inference` seconds, return the model on it.
+    """Program one chip instance (`seed`; None draws a fresh one, recorded as the result's `.seed`), drift it
+    to `t_inference` seconds (finite, >= 0), return the model on it.
 
     hw: simulate the placement under another spec of the same tile shape (default: placed.hw), e.g.
     load_hw_spec("pcm_1M", overrides={"adc.bits": None, "device.drift": False}) to switch effects off.
@@ -65,8 +103,14 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0
     """
     hw = hw or placed.hw
     device = _device(device)
-    if t_inference < 0:
-        raise UserError(f"t_inference must be >= 0 seconds, got {t_inference}")
+    if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)) or not math.isfinite(t_inference) \
+            or t_inference < 0:
+        raise UserError(f"t_inference must be a finite number of seconds >= 0, got {str(t_inference)[:40]}")
+    if seed is None:
+        seed = secrets.randbits(32)  # a fresh chip; SimulatedModel.seed records it to program the same one again
+    elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise UserError(f"seed must be an integer or None (a fresh one), got {str(seed)[:40]}")
+    seed = int(seed)  # numpy integers too
     if (hw.tile.rows, hw.tile.cols) != (placed.hw.tile.rows, placed.hw.tile.cols):
         raise UserError(f"spec {hw.name} has {hw.tile.rows}x{hw.tile.cols} tiles but the placement was made for "
                         f"{placed.hw.tile.rows}x{placed.hw.tile.cols}; compile the model for this spec")
@@ -86,7 +130,29 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int = 0
                                           key=index, device=device, params=params, native_kernels=fused)
     graph_module = lower_graph(placed, modules, hw, ste=False, fused=fused)
     graph_module.to(device)
-    return SimulatedModel(graph_module, modules, hw, t_inference, seed, device)
+    return SimulatedModel(graph_module, modules, hw, t_inference, seed, device, inputs=_input_shapes(placed))
+
+
+def _input_shapes(placed: PlacedGraph) -> dict[str, tuple[int | None, ...]] | None:
+    """The exported program's user inputs: name -> shape (None for a dynamic dimension); None when an input
+    is no tensor (then nothing is checked ahead of the graph's own guards)."""
+    names = list(placed.exported.graph_signature.user_inputs)
+    found = {}
+    for node in placed.exported.graph.nodes:
+        if node.op == "placeholder" and node.name in names:
+            value = node.meta.get("val")
+            if not isinstance(value, torch.Tensor):
+                return None
+            found[node.name] = tuple(_fixed_size(d) for d in value.shape)
+    return found if list(found) == names else None
+
+
+def _fixed_size(dim: Any) -> int | None:
+    """A dimension's size when the export fixed it (an int, or a symbol specialized to a number), else None."""
+    if isinstance(dim, int):
+        return dim
+    expr = getattr(getattr(dim, "node", None), "expr", None)
+    return int(expr) if expr is not None and getattr(expr, "is_number", False) else None
 
 
 def lower_graph(placed: PlacedGraph, blocks: dict[str, nn.Module], hw: HardwareSpec, ste: bool,
