@@ -2,10 +2,15 @@
 
     aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]     map, estimate, (simulate), report
     aimc-compile report DIR                                           re-render DIR/report.html from its JSON
+    aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]            runs side by side: compare.html, .csv
     aimc-compile --version
 
-Imports stay lazy (inside the functions that need them): `--help`, `--version` and `report` load neither
-torch nor transformers.
+Imports stay lazy (inside the functions that need them): `--help`, `--version`, `report` and `compare` load
+neither torch nor transformers.
+
+Terminal output goes to stderr, one line per stage; progress bars only when stderr is a terminal
+(compiler/progress.py), so a pipe or a log file gets whole lines. --quiet keeps warnings, errors and the final
+line; --verbose adds timings and, off a terminal, a line per finished part of a long stage.
 
 Every argument is checked before the model loads. Outputs are staged inside DIR and swapped in only when
 complete; a run removes only files an earlier run recorded in DIR's manifest (compiler/outputs.py). User errors
@@ -18,9 +23,10 @@ import json
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from compiler import __version__
+from compiler import __version__, progress
 from compiler.errors import UserError
 
 EXIT_USER_ERROR = 2
@@ -29,8 +35,16 @@ HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the 
 
 USAGE = """aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
        aimc-compile report DIR
+       aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]
        aimc-compile --version"""
-COMMANDS = ("compile", "report")
+COMMANDS = ("compile", "report", "compare")
+COMPARE_OUT = Path("aimc-out") / "compare"
+_say, _timed = progress.say, progress.timed  # a line per stage on stderr; at --verbose, how long each took
+
+
+def _warn(message: str) -> None:
+    """A warning the user must see: shown even with --quiet."""
+    progress.say(message, progress.QUIET)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,8 +55,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Two subcommands: `compile` (the default: `aimc-compile MODEL ...` means `aimc-compile compile MODEL ...`)
-    and `report`. `main` inserts `compile` where the first word names no subcommand."""
+    """Three subcommands: `compile` (the default: `aimc-compile MODEL ...` means `aimc-compile compile MODEL
+    ...`), `report` and `compare`. `main` inserts `compile` where the first word names no subcommand."""
     parser = _Parser(prog="aimc-compile", usage=USAGE, add_help=False)
     commands = parser.add_subparsers(dest="subcommand", parser_class=_Parser)
     compile_ = commands.add_parser(
@@ -88,10 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--hwa-lr", type=float, default=1e-4, help="HWA fine-tuning learning rate (default 1e-4)")
     compile_.add_argument("--hwa-batch", type=int, default=16, help="HWA fine-tuning batch size (default 16)")
     compile_.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device for simulation")
+    talk = compile_.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true",
+                      help="print only warnings, errors and the final line (no progress bars)")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also print how long each stage took, and a line per finished part of a long stage "
+                           "when the output is not a terminal")
     report = commands.add_parser("report", prog="aimc-compile report",
                                  description="Re-render DIR/report.html from the JSON files of a run (no torch).")
     report.add_argument("dir", metavar="DIR",
                         help="an output directory holding mapping.json (and cost.json, accuracy.json)")
+    compare = commands.add_parser(
+        "compare", prog="aimc-compile compare",
+        description="Put finished runs side by side: compare.html (one column per run, the spec values that "
+                    "differ highlighted, energy and accuracy charts overlaid) and compare.csv, from the JSON "
+                    "files alone (no torch).")
+    compare.add_argument("dirs", metavar="DIR", nargs="+", help="output directories of aimc-compile runs")
+    compare.add_argument("--out", metavar="FILE_OR_DIR",
+                         help=f"a .html file (the CSV goes beside it, same name) or a directory for compare.html "
+                              f"and compare.csv (default {COMPARE_OUT})")
     return parser
 
 
@@ -102,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(argv)
         if args.subcommand == "report":
             return _report_command(args)
+        if args.subcommand == "compare":
+            return _compare_command(args)
+        progress.set_level(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
         run_compile(args, command="aimc-compile " + shlex.join(argv))
         return 0
     except (UserError, SchemaError) as exc:
@@ -110,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aimc-compile: interrupted", file=sys.stderr)
         return 130
+    finally:
+        progress.set_level(progress.NORMAL)  # main may run again in this process (tests, scripts)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -140,9 +174,20 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_command(args: argparse.Namespace) -> int:
+    for folder in map(Path, args.dirs):
+        if not (folder / "mapping.json").is_file():
+            what = "no such directory" if not folder.exists() else "no mapping.json there"
+            raise UserError(f"{folder}: {what}; give output directories written by aimc-compile")
+    from reports.compare import compare_runs
+    html, csv = compare_runs([Path(d) for d in args.dirs], Path(args.out) if args.out else COMPARE_OUT)
+    print(f"compare: {html} and {csv}")
+    return 0
+
+
 def run_compile(args: argparse.Namespace, command: str) -> Path:
     from compiler.hw_spec import load_hw_spec, parse_override
-    from compiler.models import load_model
+    from compiler.models import RandomWeightsWarning, load_model
     from compiler.outputs import OutputDir
     from compiler.pipeline import compile_model
 
@@ -159,8 +204,11 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
     with OutputDir(out_dir, command) as output:  # checks --out, locks it, stages inside it
         staging = output.staging
         _say(f"hardware: {hw.name} ({hw.tile.rows}x{hw.tile.cols} tiles, {hw.tile.count} per chip)")
-        model, example = load_model(args.model, task=args.task, seq_len=args.seq_len)
-        _say_model(model.aimc_info)
+        _say(f"  spec file {hw.source_file}; outputs go to {out_dir}", progress.VERBOSE)
+        with _timed("model loaded"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomWeightsWarning)  # _say_model says it in the CLI's words
+            model, example = load_model(args.model, task=args.task, seq_len=args.seq_len)
+            _say_model(model.aimc_info)
         if simulation is not None and simulation[1] is not None:
             from compiler.evaluation.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
@@ -168,23 +216,29 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
         original = None  # with --hwa-finetune: the model as loaded, the reference of every fidelity figure
         if args.hwa_finetune is not None:
             original, model = model, _hwa_finetune(model, hw, args, staging, calibration)
-        placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
-                               pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
-        _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
-             f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
-        _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration N "
-                           "sets them)" if calibration == 0 else
-                           f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
-                           f"optimizations {'off (--no-pt-opt)' if args.no_pt_opt else 'on (column and input range)'}"))
+        with _timed("exported, mapped and calibrated"):
+            placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
+                                   pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
+            _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
+                 f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
+            optimizations = "off (--no-pt-opt)" if args.no_pt_opt else "on (column and input range)"
+            _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
+                               "N sets them)" if calibration == 0 else
+                               f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
+                               f"optimizations {optimizations}"))
         _write_json(staging / "mapping.json", {**placed.to_json(), "command": command})
-        _estimate_cost(placed, args, staging, priced)
+        with _timed("cost estimated"):
+            _estimate_cost(placed, args, staging, priced)
         if simulation is not None:
-            _simulate(placed, args, simulation, staging, reference_model=original)
-            if original is not None:
-                _simulate_without_hwa(original, example, hw, args, calibration, simulation, staging)
-        _write_report(staging, command)
+            with _timed("simulated"):
+                _simulate(placed, args, simulation, staging, reference_model=original)
+                if original is not None:
+                    _simulate_without_hwa(original, example, hw, args, calibration, simulation, staging)
+        with _timed("report written"):
+            _write_report(staging, command)
         output.publish()
-    _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}")
+    # the final line: printed even with --quiet
+    _say(f"done in {time.perf_counter() - started:.1f} s; report: {out_dir / 'report.html'}", progress.QUIET)
     return out_dir
 
 
@@ -228,14 +282,14 @@ def _check_cost_fields(hw) -> bool:
 def _say_model(info) -> None:
     _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})")
     if info.weights == "random":
-        _say("WARNING: no real weights available offline for this model: its architecture was built from a "
-             "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
-             "accuracy is not.")
+        _warn("WARNING: no real weights available offline for this model: its architecture was built from a "
+              "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
+              "accuracy is not.")
     if info.head == "random":
         shown = ", ".join(info.new_weights[:4]) + (", ..." if len(info.new_weights) > 4 else "")
-        _say(f"WARNING: the checkpoint lacks {len(info.new_weights)} weight(s) of a {info.task} model ({shown}): "
-             f"they were created at RANDOM when it was loaded (a new task head). mapping.json says \"head\": "
-             f"\"random\"; outputs and task metrics of an untrained head mean little.")
+        _warn(f"WARNING: the checkpoint lacks {len(info.new_weights)} weight(s) of a {info.task} model ({shown}): "
+              f"they were created at RANDOM when it was loaded (a new task head). mapping.json says \"head\": "
+              f"\"random\"; outputs and task metrics of an untrained head mean little.")
 
 
 def _simulation_inputs(args: argparse.Namespace):
@@ -276,6 +330,10 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, refer
     # with PT on, the same chips (seeds) and drift times again with the ranges of passes.ranges alone:
     # the report draws both (no second calibration, the pre-PT ranges are kept in the placement)
     compare = placed.ranges_before_pt is not None
+    chips = f"{args.seeds} programmed chip{'s' if args.seeds != 1 else ''}"
+    times = f"{len(drift_times)} drift time{'s' if len(drift_times) != 1 else ''}"
+    _say(f"simulating: {chips} x {times} ({', '.join(t.label for t in drift_times)})"
+         + (", with and without the PT optimizations" if compare else "") + f", on {args.device}")
     accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device,
                                  compare_without_pt=compare, reference_model=reference_model)
     if not compare and any(s.dac_range is not None for s in placed.segments):
@@ -331,8 +389,14 @@ def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool
     if not priced:
         _say("no cost estimate: the spec has an ideal (null-bit) DAC or ADC, which has no cost model")
         return
+    from reports.power import component_power_W
     cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
-    _write_json(staging / "cost.json", cost.to_json())
+    data = cost.to_json()
+    # power beside energy, per component: the report's one definition (reports/power.py), written for scripts
+    totals = data["totals"]
+    data["power_by_component_W"] = component_power_W(data["energy_by_component_J"], totals["period_s"],
+                                                      totals.get("static_power_W"))
+    _write_json(staging / "cost.json", data)
     _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
          f"(batch {args.batch}, seq {args.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
 
@@ -356,10 +420,6 @@ def _write_json(path: Path, data: dict) -> None:
 def _write_report(out_dir: Path, command: str) -> None:
     from reports import write_report
     write_report(out_dir, command=command)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":

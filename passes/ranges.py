@@ -32,13 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
-from tqdm import tqdm
 
 from compiler import sentences
 from compiler.analog.periphery import DEFAULT_ADC_RANGE
 from compiler.errors import UserError
 from compiler.frontend import normalize_example
 from compiler.ir import Kind, PlacedGraph, Span, TileSegment
+from compiler.progress import bar as progress_bar
 
 INPUT_PERCENTILE = 99.9      # dac_range = this percentile of |x| over the segment's inputs
 OUTPUT_SIGMAS = 4.0          # L in "mean + L sigma": a column's expected largest |output|
@@ -426,7 +426,8 @@ def collect_statistics(placed: PlacedGraph, calibration: CalibrationSet, *,
     module = _instrumented_module(placed, {name: recorder(name) for name in by_block})
     placed.model.eval()
     with torch.inference_mode():
-        for args, kwargs in tqdm(batches, desc="calibration", unit="batch", leave=False, disable=len(batches) < 2):
+        for args, kwargs in progress_bar(batches, desc="calibration", unit="batch", leave=False,
+                                         enabled=len(batches) >= 2):
             mask = kwargs.get("attention_mask")
             token_mask[0] = mask if isinstance(mask, torch.Tensor) else None
             try:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import LogLocator
 
+from reports.cost_charts import EXTRA_COMPONENT_COLORS, EXTRA_COMPONENT_LABELS
 from reports.fmt import si
 from reports.mapping_view import split_group
 from reports.schema import AccuracyJson, CostJson, DriftResult
@@ -31,11 +32,14 @@ INK, MUTED = "#1d2433", "#5f6b7a"
 
 
 def component_label(name: str) -> str:
-    return COMPONENT_LABELS.get(name, name.replace("_", " "))
+    return COMPONENT_LABELS.get(name) or EXTRA_COMPONENT_LABELS.get(name) or name.replace("_", " ")
 
 
-def _color(name: str) -> str:
-    return COMPONENT_COLORS.get(name, "#9aa5b1")
+def component_color(name: str) -> str:
+    return COMPONENT_COLORS.get(name) or EXTRA_COMPONENT_COLORS.get(name) or "#9aa5b1"
+
+
+_color = component_color
 
 
 def energy_by_component(cost: CostJson) -> str:
@@ -214,8 +218,38 @@ def metric_label(name: str) -> str:
             }.get(name, name.replace("task_", "task ").replace("_", " "))
 
 
+DRIFT_AXIS_PAD = 3.0       # the time axis reaches this factor beyond the first and last drift time
+SERIES_SHIFT = 0.06        # series k is drawn at time x (1 + k * SERIES_SHIFT): its error bars clear the others'
+
+
+def drift_positions(seconds: list[float]) -> list[float]:
+    """Where each drift time sits on the log axis: itself, or for 0 s (right after programming) a decade
+    below the smallest positive time (log axes have no 0)."""
+    positive = [s for s in seconds if s > 0]
+    zero_at = min(positive) / 10 if positive else 0.1
+    return [s if s > 0 else zero_at for s in seconds]
+
+
+def drift_axis(ax, seconds: list[float], labels: list[str]) -> None:
+    """A log time axis with one tick per drift time, its limits set from the drift times themselves, padded by
+    DRIFT_AXIS_PAD. Fitting it to the plotted points instead would, with a single drift time, span only the
+    few percent between the series and put the tick at one edge and the shifted series at the other."""
+    positions = drift_positions(seconds)
+    ax.set_xscale("log")
+    ax.set_xlim(min(positions) / DRIFT_AXIS_PAD, max(positions) * DRIFT_AXIS_PAD)
+    ax.set_xticks(positions, labels)
+    ax.minorticks_off()
+    ax.set_xlabel("time after programming")
+
+
 def accuracy_vs_drift(accuracy: AccuracyJson, per_row: int = 3) -> str | None:
     """One panel per metric: mean ± std over seeds against drift time (log axis), seeds as dots."""
+    fig = accuracy_figure(accuracy, per_row)
+    return None if fig is None else to_svg(fig, "accuracy against drift time")
+
+
+def accuracy_figure(accuracy: AccuracyJson, per_row: int = 3):
+    """The figure of accuracy_vs_drift (a matplotlib Figure; None without metrics or results)."""
     series = accuracy_series(accuracy)
     metrics = list(accuracy.metrics)
     if not metrics or not series[0][1]:
@@ -233,11 +267,11 @@ def accuracy_vs_drift(accuracy: AccuracyJson, per_row: int = 3) -> str | None:
                 continue
             metric = metrics[i]
             for s, (label, results) in enumerate(series):
-                xs = [r.seconds for r in results]
+                xs = drift_positions([r.seconds for r in results])
                 mean = [r.mean.get(metric) for r in results]
                 std = [r.std.get(metric) or 0.0 for r in results]
                 keep = [j for j, m in enumerate(mean) if m is not None]
-                offset = 1.0 + 0.06 * s  # a small shift so error bars of two series do not overlap
+                offset = 1.0 + SERIES_SHIFT * s
                 ax.errorbar([xs[j] * offset for j in keep], [mean[j] for j in keep], yerr=[std[j] for j in keep],
                             fmt="o-", color=colors[s % len(colors)], ms=4.5, lw=1.4, capsize=3, label=label)
                 for j in keep:
@@ -250,11 +284,8 @@ def accuracy_vs_drift(accuracy: AccuracyJson, per_row: int = 3) -> str | None:
                 ax.text(0.99, reference, " FP model", transform=ax.get_yaxis_transform(), ha="right",
                         va="bottom", fontsize=8, color=MUTED)
             results = series[0][1]
-            ax.set_xscale("log")
-            ax.set_xticks([r.seconds for r in results], [r.label for r in results])
-            ax.minorticks_off()
-            ax.set_xlabel("time after programming")
+            drift_axis(ax, [r.seconds for r in results], [r.label for r in results])
             ax.set_title(metric_label(metric), fontsize=9.5)
         if len(series) > 1:
             axes.flat[0].legend(loc="best")
-    return to_svg(fig, "accuracy against drift time")
+    return fig

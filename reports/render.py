@@ -8,8 +8,9 @@ from pathlib import Path
 
 import jinja2
 
-from reports import fmt
+from reports import charts, fmt
 from reports.mapping_view import build_mapping_view
+from reports.power import build_power_section
 from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError
 from reports.sections import build_accuracy_section, build_cost_section
 from reports.tilemap import render_chip_map, render_tile_map
@@ -117,13 +118,15 @@ def _json_script(value: object) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The templates of reports/templates with the report's filters (also used by reports/compare.py)."""
     # Lenient undefined: an optional part missing from a JSON file reads as empty and its block is skipped.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(
         enabled_extensions=("html", "j2")), undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(si=fmt.si, pct=fmt.pct, integer=fmt.integer, span=fmt.span, sig=fmt._sig)
     env.filters.update(flatten_spec=flatten_spec, spec_sections=spec_sections, spec_value=spec_value)
-    env.filters["json_script"] = _json_script
+    env.filters.update(json_script=_json_script, component_label=charts.component_label,
+                       component_color=charts.component_color)
     return env
 
 
@@ -155,9 +158,20 @@ def _render(mapping: MappingJson, cost: CostJson | None, accuracy: AccuracyJson 
     view = build_mapping_view(mapping)
     cost_section = build_cost_section(cost) if cost else None
     accuracy_section = build_accuracy_section(accuracy) if accuracy else None
-    return _environment().get_template("report.html.j2").render(
+    power = build_power_section(cost, mapping.chips_used) if cost else None
+    return environment().get_template("report.html.j2").render(
         m=mapping, view=view, tile_map=render_tile_map(view), chip_maps=render_chip_map(view), cost=cost,
-        accuracy=accuracy, command=command, cs=cost_section, acc=accuracy_section, overrides=overridden_rows(mapping))
+        accuracy=accuracy, command=command, cs=cost_section, acc=accuracy_section, power=power,
+        overrides=overridden_rows(mapping))
+
+
+def read_outputs(out_dir: Path) -> tuple[MappingJson, CostJson | None, AccuracyJson | None]:
+    """out_dir's mapping.json (required), cost.json and accuracy.json (None when missing), read through their
+    definitions; mapping.json's derivable fields completed. SchemaError naming the file otherwise."""
+    out_dir = Path(out_dir)
+    mapping = _load(MappingJson, out_dir / "mapping.json", required=True)
+    return (_complete_mapping(mapping), _load(CostJson, out_dir / "cost.json"),
+            _load(AccuracyJson, out_dir / "accuracy.json"))
 
 
 def write_report(out_dir: Path, command: str | None = None) -> Path:
@@ -168,22 +182,25 @@ def write_report(out_dir: Path, command: str | None = None) -> Path:
     unreadable or does not match its definition.
     """
     out_dir = Path(out_dir)
-    mapping = _load(MappingJson, out_dir / "mapping.json", required=True)
-    cost = _load(CostJson, out_dir / "cost.json")
-    accuracy = _load(AccuracyJson, out_dir / "accuracy.json")
+    mapping, cost, accuracy = read_outputs(out_dir)
     target = out_dir / REPORT_NAME
     if command is None:
         command = mapping.command or _previous_command(target)
-    html = _render(mapping, cost, accuracy, command)
-    partial = target.with_name(f".{REPORT_NAME}.partial")
+    write_file(target, _render(mapping, cost, accuracy, command), "the report")
+    return target
+
+
+def write_file(target: Path, text: str, what: str) -> None:
+    """Write `text` to `target` whole or not at all (a hidden partial file, then a rename); a folder or disk
+    that refuses is one SchemaError line, like an unreadable input."""
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial.write_text(html, encoding="utf-8")
+        partial.write_text(text, encoding="utf-8")
         partial.replace(target)
-    except OSError as exc:  # a read-only folder or disk, a full disk: one line, like an unreadable input
+    except OSError as exc:  # a read-only folder or disk, a full disk
         try:
             partial.unlink(missing_ok=True)
         except OSError:
             pass
-        raise SchemaError(f"{target}: cannot write the report ({exc.strerror or exc}); give a writable "
+        raise SchemaError(f"{target}: cannot write {what} ({exc.strerror or exc}); give a writable "
                           f"directory") from None
-    return target

@@ -120,6 +120,9 @@ class Totals(Record):
     tops: float = written()
     tops_per_w: float = written()
     power_W: float = written()
+    static_power_W: float | None = written()     # leakage of what is powered while the model runs
+    area_mm2: float | None = written()           # silicon of every chip the model spans
+    tops_per_mm2: float | None = written()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +158,10 @@ class Peak(Record):
     energy_by_component_J: dict[str, float] = written({})
     tops: float = written()
     tops_per_w: float = written()
+    chip_area_mm2: float | None = written()
+    tile_area_mm2: float | None = written()
+    tops_per_mm2: float | None = written()
+    static_power_W: float | None = written()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +175,10 @@ class Baseline(Record):
     tops: float = written()
     tops_per_w: float = written()
     weights_in_dram: bool = written()
+    weight_bytes: int | None = written()
+    area_mm2: float | None = written()
+    static_power_W: float | None = written()
+    assumptions: list[str] = written([])          # what the comparison assumes, in words
     energy_by_component_J: dict[str, float] = written({})
     energy_ratio: float | None = written()
     latency_ratio: float | None = written()
@@ -191,6 +202,51 @@ class Sweep(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Area(Record):
+    chips: int = written(min=1)
+    chip_mm2: float = written()
+    tile_mm2: float = written()
+    total_mm2: float = written()
+    by_component_mm2: dict[str, float] = written({})   # every chip the model spans
+    tops_per_mm2: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Static(Record):
+    power_W: float = written()
+    by_component_W: dict[str, float] = written({})
+    tiles_powered: int = written(min=0)
+    idle_tiles_gated: bool = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pulses(Record):
+    pricing: str = required(choices=("full_length", "calibrated_mean"))
+    mean_fill: float = written(min=0)
+    segments_calibrated: int = written(min=0)
+    note: str = written("")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensitivityField(Record):
+    """One cost number moved alone to x(1 - u) and x(1 + u): each metric at the two ends."""
+    field: str = required()
+    value: float = written()
+    relative_uncertainty: float = written(min=0)
+    energy_J: tuple[float, float] = written()
+    latency_s: tuple[float, float] = written()
+    area_mm2: tuple[float, float] = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensitivity(Record):
+    method: str = written("")
+    ranges: dict[str, tuple[float, float, float]] = written({})  # metric -> (low, estimate, high)
+    fields: list[SensitivityField] = written([])                 # largest energy swing first
+    fields_total: int = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CostJson(Record):
     schema_version: int = written()
     model: str = required()
@@ -209,6 +265,12 @@ class CostJson(Record):
     peak: Peak | None = written()
     baseline: Baseline | None = written()
     sweep: Sweep | None = written()
+    area: Area | None = written()
+    static: Static | None = written()
+    pulses: Pulses | None = written()
+    sensitivity: Sensitivity | None = written()   # null when the estimate ran without it
+    # added by compiler/cli.py (reports/power.py): energy_by_component_J over totals.period_s
+    power_by_component_W: dict[str, float] = optional({})
 
 
 # --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----

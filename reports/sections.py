@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from reports import charts
+from reports import charts, cost_charts
 from reports.schema import AccuracyJson, CostJson, CostLayer, DriftResult, Stage
 
 # The metric a summary card shows per drift time: the task's own metric when there is one, else the
@@ -29,6 +29,9 @@ class CostSection:
     components: list[ComponentRow]          # largest first
     baseline_components: list[ComponentRow]
     bottleneck_tile: int | None
+    area_components: list[ComponentRow] = field(default_factory=list)
+    static_components: list[ComponentRow] = field(default_factory=list)
+    ranges: list[RangeRow] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -49,8 +52,24 @@ class CostSection:
 
 def _component_rows(parts: dict[str, float]) -> list[ComponentRow]:
     total = sum(parts.values()) or 1.0
-    return [ComponentRow(name, charts.component_label(name), charts.COMPONENT_COLORS.get(name, "#9aa5b1"), value,
-                         value / total) for name, value in sorted(parts.items(), key=lambda kv: -kv[1])]
+    colors = {**cost_charts.EXTRA_COMPONENT_COLORS, **charts.COMPONENT_COLORS}
+    return [ComponentRow(name, charts.COMPONENT_LABELS.get(name) or cost_charts.EXTRA_COMPONENT_LABELS.get(name)
+                         or charts.component_label(name), colors.get(name, "#9aa5b1"), value, value / total)
+            for name, value in sorted(parts.items(), key=lambda kv: -kv[1])]
+
+
+@dataclass
+class RangeRow:
+    """An estimate with its range from the spec's uncertainties (cost.json `sensitivity.ranges`), as text."""
+    label: str
+    low: str
+    value: str
+    high: str
+
+
+def _range_row(label: str, unit: str, low: float, value: float, high: float) -> RangeRow:
+    text = cost_charts.value_text
+    return RangeRow(label, text(low, unit), text(value, unit), text(high, unit))
 
 
 def build_cost_section(cost: CostJson) -> CostSection:
@@ -70,6 +89,17 @@ def build_cost_section(cost: CostJson) -> CostSection:
         figures["sweep"] = charts.sweep(cost)
     if cost.schedule and cost.schedule.tile_utilization:
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
+    if cost.area:
+        section.area_components = _component_rows(cost.area.by_component_mm2)
+    if cost.static:
+        section.static_components = _component_rows({k: v for k, v in cost.static.by_component_W.items() if v > 0})
+    if cost.sensitivity:
+        section.ranges = [_range_row(label, unit, *cost.sensitivity.ranges[key])
+                          for key, label, unit in (("energy_J", "Energy / batch", "J"), ("latency_s", "Latency", "s"),
+                                                   ("area_mm2", "Area", "mm²")) if key in cost.sensitivity.ranges]
+        for metric in ("energy_J", "area_mm2"):
+            if (svg := cost_charts.tornado(cost, metric)) is not None:
+                figures[f"tornado_{metric}"] = svg
     return section
 
 

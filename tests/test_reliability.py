@@ -292,9 +292,9 @@ def test_device_cuda_without_cuda(tmp_path, no_model):
 
 def test_spec_incomplete_for_the_cost_model(tmp_path, no_model):
     spec = tmp_path / "nocost.yaml"
-    spec.write_text(PCM.replace("  adc_ps_per_lsb: 300 ", "  # adc_ps_per_lsb removed "))
+    spec.write_text(PCM.replace("    ps_per_lsb: 300 ", "    # ps_per_lsb removed "))
     code, err = _cli("roberta-base", "--hw", spec, "--out", tmp_path / "out")
-    _one_line_error(code, err, "latency.adc_ps_per_lsb")
+    _one_line_error(code, err, "adc.cco.ps_per_lsb")
 
 
 def test_capacity_is_computed_from_shapes_before_any_piece(monkeypatch):

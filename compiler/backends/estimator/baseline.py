@@ -1,19 +1,24 @@
 """The same workload priced on a digital INT8 accelerator (hw_specs/digital_int8.yaml), for comparison.
 
-A weight-stationary R x C systolic array runs the weight layers and the attention matmuls (8-bit
-multiply, 32-bit accumulate); vector lanes run softmax, LayerNorm, GELU and the elementwise ops with
-the same recipes as the AIMC chip's digital units. Weights that do not fit the on-chip weight buffer
-stream from DRAM once per batch (each loaded weight tile serves every vector of the batch). A layer
-takes the longer of its compute time (ceil(in/R) x ceil(out/C) weight tiles, each streaming the
-vectors plus R cycles of fill) and its weight fetch; layers run one after another.
+Only what differs comes from the baseline spec: its systolic MAC arrays (weight-stationary, 8-bit multiply,
+32-bit accumulate), its on-chip weight memory and its DRAM. What both chips have is priced with the AIMC chip's
+own numbers, so that the comparison isolates the weight products: the node and supply, the digital primitives
+(MACs from the int8 multiply and int32 add), the vector lanes and their clock (softmax, LayerNorm, GELU,
+residuals with the same recipes), the activation SRAM per byte and per tile, the standard cells and the leakage.
+Weights that fit the weight memory are read from it once per batch (each loaded weight tile serves every vector
+of the batch); larger models stream them from DRAM once per batch. A layer takes the longer of its compute
+(ceil(in/R) x ceil(out/C) weight tiles spread over the arrays, each streaming the vectors plus R cycles of fill)
+and its weight fetch; layers run one after another.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from compiler.hw_spec import DigitalBaselineSpec
-from compiler.backends.estimator.prices import PJ, digital_prices
+from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
+from compiler.backends.estimator.area import PRECISION_BITS, chip_area, logic_cells
+from compiler.backends.estimator.fields import PJ, UM2_PER_MM2
+from compiler.backends.estimator.prices import DigitalPrices, DigitalThroughput, digital_prices, digital_throughput
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
 BASELINE_COMPONENTS = ("mac", "weight_fetch", "accumulation", "attention_int8", "softmax", "layernorm", "gelu",
@@ -33,6 +38,10 @@ class BaselineCost:
     ops: float
     energy_by_component_J: dict[str, float]
     weights_in_dram: bool
+    weight_bytes: int
+    area_mm2: float
+    static_power_W: float
+    assumptions: tuple[str, ...]
 
     @property
     def throughput_inferences_per_s(self) -> float:
@@ -47,49 +56,94 @@ class BaselineCost:
         return self.ops / self.energy_J / 1e12 if self.energy_J else 0.0
 
 
-def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec) -> BaselineCost:
-    digital = digital_prices(spec, "energy", spec.other_precision)
-    clock = spec.clock_GHz * 1e9
-    mac_J = digital.int8_mult_J + digital.int32_add_J
+@dataclass(frozen=True)
+class _Machine:
+    spec: DigitalBaselineSpec
+    digital: DigitalPrices
+    lanes: DigitalThroughput
+    clock_hz: float
+    mac_J: float
+    fetch_J: float
+    in_dram: bool
+
+    def array_time_s(self, macs: float) -> float:
+        s = self.spec
+        return macs / (s.arrays * s.array_rows * s.array_cols * self.clock_hz)
+
+
+def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec, hw: HardwareSpec) -> BaselineCost:
+    digital = digital_prices(hw, "energy", hw.digital.other_precision)
     weight_bytes = sum(w.in_features * w.out_features for w in workload.analog)  # one byte per INT8 weight
     in_dram = weight_bytes > spec.weight_buffer_MiB * 2 ** 20
-    fetch_J = spec.energy.dram_pJ_per_byte * PJ if in_dram else digital.sram_read_J_per_byte
-    act = digital.bytes_per_element
+    fetch_J = spec.dram_pJ_per_byte * PJ if in_dram else spec.weight_buffer_pJ_per_byte * PJ * digital.scale
+    machine = _Machine(spec, digital, digital_throughput(hw), spec.clock_GHz * 1e9,
+                       digital.int8_mult_J + digital.int32_add_J, fetch_J, in_dram)
     energy = dict.fromkeys(BASELINE_COMPONENTS, 0.0)
-    latency = 0.0
-    for w in workload.analog:
-        latency += _layer(w, spec, energy, mac_J, fetch_J, in_dram, clock, digital, act)
-    for w in workload.digital:
-        latency += _digital(w, spec, energy, mac_J, clock, digital, act)
-    energy["static"] = spec.static_power_W * latency
+    latency = math.fsum([_layer(w, machine, energy) for w in workload.analog]
+                        + [_digital(w, machine, energy) for w in workload.digital])
+    area_mm2, static_W = _area_and_leakage(spec, hw)
+    energy["static"] = static_W * latency
     ops = 2.0 * (workload.analog_macs + workload.attention_macs + workload.digital_matmul_macs)
-    return BaselineCost(name=spec.name, hw_file=spec.source_file, batch=workload.batch, energy_J=math.fsum(energy.values()),
-                        latency_s=latency, ops=ops, energy_by_component_J=energy, weights_in_dram=in_dram)
+    return BaselineCost(name=spec.name, hw_file=spec.source_file, batch=workload.batch,
+                        energy_J=math.fsum(energy.values()), latency_s=latency, ops=ops, energy_by_component_J=energy,
+                        weights_in_dram=in_dram, weight_bytes=weight_bytes, area_mm2=area_mm2,
+                        static_power_W=static_W, assumptions=_assumptions(spec, hw, machine, weight_bytes))
 
 
-def _layer(w: AnalogWork, spec: DigitalBaselineSpec, energy: dict, mac_J: float, fetch_J: float, in_dram: bool,
-           clock: float, digital, act: int) -> float:
-    n, passes = w.vectors, math.ceil(w.out_features / spec.array_cols)
-    energy["mac"] += w.macs * mac_J
-    energy["weight_fetch"] += w.in_features * w.out_features * fetch_J
-    energy["accumulation"] += n * (w.out_features * (digital.mult_J + digital.add_J) + w.bias_features * digital.add_J)
-    energy["sram"] += n * act * (w.in_features * passes * digital.sram_read_J_per_byte
-                                 + w.out_features * digital.sram_write_J_per_byte)
-    compute = math.ceil(w.in_features / spec.array_rows) * passes * (n + spec.array_rows) / clock
-    fetch = w.in_features * w.out_features / (spec.dram_GBps * 1e9) if in_dram else 0.0
+def _layer(w: AnalogWork, m: _Machine, energy: dict) -> float:
+    s, d, n = m.spec, m.digital, w.vectors
+    passes = math.ceil(w.out_features / s.array_cols)
+    weight_tiles = math.ceil(w.in_features / s.array_rows) * passes
+    energy["mac"] += w.macs * m.mac_J
+    energy["weight_fetch"] += w.in_features * w.out_features * m.fetch_J
+    energy["accumulation"] += n * (w.out_features * (d.mult_J + d.add_J) + w.bias_features * d.add_J)
+    energy["sram"] += n * d.bytes_per_element * (w.in_features * passes * d.sram_read_J_per_byte
+                                                 + w.out_features * d.sram_write_J_per_byte)
+    compute = math.ceil(weight_tiles / s.arrays) * (n + s.array_rows) / m.clock_hz
+    fetch = w.in_features * w.out_features / (s.dram_GBps * 1e9) if m.in_dram else 0.0
     return max(compute, fetch)
 
 
-def _digital(w: DigitalWork, spec: DigitalBaselineSpec, energy: dict, mac_J: float, clock: float, digital,
-             act: int) -> float:
+def _digital(w: DigitalWork, m: _Machine, energy: dict) -> float:
+    d = m.digital
     reads = w.input_elements + (w.elements if w.op_class == "embedding" else 0)
-    energy["sram"] += act * (reads * digital.sram_read_J_per_byte + w.elements * digital.sram_write_J_per_byte)
+    energy["sram"] += d.bytes_per_element * (reads * d.sram_read_J_per_byte + w.elements * d.sram_write_J_per_byte)
     if w.op_class == "attention":
-        energy["attention_int8"] += w.macs * mac_J + (w.input_elements + w.elements) * digital.mult_J
-        return w.macs / (spec.array_rows * spec.array_cols * clock)
-    if w.op_class == "matmul":  # a weight product the AIMC chip runs digitally: the array runs it here
-        energy["mac"] += w.macs * mac_J
-        return w.macs / (spec.array_rows * spec.array_cols * clock)
+        energy["attention_int8"] += w.macs * m.mac_J + (w.input_elements + w.elements) * d.mult_J
+        return m.array_time_s(w.macs)
+    if w.op_class == "matmul":  # a weight product the AIMC chip runs digitally: the arrays run it here
+        energy["mac"] += w.macs * m.mac_J
+        return m.array_time_s(w.macs)
     mults, adds = RECIPES[w.op_class]
-    energy[_COMPONENT_OF_CLASS[w.op_class]] += w.elements * digital.recipe_J(mults, adds)
-    return w.elements * (mults + adds) / (spec.vector_lanes * clock)
+    energy[_COMPONENT_OF_CLASS[w.op_class]] += w.elements * d.recipe_J(mults, adds)
+    return m.lanes.lane_time_s(w.elements * (mults + adds))
+
+
+def _area_and_leakage(spec: DigitalBaselineSpec, hw: HardwareSpec) -> tuple[float, float]:
+    """The MAC arrays (int8 multiplier + int32 adder each), the AIMC chip's lanes and activation SRAM, and the
+    weight memory, all with the AIMC chip's cells and leakage."""
+    logic, aimc = logic_cells(hw), chip_area(hw)
+    macs_um2 = spec.arrays * spec.array_rows * spec.array_cols * (logic.multiplier(8) + logic.adder(32))
+    lanes_um2 = aimc.shared_um2["digital_units"]
+    activation_bits = hw.area.sram_KiB_per_tile * 8192 * hw.tile.count
+    weight_bits = spec.weight_buffer_MiB * 2 ** 20 * 8
+    sram_um2 = (activation_bits + weight_bits) * hw.area.sram_bitcell_um2 / hw.area.sram_array_efficiency
+    logic_mm2 = (macs_um2 + lanes_um2) / UM2_PER_MM2
+    static_W = hw.static.logic_mW_per_mm2 * 1e-3 * logic_mm2 \
+        + hw.static.sram_pW_per_bit * 1e-12 * (activation_bits + weight_bits)
+    return logic_mm2 + sram_um2 / UM2_PER_MM2, static_W
+
+
+def _assumptions(spec: DigitalBaselineSpec, hw: HardwareSpec, m: _Machine, weight_bytes: int) -> tuple[str, ...]:
+    where = "DRAM" if m.in_dram else f"the {spec.weight_buffer_MiB:g} MiB on-chip weight memory"
+    bits = PRECISION_BITS[hw.digital.other_precision]
+    return (
+        f"{spec.arrays} x {spec.array_rows}x{spec.array_cols} INT8 systolic arrays at {spec.clock_GHz:g} GHz "
+        f"({spec.description})",
+        f"{weight_bytes / 2 ** 20:.1f} MiB of INT8 weights read once per batch from {where} "
+        f"({m.fetch_J / PJ:.2f} pJ/byte)",
+        f"shared with the AIMC chip ({hw.name}): {hw.technology_nm:g} nm node, digital primitives, "
+        f"{m.lanes.lanes:g} {bits}-bit vector lanes, activation SRAM at {m.digital.sram_read_J_per_byte / PJ:.3f} "
+        f"pJ/byte, standard cells and leakage",
+        "ideal: no instruction, control or data-layout overhead; every weight tile fully used but for its fill",
+    )

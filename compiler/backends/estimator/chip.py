@@ -1,14 +1,17 @@
 """Price a workload on the AIMC chip: energy per component and service times of every stage.
 
 Component model: energy = sum over actions of count x energy per action (compiler.backends.estimator.prices).
-Analog block, per input vector and per tile segment (rows x cols of one tile): one MVM = the array
-conducting for the input window (rows x cols cells), one DAC conversion per driven row, one ADC
-conversion per read column, the digital affine output scaling per column (as HERMES' local digital
-unit does), partial-sum additions where the block is split over tile rows, the bias, the transfers
-of inputs and outputs over the on-chip network, and the SRAM read of the input and write of the output.
-Segments that share a tile are time-multiplexed: their MVMs serialize on that tile.
+Analog block, per input vector and per tile segment (rows x cols of one tile): one MVM = the array conducting
+for the input window (cells, and the bit lines of the read columns), the input drivers of its rows, one
+conversion per read column, the local digital unit's affine scaling per column, the tile's clock, and the
+transfers of inputs and outputs over the on-chip network; then partial-sum additions where the block is split
+over tile rows, the bias, and the SRAM read of the input and write of the output. The array's conduction goes
+by the input pulses' mean length: full length unless calibration statistics give a segment's mean input
+(compiler.backends.estimator.pulses). Segments that share a tile are time-multiplexed: their MVMs serialize.
 """
 from __future__ import annotations
+
+from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
@@ -16,47 +19,51 @@ from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput
 from compiler.backends.estimator.schedule import Stage
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
-COMPONENTS = ("tile_array", "dac", "adc", "accumulation", "attention_int6", "softmax", "layernorm", "gelu",
-              "elementwise", "digital_matmul", "sram", "network", "static")
+TILE_COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "network")
+COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "accumulation", "attention_int6", "softmax",
+              "layernorm", "gelu", "elementwise", "digital_matmul", "sram", "network", "static")
 COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
                       "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
                       "embedding": "elementwise", "attention": "attention_int6", "matmul": "digital_matmul"}
 DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
 
 
-def price_on_chip(workload: Workload, hw: HardwareSpec) -> list[Stage]:
-    tile = tile_prices(hw)
+def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float] | None = None) -> list[Stage]:
+    """Stages of the workload; `fill`: a segment's mean input pulse length / full length (absent: 1)."""
     digital = digital_prices(hw, "energy", hw.digital.other_precision)
+    tile = tile_prices(hw, digital)
     throughput = digital_throughput(hw)
-    stages = [_analog_stage(w, tile, digital) for w in workload.analog]
+    fill = fill or {}
+    stages = [_analog_stage(w, tile, digital, fill) for w in workload.analog]
     stages += [_digital_stage(w, hw, digital, throughput) for w in workload.digital]
     return stages
 
 
-def tile_mvm_energy(tile: TilePrices, digital: DigitalPrices, rows: int, cols: int) -> dict[str, float]:
+def tile_mvm_energy(tile: TilePrices, rows: int, cols: int, fill: float = 1.0) -> dict[str, float]:
     """Energy of one MVM on a rows x cols segment, by component (no partial sums, no bias, no SRAM)."""
     return {
-        "tile_array": rows * cols * tile.array_J_per_cell,
-        "dac": rows * tile.dac_J_per_row,
+        "tile_array": rows * cols * tile.cell_J * fill + cols * tile.bitline_J_per_col,
+        "dac": rows * tile.row_J,
         "adc": cols * tile.adc_J_per_col,
-        "accumulation": cols * tile.phases * (digital.mult_J + digital.add_J),  # affine scale + offset
-        "network": (rows * tile.input_bytes + cols * tile.output_bytes) * tile.network_J_per_byte,
+        "local_digital": cols * tile.local_digital_J_per_col,
+        "control": tile.control_J,
+        "network": (rows * tile.input_bits + cols * tile.output_bits) * tile.network_J_per_bit,
     }
 
 
 def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
     """Tile occupancy of one MVM: the MVM itself, or the link transfer if that is slower (they overlap)."""
-    return max(tile.mvm_time_s, (rows * tile.input_bytes + cols * tile.output_bytes) / tile.network_bytes_per_s)
+    return max(tile.mvm_time_s, (rows * tile.input_bits + cols * tile.output_bits) / tile.link_bits_per_s)
 
 
-def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices) -> Stage:
+def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fill: Mapping[int, float]) -> Stage:
     n = work.vectors
-    energy = dict.fromkeys(COMPONENTS[:5] + ("sram", "network"), 0.0)
+    energy = dict.fromkeys(TILE_COMPONENTS + ("accumulation", "sram"), 0.0)
     per_tile: dict[int, float] = {}
     read_rows = read_cols = cells = 0
     for seg in work.segments:
         rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
-        for component, joules in tile_mvm_energy(tile, digital, rows, cols).items():
+        for component, joules in tile_mvm_energy(tile, rows, cols, fill.get(seg.id, 1.0)).items():
             energy[component] += n * joules
         per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + segment_time(tile, rows, cols)
         read_rows, read_cols, cells = read_rows + rows, read_cols + cols, cells + rows * cols
@@ -65,12 +72,13 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices) ->
     act = digital.bytes_per_element
     energy["sram"] = n * act * (work.in_features * digital.sram_read_J_per_byte
                                 + work.out_features * digital.sram_write_J_per_byte)
+    scaled = read_cols * tile.phases if tile.local_digital_J_per_col else 0
     counts = {"tile_mvms": n * len(work.segments), "array_cell_reads": n * cells,
               "dac_conversions": n * read_rows * tile.phases, "adc_conversions": n * read_cols * tile.phases,
-              "accumulation_adds": n * (read_cols * tile.phases + partial_sums + work.bias_features),
-              "accumulation_mults": n * read_cols * tile.phases, "analog_macs": work.macs,
+              "local_digital_scalings": n * scaled, "accumulation_adds": n * (partial_sums + work.bias_features),
+              "analog_macs": work.macs,
               "sram_read_bytes": n * act * work.in_features, "sram_write_bytes": n * act * work.out_features,
-              "network_bytes": n * (read_rows * tile.input_bytes + read_cols * tile.output_bytes)}
+              "network_bytes": n * (read_rows * tile.input_bits + read_cols * tile.output_bits) / 8}
     return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
                  vector_time_s=max(per_tile.values(), default=0.0), deps=work.deps,
                  energy_J=energy, busy_s={f"tile {t}": n * s for t, s in per_tile.items()}, ops=2.0 * work.macs,

@@ -1,22 +1,43 @@
-"""estimate(placed, batch, seq_len) -> CostReport: workload -> prices -> schedule -> report."""
+"""estimate(placed, batch, seq_len) -> CostReport: workload -> prices -> schedule -> area, leakage -> report."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from compiler.errors import UserError
-from compiler.hw_spec import DigitalBaselineSpec, load_baseline_spec
+from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.ir import PlacedGraph
+from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
 from compiler.backends.estimator.chip import COMPONENTS, price_on_chip, tile_mvm_energy
 from compiler.backends.estimator.peak import peak_throughput
 from compiler.backends.estimator.prices import digital_prices, tile_prices
+from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule
+from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
+from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
 SWEEP_SEQ_LENS = (16, 32, 64, 128, 256, 512, 1024, 2048)
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class _Chip:
+    """What the spec and the placement fix: the area, the tiles in use, the pulse lengths."""
+    hw: HardwareSpec
+    area: ChipArea
+    tiles_used: int
+    chips: int
+    fill: Mapping[int, float]
+
+    def with_hw(self, hw: HardwareSpec) -> "_Chip":
+        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill)
+
+    def static_W(self) -> dict[str, float]:
+        return static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
 
 
 @dataclass
@@ -25,7 +46,7 @@ class _Evaluation:
     stages: list[Stage]
     schedule: Schedule
     static_J: float
-    baseline: BaselineCost
+    baseline: BaselineCost | None
 
     @property
     def energy_J(self) -> float:
@@ -33,38 +54,54 @@ class _Evaluation:
 
 
 def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
-             baseline: str | DigitalBaselineSpec = "digital_int8") -> CostReport:
-    """Energy (J), latency (s), throughput and their breakdowns for `batch` sequences of `seq_len` tokens."""
+             baseline: str | DigitalBaselineSpec = "digital_int8", calibration: Any = None,
+             input_fill: Mapping[int, float] | None = None, sensitivity: bool = True) -> CostReport:
+    """Energy (J), latency (s), throughput, area and their breakdowns for `batch` sequences of `seq_len` tokens.
+
+    calibration: the range pass's statistics (passes.ranges.CalibrationStats) to price PWM pulses by each
+    segment's mean input, or input_fill: segment id -> mean pulse length / full length; neither: full length.
+    sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8)."""
     for name, value in (("batch", batch), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
     base = baseline if isinstance(baseline, DigitalBaselineSpec) else load_baseline_spec(baseline)
+    hw = placed.hw
+    pulses = pulse_pricing(placed, calibration, input_fill)
+    chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
     template = WorkloadTemplate(placed)
-    main = _evaluate(template, placed, base, batch, seq_len)
+    main = _evaluate(template.instantiate(batch, seq_len), chip, base)
     layers, by_component = _breakdowns(main)
-    axis, points = _sweep(template, placed, base, batch, seq_len, main)
+    axis, points = _sweep(template, chip, base, batch, seq_len, main)
     tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
     period = main.schedule.period_s
     return CostReport(
-        model=placed.model_info.name, hw=placed.hw.name, hw_file=placed.hw.source_file, batch=batch,
+        model=placed.model_info.name, hw=hw.name, hw_file=hw.source_file, batch=batch,
         seq_len=seq_len, has_sequence_dim=template.has_sequence_dim,
         energy_J=math.fsum(layer.energy_J for layer in layers), latency_s=main.schedule.latency_s, period_s=period,
         ops=math.fsum(s.ops for s in main.stages), energy_by_component_J=by_component, layers=tuple(layers),
         stages=tuple(StageCost(s.name, s.layer, math.fsum(s.energy_J.values()), max(s.busy_s.values(), default=0.0))
                      for s in main.stages),
-        counts=_counts(main.stages), action_energies_J=_action_energies(placed),
+        counts=_counts(main.stages), action_energies_J=_action_energies(hw),
         critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
-        peak=peak_throughput(placed.hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points))
+        peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
+        area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
+        idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
+        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None)
 
 
-def _evaluate(template: WorkloadTemplate, placed: PlacedGraph, base: DigitalBaselineSpec, batch: int,
-              seq_len: int) -> _Evaluation:
-    workload = template.instantiate(batch, seq_len)
-    stages = price_on_chip(workload, placed.hw)
+def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
+    stages = price_on_chip(workload, chip.hw, chip.fill)
     timing = schedule(stages)
-    static_J = (placed.hw.static_power_W or 0.0) * timing.latency_s
-    return _Evaluation(workload, stages, timing, static_J, price_on_baseline(workload, base))
+    static_J = math.fsum(chip.static_W().values()) * timing.latency_s
+    return _Evaluation(workload, stages, timing, static_J,
+                       price_on_baseline(workload, base, chip.hw) if base is not None else None)
+
+
+def _metrics(workload: Workload, chip: _Chip) -> dict[str, float]:
+    """Energy, latency and the chips' area of one evaluation (the sensitivity's measure)."""
+    ev = _evaluate(workload, chip, None)
+    return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s, "area_mm2": chip.chips * chip.area.chip_mm2}
 
 
 def _breakdowns(ev: _Evaluation) -> tuple[list[LayerCost], dict[str, float]]:
@@ -101,28 +138,30 @@ def _counts(stages: list[Stage]) -> dict[str, float]:
     return dict(sorted(counts.items()))
 
 
-def _action_energies(placed: PlacedGraph) -> dict[str, float]:
+def _action_energies(hw: HardwareSpec) -> dict[str, float]:
     """The price of each action as used (J), for the reader who wants to check a product."""
-    hw = placed.hw
-    tile = tile_prices(hw)
     digital = digital_prices(hw, "energy", hw.digital.other_precision)
-    one_mvm = tile_mvm_energy(tile, digital, hw.tile.rows, hw.tile.cols)
+    tile = tile_prices(hw, digital)
+    one_mvm = tile_mvm_energy(tile, hw.tile.rows, hw.tile.cols)
     bits = hw.digital.attention_bits
     return {
-        "array_cell_per_mvm": tile.array_J_per_cell,
-        "dac_conversion": tile.dac_J_per_row / tile.phases,
-        "adc_conversion": tile.adc_J_per_col / tile.phases,
+        "array_cell_per_mvm": tile.cell_J,
+        "bitline_per_column_mvm": tile.bitline_J_per_col,
+        "dac_row_per_mvm": tile.row_J,
+        "adc_conversion": tile.converter.energy_J,
+        "local_digital_per_column": tile.local_digital_J_per_col,
+        "control_per_mvm": tile.control_J,
         "full_tile_mvm": math.fsum(one_mvm.values()),
         "digital_add": digital.add_J,
         "digital_mult": digital.mult_J,
         "attention_mac_inner_64": digital.integer_mac_J(bits, 64) if bits else digital.add_J + digital.mult_J,
         "sram_read_per_byte": digital.sram_read_J_per_byte,
         "sram_write_per_byte": digital.sram_write_J_per_byte,
-        "network_per_byte": tile.network_J_per_byte,
+        "network_per_bit": tile.network_J_per_bit,
     }
 
 
-def _sweep(template: WorkloadTemplate, placed: PlacedGraph, base: DigitalBaselineSpec, batch: int, seq_len: int,
+def _sweep(template: WorkloadTemplate, chip: _Chip, base: DigitalBaselineSpec, batch: int, seq_len: int,
            main: _Evaluation) -> tuple[str, list[SweepPoint]]:
     """Energy and latency of the chip and of the digital baseline along sequence length (or batch)."""
     if template.has_sequence_dim:
@@ -133,7 +172,7 @@ def _sweep(template: WorkloadTemplate, placed: PlacedGraph, base: DigitalBaselin
         axis, settings = "batch", [(b, seq_len) for b in sorted(set(SWEEP_BATCHES) | {batch})]
     points = []
     for b, s in settings:
-        ev = main if (b, s) == (batch, seq_len) else _evaluate(template, placed, base, b, s)
+        ev = main if (b, s) == (batch, seq_len) else _evaluate(template.instantiate(b, s), chip, base)
         points.append(SweepPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
                                  baseline_energy_J=ev.baseline.energy_J, baseline_latency_s=ev.baseline.latency_s))
     return axis, points

@@ -1,10 +1,12 @@
 """Energy and duration of each action, read from a spec and converted to SI units (J, s).
 
-A cost field the estimator needs but the spec leaves out is one UserError naming the spec file and
-the dotted field: never a silent zero. Digital primitives are published at a reference node
-(Horowitz, ISSCC 2014: 45 nm, 0.9 V) and scaled to the chip's node as switched capacitance times
-supply squared: E = E_ref * (node / node_ref) * (vdd / vdd_ref)^2 (first-order CMOS scaling: gate and
-wire capacitance shrink with feature size; see docs/estimator.md).
+A cost field the estimator needs but the spec leaves out is one UserError naming the spec file and the dotted
+field: never a silent zero. Digital primitives are published at a reference node (Horowitz, ISSCC 2014: 45 nm,
+0.9 V) and scaled to the chip's node as switched capacitance times supply squared: E = E_ref * (node / node_ref)
+* (vdd / vdd_ref)^2 (first-order CMOS scaling: gate and wire capacitance shrink with feature size). A tile's
+prices are split by what they scale with (docs/estimator.md, 2): the array per cell and per bit-line length, the
+input drivers per row and per input level, the converter per column and 2^bits, the local digital unit per
+column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
 """
 from __future__ import annotations
 
@@ -12,25 +14,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.adc import Converter, converter
+from compiler.backends.estimator.area import chip_area
+from compiler.backends.estimator.fields import FF, NS, PJ, require
+from compiler.backends.estimator.static import static_power
 
 PRECISION_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 # Horowitz gives no bfloat16 figures; bf16 is priced as fp16 (same width, a smaller multiplier: an upper bound).
 PRECISION_FIELDS = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp16", "int8": "int8"}
-PJ, FJ, NS, PS = 1e-12, 1e-15, 1e-9, 1e-12
-
-
-def require(spec: Any, dotted: str, purpose: str) -> Any:
-    """The value of `dotted` in `spec`; a UserError naming the field if it (or its section) is missing."""
-    value: Any = spec
-    for part in dotted.split("."):
-        value = getattr(value, part, None) if value is not None else None
-    if value is None:
-        where = getattr(spec, "source_file", "") or getattr(spec, "name", "the hardware spec")
-        raise UserError(f"{where}: the estimator needs {dotted} ({purpose}) but the spec leaves it unset (missing or null); "
-                        f"add it with its source (see docs/estimator.md)")
-    return value
 
 
 def node_scale(spec: Any, prefix: str) -> float:
@@ -47,6 +39,7 @@ class DigitalPrices:
     scale: float
     add_J: float
     mult_J: float
+    int8_add_J: float
     int8_mult_J: float
     int32_add_J: float
     sram_read_J_per_byte: float
@@ -75,6 +68,7 @@ def digital_prices(spec: Any, prefix: str, precision: str) -> DigitalPrices:
         scale=scale,
         add_J=pj(f"{kind}_add_pJ", f"{precision} additions of the digital units"),
         mult_J=pj(f"{kind}_mult_pJ", f"{precision} multiplications of the digital units"),
+        int8_add_J=pj("int8_add_pJ", "the PWM compare of each input row, per clock cycle"),
         int8_mult_J=pj("int8_mult_pJ", "integer multipliers of the MAC units"),
         int32_add_J=pj("int32_add_pJ", "integer accumulators of the MAC units"),
         sram_read_J_per_byte=pj("sram_read_pJ_per_byte", "SRAM reads of activations"),
@@ -84,26 +78,32 @@ def digital_prices(spec: Any, prefix: str, precision: str) -> DigitalPrices:
 
 @dataclass(frozen=True)
 class TilePrices:
-    """One MVM on a tile segment, per cell, per driven row and per read column."""
+    """One MVM on a tile: per cell, per driven row, per read column and per tile, each by what it scales with."""
     phases: int                     # read phases per MVM (bit-serial inputs: one per bit)
-    phase_window_s: float           # input pulse window of one phase
+    levels: int                     # input levels (clock cycles) of one phase's window
+    phase_window_s: float           # full-length input window of one phase
+    step_s: float                   # the tile clock period (one input level)
     mvm_time_s: float               # tile occupancy of one MVM
-    array_J_per_cell: float         # conduction energy of one weight cell over one MVM (full-scale input)
-    dac_J_per_row: float
-    adc_J_per_col: float
-    input_bytes: int                # per input element sent to the tile
-    output_bytes: int               # per output element sent back
-    network_J_per_byte: float
-    network_bytes_per_s: float
+    converter: Converter
+    cell_J: float                   # conduction of one cell over one MVM at full-length inputs (all phases)
+    bitline_J_per_col: float        # charging one bit line (the tile's full height) in every phase
+    row_J: float                    # one input row's driver: its line (the tile's full width) and its PWM compares
+    adc_J_per_col: float            # one conversion per column and phase
+    local_digital_J_per_col: float  # affine output scaling per column and phase (0 without a local digital unit)
+    control_J: float                # the tile's clock over one MVM: every row and column lane, every cycle
+    input_bits: float               # per input value sent to the tile
+    output_bits: float              # per output value sent back
+    network_J_per_bit: float        # one hop of the mesh: one tile pitch
+    hop_mm: float
+    link_bits_per_s: float
     mvm_overhead_s: float
 
 
-def tile_prices(hw: HardwareSpec) -> TilePrices:
+def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TilePrices:
+    digital = digital or digital_prices(hw, "energy", hw.digital.other_precision)
     dac_bits = require(hw, "dac.bits", "input resolution; an ideal (null) DAC has no cost model")
-    adc_bits = require(hw, "adc.bits", "output resolution; an ideal (null) ADC has no cost model")
-    step = require(hw, "latency.pwm_step_ns", "duration of one input pulse level") * NS
-    adc_time = require(hw, "latency.adc_ps_per_lsb", "ADC conversion time per LSB") * PS * 2 ** adc_bits
-    overlapped = require(hw, "latency.adc_during_input", "whether the ADC converts while inputs are applied")
+    adc = converter(hw)
+    step = require(hw, "latency.pwm_step_ns", "duration of one input pulse level (the tile clock)") * NS
     overhead = require(hw, "latency.mvm_overhead_ns", "per-MVM time not hidden by pipelining") * NS
     if hw.dac.encoding == "PWM":  # signed PWM: sign on the line polarity, |x| up to 2^(b-1) - 1 levels
         phases, levels = 1, max(1, 2 ** (dac_bits - 1) - 1)
@@ -112,27 +112,41 @@ def tile_prices(hw: HardwareSpec) -> TilePrices:
     else:  # amplitude: one pulse whose voltage carries the value
         phases, levels = 1, 1
     window = levels * step
-    phase_time = max(window, adc_time) if overlapped else window + adc_time
+    convert = adc.tile_time_s(hw.tile.cols)
+    phase_time = max(window, convert) if adc.during_input else window + convert
+    mvm_time = phases * phase_time + overhead
     volts = require(hw, "energy.read_voltage_V", "read bias of the crossbar")
+    vdd = require(hw, "energy.vdd_V", "logic supply at the chip's node")
     g_frac = require(hw, "energy.mean_conductance_fraction", "mean conductance of a weight cell")
     cell_power = g_frac * hw.device.g_max_uS * 1e-6 * volts ** 2  # G V^2, watts
-    adc_J = require(hw, "energy.adc_fJ_per_step", "ADC energy per conversion step") * FJ * 2 ** adc_bits
+    c_bitline = require(hw, "energy.bitline_fF_per_cell", "bit-line capacitance per cell") * FF
+    c_wordline = require(hw, "energy.wordline_fF_per_cell", "input-line capacitance per cell") * FF
+    c_clock = require(hw, "energy.clock_fF_per_lane", "clock load per row and column lane") * FF
+    ldpu = require(hw, "energy.local_digital_unit", "whether a local digital unit scales each column output")
+    cell_um2 = require(hw, "area.weight_cell_um2", "area of a weight cell (the tile pitch sets the network hop)")
+    hop_mm = math.sqrt(hw.tile.rows * hw.tile.cols * cell_um2) / 1e3  # the side of the tile's PCM array
+    wire = require(hw, "energy.network_pJ_per_bit_mm", "on-chip wire energy") * PJ
+    wires = hw.energy.network_bits_per_value
+    link = require(hw, "latency.link_bits_per_column", "tile link width per column")
     return TilePrices(
-        phases=phases, phase_window_s=window, mvm_time_s=phases * phase_time + overhead,
-        array_J_per_cell=phases * window * cell_power,
-        dac_J_per_row=phases * require(hw, "energy.dac_pJ_per_conversion", "input driver energy") * PJ,
-        adc_J_per_col=phases * adc_J,
-        input_bytes=math.ceil(dac_bits / 8), output_bytes=math.ceil(adc_bits / 8),
-        network_J_per_byte=require(hw, "energy.network_pJ_per_byte", "on-chip network energy") * PJ,
-        network_bytes_per_s=require(hw, "latency.network_bytes_per_ns", "tile link bandwidth") / NS,
-        mvm_overhead_s=overhead)
+        phases=phases, levels=levels, phase_window_s=window, step_s=step, mvm_time_s=mvm_time, converter=adc,
+        cell_J=phases * window * cell_power,
+        bitline_J_per_col=phases * hw.tile.rows * c_bitline * volts ** 2,
+        row_J=phases * (hw.tile.cols * c_wordline * vdd ** 2 + levels * digital.int8_add_J),
+        adc_J_per_col=phases * adc.energy_J,
+        local_digital_J_per_col=phases * (digital.mult_J + digital.add_J) if ldpu else 0.0,
+        control_J=(hw.tile.rows + hw.tile.cols) * c_clock * vdd ** 2 * (mvm_time / step),
+        input_bits=wires if wires is not None else 8 * math.ceil(dac_bits / 8),
+        output_bits=wires if wires is not None else 8 * math.ceil(adc.bits / 8),
+        network_J_per_bit=wire * hop_mm, hop_mm=hop_mm,
+        link_bits_per_s=link * hw.tile.cols / step, mvm_overhead_s=overhead)
 
 
 @dataclass(frozen=True)
 class DigitalThroughput:
     clock_hz: float
-    lanes: int
-    attention_macs_per_cycle: int
+    lanes: float
+    attention_macs_per_cycle: float
 
     def lane_time_s(self, primitives: float) -> float:
         return primitives / (self.lanes * self.clock_hz)
@@ -142,15 +156,17 @@ class DigitalThroughput:
 
 
 def digital_throughput(hw: HardwareSpec) -> DigitalThroughput:
+    """The chip's digital units: lanes and attention MACs per tile, times the tiles of one chip."""
+    per_tile = require(hw, "latency.digital_lanes_per_tile", "add/mult primitives per cycle per tile")
+    attention = require(hw, "latency.attention_macs_per_cycle_per_tile", "INT6 attention MACs per cycle per tile")
     return DigitalThroughput(
         clock_hz=require(hw, "latency.digital_clock_GHz", "clock of the digital units") * 1e9,
-        lanes=require(hw, "latency.digital_lanes", "add/mult primitives per cycle of the digital units"),
-        attention_macs_per_cycle=require(hw, "latency.attention_macs_per_cycle", "INT6 attention MACs per cycle"))
+        lanes=per_tile * hw.tile.count, attention_macs_per_cycle=attention * hw.tile.count)
 
 
 def check_prices(hw: HardwareSpec) -> None:
     """Read every field the estimator prices `hw` with: a missing one is the same UserError, raised before
     any work (the CLI calls it before the model loads)."""
     tile_prices(hw)
-    digital_prices(hw, "energy", hw.digital.other_precision)
     digital_throughput(hw)
+    static_power(hw, chip_area(hw), tiles=hw.tile.count, chips=1)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compiler.backends.estimator.area import ChipArea
 from compiler.backends.estimator.baseline import BaselineCost
 from compiler.backends.estimator.peak import PeakThroughput
+from compiler.backends.estimator.pulses import PulsePricing
+from compiler.backends.estimator.sensitivity import Sensitivity
 
 SCHEMA_VERSION = 1
 STATIC_LAYER = "(static power)"
@@ -58,11 +61,27 @@ class CostReport:
     action_energies_J: dict[str, float]
     critical_path: tuple[str, ...]
     bottleneck: str
-    tile_utilization: dict[int, float]           # busy fraction of the period, per tile
+    tile_utilization: dict[int, float]           # time busy: fraction of the period each tile works
     peak: PeakThroughput
     baseline: BaselineCost
     sweep_axis: str
     sweep: tuple[SweepPoint, ...]
+    area: ChipArea                               # one chip
+    chips: int                                   # chips the model spans
+    tiles_used: int
+    static_by_component_W: dict[str, float]      # leakage while running, the powered tiles and units
+    idle_tiles_gated: bool
+    pulses: PulsePricing
+    sensitivity: Sensitivity | None
+
+    @property
+    def area_mm2(self) -> float:
+        """Silicon of every chip the model spans."""
+        return self.chips * self.area.chip_mm2
+
+    @property
+    def static_power_W(self) -> float:
+        return sum(self.static_by_component_W.values())
 
     @property
     def energy_per_inference_J(self) -> float:
@@ -84,6 +103,10 @@ class CostReport:
     def power_W(self) -> float:
         """Average power while streaming batches back to back."""
         return self.energy_J / self.period_s if self.period_s else 0.0
+
+    @property
+    def tops_per_mm2(self) -> float:
+        return self.tops / self.area_mm2 if self.area_mm2 else 0.0
 
     @property
     def mean_tile_utilization(self) -> float:
@@ -111,6 +134,9 @@ class CostReport:
                 "tops": self.tops,
                 "tops_per_w": self.tops_per_w,
                 "power_W": self.power_W,
+                "static_power_W": self.static_power_W,
+                "area_mm2": self.area_mm2,
+                "tops_per_mm2": self.tops_per_mm2,
             },
             "energy_by_component_J": dict(self.energy_by_component_J),
             "layers": [{"name": layer.name, "energy_J": layer.energy_J, "ops": layer.ops,
@@ -126,6 +152,22 @@ class CostReport:
                 "tile_utilization": {str(t): u for t, u in sorted(self.tile_utilization.items())},
             },
             "peak": self.peak.to_json(),
+            "area": {
+                "chips": self.chips,
+                "chip_mm2": self.area.chip_mm2,
+                "tile_mm2": self.area.tile_mm2,
+                "total_mm2": self.area_mm2,
+                "by_component_mm2": {c: self.chips * a for c, a in self.area.by_component_mm2().items()},
+                "tops_per_mm2": self.tops_per_mm2,
+            },
+            "static": {
+                "power_W": self.static_power_W,
+                "by_component_W": dict(self.static_by_component_W),
+                "tiles_powered": self.tiles_used if self.idle_tiles_gated else self.chips * self.area.tiles,
+                "idle_tiles_gated": self.idle_tiles_gated,
+            },
+            "pulses": self.pulses.to_json(),
+            "sensitivity": self.sensitivity.to_json() if self.sensitivity else None,
             "baseline": {
                 "name": base.name,
                 "hw_file": base.hw_file,
@@ -136,6 +178,10 @@ class CostReport:
                 "tops": base.tops,
                 "tops_per_w": base.tops_per_w,
                 "weights_in_dram": base.weights_in_dram,
+                "weight_bytes": base.weight_bytes,
+                "area_mm2": base.area_mm2,
+                "static_power_W": base.static_power_W,
+                "assumptions": list(base.assumptions),
                 "energy_by_component_J": dict(base.energy_by_component_J),
                 "energy_ratio": base.energy_J / self.energy_J if self.energy_J else None,
                 "latency_ratio": base.latency_s / self.latency_s if self.latency_s else None,

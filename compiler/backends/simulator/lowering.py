@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from compiler.backends.simulator.block import AnalogBlock, LayerWeight, segment_weight
 from compiler.analog.integer import attention_matmul
@@ -29,6 +28,7 @@ from compiler.analog.programming import device_params, use_native
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import Kind, PlacedGraph, SegmentRanges, WeightBlock
+from compiler.progress import bar as progress_bar
 
 
 class SimulatedModel(nn.Module):
@@ -95,7 +95,7 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | N
 
     hw: simulate the placement under another spec of the same tile shape (default: placed.hw), e.g.
     load_hw_spec("pcm_1M", overrides={"adc.bits": None, "device.drift": False}) to switch effects off.
-    progress: a tqdm bar over the blocks while programming (stderr).
+    progress: a bar over the blocks while programming (stderr; drawn on a terminal only, compiler.progress).
     native_kernels: None runs the fused C kernels on CPU where they build (native.py) and torch ops
     elsewhere; False forces torch ops (same model and distributions, another random stream).
     ranges: per segment id, ranges to program instead of the placement's own (e.g. placed.ranges_before_pt,
@@ -121,8 +121,8 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | N
     params = device_params(hw, t_inference) if fused else None
     segments = placed.segments_with(ranges)
     modules: dict[str, AnalogBlock] = {}
-    bar = tqdm(placed.blocks.values(), desc=f"programming chip (seed {seed}, t={t_inference:g} s)",
-               unit="block", disable=not progress, file=None)
+    bar = progress_bar(placed.blocks.values(), desc=f"programming chip (seed {seed}, t={t_inference:g} s)",
+                       unit="block", enabled=progress)
     for index, block in enumerate(bar):
         layers, bias = block_layers(placed, block)
         modules[block.name] = AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
