@@ -101,8 +101,13 @@ class CostReport:
 
     @property
     def power_W(self) -> float:
-        """Average power while streaming batches back to back."""
-        return self.energy_J / self.period_s if self.period_s else 0.0
+        """Average power while streaming batches back to back: the dynamic energy of a batch every period,
+        plus the leakage once (energy_J counts the leakage over one batch's latency, which is longer than
+        the period when batches overlap in the pipeline)."""
+        if not self.period_s:
+            return 0.0
+        dynamic_J = self.energy_J - self.static_power_W * self.latency_s
+        return dynamic_J / self.period_s + self.static_power_W
 
     @property
     def tops_per_mm2(self) -> float:
