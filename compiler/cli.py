@@ -219,7 +219,7 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
         with _timed("exported, mapped and calibrated"):
             placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
                                    pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
-            _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean utilization "
+            _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
                  f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
             optimizations = "off (--no-pt-opt)" if args.no_pt_opt else "on (column and input range)"
             _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
