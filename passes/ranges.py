@@ -37,7 +37,7 @@ from compiler import sentences
 from compiler.analog.periphery import DEFAULT_ADC_RANGE
 from compiler.errors import UserError
 from compiler.frontend import normalize_example
-from compiler.ir import Kind, PlacedGraph, Span, TileSegment
+from compiler.ir import PlacedGraph, Span, TileSegment
 from compiler.progress import bar as progress_bar
 
 INPUT_PERCENTILE = 99.9      # dac_range = this percentile of |x| over the segment's inputs

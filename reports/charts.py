@@ -63,6 +63,30 @@ def energy_by_component(cost: CostJson) -> str:
     return to_svg(fig, "energy by component")
 
 
+def stacked_energy_bars(ax, rows: list[tuple[str, dict[str, float]]], order: list[str] | None = None,
+                        height: float = 0.6, headroom: float = 1.15) -> dict[str, object]:
+    """One horizontal bar per (label, energy by component) row, stacked by component (largest first, or in
+    `order`), its total written at its end; returns the first bar drawn of each component, for a legend."""
+    seen: dict[str, object] = {}
+    for y, (_, parts) in enumerate(rows):
+        left = 0.0
+        names = order if order is not None else sorted(parts, key=lambda name: -parts[name])
+        for name in names:
+            value = parts.get(name, 0.0)
+            if value <= 0:
+                continue
+            bar = ax.barh(y, value, left=left, color=_color(name), height=height, edgecolor="white", linewidth=0.5)
+            seen.setdefault(name, bar)
+            left += value
+        ax.text(left * 1.01, y, si(left, "J"), va="center", fontsize=9, color=INK, fontweight="bold")
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set_xlim(0, max(sum(parts.values()) for _, parts in rows) * headroom)
+    ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
+    return seen
+
+
 def aimc_vs_baseline(cost: CostJson) -> str:
     """Two stacked bars: the AIMC chip and the digital INT8 baseline, each split by component."""
     base = cost.baseline
@@ -70,21 +94,7 @@ def aimc_vs_baseline(cost: CostJson) -> str:
                                                                base.energy_by_component_J)]
     fig, ax = new_figure(5.6, 3.2)
     with style():
-        seen: dict[str, object] = {}
-        for y, (_, parts) in enumerate(rows):
-            left = 0.0
-            for name, value in sorted(parts.items(), key=lambda kv: -kv[1]):
-                if value <= 0:
-                    continue
-                bar = ax.barh(y, value, left=left, color=_color(name), height=0.56, edgecolor="white", linewidth=0.5)
-                seen.setdefault(name, bar)
-                left += value
-            ax.text(left * 1.01, y, si(left, "J"), va="center", fontsize=9, color=INK, fontweight="bold")
-        ax.set_yticks(range(len(rows)), [label for label, _ in rows])
-        ax.invert_yaxis()
-        ax.grid(axis="y", visible=False)
-        ax.set_xlim(0, max(sum(p.values()) for _, p in rows) * 1.18)
-        ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
+        seen = stacked_energy_bars(ax, rows, height=0.56, headroom=1.18)
         ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
                   bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
         ratio = base.energy_ratio

@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 
-from reports.charts import INK, SERIES_SHIFT, accuracy_series, component_color, component_label, drift_axis, \
-    drift_positions, metric_label
-from reports.fmt import si
+from reports.charts import INK, SERIES_SHIFT, accuracy_series, component_label, drift_axis, drift_positions, \
+    metric_label, stacked_energy_bars
 from reports.sections import HEADLINE_METRICS
 from reports.svgfig import new_figure, style, to_svg
 
@@ -34,23 +33,7 @@ def energy_by_run(runs) -> str | None:
     order = sorted(totals, key=lambda name: -totals[name])  # the same stacking order in every bar
     fig, ax = new_figure(11.4, 0.55 * len(rows) + 1.6)
     with style():
-        seen: dict[str, object] = {}
-        for y, (_, parts) in enumerate(rows):
-            left = 0.0
-            for name in order:
-                value = parts.get(name, 0.0)
-                if value <= 0:
-                    continue
-                bar = ax.barh(y, value, left=left, color=component_color(name), height=0.6, edgecolor="white",
-                              linewidth=0.5)
-                seen.setdefault(name, bar)
-                left += value
-            ax.text(left * 1.01, y, si(left, "J"), va="center", fontsize=9, color=INK, fontweight="bold")
-        ax.set_yticks(range(len(rows)), [label for label, _ in rows])
-        ax.invert_yaxis()
-        ax.grid(axis="y", visible=False)
-        ax.set_xlim(0, max(sum(parts.values()) for _, parts in rows) * 1.15)
-        ax.xaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
+        seen = stacked_energy_bars(ax, rows, order)
         ax.set_xlabel("energy per inference")
         ax.legend(list(seen.values()), [component_label(k) for k in seen], loc="upper left", bbox_to_anchor=(1.0, 1.0),
                   fontsize=8)
