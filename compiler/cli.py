@@ -78,7 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: the model's natural task)")
     compile_.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     compile_.add_argument("--batch", type=int, default=1, help="batch size for the cost estimate (default 1)")
-    compile_.add_argument("--allocation", default="packed", help="tile allocation: naive, fused or packed (default)")
+    compile_.add_argument("--allocation", default="auto",
+                          help="tile allocation: auto (default: searches the others with the cost schedule for "
+                               "--objective), naive, fused, packed (fewest tiles) or slack (packing within the "
+                               "pipeline's slack)")
+    compile_.add_argument("--objective", choices=("balanced", "tiles", "latency", "throughput"), default=None,
+                          help="what --allocation auto optimizes: balanced (default: the fewest tiles within 2 %% "
+                               "of the best latency), tiles, latency or throughput (these two may copy blocks onto "
+                               "spare tiles)")
+    compile_.add_argument("--max-tiles", type=int, help="tile budget of the mapping")
+    compile_.add_argument("--max-latency", type=float, metavar="SECONDS",
+                          help="latency budget of one inference, in seconds (e.g. 2e-4)")
     compile_.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
     compile_.add_argument("--drift-times", default="1s,1h,1d,1y",
                           help="drift times to simulate (default 1s,1h,1d,1y)")
@@ -218,9 +228,13 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
             original, model = model, _hwa_finetune(model, hw, args, staging, calibration)
         with _timed("exported, mapped and calibrated"):
             placed = compile_model(model, example, hw, allocation=args.allocation, calibration=calibration,
-                                   pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
+                                   pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt,
+                                   objective=args.objective, max_tiles=args.max_tiles,
+                                   max_latency_s=args.max_latency, seq_len=args.seq_len)
             _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
                  f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
+            if placed.strategies:
+                _say(tradeoff_line(placed.strategies, placed.objective))
             optimizations = "off (--no-pt-opt)" if args.no_pt_opt else "on (column and input range)"
             _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
                                "N sets them)" if calibration == 0 else
@@ -242,10 +256,25 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
     return out_dir
 
 
+def tradeoff_line(strategies: list[dict], objective: str) -> str:
+    """The chosen mapping's tiles, latency and throughput, and what it gives up against the fastest tried."""
+    chosen = next(r for r in strategies if r["chosen"])
+    line = (f"placement: {objective} objective: {chosen['tiles']} tiles, {chosen['latency_s'] * 1e6:.1f} us, "
+            f"{chosen['throughput_per_s']:,.0f} inferences/s" if chosen["latency_s"] is not None else
+            f"placement: {objective} objective: {chosen['tiles']} tiles (no cost schedule for this spec or model)")
+    timed = [r for r in strategies if r["latency_s"] is not None]
+    fastest = min(timed, key=lambda r: r["latency_s"], default=None)
+    if fastest is not None and fastest["latency_s"] < chosen["latency_s"] * (1 - 1e-9):
+        slower = chosen["latency_s"] / fastest["latency_s"] - 1
+        line += (f"; {slower:.0%} slower than {fastest['name']} ({fastest['latency_s'] * 1e6:.1f} us on "
+                 f"{fastest['tiles']} tiles)")
+    return line
+
+
 def _check_arguments(args: argparse.Namespace) -> None:
     """The numeric flags, the names and the device, before anything is read or loaded."""
     from compiler.models import TASKS
-    from passes.tile_allocation import STRATEGIES
+    from compiler.placement import ALLOCATIONS
     limits = (("--seq-len", args.seq_len, 2, "tokens"), ("--batch", args.batch, 1, "sequence"),
               ("--seeds", args.seeds, 1, "chip"), ("--calibration", args.calibration, 0, "sequences"),
               ("--hwa-steps", args.hwa_steps, 1, "step"), ("--hwa-batch", args.hwa_batch, 1, "sequence"))
@@ -254,8 +283,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} must be >= {least} (got {value}; at least {least} {unit})")
     if not (0 < args.hwa_lr < float("inf")):
         raise UserError(f"--hwa-lr must be a positive number (got {args.hwa_lr})")
-    if args.allocation not in STRATEGIES:
-        raise UserError(f"unknown allocation {args.allocation[:60]!r}; expected one of {', '.join(STRATEGIES)}")
+    if args.allocation not in ALLOCATIONS:
+        raise UserError(f"unknown allocation {args.allocation[:60]!r}; expected one of {', '.join(ALLOCATIONS)}")
+    if args.max_tiles is not None and args.max_tiles < 1:
+        raise UserError(f"--max-tiles must be >= 1 (got {args.max_tiles})")
+    if args.max_latency is not None and not (0 < args.max_latency < float("inf")):
+        raise UserError(f"--max-latency must be a positive number of seconds (got {args.max_latency})")
     if args.task is not None and args.task not in TASKS:
         raise UserError(f"unknown task {args.task[:60]!r}; expected one of {', '.join(TASKS)}")
     if any(len(part.encode()) > 255 for part in Path(args.model).parts) or "\0" in args.model:
@@ -374,7 +407,9 @@ def _simulate_without_hwa(original, example, hw, args: argparse.Namespace, calib
     from compiler.pipeline import compile_model
     drift_times, eval_data = simulation
     placed = compile_model(original, example, hw, allocation=args.allocation, calibration=calibration,
-                           pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt)
+                           pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt,
+                           objective=args.objective, max_tiles=args.max_tiles, max_latency_s=args.max_latency,
+                           seq_len=args.seq_len)
     without = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device)
     path = staging / "accuracy.json"
     accuracy = json.loads(path.read_text())
@@ -396,6 +431,8 @@ def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool
     totals = data["totals"]
     data["power_by_component_W"] = component_power_W(data["energy_by_component_J"], totals["period_s"],
                                                       totals.get("static_power_W"))
+    if placed.strategies:
+        data["strategies"] = placed.strategies
     _write_json(staging / "cost.json", data)
     _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
          f"(batch {args.batch}, seq {args.seq_len}), {cost.tops_per_w:.2f} TOPS/W")

@@ -92,6 +92,9 @@ class TileSegment:
     # Per-column weight normalization w_max_c (length = columns of the segment; set by
     # passes.range_optimization). None = one per-tile value max|W| for every column.
     col_w_max: torch.Tensor | None = field(default=None, repr=False)
+    # replication: which copy of its block this segment belongs to; every copy holds each weight once, on
+    # its own tiles, and takes every k-th token (placement.py decides the copies, the estimator prices them)
+    copy: int = 0
 
     @property
     def weights(self) -> int:
@@ -116,6 +119,7 @@ class LayerSlice:
     cols: Span
     in_features: Span               # the layer's input features on `rows`
     out_features: Span              # the layer's output features on `cols`
+    copy: int = 0                   # which copy of the block (replication)
 
 
 @dataclass
@@ -132,6 +136,10 @@ class PlacedGraph:
     # the ranges per segment id as passes.ranges set them, before the post-training optimizations
     # (passes.range_optimization.calibrate_ranges); None without them
     ranges_before_pt: dict[int, SegmentRanges] | None = None
+    # the strategies compiler/placement.py tried (tiles, latency, throughput each, the chosen one marked);
+    # empty for an explicit allocation
+    strategies: list[dict] = field(default_factory=list)
+    objective: str = ""
 
     # --- queries -----------------------------------------------------------------------------
     @property
@@ -172,8 +180,12 @@ class PlacedGraph:
         util = self.tile_utilization()
         return sum(util.values()) / len(util) if util else 0.0
 
-    def block_segments(self, block: str) -> list[TileSegment]:
-        return [s for s in self.segments if s.block == block]
+    def block_segments(self, block: str, copy: int | None = 0) -> list[TileSegment]:
+        """The segments of one copy of `block` (copy=None: of every copy)."""
+        return [s for s in self.segments if s.block == block and (copy is None or s.copy == copy)]
+
+    def copies(self, block: str) -> int:
+        return 1 + max((s.copy for s in self.segments if s.block == block), default=0)
 
     def segment_ranges(self) -> dict[int, SegmentRanges]:
         """The ranges every segment holds now, by segment id (col_w_max copied)."""
@@ -195,13 +207,13 @@ class PlacedGraph:
         p = self.placements[node]
         lo, hi = p.block_col_offset, p.block_col_offset + p.out_features
         slices = []
-        for s in self.block_segments(p.block):
+        for s in self.block_segments(p.block, copy=None):
             a, b = max(lo, s.block_cols[0]), min(hi, s.block_cols[1])
             if a >= b:
                 continue
             col0 = s.cols[0] + a - s.block_cols[0]
             slices.append(LayerSlice(segment=s.id, tile=s.tile, rows=s.rows, cols=(col0, col0 + b - a),
-                                     in_features=s.block_rows, out_features=(a - lo, b - lo)))
+                                     in_features=s.block_rows, out_features=(a - lo, b - lo), copy=s.copy))
         return slices
 
     def weight_of(self, placement: Placement) -> torch.Tensor:
@@ -241,7 +253,7 @@ class PlacedGraph:
                     {"tile": sl.tile, "chip": sl.tile // self.tiles_per_chip, "segment": sl.segment,
                      "rows": list(sl.rows), "cols": list(sl.cols), "in_features": list(sl.in_features),
                      "out_features": list(sl.out_features), "dac_range": segments[sl.segment].dac_range,
-                     "adc_range": segments[sl.segment].adc_range}
+                     "adc_range": segments[sl.segment].adc_range, **({"copy": sl.copy} if sl.copy else {})}
                     for sl in self.layer_slices(p.node)]
             layers.append(entry)
         return {
@@ -267,6 +279,7 @@ class PlacedGraph:
             "blocks": [asdict(b) for b in self.blocks.values()],
             "segments": [_segment_json(s) for s in self.segments],
             "layers": layers,
+            **({"objective": self.objective, "strategies": self.strategies} if self.strategies else {}),
         }
 
 

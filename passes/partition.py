@@ -5,11 +5,18 @@
   is a softmax output (P of P·V) is marked `operand_is_probability`: the integer unit quantizes P
   unsigned over [0, 1] (compiler/analog/integer.py);
 - everything else -> DIGITAL.
+
+Decoders map the same way: grouped-query attention (K/V projections narrower than Q), fused projections
+(Phi-3's `qkv_proj`, `gate_up_proj`), biases on some projections (Qwen2), tied LM heads (one weight, one
+layer), SwiGLU, RMSNorm and rotary embeddings need nothing special (docs/decoders.md). Mixture-of-experts
+layers whose experts are stacked in one 3-D parameter (transformers' Mixtral) are refused with one line:
+their experts are not placed on tiles yet, and running them on the digital unit unsaid would misprice them.
 """
 from __future__ import annotations
 
 import torch
 
+from compiler.errors import UserError
 from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, Placement
 
 _ANALOG_OPS = {"aten.linear.default", "aten.addmm.default"}
@@ -38,10 +45,26 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
                                                      out_features=_static(_shape(node)[-1]),
                                                      operand_is_probability=is_softmax_output(node.args[0]))
         else:
+            if op not in SHAPE_OPS:
+                _refuse_stacked_weights(placed, node, module, params)
             features = _features(node) if op not in SHAPE_OPS else (None, None)
             placed.placements[node.name] = Placement(node.name, Kind.DIGITAL, op, module,
                                                      in_features=features[0], out_features=features[1])
     return placed
+
+
+def _refuse_stacked_weights(placed: PlacedGraph, node: torch.fx.Node, module: str, params: dict[str, str]) -> None:
+    """A UserError when `node` computes with a parameter of 3 or more dimensions (reached through shape ops and
+    conversions): mixture-of-experts weights stacked per expert, which no pass places on tiles yet."""
+    for arg in node.args:
+        while isinstance(arg, torch.fx.Node) and arg.op == "call_function" and arg.args and \
+                str(arg.target) in _PROBABILITY_PRESERVING:
+            arg = arg.args[0]
+        name = _param_name(arg, params)
+        if name is not None and len(_shape(arg)) >= 3:
+            raise UserError(f"{placed.model_info.name}: {module or node.name} computes with {name}, a weight of shape "
+                            f"{tuple(_shape(arg))} stacked per expert (mixture of experts); mapping stacked expert "
+                            f"weights onto tiles is not supported yet")
 
 
 def is_softmax_output(arg) -> bool:

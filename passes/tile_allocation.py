@@ -7,17 +7,21 @@ Strategies:
           so their partial column tiles merge.
 - packed: fused, then the partial pieces (the row/column remainders) share tiles: each tile holds
           non-overlapping rectangles, time-multiplexed (a segment's MVM drives only its own rows).
-          Default: fewest tiles.
+          Fewest tiles, but pieces of one block sharing a tile serialize, and that stretches the pipeline.
+- slack:  packed, but a tile is shared only by pieces of different blocks whose combined busy time per
+          inference fits the pipeline period (`busy`, `period`: the estimator's schedule, given by
+          compiler/placement.py), so packing costs no latency where the schedule allows it.
+`replicate` then adds copies of chosen blocks on fresh tiles (`TileSegment.copy`); tokens alternate copies.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from compiler.errors import UserError
 from compiler.ir import Kind, PlacedGraph, TileSegment, WeightBlock
 
-STRATEGIES = ("naive", "fused", "packed")
+STRATEGIES = ("naive", "fused", "packed", "slack")
 # tile pieces the allocator builds at most (one object each): beyond, tiles this small for this model are
 # no chip anyone builds, and the pieces alone would take gigabytes (roberta-base on 1x1 tiles: 85M)
 MAX_PIECES = 1_000_000
@@ -38,16 +42,24 @@ class _Piece:
         return self.block_cols[1] - self.block_cols[0]
 
 
-def allocate_tiles(placed: PlacedGraph, strategy: str = "packed") -> PlacedGraph:
-    """Fill `placed.blocks` and `placed.segments` (in place; returns placed)."""
+def allocate_tiles(placed: PlacedGraph, strategy: str = "packed", busy: dict[str, float] | None = None,
+                   period: float | None = None) -> PlacedGraph:
+    """Fill `placed.blocks` and `placed.segments` (in place; returns placed).
+
+    slack only: `busy` maps a block name to the seconds one of its pieces keeps a tile busy per inference,
+    `period` is the pipeline period that sharing a tile must not exceed."""
     if strategy not in STRATEGIES:
         raise UserError(f"unknown allocation {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy == "slack" and (busy is None or period is None):
+        raise ValueError("slack allocation needs each block's busy time and the period (compiler/placement.py)")
     placed.blocks = _make_blocks(placed, fuse=strategy != "naive")
     _check_capacity_from_shapes(placed, strategy)
     rows, cols = placed.hw.tile.rows, placed.hw.tile.cols
     pieces = [piece for block in placed.blocks.values() for piece in _grid_pieces(block, rows, cols)]
     if strategy == "packed":
         placed.segments = _pack(pieces, rows, cols)
+    elif strategy == "slack":
+        placed.segments = _pack(pieces, rows, cols, busy, period)
     else:
         placed.segments = [_segment(i, i, p, 0, 0) for i, p in enumerate(pieces)]
     placed.allocation = strategy
@@ -105,8 +117,11 @@ def _segment(seg_id: int, tile: int, piece: _Piece, row0: int, col0: int) -> Til
                        block=piece.block, block_rows=piece.block_rows, block_cols=piece.block_cols)
 
 
-def _pack(pieces: list[_Piece], rows: int, cols: int) -> list[TileSegment]:
-    """Full pieces get a tile each; partial ones are packed by MaxRects (best area fit), largest first."""
+def _pack(pieces: list[_Piece], rows: int, cols: int, busy: dict[str, float] | None = None,
+          period: float | None = None) -> list[TileSegment]:
+    """Full pieces get a tile each; partial ones are packed by MaxRects (best area fit), largest first.
+    With `busy` and `period`: a tile takes a piece only if its busy time stays within the period and it holds
+    no other piece of the same block (those would serialize inside one stage)."""
     segments: list[TileSegment] = []
     full = [p for p in pieces if p.height == rows and p.width == cols]
     partial = sorted((p for p in pieces if not (p.height == rows and p.width == cols)),
@@ -114,10 +129,16 @@ def _pack(pieces: list[_Piece], rows: int, cols: int) -> list[TileSegment]:
     for p in full:
         segments.append(_segment(len(segments), len(segments), p, 0, 0))
     free: list[list[tuple[int, int, int, int]]] = []  # per open tile: free rectangles (r, c, h, w)
+    load: list[float] = []                             # per open tile: busy seconds per inference
+    holds: list[set[str]] = []                         # per open tile: the blocks on it
     first_open = len(full)
+    limit = period * (1 + 1e-9) if period is not None else None
     for p in partial:
         best = None
+        cost = busy.get(p.block, 0.0) if busy is not None else 0.0
         for t, rects in enumerate(free):
+            if limit is not None and (load[t] + cost > limit or p.block in holds[t]):
+                continue
             for r in rects:
                 if p.height <= r[2] and p.width <= r[3]:
                     waste = r[2] * r[3] - p.height * p.width
@@ -125,11 +146,39 @@ def _pack(pieces: list[_Piece], rows: int, cols: int) -> list[TileSegment]:
                         best = (waste, t, r)
         if best is None:
             free.append([(0, 0, rows, cols)])
+            load.append(0.0)
+            holds.append(set())
             best = (0, len(free) - 1, (0, 0, rows, cols))
         _, t, (r0, c0, _, _) = best
+        load[t] += cost
+        holds[t].add(p.block)
         segments.append(_segment(len(segments), first_open + t, p, r0, c0))
         free[t] = _split_free(free[t], (r0, c0, p.height, p.width))
     return segments
+
+
+def replicate(placed: PlacedGraph, copies: dict[str, int]) -> PlacedGraph:
+    """Add copies of blocks (name -> total copies, >= 1) on fresh tiles, one tile per piece (in place).
+
+    A copy holds every weight of its block exactly once, under new segment ids (so the simulator programs it
+    as other devices) and `copy` = 1, 2, ...; it takes its ranges from copy 0, which holds the same weights."""
+    placed.segments = [s for s in placed.segments if s.copy == 0]
+    next_tile = max((s.tile for s in placed.segments), default=-1) + 1
+    next_id = max((s.id for s in placed.segments), default=-1) + 1
+    added = []
+    for block, k in copies.items():
+        originals = [s for s in placed.segments if s.block == block]
+        for c in range(1, k):
+            for s in originals:
+                added.append(replace(s, id=next_id, tile=next_tile, rows=(0, s.rows[1] - s.rows[0]),
+                                     cols=(0, s.cols[1] - s.cols[0]), copy=c,
+                                     col_w_max=None if s.col_w_max is None else s.col_w_max.clone()))
+                if placed.ranges_before_pt is not None and s.id in placed.ranges_before_pt:
+                    placed.ranges_before_pt[next_id] = placed.ranges_before_pt[s.id]
+                next_id, next_tile = next_id + 1, next_tile + 1
+    placed.segments = placed.segments + added
+    _check_capacity(placed)
+    return placed
 
 
 def _split_free(rects: list[tuple[int, int, int, int]], used: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:

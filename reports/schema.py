@@ -37,6 +37,7 @@ class TileSlice(Record):
     out_features: tuple[int, int] = required(min=0)
     dac_range: float | None = written()
     adc_range: float | None = written()
+    copy: int = optional(0, min=0)                   # replication: which copy of the block (absent: 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +72,20 @@ class Segment(Record):
     dac_range: float | None = written()
     adc_range: float | None = written()
     col_w_max_range: tuple[float, float] | None = optional()
+    copy: int = written(0, min=0)                    # replication: which copy of the block
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy(Record):
+    """One allocation `--allocation auto` tried (compiler/placement.py): one inference's latency and the
+    steady-stream throughput from the estimator's schedule (null without a priced spec)."""
+    name: str = required()
+    tiles: int = required(min=0)
+    latency_s: float | None = written(min=0)
+    period_s: float | None = written(min=0)
+    throughput_per_s: float | None = written(min=0)
+    copies: int = written(0, min=0)                  # block copies added by replication
+    chosen: bool = written(False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +120,8 @@ class MappingJson(Record):
     segments: list[Segment] = written([])
     layers: list[MappingLayer] = required()
     command: str | None = optional()
+    objective: str | None = optional()               # --allocation auto only, with the strategies it tried
+    strategies: list[Strategy] = optional([])
 
 
 # --- cost.json (compiler/backends/estimator/report.py, CostReport.to_json) ------------------------------
@@ -271,6 +288,8 @@ class CostJson(Record):
     sensitivity: Sensitivity | None = written()   # null when the estimate ran without it
     # added by compiler/cli.py (reports/power.py): energy_by_component_J over totals.period_s
     power_by_component_W: dict[str, float] = optional({})
+    # added by compiler/cli.py with --allocation auto: the strategies tried, as in mapping.json
+    strategies: list[Strategy] = optional([])
 
 
 # --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----

@@ -38,7 +38,8 @@ def test_default_allocation_beats_naive(roberta_base, pcm_1m, roberta_placed_nai
     placed = PlacedGraph(roberta_placed_naive.exported, roberta_placed_naive.model, pcm_1m,
                          roberta_placed_naive.model_info, placements)
     strategy = inspect.signature(compile_model).parameters["allocation"].default
-    allocate_tiles(placed, strategy)
+    from compiler.placement import place
+    place(placed, strategy)
     assert placed.tiles_used < 486
 
 
@@ -134,3 +135,99 @@ def test_gpt2_conv1d_layers_are_analog(pcm_1m):
     assert c_attn.weight_transposed and (c_attn.in_features, c_attn.out_features) == (768, 2304)
     assert torch.equal(placed.weight_of(c_attn), model.transformer.h[0].attn.c_attn.weight.t())
     _check_every_weight_placed_once(placed)
+
+
+# --- placement for an objective (compiler/placement.py) -------------------------------------------------------
+
+def _fresh(placed_naive, hw):
+    from compiler.ir import PlacedGraph
+    placements = {name: dataclasses.replace(p) for name, p in placed_naive.placements.items()}
+    return PlacedGraph(placed_naive.exported, placed_naive.model, hw, placed_naive.model_info, placements)
+
+
+def test_auto_objectives_on_roberta_base(roberta_placed_naive, pcm_1m):
+    from compiler.placement import place
+    placed = _fresh(roberta_placed_naive, pcm_1m)
+    place(placed, "auto", "tiles")
+    assert placed.tiles_used == 327
+    rows = {r["name"]: r for r in placed.strategies}
+    naive = rows["naive"]
+    assert rows["packed"]["chosen"] and rows["naive"]["tiles"] == 486
+    place(placed, "auto")  # balanced: fewest tiles within 2 % of the best latency
+    assert placed.tiles_used < 486 and placed.allocation == "slack"
+    chosen = next(r for r in placed.strategies if r["chosen"])
+    assert chosen["latency_s"] <= naive["latency_s"] * 1.02
+    copies = place(placed, "auto", "latency")
+    chosen = next(r for r in placed.strategies if r["chosen"])
+    assert chosen["latency_s"] <= naive["latency_s"] and copies  # spare tiles hold copies
+    assert chosen["tiles"] <= 512
+
+
+def test_budgets_are_respected_or_refused(roberta_placed_naive, pcm_1m):
+    from compiler.errors import UserError
+    from compiler.placement import place
+    placed = _fresh(roberta_placed_naive, pcm_1m)
+    place(placed, "auto", max_tiles=400)
+    assert placed.tiles_used <= 400
+    with pytest.raises(UserError, match="no mapping of roberta-base on pcm_1M fits --max-tiles 100"):
+        place(placed, "auto", max_tiles=100)
+    with pytest.raises(UserError, match="fits --max-latency"):
+        place(placed, "auto", max_latency_s=1e-6)
+    place(placed, "auto", "tiles", max_latency_s=250e-6)
+    assert next(r for r in placed.strategies if r["chosen"])["latency_s"] <= 250e-6
+
+
+def _assert_each_weight_once_per_copy(placed):
+    for block in placed.blocks.values():
+        for c in range(placed.copies(block.name)):
+            covered = np.zeros((block.in_features, block.out_features), dtype=np.int32)
+            for s in placed.block_segments(block.name, copy=c):
+                assert s.rows[1] - s.rows[0] == s.block_rows[1] - s.block_rows[0]
+                assert s.cols[1] - s.cols[0] == s.block_cols[1] - s.block_cols[0]
+                covered[s.block_rows[0]:s.block_rows[1], s.block_cols[0]:s.block_cols[1]] += 1
+            assert (covered == 1).all(), (block.name, c)
+    cells: dict[int, np.ndarray] = {}
+    for s in placed.segments:  # no two segments overlap on a tile
+        grid = cells.setdefault(s.tile, np.zeros((placed.hw.tile.rows, placed.hw.tile.cols), dtype=np.int32))
+        grid[s.rows[0]:s.rows[1], s.cols[0]:s.cols[1]] += 1
+    assert all((g <= 1).all() for g in cells.values())
+    assert len({s.id for s in placed.segments}) == len(placed.segments)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=1, max_size=4),
+       tile=st.tuples(st.integers(4, 40), st.integers(4, 40)), strategy=st.sampled_from(["naive", "fused", "packed"]),
+       copies=st.integers(1, 3))
+def test_every_weight_placed_once_per_copy(shapes, tile, strategy, copies):
+    from passes.tile_allocation import replicate
+    layers = [nn.Linear(a, b) for a, b in shapes]
+    chain = []
+    for i, layer in enumerate(layers):  # each layer reads the previous one's output
+        chain.append(nn.Linear(layers[i - 1].out_features, layer.in_features) if i else nn.Identity())
+        chain.append(layer)
+    model = nn.Sequential(*[m for m in chain if not isinstance(m, nn.Identity)])
+    hw = load_hw_spec("pcm_1M", overrides={"tile.rows": tile[0], "tile.cols": tile[1], "tile.max_chips": 64})
+    placed = compile_model(model, (torch.randn(2, shapes[0][0]),), hw, allocation=strategy)
+    _assert_each_weight_once_per_copy(placed)
+    replicate(placed, {name: copies for name in list(placed.blocks)[::2]})
+    _assert_each_weight_once_per_copy(placed)
+    assert placed.copies(next(iter(placed.blocks))) == copies
+
+
+def test_replicated_copies_are_distinct_devices(pcm_1m):
+    from passes.tile_allocation import replicate
+    hw = load_hw_spec("pcm_1M", overrides={"output_noise": 0.0})
+    model = nn.Sequential(nn.Linear(64, 32))
+    placed = compile_model(model, (torch.randn(4, 64),), hw, allocation="naive", calibration=4)
+    replicate(placed, {next(iter(placed.blocks)): 2})
+    assert {s.copy for s in placed.segments} == {0, 1} and placed.tiles_used == 2
+    sim = placed.simulator(seed=3)
+    (block,) = sim.blocks.values()
+    x = torch.randn(6, 64)
+    a, b = block.copies[0](x), block.copies[1](x)
+    assert not torch.allclose(a, b)                  # other devices: other programming noise
+    out = block(x)                                   # token i on copy i mod 2
+    assert torch.allclose(out[0::2], block.copies[0](x[0::2])) and torch.allclose(out[1::2], block.copies[1](x[1::2]))

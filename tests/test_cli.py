@@ -33,7 +33,13 @@ def test_roberta_base_end_to_end(roberta_run):
     assert "RANDOM weights" in err
     mapping = json.loads((out / "mapping.json").read_text())
     assert mapping["model"] == "roberta-base" and mapping["hw"] == "pcm_1M" and mapping["weights"] == "random"
-    assert mapping["tiles_used"] < 486 and mapping["allocation"] == "packed"
+    assert mapping["tiles_used"] < 486 and mapping["allocation"] == "slack" and mapping["objective"] == "balanced"
+    assert sum(r["chosen"] for r in mapping["strategies"]) == 1 and "balanced objective:" in err
+    html = (out / "report.html").read_text()
+    table = html.split('<table id="strategies">', 1)[1].split("</table>", 1)[0]   # the trade-off, in the report
+    assert table.count("<tr") == len(mapping["strategies"]) + 1 and table.count('class="chosen"') == 1
+    chosen = next(r for r in mapping["strategies"] if r["chosen"])
+    assert f"<td>{chosen['name']}</td><td class=\"num\">{chosen['tiles']}</td>" in table.split('class="chosen"')[1]
     analog = [layer for layer in mapping["layers"] if layer["kind"] == "analog"]
     assert len(analog) == 74
     assert {"name", "kind", "in_features", "out_features", "tiles"} <= set(analog[0])

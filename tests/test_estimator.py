@@ -35,7 +35,7 @@ def pcm_spec():
 @pytest.fixture(scope="module")
 def tiny_placed(pcm_spec):
     model, example = _tiny_bert()
-    return compile_model(model, example, pcm_spec)
+    return compile_model(model, example, pcm_spec, allocation="packed")  # the figures below were set on packed
 
 
 @pytest.fixture(scope="module")

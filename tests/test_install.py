@@ -121,9 +121,9 @@ def test_wheel_installs_into_a_fresh_venv_and_compiles_from_anywhere(tmp_path):
     script = venv / "bin" / "aimc-compile"
     version = subprocess.run([str(script), "--version"], cwd=work, capture_output=True, text=True, env=env)
     assert version.stdout.strip() == f"aimc-compile {__version__}"
-    # packed allocation reaches the lower bound ceil(85,526,016 weights / tile): 327 of 512x512, 1306 of 256x256
+    # the tiles objective (packed) reaches the lower bound ceil(85,526,016 weights / tile): 327 of 512x512, 1306 of 256x256
     for hw, tiles in (("pcm_1M", 327), ("hermes", 1306)):
-        run = subprocess.run([str(script), "roberta-base", "--hw", hw, "--out", f"out-{hw}"], cwd=work,
+        run = subprocess.run([str(script), "roberta-base", "--hw", hw, "--objective", "tiles", "--out", f"out-{hw}"], cwd=work,
                              capture_output=True, text=True, timeout=600, env=env)
         assert run.returncode == 0, run.stderr[-3000:]
         mapping = json.loads((work / f"out-{hw}" / "mapping.json").read_text())

@@ -20,7 +20,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # search, FP reference, chips)
 SIMULATE = ["--hw", "pcm_1M", "--simulate", "--drift-times", "1h", "--seeds", "1", "--calibration", "4",
             "--seq-len", "32"]
-STAGES = ("hardware:", "model:", "mapped:", "ranges:", "cost:", "simulating:", "simulator:", "accuracy:",
+STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "simulating:", "simulator:", "accuracy:",
           "accuracy, PT optimization off:", "done in ")
 
 

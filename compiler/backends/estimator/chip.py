@@ -59,29 +59,39 @@ def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
 def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fill: Mapping[int, float]) -> Stage:
     n = work.vectors
     energy = dict.fromkeys(TILE_COMPONENTS + ("accumulation", "sram"), 0.0)
+    # replicated blocks: copy c takes tokens c, c + k, ... (n_c of them), each on its own tiles
+    k = 1 + max((seg.copy for seg in work.segments), default=0)
+    share = {c: n // k + (c < n % k) for c in range(k)}
     per_tile: dict[int, float] = {}
-    read_rows = read_cols = cells = 0
+    per_copy: dict[int, dict[int, float]] = {}
+    mvms = read_rows = read_cols = cells = 0.0
     for seg in work.segments:
+        m = share[seg.copy]
         rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
         for component, joules in tile_mvm_energy(tile, rows, cols, fill.get(seg.id, 1.0)).items():
-            energy[component] += n * joules
-        per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + segment_time(tile, rows, cols)
-        read_rows, read_cols, cells = read_rows + rows, read_cols + cols, cells + rows * cols
-    partial_sums = read_cols - work.out_features  # outputs split over several row pieces add up digitally
-    energy["accumulation"] += n * (partial_sums + work.bias_features) * digital.add_J
+            energy[component] += m * joules
+        t = segment_time(tile, rows, cols)
+        per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + m * t
+        copy_tiles = per_copy.setdefault(seg.copy, {})
+        copy_tiles[seg.tile] = copy_tiles.get(seg.tile, 0.0) + t
+        mvms, read_rows, read_cols, cells = mvms + m, read_rows + m * rows, read_cols + m * cols, cells + m * rows * cols
+    partial_sums = read_cols - n * work.out_features  # outputs split over several row pieces add up digitally
+    energy["accumulation"] += (partial_sums + n * work.bias_features) * digital.add_J
     act = digital.bytes_per_element
     energy["sram"] = n * act * (work.in_features * digital.sram_read_J_per_byte
                                 + work.out_features * digital.sram_write_J_per_byte)
     scaled = read_cols * tile.phases if tile.local_digital_J_per_col else 0
-    counts = {"tile_mvms": n * len(work.segments), "array_cell_reads": n * cells,
-              "dac_conversions": n * read_rows * tile.phases, "adc_conversions": n * read_cols * tile.phases,
-              "local_digital_scalings": n * scaled, "accumulation_adds": n * (partial_sums + work.bias_features),
+    counts = {"tile_mvms": mvms, "array_cell_reads": cells,
+              "dac_conversions": read_rows * tile.phases, "adc_conversions": read_cols * tile.phases,
+              "local_digital_scalings": scaled, "accumulation_adds": partial_sums + n * work.bias_features,
               "analog_macs": work.macs,
               "sram_read_bytes": n * act * work.in_features, "sram_write_bytes": n * act * work.out_features,
-              "network_bytes": n * (read_rows * tile.input_bits + read_cols * tile.output_bits) / 8}
+              "network_bytes": (read_rows * tile.input_bits + read_cols * tile.output_bits) / 8}
+    # the stream ends when the slowest copy has done its share: an effective time per vector
+    stream = max((share[c] * max(tiles.values()) for c, tiles in per_copy.items()), default=0.0)
     return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
-                 vector_time_s=max(per_tile.values(), default=0.0), deps=work.deps,
-                 energy_J=energy, busy_s={f"tile {t}": n * s for t, s in per_tile.items()}, ops=2.0 * work.macs,
+                 vector_time_s=stream / n if n else 0.0, deps=work.deps,
+                 energy_J=energy, busy_s={f"tile {t}": s for t, s in per_tile.items()}, ops=2.0 * work.macs,
                  counts=counts)
 
 

@@ -278,3 +278,28 @@ class AnalogBlock(nn.Module):
 def _spans(group: DacGroup) -> list[Span]:
     span = group.contiguous_span()
     return [span] if span is not None else sorted(group.col_spans)
+
+
+class ReplicatedBlock(nn.Module):
+    """A block programmed k times (replication: other tiles, so other devices); token i runs on copy i mod k,
+    as the estimator's schedule streams them."""
+
+    def __init__(self, copies: list[AnalogBlock]):
+        super().__init__()
+        self.copies = nn.ModuleList(copies)
+        self.name, self.in_features, self.out_features = copies[0].name, copies[0].in_features, copies[0].out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        k = len(self.copies)
+        out = None
+        for c, block in enumerate(self.copies):
+            part = flat[c::k]
+            if part.shape[0] == 0:
+                continue
+            y = block(part)
+            if out is None:
+                out = y.new_empty(flat.shape[0], self.out_features)
+            out[c::k] = y
+        return out.reshape(*lead, self.out_features)

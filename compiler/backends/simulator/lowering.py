@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compiler.backends.simulator.block import AnalogBlock, LayerWeight, segment_weight
+from compiler.backends.simulator.block import AnalogBlock, LayerWeight, ReplicatedBlock, segment_weight
 from compiler.analog.integer import attention_matmul
 from compiler.analog.programming import device_params, use_native
 from compiler.errors import UserError
@@ -35,7 +35,7 @@ class SimulatedModel(nn.Module):
     """One programmed chip instance at one inference time; call it like the model. `seed` is the seed it was
     programmed with (drawn fresh when build_simulator got seed=None)."""
 
-    def __init__(self, graph_module: torch.fx.GraphModule, blocks: dict[str, AnalogBlock], hw: HardwareSpec,
+    def __init__(self, graph_module: torch.fx.GraphModule, blocks: dict[str, AnalogBlock | ReplicatedBlock], hw: HardwareSpec,
                  t_inference: float, seed: int, device: torch.device,
                  inputs: dict[str, tuple[int | None, ...]] | None = None):
         super().__init__()
@@ -120,14 +120,19 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | N
         raise UserError(str(exc)) from None
     params = device_params(hw, t_inference) if fused else None
     segments = placed.segments_with(ranges)
-    modules: dict[str, AnalogBlock] = {}
+    modules: dict[str, AnalogBlock | ReplicatedBlock] = {}
     bar = progress_bar(placed.blocks.values(), desc=f"programming chip (seed {seed}, t={t_inference:g} s)",
                        unit="block", enabled=progress)
     for index, block in enumerate(bar):
         layers, bias = block_layers(placed, block)
-        modules[block.name] = AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
-                                          [s for s in segments if s.block == block.name], hw, t_inference, seed,
-                                          key=index, device=device, params=params, native_kernels=fused)
+        copies = [AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
+                              [s for s in segments if s.block == block.name and s.copy == c], hw, t_inference, seed,
+                              # copies: own output-noise streams (keys past every block's); their segments
+                              # have their own ids, so programming and read noise differ too
+                              key=index + c * len(placed.blocks), device=device, params=params,
+                              native_kernels=fused)
+                  for c in range(placed.copies(block.name))]
+        modules[block.name] = copies[0] if len(copies) == 1 else ReplicatedBlock(copies)
     graph_module = lower_graph(placed, modules, hw, ste=False, fused=fused)
     graph_module.to(device)
     return SimulatedModel(graph_module, modules, hw, t_inference, seed, device, inputs=_input_shapes(placed))

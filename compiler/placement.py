@@ -1,0 +1,221 @@
+"""Placement for an objective: try the allocation strategies with the estimator's schedule in the loop.
+
+A pass imports no backend, so the search lives here: it runs passes.tile_allocation's strategies, prices each
+with the estimator's pipeline schedule (one inference of `seq_len` tokens), and keeps the best one under the
+budget. Candidates:
+- naive, fused, packed: as the pass defines them;
+- slack: packing limited to the pipeline's slack (each tile's busy time within fused's period);
+- replicated: slack plus copies of the blocks that stretch the schedule most, greedily, while tiles remain
+  (the budget, else the chips the mapping already uses); tokens alternate copies.
+Objectives: "tiles" (fewest, then latency), "latency" (lowest, then fewest tiles), "throughput" (highest,
+then latency), and the default "balanced": the fewest tiles whose latency stays within 2 % of the best
+unreplicated latency (replication spends tiles for speed, which only the latency and throughput objectives ask).
+The programming energy of copies is not priced (the estimator has no programming cost).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from compiler.errors import UserError
+from compiler.ir import PlacedGraph
+from passes.tile_allocation import STRATEGIES, allocate_tiles, replicate
+
+OBJECTIVES = ("balanced", "tiles", "latency", "throughput")
+ALLOCATIONS = ("auto",) + STRATEGIES
+BALANCED_SLACK = 0.02          # the default objective: fewest tiles within 2 % of the best latency
+GREEDY_TRIES = 3               # blocks tried per replication step (the ones that stretch the schedule most)
+
+
+@dataclass
+class Candidate:
+    name: str
+    strategy: str
+    tiles: int
+    latency_s: float | None = None
+    period_s: float | None = None
+    copies: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def throughput_per_s(self) -> float | None:
+        return 1.0 / self.period_s if self.period_s else None
+
+    def row(self, chosen: bool) -> dict:
+        return {"name": self.name, "tiles": self.tiles, "latency_s": self.latency_s, "period_s": self.period_s,
+                "throughput_per_s": self.throughput_per_s, "copies": sum(k - 1 for k in self.copies.values()),
+                "chosen": chosen}
+
+
+class _Schedules:
+    """The estimator's schedule of the placement as it stands; one workload template per block structure."""
+
+    def __init__(self, placed: PlacedGraph, seq_len: int):
+        from compiler.backends.estimator.prices import check_prices
+        check_prices(placed.hw)
+        self.placed, self.seq_len, self.templates = placed, seq_len, {}
+
+    def __call__(self):
+        from compiler.backends.estimator.chip import price_on_chip
+        from compiler.backends.estimator.schedule import schedule
+        from compiler.backends.estimator.workload import WorkloadTemplate
+        key = tuple(self.placed.blocks)
+        if key not in self.templates:
+            self.templates[key] = WorkloadTemplate(self.placed)
+        template = self.templates[key]
+        seq_len = min(self.seq_len, template.max_seq_len or self.seq_len)
+        stages = price_on_chip(template.instantiate(1, seq_len), self.placed.hw)
+        return stages, schedule(stages)
+
+
+def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None = None,
+          max_tiles: int | None = None, max_latency_s: float | None = None, seq_len: int = 128) -> dict[str, int]:
+    """Allocate `placed`'s tiles (in place) for `objective` under the budget; returns the copies to add once the
+    ranges are set (block -> copies; empty without replication: apply with passes.tile_allocation.replicate)."""
+    objective = objective or "balanced"
+    if allocation not in ALLOCATIONS:
+        raise UserError(f"unknown allocation {allocation!r}; expected one of {', '.join(ALLOCATIONS)}")
+    if objective not in OBJECTIVES:
+        raise UserError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    for name, value in (("max_tiles", max_tiles), ("max_latency_s", max_latency_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise UserError(f"{name} must be a positive number, got {str(value)[:40]}")
+    if allocation in ("naive", "fused", "packed") and max_latency_s is None:
+        allocate_tiles(placed, allocation)
+        _check_budget([Candidate(allocation, allocation, placed.tiles_used)], max_tiles, None, placed)
+        return {}
+    try:
+        schedules = _Schedules(placed, seq_len)
+        candidates = _candidates(placed, schedules, allocation, objective, max_tiles)
+    except UserError:
+        if allocation == "slack" or max_latency_s is not None:
+            raise  # these need the schedule; without one the spec's or the model's own error says why
+        # no schedule (an unpriced spec, a static batch dimension): tiles are all that can be compared
+        candidates = [Candidate("packed", "packed", allocate_tiles(placed, "packed").tiles_used)]
+        objective = "tiles"
+    fitting = _check_budget(candidates, max_tiles, max_latency_s, placed)
+    chosen = _choose(fitting, objective)
+    _apply(placed, schedules if chosen.latency_s is not None else None, chosen)
+    placed.allocation = chosen.name if allocation == "auto" else allocation
+    placed.objective = objective
+    placed.strategies = [c.row(c is chosen) for c in candidates] if allocation == "auto" else []
+    return chosen.copies
+
+
+def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, objective: str,
+                max_tiles: int | None) -> list[Candidate]:
+    out = []
+
+    def measure(name: str, strategy: str, copies: dict[str, int] | None = None) -> Candidate:
+        _, timing = schedules()
+        c = Candidate(name, strategy, placed.tiles_used, timing.latency_s, timing.period_s, dict(copies or {}))
+        out.append(c)
+        return c
+
+    strategies = ("naive", "fused", "packed") if allocation == "auto" else ()
+    for strategy in strategies:
+        allocate_tiles(placed, strategy)
+        measure(strategy, strategy)
+    allocate_tiles(placed, "fused")
+    stages, timing = schedules()
+    busy, period = _piece_busy(placed, stages), timing.period_s
+    allocate_tiles(placed, "slack", busy=busy, period=period)
+    slack = measure("slack", "slack")
+    if allocation == "auto" and objective in ("latency", "throughput"):
+        _replicate_greedy(placed, schedules, slack, objective, max_tiles, measure)
+    return out
+
+
+def _piece_busy(placed: PlacedGraph, stages) -> dict[str, float]:
+    """Block -> the busy time per inference of its busiest piece (one piece per tile in the fused mapping)."""
+    tile_block = {s.tile: s.block for s in placed.segments}
+    busy: dict[str, float] = {}
+    for stage in stages:
+        for resource, seconds in stage.busy_s.items():
+            if resource.startswith("tile "):
+                block = tile_block[int(resource.split()[1])]
+                busy[block] = max(busy.get(block, 0.0), seconds)
+    return busy
+
+
+def _score(c: Candidate, objective: str) -> tuple:
+    if objective == "throughput":
+        return (c.period_s, c.latency_s, c.tiles)
+    return (c.latency_s, c.period_s, c.tiles)
+
+
+def _replicate_greedy(placed: PlacedGraph, schedules: _Schedules, base: Candidate, objective: str,
+                      max_tiles: int | None, measure) -> None:
+    """From `base` (slack, in place): add one copy at a time of the block whose copy improves the objective
+    most, among the few analog stages that stream longest, while tiles remain."""
+    hw = placed.hw.tile
+    limit = min(max_tiles or hw.count * max(placed.chips_used, 1), hw.count * hw.max_chips)
+    copies = {name: 1 for name in placed.blocks}
+    pieces = {name: len(placed.block_segments(name)) for name in placed.blocks}
+    best = base
+    tiles = base.tiles
+    while True:
+        stages, _ = schedules()
+        analog = sorted((s for s in stages if s.id.startswith("analog:")),
+                        key=lambda s: -s.vectors * s.vector_time_s)
+        tried = []
+        for stage in analog:
+            if len(tried) == GREEDY_TRIES:
+                break
+            if tiles + pieces[stage.name] > limit or stage.vectors <= copies[stage.name]:
+                continue
+            trial = dict(copies, **{stage.name: copies[stage.name] + 1})
+            replicate(placed, {b: k for b, k in trial.items() if k > 1})
+            _, timing = schedules()
+            trial_c = Candidate("replicated", "slack", placed.tiles_used, timing.latency_s, timing.period_s,
+                                {b: k for b, k in trial.items() if k > 1})
+            tried.append((_score(trial_c, objective), stage.name, trial_c))
+        if not tried:
+            break
+        score, name, trial_c = min(tried, key=lambda t: t[0])
+        if score[:2] >= _score(best, objective)[:2]:
+            break
+        copies[name] += 1
+        tiles += pieces[name]
+        replicate(placed, trial_c.copies)
+        best = trial_c
+    replicate(placed, {})
+    if best is not base:
+        replicate(placed, best.copies)
+        measure("replicated", "slack", best.copies)
+        replicate(placed, {})
+
+
+def _check_budget(candidates: list[Candidate], max_tiles: int | None, max_latency_s: float | None,
+                  placed: PlacedGraph) -> list[Candidate]:
+    fitting = [c for c in candidates if (max_tiles is None or c.tiles <= max_tiles)
+               and (max_latency_s is None or (c.latency_s is not None and c.latency_s <= max_latency_s))]
+    if fitting:
+        return fitting
+    budget = " and ".join(b for b in ((f"--max-tiles {max_tiles}" if max_tiles is not None else ""),
+                                      (f"--max-latency {max_latency_s:g}" if max_latency_s is not None else "")) if b)
+    tried = "; ".join(f"{c.name} {c.tiles} tiles" + (f", {c.latency_s * 1e6:.1f} us" if c.latency_s else "")
+                      for c in candidates)
+    raise UserError(f"no mapping of {placed.model_info.name} on {placed.hw.name} fits {budget} (tried: {tried}); "
+                    f"raise the budget")
+
+
+def _choose(candidates: list[Candidate], objective: str) -> Candidate:
+    if objective == "tiles":
+        return min(candidates, key=lambda c: (c.tiles, c.latency_s or 0.0))
+    if objective == "balanced":
+        plain = [c for c in candidates if not c.copies] or candidates
+        best = min(c.latency_s for c in plain)
+        return min((c for c in plain if c.latency_s <= best * (1 + BALANCED_SLACK)),
+                   key=lambda c: (c.tiles, c.latency_s))
+    return min(candidates, key=lambda c: _score(c, objective))
+
+
+def _apply(placed: PlacedGraph, schedules: _Schedules | None, chosen: Candidate) -> None:
+    """Allocate the chosen candidate again (the search left another in place); copies come after the ranges."""
+    if chosen.strategy != "slack":
+        allocate_tiles(placed, chosen.strategy)
+        return
+    allocate_tiles(placed, "fused")
+    stages, timing = schedules()
+    allocate_tiles(placed, "slack", busy=_piece_busy(placed, stages), period=timing.period_s)
