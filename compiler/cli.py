@@ -268,6 +268,9 @@ def tradeoff_line(strategies: list[dict], objective: str) -> str:
         slower = chosen["latency_s"] / fastest["latency_s"] - 1
         line += (f"; {slower:.0%} slower than {fastest['name']} ({fastest['latency_s'] * 1e6:.1f} us on "
                  f"{fastest['tiles']} tiles)")
+    bottleneck = chosen.get("bottleneck")
+    if objective == "throughput" and bottleneck and not bottleneck.startswith("tile "):
+        line += f"; throughput is set by the {bottleneck}, which more tiles do not relieve"
     return line
 
 

@@ -35,6 +35,7 @@ class Candidate:
     latency_s: float | None = None
     period_s: float | None = None
     copies: dict[str, int] = field(default_factory=dict)
+    bottleneck: str | None = None   # the resource that sets the period (the schedule's)
 
     @property
     def throughput_per_s(self) -> float | None:
@@ -43,7 +44,7 @@ class Candidate:
     def row(self, chosen: bool) -> dict:
         return {"name": self.name, "tiles": self.tiles, "latency_s": self.latency_s, "period_s": self.period_s,
                 "throughput_per_s": self.throughput_per_s, "copies": sum(k - 1 for k in self.copies.values()),
-                "chosen": chosen}
+                "bottleneck": self.bottleneck, "chosen": chosen}
 
 
 class _Schedules:
@@ -108,7 +109,8 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
 
     def measure(name: str, strategy: str, copies: dict[str, int] | None = None) -> Candidate:
         _, timing = schedules()
-        c = Candidate(name, strategy, placed.tiles_used, timing.latency_s, timing.period_s, dict(copies or {}))
+        c = Candidate(name, strategy, placed.tiles_used, timing.latency_s, timing.period_s, dict(copies or {}),
+                      timing.bottleneck or None)
         out.append(c)
         return c
 

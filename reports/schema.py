@@ -85,6 +85,7 @@ class Strategy(Record):
     period_s: float | None = written(min=0)
     throughput_per_s: float | None = written(min=0)
     copies: int = written(0, min=0)                  # block copies added by replication
+    bottleneck: str | None = optional()              # the resource that sets the period ("tile 12", "digital units")
     chosen: bool = written(False)
 
 

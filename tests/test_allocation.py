@@ -161,6 +161,10 @@ def test_auto_objectives_on_roberta_base(roberta_placed_naive, pcm_1m):
     chosen = next(r for r in placed.strategies if r["chosen"])
     assert chosen["latency_s"] <= naive["latency_s"] and copies  # spare tiles hold copies
     assert chosen["tiles"] <= 512
+    # on pcm_1M the attention units, not a tile, set the period: copies cannot raise throughput, and the
+    # strategies say so (packed, whose shared tiles serialize, is the one tile-bound mapping)
+    assert rows["packed"]["bottleneck"].startswith("tile ") and naive["bottleneck"] == "attention units"
+    assert chosen["throughput_per_s"] == pytest.approx(naive["throughput_per_s"])
 
 
 def test_budgets_are_respected_or_refused(roberta_placed_naive, pcm_1m):
