@@ -20,6 +20,7 @@ import torch
 
 from compiler.hw_spec import HardwareSpec
 from compiler.models import ModelInfo, max_positions
+from reports.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
@@ -257,7 +258,7 @@ class PlacedGraph:
                     for sl in self.layer_slices(p.node)]
             layers.append(entry)
         return {
-            "schema_version": 1,                 # as cost.json and accuracy.json (docs/outputs.md)
+            "schema_version": SCHEMA_VERSION,
             "model": self.model_info.name,
             "task": self.model_info.task,
             "weights": self.model_info.weights,

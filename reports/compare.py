@@ -24,11 +24,10 @@ from reports.charts import accuracy_series, component_label, metric_label
 from reports.fmt import integer, pct, si, _sig
 from reports.power import cost_power_W, peak_figures
 from reports.render import environment, flatten_spec, overridden_rows, read_outputs, spec_value, write_file
-from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError
+from reports.schema import SCHEMA_VERSION, AccuracyJson, CostJson, MappingJson, SchemaError
 from reports.sections import HEADLINE_METRICS
 
 __all__ = ["compare_runs", "load_runs", "comparison_rows"]
-SCHEMA_VERSION = 1  # the schema_version of the outputs this version reads
 _MISSING = object()  # a spec key one run's spec does not have
 
 

@@ -20,6 +20,9 @@ from typing import Any
 
 from reports.typed_json import Record, SchemaError, check, optional, required, written
 
+# The schema_version every JSON output carries; a reader refuses files of another version.
+SCHEMA_VERSION = 1
+
 __all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "AccuracyJson", "HwaJson"]
 
 

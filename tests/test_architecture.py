@@ -16,7 +16,7 @@ ROOMS = {
     "compiler.hw_spec": {"compiler.errors", "compiler.spec_check"},
     "compiler.models": {"compiler.errors", "compiler.hw_spec", "compiler.sentences", "compiler.progress"},
     "compiler.frontend": {"compiler.errors", "compiler.hw_spec", "compiler.sentences"},
-    "compiler.ir": {"compiler.errors", "compiler.hw_spec", "compiler.models"},
+    "compiler.ir": {"compiler.errors", "compiler.hw_spec", "compiler.models", "reports.schema"},
     "compiler.analog": {"compiler.errors", "compiler.hw_spec"},
     "passes": {"compiler.errors", "compiler.hw_spec", "compiler.models", "compiler.frontend", "compiler.ir",
                "compiler.sentences", "compiler.analog", "compiler.progress"},
@@ -25,14 +25,17 @@ ROOMS = {
                           "compiler.ir", "passes", "compiler.placement"},
     "compiler.backends.simulator": {"compiler.errors", "compiler.hw_spec", "compiler.ir", "compiler.analog",
                                     "compiler.progress"},
-    "compiler.backends.estimator": {"compiler.errors", "compiler.hw_spec", "compiler.ir"},
+    "compiler.backends.estimator": {"compiler.errors", "compiler.hw_spec", "compiler.ir", "reports.schema"},
     "compiler.evaluation": {"compiler.errors", "compiler.hw_spec", "compiler.models", "compiler.frontend",
                             "compiler.ir", "compiler.sentences", "compiler.backends.simulator",
-                            "compiler.backends.estimator", "compiler.progress"},
+                            "compiler.backends.estimator", "compiler.progress", "reports.schema"},
     "compiler.training": {"compiler.errors", "compiler.hw_spec", "compiler.models", "compiler.frontend",
                           "compiler.ir", "compiler.sentences", "compiler.analog", "passes", "compiler.pipeline",
-                          "compiler.backends.simulator", "compiler.evaluation", "compiler.progress"},
-    "reports": set(),
+                          "compiler.backends.simulator", "compiler.evaluation", "compiler.progress",
+                          "reports.schema"},
+    # the typed definitions of the JSON outputs: a leaf (standard library only) that writers and readers share
+    "reports.schema": {"reports"},
+    "reports": {"reports.schema"},
 }
 # PlacedGraph.simulator / .estimate: the public convenience API, importing the backends lazily
 ALLOWED_LAZY = {("compiler.ir", "compiler.backends.simulator"), ("compiler.ir", "compiler.backends.estimator")}

@@ -9,8 +9,8 @@ from compiler.backends.estimator.baseline import BaselineCost
 from compiler.backends.estimator.peak import PeakThroughput
 from compiler.backends.estimator.pulses import PulsePricing
 from compiler.backends.estimator.sensitivity import Sensitivity
+from reports.schema import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 STATIC_LAYER = "(static power)"
 
 
