@@ -231,8 +231,10 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
                                    pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt,
                                    objective=args.objective, max_tiles=args.max_tiles,
                                    max_latency_s=args.max_latency, seq_len=args.seq_len)
+            replicas = (f" x {placed.replicas} replicas ({placed.replicas * placed.tiles_used} tiles on "
+                        f"{placed.replicas * placed.chips_used} chips)") if placed.replicas > 1 else ""
             _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
-                 f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s)")
+                 f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s){replicas}")
             if placed.strategies:
                 _say(tradeoff_line(placed.strategies, placed.objective))
             optimizations = "off (--no-pt-opt)" if args.no_pt_opt else "on (column and input range)"
@@ -269,8 +271,12 @@ def tradeoff_line(strategies: list[dict], objective: str) -> str:
         line += (f"; {slower:.0%} slower than {fastest['name']} ({fastest['latency_s'] * 1e6:.1f} us on "
                  f"{fastest['tiles']} tiles)")
     bottleneck = chosen.get("bottleneck")
-    if objective == "throughput" and bottleneck and not bottleneck.startswith("tile "):
-        line += f"; throughput is set by the {bottleneck}, which more tiles do not relieve"
+    replicas = chosen.get("replicas") or 1
+    if replicas > 1:
+        line += f"; {replicas} whole replicas, each on chips of its own, each serving whole inferences"
+    elif objective == "throughput" and bottleneck and not bottleneck.startswith("tile "):
+        line += (f"; throughput is set by the {bottleneck}, which more tiles on the same chip do not relieve "
+                 f"(--max-tiles N lets whole replicas on chips of their own raise it)")
     return line
 
 

@@ -141,6 +141,10 @@ class PlacedGraph:
     # empty for an explicit allocation
     strategies: list[dict] = field(default_factory=list)
     objective: str = ""
+    # whole copies of this mapping, each on chips of its own, each serving whole inferences (data parallel: the
+    # throughput objective's answer when a chip's digital units set the period); tiles_used and chips_used count
+    # one replica, the simulator programs one (another replica is another chip instance, i.e. another seed)
+    replicas: int = 1
 
     # --- queries -----------------------------------------------------------------------------
     @property
@@ -274,6 +278,7 @@ class PlacedGraph:
             "tiles_available": self.hw.tile.count * self.hw.tile.max_chips,
             "tiles_per_chip": self.hw.tile.count,
             "chips_used": self.chips_used,
+            **({"replicas": self.replicas} if self.replicas > 1 else {}),
             "analog_weights": sum(p.in_features * p.out_features for p in self.analog_layers()),
             "mean_utilization": self.mean_utilization,
             "tile_utilization": {str(t): u for t, u in util.items()},

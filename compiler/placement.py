@@ -6,7 +6,11 @@ budget. Candidates:
 - naive, fused, packed: as the pass defines them;
 - slack: packing limited to the pipeline's slack (each tile's busy time within fused's period);
 - replicated: slack plus copies of the blocks that stretch the schedule most, greedily, while tiles remain
-  (the budget, else the chips the mapping already uses); tokens alternate copies.
+  (the budget, else the chips the mapping already uses); tokens alternate copies;
+- replicas (throughput only): whole copies of the fastest mapping, each on chips of its own, each serving whole
+  inferences (data parallel), while the tile budget (--max-tiles) and the spec's chips allow. This is what raises
+  throughput when the period is set by a chip's digital or attention units, which copies of blocks on the same
+  chip share.
 Objectives: "tiles" (fewest, then latency), "latency" (lowest, then fewest tiles), "throughput" (highest,
 then latency), and the default "balanced": the fewest tiles whose latency stays within 2 % of the best
 unreplicated latency (replication spends tiles for speed, which only the latency and throughput objectives ask).
@@ -36,15 +40,16 @@ class Candidate:
     period_s: float | None = None
     copies: dict[str, int] = field(default_factory=dict)
     bottleneck: str | None = None   # the resource that sets the period (the schedule's)
+    replicas: int = 1               # whole copies of the mapping, each on its own chips (tiles counts them all)
 
     @property
     def throughput_per_s(self) -> float | None:
-        return 1.0 / self.period_s if self.period_s else None
+        return self.replicas / self.period_s if self.period_s else None
 
     def row(self, chosen: bool) -> dict:
         return {"name": self.name, "tiles": self.tiles, "latency_s": self.latency_s, "period_s": self.period_s,
                 "throughput_per_s": self.throughput_per_s, "copies": sum(k - 1 for k in self.copies.values()),
-                "bottleneck": self.bottleneck, "chosen": chosen}
+                "replicas": self.replicas, "bottleneck": self.bottleneck, "chosen": chosen}
 
 
 class _Schedules:
@@ -125,7 +130,24 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
     slack = measure("slack", "slack")
     if allocation == "auto" and objective in ("latency", "throughput"):
         _replicate_greedy(placed, schedules, slack, objective, max_tiles, measure)
+    if allocation == "auto" and objective == "throughput":
+        out.extend(_whole_replicas(placed, out, max_tiles))
     return out
+
+
+def _whole_replicas(placed: PlacedGraph, tried: list[Candidate], max_tiles: int | None) -> list[Candidate]:
+    """Copies of the fastest mapping tried, each on whole chips of its own (a copy sharing a chip would share that
+    chip's digital and attention units), as many as the tile budget and the spec's chips allow. Without a tile
+    budget none: the objective then keeps to the chips the mapping needs."""
+    timed = [c for c in tried if c.period_s]
+    if max_tiles is None or not timed:
+        return []
+    base = min(timed, key=lambda c: (c.period_s, c.tiles))
+    per_chip = placed.hw.tile.count
+    chips = -(-base.tiles // per_chip)  # a replica's chips (tiles are numbered from 0, chip by chip)
+    most = min(max_tiles // base.tiles, placed.hw.tile.max_chips // chips)
+    return [Candidate(f"{base.name} x{n}", base.strategy, n * base.tiles, base.latency_s, base.period_s,
+                      dict(base.copies), base.bottleneck, replicas=n) for n in range(2, most + 1)]
 
 
 def _piece_busy(placed: PlacedGraph, stages) -> dict[str, float]:
@@ -142,7 +164,7 @@ def _piece_busy(placed: PlacedGraph, stages) -> dict[str, float]:
 
 def _score(c: Candidate, objective: str) -> tuple:
     if objective == "throughput":
-        return (c.period_s, c.latency_s, c.tiles)
+        return (c.period_s / c.replicas, c.latency_s, c.tiles)
     return (c.latency_s, c.period_s, c.tiles)
 
 
@@ -215,6 +237,7 @@ def _choose(candidates: list[Candidate], objective: str) -> Candidate:
 
 def _apply(placed: PlacedGraph, schedules: _Schedules | None, chosen: Candidate) -> None:
     """Allocate the chosen candidate again (the search left another in place); copies come after the ranges."""
+    placed.replicas = chosen.replicas
     if chosen.strategy != "slack":
         allocate_tiles(placed, chosen.strategy)
         return

@@ -88,6 +88,7 @@ class Strategy(Record):
     period_s: float | None = written(min=0)
     throughput_per_s: float | None = written(min=0)
     copies: int = written(0, min=0)                  # block copies added by replication
+    replicas: int = optional(1, min=1)               # whole copies of the mapping, each on chips of its own
     bottleneck: str | None = optional()              # the resource that sets the period ("tile 12", "digital units")
     chosen: bool = written(False)
 
@@ -117,6 +118,7 @@ class MappingJson(Record):
     tiles_available: int = written(min=0)
     tiles_per_chip: int = written(min=0)
     chips_used: int = written(min=0)
+    replicas: int = optional(1, min=1)               # whole copies of the mapping on chips of their own
     analog_weights: int = written(min=0)
     mean_utilization: float = written(min=0)
     tile_utilization: dict[int, float] = written({}, min=0)
@@ -144,6 +146,7 @@ class Totals(Record):
     static_power_W: float | None = written()     # leakage of what is powered while the model runs
     area_mm2: float | None = written()           # silicon of every chip the model spans
     tops_per_mm2: float | None = written()
+    replicas: int = optional(1, min=1)               # throughput, power and area count every replica
 
 
 @dataclass(frozen=True, kw_only=True)

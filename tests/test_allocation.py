@@ -167,6 +167,34 @@ def test_auto_objectives_on_roberta_base(roberta_placed_naive, pcm_1m):
     assert chosen["throughput_per_s"] == pytest.approx(naive["throughput_per_s"])
 
 
+def test_throughput_objective_replicates_the_mapping_on_chips_of_its_own(roberta_placed_naive, pcm_1m):
+    """On one chip the attention units bound roberta-base; with a tile budget for a second chip, a whole replica
+    of the mapping (its own chip, its own digital units) doubles throughput at the same latency."""
+    from compiler.backends.estimator import estimate
+    from compiler.placement import place
+    placed = _fresh(roberta_placed_naive, pcm_1m)
+    place(placed, "auto", "throughput")  # no budget: the chips the mapping needs, no replica
+    assert placed.replicas == 1
+    one = estimate(placed, sensitivity=False)
+    place(placed, "auto", "throughput", max_tiles=1024)
+    rows = {r["name"]: r for r in placed.strategies}
+    naive = rows["naive"]
+    chosen = next(r for r in placed.strategies if r["chosen"])
+    assert placed.replicas == chosen["replicas"] == 2 and chosen["tiles"] == 2 * placed.tiles_used <= 1024
+    assert chosen["throughput_per_s"] >= 1.3 * naive["throughput_per_s"]
+    assert chosen["latency_s"] == pytest.approx(rows["slack"]["latency_s"])
+    two = estimate(placed, sensitivity=False)
+    # one inference costs what it cost on one replica; the stream, the leakage and the silicon double
+    assert two.energy_J == pytest.approx(one.energy_J) and two.latency_s == pytest.approx(one.latency_s)
+    assert two.throughput_inferences_per_s == pytest.approx(2 * one.throughput_inferences_per_s)
+    assert two.area_mm2 == pytest.approx(2 * one.area_mm2)
+    assert two.static_power_W == pytest.approx(2 * one.static_power_W)
+    assert two.power_W == pytest.approx(2 * one.power_W)
+    totals = two.to_json()["totals"]
+    assert totals["replicas"] == 2 and totals["period_s"] == pytest.approx(one.period_s / 2)
+    assert placed.to_json()["replicas"] == 2
+
+
 def test_budgets_are_respected_or_refused(roberta_placed_naive, pcm_1m):
     from compiler.errors import UserError
     from compiler.placement import place

@@ -87,7 +87,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
         idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
-        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None)
+        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
+        replicas=placed.replicas)
 
 
 def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:

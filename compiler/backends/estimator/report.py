@@ -52,7 +52,7 @@ class CostReport:
     has_sequence_dim: bool
     energy_J: float                              # the whole batch
     latency_s: float                             # first input in to last output out
-    period_s: float                              # between batches in a steady stream (slowest resource)
+    period_s: float                              # one replica's: between its batches (slowest resource)
     ops: float                                   # 2 x MACs (analog, attention, digital matmuls)
     energy_by_component_J: dict[str, float]
     layers: tuple[LayerCost, ...]
@@ -73,15 +73,24 @@ class CostReport:
     idle_tiles_gated: bool
     pulses: PulsePricing
     sensitivity: Sensitivity | None
+    # whole copies of the mapping on chips of their own, each serving whole inferences: energy and latency are
+    # one inference's (one replica's); throughput, power, leakage and area count every replica
+    replicas: int = 1
 
     @property
     def area_mm2(self) -> float:
-        """Silicon of every chip the model spans."""
-        return self.chips * self.area.chip_mm2
+        """Silicon of every chip the model spans, every replica."""
+        return self.replicas * self.chips * self.area.chip_mm2
 
     @property
     def static_power_W(self) -> float:
-        return sum(self.static_by_component_W.values())
+        """Leakage of every replica."""
+        return self.replicas * sum(self.static_by_component_W.values())
+
+    @property
+    def stream_period_s(self) -> float:
+        """Seconds between finished batches in a steady stream: one replica's period, shared by the replicas."""
+        return self.period_s / self.replicas
 
     @property
     def energy_per_inference_J(self) -> float:
@@ -89,11 +98,11 @@ class CostReport:
 
     @property
     def throughput_inferences_per_s(self) -> float:
-        return self.batch / self.period_s if self.period_s else 0.0
+        return self.batch / self.stream_period_s if self.period_s else 0.0
 
     @property
     def tops(self) -> float:
-        return self.ops / self.period_s / 1e12 if self.period_s else 0.0
+        return self.ops / self.stream_period_s / 1e12 if self.period_s else 0.0
 
     @property
     def tops_per_w(self) -> float:
@@ -106,8 +115,8 @@ class CostReport:
         the period when batches overlap in the pipeline)."""
         if not self.period_s:
             return 0.0
-        dynamic_J = self.energy_J - self.static_power_W * self.latency_s
-        return dynamic_J / self.period_s + self.static_power_W
+        dynamic_J = self.energy_J - self.static_power_W / self.replicas * self.latency_s  # one replica's leakage
+        return dynamic_J / self.stream_period_s + self.static_power_W
 
     @property
     def tops_per_mm2(self) -> float:
@@ -133,7 +142,7 @@ class CostReport:
                 "energy_J": self.energy_J,
                 "energy_per_inference_J": self.energy_per_inference_J,
                 "latency_s": self.latency_s,
-                "period_s": self.period_s,
+                "period_s": self.stream_period_s,
                 "throughput_inferences_per_s": self.throughput_inferences_per_s,
                 "ops": self.ops,
                 "tops": self.tops,
@@ -142,6 +151,7 @@ class CostReport:
                 "static_power_W": self.static_power_W,
                 "area_mm2": self.area_mm2,
                 "tops_per_mm2": self.tops_per_mm2,
+                **({"replicas": self.replicas} if self.replicas > 1 else {}),
             },
             "energy_by_component_J": dict(self.energy_by_component_J),
             "layers": [{"name": layer.name, "energy_J": layer.energy_J, "ops": layer.ops,
@@ -158,17 +168,19 @@ class CostReport:
             },
             "peak": self.peak.to_json(),
             "area": {
-                "chips": self.chips,
+                "chips": self.replicas * self.chips,
                 "chip_mm2": self.area.chip_mm2,
                 "tile_mm2": self.area.tile_mm2,
                 "total_mm2": self.area_mm2,
-                "by_component_mm2": {c: self.chips * a for c, a in self.area.by_component_mm2().items()},
+                "by_component_mm2": {c: self.replicas * self.chips * a
+                                     for c, a in self.area.by_component_mm2().items()},
                 "tops_per_mm2": self.tops_per_mm2,
             },
             "static": {
                 "power_W": self.static_power_W,
-                "by_component_W": dict(self.static_by_component_W),
-                "tiles_powered": self.tiles_used if self.idle_tiles_gated else self.chips * self.area.tiles,
+                "by_component_W": {c: self.replicas * w for c, w in self.static_by_component_W.items()},
+                "tiles_powered": self.replicas * (self.tiles_used if self.idle_tiles_gated
+                                                  else self.chips * self.area.tiles),
                 "idle_tiles_gated": self.idle_tiles_gated,
             },
             "pulses": self.pulses.to_json(),
