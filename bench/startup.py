@@ -15,10 +15,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from timing import export_tree
 
 REPO = Path(__file__).resolve().parent.parent
 # what the console script `aimc-compile` runs; the second form reports the heavy modules it imported at exit
@@ -45,11 +46,7 @@ def _heavy(args: list[str], tree: Path) -> str:
 
 
 def _export(rev: str, into: Path) -> Path:
-    archive = into / "tree.tar"
-    subprocess.run(["git", "-C", str(REPO), "archive", "-o", str(archive), rev], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "tree", filter="data")
-    return into / "tree"
+    return export_tree(REPO, rev, into)
 
 
 def main() -> None:

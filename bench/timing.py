@@ -1,4 +1,4 @@
-"""Timing helper shared by the bench/ scripts (run as `python bench/NAME.py`, so bench/ is on sys.path)."""
+"""Timing helpers shared by the bench/ scripts (run as `python bench/NAME.py`, so bench/ is on sys.path)."""
 from __future__ import annotations
 
 import statistics
@@ -13,3 +13,14 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def export_tree(repo, rev: str, into):
+    """The source tree of git revision `rev` of `repo`, extracted under `into` (a baseline run from it)."""
+    import subprocess
+    import tarfile
+    archive = into / "tree.tar"
+    subprocess.run(["git", "-C", str(repo), "archive", "-o", str(archive), rev], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"

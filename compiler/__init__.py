@@ -22,13 +22,15 @@ _LAZY = {
     "load_model": "compiler.models",
     "PlacedGraph": "compiler.ir",
     "Kind": "compiler.ir",
+    "sweep": "compiler.dse",
 }
 
 __all__ = ["compile_model", "hwa_finetune", "save_finetuned", "load_hw_spec", "load_model", "HardwareSpec",
-           "PlacedGraph", "Kind", "UserError"]
+           "PlacedGraph", "Kind", "UserError", "sweep"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports these on first use
     from compiler.hw_spec import HardwareSpec, load_hw_spec
+    from compiler.dse import sweep
     from compiler.ir import Kind, PlacedGraph
     from compiler.models import load_model
     from compiler.pipeline import compile_model

@@ -3,6 +3,7 @@
     aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]     map, estimate, (simulate), report
     aimc-compile report DIR                                           re-render DIR/report.html from its JSON
     aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]            runs side by side: compare.html, .csv
+    aimc-compile sweep MODEL --hw SPEC --grid KEY=V1,V2 [...]         a grid of runs on Ray: sweep.html (compiler/dse)
     aimc-compile --version
 
 Imports stay lazy (inside the functions that need them): `--help`, `--version`, `report` and `compare` load
@@ -36,8 +37,9 @@ HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the 
 USAGE = """aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
        aimc-compile report DIR
        aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]
+       aimc-compile sweep MODEL [MODEL ...] --hw SPEC --grid KEY=V1,V2,... [options]
        aimc-compile --version"""
-COMMANDS = ("compile", "report", "compare")
+COMMANDS = ("compile", "report", "compare", "sweep")
 COMPARE_OUT = Path("aimc-out") / "compare"
 _say, _timed = progress.say, progress.timed  # a line per stage on stderr; at --verbose, how long each took
 
@@ -52,6 +54,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"aimc-compile: error: {message} (see {self.prog} --help)\n")
+
+
+DEFAULT_GEN_LEN = 128  # decode steps priced for a causal LM when --gen-len is not given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: the model's natural task)")
     compile_.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     compile_.add_argument("--batch", type=int, default=1, help="batch size for the cost estimate (default 1)")
+    compile_.add_argument("--gen-len", type=int, default=None,
+                          help="causal LMs: tokens decoded after the --seq-len prompt, for the prefill/decode cost "
+                               f"(default {DEFAULT_GEN_LEN}, fewer if the model's positions end sooner)")
     compile_.add_argument("--allocation", default="auto",
                           help="tile allocation: auto (default: searches the others with the cost schedule for "
                                "--objective), naive, fused, packed (fewest tiles) or slack (packing within the "
@@ -89,10 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--max-tiles", type=int, help="tile budget of the mapping")
     compile_.add_argument("--max-latency", type=float, metavar="SECONDS",
                           help="latency budget of one inference, in seconds (e.g. 2e-4)")
+    compile_.add_argument("--full-mapping", action="store_true",
+                          help="list every tile segment in mapping.json (default: up to 10,000; beyond, runs of "
+                               "a regular split rule, docs/outputs.md)")
     compile_.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
     compile_.add_argument("--drift-times", default="1s,1h,1d,1y",
                           help="drift times to simulate (default 1s,1h,1d,1y)")
     compile_.add_argument("--seeds", type=int, default=3, help="programmed chip instances per drift time (default 3)")
+    from compiler.sentences import DEFAULT_EVAL_SENTENCES  # no torch: --help stays fast
+    compile_.add_argument("--eval-sentences", type=int, default=DEFAULT_EVAL_SENTENCES, metavar="N",
+                          help="--simulate without --eval: built-in English sentences to measure fidelity on (default "
+                               f"{DEFAULT_EVAL_SENTENCES}: 32 written for this project, then the Python language "
+                               "reference's prose; fewer run faster, docs/accuracy.md)")
+    compile_.add_argument("--gen-tokens", type=int, default=16,
+                          help="--simulate on a causal LM: tokens generated greedily per prompt through the simulated "
+                               "chip with its KV cache, against FP generation (default 16; --gen-len sets the decode "
+                               "steps the cost estimate prices)")
     compile_.add_argument("--eval", dest="eval_data", help="GLUE-format task directory for task metrics")
     compile_.add_argument("--calibration", type=int, default=None,
                           help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, "
@@ -131,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", metavar="FILE_OR_DIR",
                          help=f"a .html file (the CSV goes beside it, same name) or a directory for compare.html "
                               f"and compare.csv (default {COMPARE_OUT})")
+    from compiler.dse import add_parser as add_sweep_parser  # its flags live with it (compiler/dse/)
+    add_sweep_parser(commands)
     return parser
 
 
@@ -144,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.subcommand == "compare":
             return _compare_command(args)
         progress.set_level(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
+        if args.subcommand == "sweep":
+            from compiler.dse import command as sweep_command
+            return sweep_command(args, "aimc-compile " + shlex.join(argv))
         run_compile(args, command="aimc-compile " + shlex.join(argv))
         return 0
     except (UserError, SchemaError) as exc:
@@ -195,7 +220,9 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_compile(args: argparse.Namespace, command: str) -> Path:
+def run_compile(args: argparse.Namespace, command: str, evaluate=None) -> Path:
+    """One run, as `aimc-compile compile` does it. `evaluate`: what simulates the chip instances (default
+    evaluate_accuracy in this process; the sweep passes one that spreads the seeds over Ray tasks)."""
     from compiler.hw_spec import load_hw_spec, parse_override
     from compiler.models import RandomWeightsWarning, load_model
     from compiler.outputs import OutputDir
@@ -217,8 +244,12 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
         _say(f"  spec file {hw.source_file}; outputs go to {out_dir}", progress.VERBOSE)
         with _timed("model loaded"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # _say_model says it in the CLI's words
-            model, example = load_model(args.model, task=args.task, seq_len=args.seq_len)
+            # mapping and cost read shapes only: without --simulate, calibration or fine-tuning a model without
+            # real weights is built on the meta device (no random init, no weight memory; weights "none")
+            values = args.simulate or calibration > 0 or args.hwa_finetune is not None
+            model, example = load_model(args.model, task=args.task, seq_len=args.seq_len, materialize=values)
             _say_model(model.aimc_info)
+        _check_gen_len(model.aimc_info, args)
         if simulation is not None and simulation[1] is not None:
             from compiler.evaluation.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
@@ -242,12 +273,13 @@ def run_compile(args: argparse.Namespace, command: str) -> Path:
                                "N sets them)" if calibration == 0 else
                                f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
                                f"optimizations {optimizations}"))
-        _write_json(staging / "mapping.json", {**placed.to_json(), "command": command})
+        full = getattr(args, "full_mapping", False) or None  # None: compact beyond 10,000 segments
+        _write_json(staging / "mapping.json", {**placed.to_json(full=full), "command": command})
         with _timed("cost estimated"):
             _estimate_cost(placed, args, staging, priced)
         if simulation is not None:
             with _timed("simulated"):
-                _simulate(placed, args, simulation, staging, reference_model=original)
+                _simulate(placed, args, simulation, staging, reference_model=original, evaluate=evaluate)
                 if original is not None:
                     _simulate_without_hwa(original, example, hw, args, calibration, simulation, staging)
         with _timed("report written"):
@@ -285,7 +317,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
     from compiler.models import TASKS
     from compiler.placement import ALLOCATIONS
     limits = (("--seq-len", args.seq_len, 2, "tokens"), ("--batch", args.batch, 1, "sequence"),
-              ("--seeds", args.seeds, 1, "chip"), ("--calibration", args.calibration, 0, "sequences"),
+              ("--gen-len", args.gen_len, 1, "token"),
+              ("--seeds", args.seeds, 1, "chip"), ("--gen-tokens", args.gen_tokens, 1, "token"),
+              ("--eval-sentences", args.eval_sentences, 1, "sentence"),
+              ("--calibration", args.calibration, 0, "sequences"),
               ("--hwa-steps", args.hwa_steps, 1, "step"), ("--hwa-batch", args.hwa_batch, 1, "sequence"))
     for flag, value, least, unit in limits:
         if value is not None and value < least:
@@ -322,7 +357,9 @@ def _check_cost_fields(hw) -> bool:
 
 
 def _say_model(info) -> None:
-    _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})")
+    _say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})"
+         + (": shapes only, on the meta device (mapping and cost read no weight values)"
+            if info.weights == "none" else ""))
     if info.weights == "random":
         _warn("WARNING: no real weights available offline for this model: its architecture was built from a "
               "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
@@ -365,7 +402,8 @@ def _same_source(a: str, b: str) -> bool:
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
-def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None) -> None:
+def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, reference_model=None,
+              evaluate=None) -> None:
     """accuracy.json: fidelity (and task metrics) per drift time over --seeds chip instances."""
     from compiler.evaluation.accuracy import evaluate_accuracy, simulator_line, summary_lines
     drift_times, eval_data = simulation
@@ -376,16 +414,25 @@ def _simulate(placed, args: argparse.Namespace, simulation, staging: Path, refer
     times = f"{len(drift_times)} drift time{'s' if len(drift_times) != 1 else ''}"
     _say(f"simulating: {chips} x {times} ({', '.join(t.label for t in drift_times)})"
          + (", with and without the PT optimizations" if compare else "") + f", on {args.device}")
-    accuracy = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device,
-                                 compare_without_pt=compare, reference_model=reference_model)
+    accuracy = (evaluate or evaluate_accuracy)(placed, drift_times, seeds=args.seeds, eval_data=eval_data,
+                                               device=args.device, compare_without_pt=compare,
+                                               reference_model=reference_model, eval_sentences=args.eval_sentences)
     if not compare and any(s.dac_range is not None for s in placed.segments):
         accuracy["pt_optimization"] = False  # calibrated, optimizations off (--no-pt-opt)
+    if placed.model_info.task == "causal-lm":  # next-token fidelity and greedy generation with the KV cache
+        from compiler.evaluation.decoding import evaluate_decoding
+        accuracy["decoding"] = evaluate_decoding(placed, drift_times, seeds=args.seeds, gen_tokens=args.gen_tokens,
+                                                 device=args.device, reference_model=reference_model)
     _write_json(staging / "accuracy.json", accuracy)
     _say(simulator_line(accuracy))  # results compare number for number only on the same backend and stream
     for line in summary_lines(accuracy):
         _say(f"accuracy: {line}")
     for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
         _say(f"accuracy, PT optimization off: {line}")
+    if "decoding" in accuracy:
+        from compiler.evaluation.decoding import summary_lines as decoding_lines
+        for line in decoding_lines(accuracy["decoding"]):
+            _say(f"decoding: {line}")
 
 
 def _hwa_finetune(model, hw, args: argparse.Namespace, staging: Path, calibration: int):
@@ -419,7 +466,8 @@ def _simulate_without_hwa(original, example, hw, args: argparse.Namespace, calib
                            pt_column_range=not args.no_pt_opt, pt_input_range=not args.no_pt_opt,
                            objective=args.objective, max_tiles=args.max_tiles, max_latency_s=args.max_latency,
                            seq_len=args.seq_len)
-    without = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device)
+    without = evaluate_accuracy(placed, drift_times, seeds=args.seeds, eval_data=eval_data, device=args.device,
+                                eval_sentences=args.eval_sentences)
     path = staging / "accuracy.json"
     accuracy = json.loads(path.read_text())
     accuracy.update(hwa_finetune=True, results_without_hwa=without["results"])
@@ -434,7 +482,7 @@ def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool
         _say("no cost estimate: the spec has an ideal (null-bit) DAC or ADC, which has no cost model")
         return
     from reports.power import component_power_W
-    cost = placed.estimate(batch=args.batch, seq_len=args.seq_len)
+    cost = placed.estimate(batch=args.batch, seq_len=args.seq_len, gen_len=_gen_len(placed, args))
     data = cost.to_json()
     # power beside energy, per component: the report's one definition (reports/power.py), written for scripts
     totals = data["totals"]
@@ -445,6 +493,35 @@ def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool
     _write_json(staging / "cost.json", data)
     _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
          f"(batch {args.batch}, seq {args.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
+    if cost.decode is not None:
+        _say(decode_line(data["decode"]))
+
+
+def _check_gen_len(info, args: argparse.Namespace) -> None:
+    """--gen-len is for causal LMs: refused for another task as soon as the model is loaded."""
+    if args.gen_len is not None and info.task != "causal-lm":
+        raise UserError(f"--gen-len: {info.name} is a {info.task} model; decoding is priced for causal LMs only "
+                        f"(--task causal-lm)")
+
+
+def _gen_len(placed, args: argparse.Namespace) -> int | None:
+    """Decode steps to price: only for causal LMs; the default shortened to the model's positions."""
+    if placed.model_info.task != "causal-lm":
+        return None
+    if args.gen_len is not None:
+        return args.gen_len
+    room = (placed.max_positions or args.seq_len + DEFAULT_GEN_LEN) - args.seq_len
+    return min(DEFAULT_GEN_LEN, room) if room >= 1 else None
+
+
+def decode_line(decode: dict) -> str:
+    """The terminal's one line on a causal LM's prefill and decode (cost.json `decode`)."""
+    kv = decode["kv_cache"]
+    return (f"decode: time to first token {decode['ttft_s'] * 1e3:.3g} ms, {decode['tokens_per_s']:,.0f} tokens/s, "
+            f"{decode['energy_per_token_J'] * 1e3:.3g} mJ/token over {decode['gen_len']} tokens (batch "
+            f"{decode['batch']}); KV cache {kv['bytes'] / 2 ** 20:.3g} MiB in {kv['location'].upper()}; digital "
+            f"baseline {decode['baseline_tokens_per_s']:,.0f} tokens/s, "
+            f"{decode['baseline_energy_per_token_J'] * 1e3:.3g} mJ/token (weights in {decode['baseline_weights']})")
 
 
 def _write_json(path: Path, data: dict) -> None:

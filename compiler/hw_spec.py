@@ -211,6 +211,22 @@ class StaticSpec:
 
 
 @dataclass(frozen=True)
+class MemorySpec:
+    """Off-chip memory and the KV cache of decoders (estimator only; docs/estimator.md, "Decoder inference")."""
+    kv_cache_bits: int | None = _f(2, 32, default=None)     # bits per cached K or V element
+    dram_GBps: float | None = _f(1e-6, default=None)        # where the KV cache goes when the SRAM cannot hold it
+    dram_pJ_per_byte: float | None = _f(0.0, default=None)  # off-chip traffic (interface energy, not node-scaled)
+
+
+@dataclass(frozen=True)
+class ChipLinkSpec:
+    """The link between chips: activations of consecutive layers placed on different chips cross it."""
+    GBps: float | None = _f(1e-6, default=None)             # per chip, each direction
+    pJ_per_bit: float | None = _f(0.0, default=None)
+    latency_ns: float | None = _f(0.0, default=None)        # one crossing, before the first byte arrives
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     name: str = _f()
     description: str = _f()
@@ -230,6 +246,8 @@ class HardwareSpec:
     latency: LatencySpec | None = _f(default=None)
     area: AreaSpec | None = _f(default=None)
     static: StaticSpec | None = _f(default=None)
+    memory: MemorySpec | None = _f(default=None)
+    chip_link: ChipLinkSpec | None = _f(default=None)
     # relative uncertainty (1 sigma-like, 0.3 = +-30 %) of cost numbers: "default" for every unlisted one, or a
     # dotted field (energy.read_voltage_V); the estimator propagates them one at a time (docs/estimator.md)
     uncertainty: dict[str, float] | None = _f(0.0, 0.95, default=None, hash=False)

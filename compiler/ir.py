@@ -33,6 +33,9 @@ class Kind(str, Enum):
 
 
 Span = tuple[int, int]  # half-open [start, stop)
+# mapping.json lists every segment (and every layer's tile slices) up to this many segments; beyond, it holds
+# them as runs (PlacedGraph.to_json): an 8B decoder's 28,628 segments listed one by one made 18 MB
+FULL_MAPPING_SEGMENTS = 10_000
 
 # Ops that only reshape or route data; listed in mapping.json without features, costed as free.
 SHAPE_OPS = {
@@ -236,15 +239,22 @@ class PlacedGraph:
         from compiler.backends.simulator import build_simulator
         return build_simulator(self, t_inference=t_inference, seed=seed, **options)
 
-    def estimate(self, batch: int = 1, seq_len: int = 128):
-        """Energy, latency and throughput of one inference (see compiler.backends.estimator)."""
+    def estimate(self, batch: int = 1, seq_len: int = 128, **options):
+        """Energy, latency and throughput of one inference (see compiler.backends.estimator); options: those of
+        estimate (gen_len: a causal LM's prefill and decode)."""
         from compiler.backends.estimator import estimate
-        return estimate(self, batch=batch, seq_len=seq_len)
+        return estimate(self, batch=batch, seq_len=seq_len, **options)
 
     # --- serialization -----------------------------------------------------------------------
-    def to_json(self) -> dict:
-        """The content of mapping.json (typed definition: reports/schema.py, MappingJson; docs/outputs.md)."""
-        util = self.tile_utilization()
+    def to_json(self, full: bool | None = None) -> dict:
+        """The content of mapping.json (typed definition: reports/schema.py, MappingJson; docs/outputs.md).
+
+        `full`: every segment listed, and every layer's tile slices (True); the compact form (False): segments
+        as runs of a regular split rule (`segment_runs`), no per-layer slices and no per-tile utilization (the
+        report derives both from blocks and runs); None: full up to FULL_MAPPING_SEGMENTS segments."""
+        if full is None:
+            full = len(self.segments) <= FULL_MAPPING_SEGMENTS
+        util = self.tile_utilization() if full else {}
         segments = {s.id: s for s in self.segments}
         layers = []
         for p in self.placements.values():
@@ -254,6 +264,7 @@ class PlacedGraph:
                      "in_features": p.in_features, "out_features": p.out_features}
             if p.kind is Kind.ANALOG:
                 entry["block"] = p.block
+            if p.kind is Kind.ANALOG and full:
                 entry["tiles"] = [
                     {"tile": sl.tile, "chip": sl.tile // self.tiles_per_chip, "segment": sl.segment,
                      "rows": list(sl.rows), "cols": list(sl.cols), "in_features": list(sl.in_features),
@@ -283,10 +294,55 @@ class PlacedGraph:
             "mean_utilization": self.mean_utilization,
             "tile_utilization": {str(t): u for t, u in util.items()},
             "blocks": [asdict(b) for b in self.blocks.values()],
-            "segments": [_segment_json(s) for s in self.segments],
+            "segments": [_segment_json(s) for s in self.segments] if full else [],
+            **({} if full else {"segment_runs": segment_runs(self.segments)}),
             "layers": layers,
             **({"objective": self.objective, "strategies": self.strategies} if self.strategies else {}),
         }
+
+
+def segment_runs(segments: list[TileSegment]) -> list[dict]:
+    """Segments as runs (reports/schema.py, SegmentRun): consecutive ids on consecutive tiles, the same
+    rectangle of each tile, the same block copy and ranges, holding the block's pieces in raster order (piece k
+    at block rows + (k // across) x height, block cols + (k % across) x width). The allocator lays a block's
+    full pieces out so: a 70B decoder's 265,128 segments make a few hundred runs."""
+    runs: list[dict] = []
+    for s in segments:
+        if runs and _extends(runs[-1], s):
+            runs[-1]["count"] += 1
+            continue
+        if runs and runs[-1]["across"] is None:
+            runs[-1]["across"] = runs[-1]["count"]
+        runs.append({"segment": s.id, "tile": s.tile, "count": 1, "across": None, "rows": list(s.rows),
+                     "cols": list(s.cols), "block": s.block, "block_rows": list(s.block_rows),
+                     "block_cols": list(s.block_cols), "copy": s.copy, "dac_range": s.dac_range,
+                     "adc_range": s.adc_range})
+        if s.col_w_max is not None:  # per-column values: summarized, as for a listed segment
+            runs[-1]["col_w_max_range"] = [float(s.col_w_max.min()), float(s.col_w_max.max())]
+    if runs and runs[-1]["across"] is None:
+        runs[-1]["across"] = runs[-1]["count"]
+    return runs
+
+
+def _extends(run: dict, s: TileSegment) -> bool:
+    """Whether `s` is the next segment of `run` by its rule (fixing the rule's `across` at the first wrap)."""
+    k = run["count"]
+    if (s.id != run["segment"] + k or s.tile != run["tile"] + k or s.block != run["block"] or s.copy != run["copy"]
+            or list(s.rows) != run["rows"] or list(s.cols) != run["cols"] or "col_w_max_range" in run
+            or s.col_w_max is not None or s.dac_range != run["dac_range"] or s.adc_range != run["adc_range"]):
+        return False
+    h, w = s.rows[1] - s.rows[0], s.cols[1] - s.cols[0]
+    (r0, _), (c0, _) = run["block_rows"], run["block_cols"]
+    if run["across"] is None:  # still on the first strip: continue it, or wrap to the next one
+        if tuple(s.block_rows) == (r0, r0 + h) and tuple(s.block_cols) == (c0 + k * w, c0 + (k + 1) * w):
+            return True
+        if tuple(s.block_rows) == (r0 + h, r0 + 2 * h) and tuple(s.block_cols) == (c0, c0 + w):
+            run["across"] = k
+            return True
+        return False
+    i, j = divmod(k, run["across"])
+    return (tuple(s.block_rows) == (r0 + i * h, r0 + (i + 1) * h)
+            and tuple(s.block_cols) == (c0 + j * w, c0 + (j + 1) * w))
 
 
 def _segment_json(segment: TileSegment) -> dict:

@@ -36,7 +36,8 @@ MANIFEST = ".aimc-manifest.json"
 LOCK = ".aimc-lock"
 STAGING_PREFIX = ".aimc-staging-"
 # every name a run can write into --out; a manifest naming anything else is not followed
-OUTPUTS = ("mapping.json", "cost.json", "accuracy.json", "hwa.json", "hwa_model", "report.html")
+OUTPUTS = ("mapping.json", "cost.json", "accuracy.json", "hwa.json", "hwa_model", "report.html",
+           "sweep.json", "sweep.csv", "sweep.html")  # the last three: a sweep's folder (compiler/dse/)
 _ASIDE = ".previous"  # inside the staging folder: the files a publish replaces, until it has succeeded
 
 

@@ -1,8 +1,18 @@
-"""Built-in real English sentences, written for this project, used offline when the user gives no data.
+"""Built-in real English sentences, used offline when the user gives no data.
 
-Two disjoint sets: CALIBRATION feeds range calibration, EVALUATION measures fidelity, so a range
-optimization is always judged on inputs it has not seen.
+Two disjoint sets: CALIBRATION (written for this project) feeds range calibration; the evaluation set
+measures fidelity, so a range optimization is always judged on inputs it has not seen. The evaluation set
+(`evaluation_texts`) is EVALUATION (32 sentences written for this project) followed by the prose sentences
+of the Python language reference that ships with CPython itself: `pydoc_data/topics.py` (the text of
+`help('topics')`), distributed with every CPython under the PSF License Version 2, which permits its use
+and copying. It is read from the running Python, not copied into this package, so its content (about
+1,400 sentences in CPython 3.11) depends on the Python version; accuracy.json records which one and a
+digest of the sentence list. Sentences are split and filtered deterministically (`reference_sentences`).
 """
+from __future__ import annotations
+
+import functools
+import re
 
 CALIBRATION = [
     "The committee postponed its decision until the budget figures arrive next week.",
@@ -73,3 +83,92 @@ EVALUATION = [
     "This cheap umbrella survived a gale that broke two expensive ones.",
     "The volunteers served hot meals to more than three hundred people.",
 ]
+
+
+# --- the Python language reference, split into sentences ---------------------------------------------------
+DEFAULT_EVAL_SENTENCES = 1000  # the CLI's --eval-sentences default (cost: docs/accuracy.md)
+MIN_WORDS, MAX_WORDS = 6, 40   # shorter ones are headings or fragments; longer ones mostly enumerations
+
+_HEADING_RULE = set("*=-~^")    # a heading's underline in the reStructuredText-rendered topics
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf)\.", re.IGNORECASE)  # no sentence ends at them
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# constructs of prose that look like code to the filter below: a quoted name ("len()", "__init__()"),
+# a parenthetical remark of words, a version number
+_PROSE = [(re.compile(r'"[A-Za-z_][\w.]*(?:\(\))?"'), "X"), (re.compile(r"\([A-Za-z][A-Za-z ,'\u2019\-]*\)"), ""),
+          (re.compile(r"\b\d+\.\d+\b"), "N")]
+# what is left of code after those: brackets, operators, markup, dotted names, quoted expressions
+_CODE = re.compile(r"[()\[\]{}=<>_`*|#@\\\"~^$%&/+]|\.\.\.|\w\.\w|--")
+
+
+@functools.lru_cache(maxsize=1)
+def reference_sentences() -> tuple[str, ...]:
+    """The prose sentences of the Python language reference shipped with this Python (pydoc_data/topics.py),
+    in a fixed order: topics sorted by name, paragraphs and sentences as they come. Dropped: headings, code
+    examples and grammar, sentences with code in them (brackets, operators, dotted names, which include
+    "e.g." and "i.e."; a quoted name such as "len()" is allowed), fragments (< MIN_WORDS words, no capital
+    or final period, a colon), run-ons (> MAX_WORDS words), repeats, and any sentence of CALIBRATION or
+    EVALUATION. Empty if this Python was installed without pydoc_data (some distributions split it off)."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        return ()
+    seen = set(CALIBRATION) | set(EVALUATION)
+    kept = []
+    for name in sorted(topics):
+        for sentence in prose_sentences(topics[name]):
+            if sentence not in seen:
+                seen.add(sentence)
+                kept.append(sentence)
+    return tuple(kept)
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The prose sentences of one plain-text help topic, in order (the rules of reference_sentences)."""
+    kept = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in paragraph.strip("\n").split("\n")]
+        if any(line.startswith((">>>", "...")) or "::=" in line for line in lines):
+            continue  # an interactive example or a grammar rule
+        if len(lines) > 1 and set(lines[-1]) <= _HEADING_RULE:
+            continue
+        flat = re.sub(r"\s+", " ", " ".join(lines)).strip()
+        flat = re.sub(r"^[*-] ", "", flat)                                  # a list item's bullet
+        flat = re.sub(r"\*([A-Za-z][A-Za-z -]*)\*", r"\1", flat)            # *emphasis*
+        flat = _ABBREVIATION.sub(lambda m: m.group(0).replace(".", "\0"), flat)
+        kept += [s for s in (s.replace("\0", ".") for s in _SENTENCE_END.split(flat)) if _is_prose(s)]
+    return kept
+
+
+def _is_prose(sentence: str) -> bool:
+    probe = sentence
+    for pattern, replacement in _PROSE:
+        probe = pattern.sub(replacement, probe)
+    words = len(sentence.split())
+    return (not _CODE.search(probe) and MIN_WORDS <= words <= MAX_WORDS and sentence[0].isupper()
+            and sentence[-1] in ".!?" and ":" not in sentence)
+
+
+def evaluation_texts(count: int | None = DEFAULT_EVAL_SENTENCES) -> tuple[list[str], str]:
+    """(texts, description): the built-in evaluation set, EVALUATION then the Python reference's sentences
+    (reference_sentences), `count` of them (None: all). With fewer reference sentences than asked, all of
+    them; below the full set, the reference sentences are taken evenly spaced over the topics (a fixed,
+    deterministic pick). The description names the source, the Python version and a digest of the texts."""
+    import hashlib  # here, not at the top: the CLI's --help imports this module for its default count
+    import platform
+    if count is not None and count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    reference = reference_sentences()
+    want = len(EVALUATION) + len(reference) if count is None else count
+    texts = list(EVALUATION[:want])
+    extra = min(want - len(texts), len(reference))
+    if extra > 0:
+        texts += [reference[i * len(reference) // extra] for i in range(extra)]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    source = (f"{len(texts)} built-in sentences: compiler.sentences.EVALUATION ({min(want, len(EVALUATION))})"
+              + (f" + the Python {platform.python_version()} language reference, pydoc_data/topics.py, PSF License "
+                 f"({extra} of {len(reference)})" if extra > 0 else "")
+              + f", sha256 {digest}")
+    if want > len(texts):
+        source += (f"; {want} were asked for, but this Python ships "
+                   + (f"only {len(reference)} usable reference sentences" if reference else "no pydoc_data"))
+    return texts, source

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from reports.schema import MappingJson, Stage
+from reports.schema import MappingJson, Segment, SegmentRun, Stage
 
 # The repeated-layer container of common transformer implementations: BERT/RoBERTa `encoder.layer.N`,
 # GPT-2 `h.N`, DistilBERT `transformer.layer.N`, T5/others `block.N`, LLaMA-style `layers.N`.
@@ -138,21 +138,73 @@ def build_mapping_view(data: MappingJson) -> MappingView:
     layers: list[LayerRow] = []
     roles: dict[str, str] = {}
     tile_slices: dict[int, list[Slice]] = {}
+    # the compact form (segment_runs, no per-layer tiles): each layer's slices derived from its block's segments
+    derived = layer_slices(data) if data.segment_runs and not any(e.tiles for e in data.layers) else {}
     for index, entry in enumerate(data.layers):
         group, _, role = split_group(entry.name)
         row = LayerRow(index=index, name=entry.name, node=entry.node, kind=entry.kind, op=entry.op,
                        in_features=entry.in_features, out_features=entry.out_features, block=entry.block,
                        group=group, role=role)
-        for t in entry.tiles:
-            piece = Slice(layer=row.name, tile=t.tile, rows=t.rows, cols=t.cols, in_features=t.in_features,
-                          out_features=t.out_features, dac_range=t.dac_range, adc_range=t.adc_range)
+        pieces = [Slice(layer=row.name, tile=t.tile, rows=t.rows, cols=t.cols, in_features=t.in_features,
+                        out_features=t.out_features, dac_range=t.dac_range, adc_range=t.adc_range)
+                  for t in entry.tiles] if entry.tiles else derived.get(entry.node, [])
+        for piece in pieces:
+            piece.layer = row.name
             row.slices.append(piece)
             tile_slices.setdefault(piece.tile, []).append(piece)
         if row.kind == "analog" and role not in roles:
             roles[role] = ROLE_COLORS[len(roles) % len(ROLE_COLORS)]
         layers.append(row)
-    return MappingView(data=data, layers=layers, tile_utilization=dict(data.tile_utilization), roles=roles,
+    util = dict(data.tile_utilization)
+    if not util and tile_slices:  # the compact form writes none: each tile's cells holding a weight
+        cells = data.tile_shape[0] * data.tile_shape[1]
+        util = {tile: sum(p.weights for p in pieces) / cells for tile, pieces in sorted(tile_slices.items())}
+    return MappingView(data=data, layers=layers, tile_utilization=util, roles=roles,
                        groups=_group_tiles(layers, tile_slices), tile_slices=tile_slices)
+
+
+def expand_runs(runs: list[SegmentRun]) -> list[Segment]:
+    """The segments that `segment_runs` stands for, by the rule each run states (reports/schema.py)."""
+    segments = []
+    for run in runs:
+        (r0, r1), (c0, c1) = run.rows, run.cols
+        (br, _), (bc, _) = run.block_rows, run.block_cols
+        h, w = r1 - r0, c1 - c0
+        for k in range(run.count):
+            i, j = divmod(k, run.across)
+            segments.append(Segment(id=run.segment + k, tile=run.tile + k, rows=run.rows, cols=run.cols,
+                                    block=run.block, block_rows=(br + i * h, br + (i + 1) * h),
+                                    block_cols=(bc + j * w, bc + (j + 1) * w), dac_range=run.dac_range,
+                                    adc_range=run.adc_range, col_w_max_range=run.col_w_max_range, copy=run.copy))
+    return segments
+
+
+def layer_slices(data: MappingJson) -> dict[str, list[Slice]]:
+    """Layer node -> the tile rectangles holding it, from the blocks and segments (listed or as runs): a layer
+    owns its block's columns from the sum of the widths of the layers before it in the block."""
+    by_block: dict[str, list[Segment]] = {}
+    for seg in data.segments or expand_runs(data.segment_runs):
+        by_block.setdefault(seg.block, []).append(seg)
+    entries = {e.node: e for e in data.layers if e.kind == "analog"}
+    out: dict[str, list[Slice]] = {}
+    for block in data.blocks:
+        lo = 0
+        for node in block.layers:
+            entry = entries.get(node)
+            if entry is None or entry.out_features is None:
+                break  # a hand-made file naming a layer it does not list: no offsets past it
+            hi = lo + entry.out_features
+            pieces = out.setdefault(node, [])
+            for seg in by_block.get(block.name, ()):
+                a, b = max(lo, seg.block_cols[0]), min(hi, seg.block_cols[1])
+                if a >= b:
+                    continue
+                col0 = seg.cols[0] + a - seg.block_cols[0]
+                pieces.append(Slice(layer=entry.name, tile=seg.tile, rows=seg.rows, cols=(col0, col0 + b - a),
+                                    in_features=seg.block_rows, out_features=(a - lo, b - lo),
+                                    dac_range=seg.dac_range, adc_range=seg.adc_range))
+            lo = hi
+    return out
 
 
 def _group_tiles(layers: list[LayerRow], tile_slices: dict[int, list[Slice]]) -> list[Group]:

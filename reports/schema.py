@@ -23,7 +23,8 @@ from reports.typed_json import Record, SchemaError, check, optional, required, w
 # The schema_version every JSON output carries; a reader refuses files of another version.
 SCHEMA_VERSION = 1
 
-__all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "AccuracyJson", "HwaJson"]
+__all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "AccuracyJson", "HwaJson",
+           "SweepJson"]
 
 
 # --- mapping.json (compiler/ir.py, PlacedGraph.to_json) -------------------------------------------------
@@ -79,6 +80,27 @@ class Segment(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SegmentRun(Record):
+    """`count` segments (ids from `segment`) on consecutive tiles (from `tile`), each on the same rectangle
+    `rows` x `cols` of its tile, of one block copy, with the same ranges; piece k holds the block's rows
+    block_rows + (k // across) x height and columns block_cols + (k % across) x width (`block_rows`,
+    `block_cols`: the first piece's). The compact form of `segments` (reports/mapping_view.py expands it)."""
+    segment: int = required(min=0)
+    tile: int = required(min=0)
+    count: int = required(min=1)
+    across: int = required(min=1)
+    rows: tuple[int, int] = required(min=0)
+    cols: tuple[int, int] = required(min=0)
+    block: str = required()
+    block_rows: tuple[int, int] = required(min=0)
+    block_cols: tuple[int, int] = required(min=0)
+    copy: int = written(0, min=0)
+    dac_range: float | None = written()
+    adc_range: float | None = written()
+    col_w_max_range: tuple[float, float] | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Strategy(Record):
     """One allocation `--allocation auto` tried (compiler/placement.py): one inference's latency and the
     steady-stream throughput from the estimator's schedule (null without a priced spec)."""
@@ -123,7 +145,8 @@ class MappingJson(Record):
     mean_utilization: float = written(min=0)
     tile_utilization: dict[int, float] = written({}, min=0)
     blocks: list[WeightBlock] = written([])
-    segments: list[Segment] = written([])
+    segments: list[Segment] = written([])          # empty in the compact form: segment_runs instead
+    segment_runs: list[SegmentRun] = optional([])   # the compact form (models beyond 10,000 segments)
     layers: list[MappingLayer] = required()
     command: str | None = optional()
     objective: str | None = optional()               # --allocation auto only, with the strategies it tried
@@ -271,6 +294,89 @@ class Sensitivity(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Links(Record):
+    """Activations that crossed between chips in the inference (zero on one chip)."""
+    bytes: float = written(min=0)
+    energy_J: float = written(min=0)
+    busy_s: float = written(min=0)               # link time of every crossing, summed over the sending chips
+    crossings: int = written(min=0)
+    chip_pairs: dict[str, float] = written({})   # "a->b" -> bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeBatch(Record):
+    """A whole generation (prefill + gen_len steps) at one batch size."""
+    batch: int = required(min=1)
+    ttft_s: float = written(min=0)
+    prefill_energy_J: float = written(min=0)
+    tokens_per_s: float = written(min=0)
+    energy_per_token_J: float = written(min=0)
+    baseline_ttft_s: float | None = written()
+    baseline_prefill_energy_J: float | None = written()
+    baseline_tokens_per_s: float | None = written()
+    baseline_energy_per_token_J: float | None = written()
+    kv_cache_bytes: float = written(min=0)
+    kv_location: str = written("")
+    baseline_kv_location: str = written("")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeContext(Record):
+    """One decode step at a context length (the run's batch)."""
+    context: int = required(min=1)
+    energy_per_token_J: float = required(min=0)
+    tokens_per_s: float | None = written()
+    baseline_energy_per_token_J: float | None = written()
+    baseline_tokens_per_s: float | None = written()
+    kv_location: str = written("")
+    attention_macs: int = written(min=0)
+    link_bytes: float = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KvCache(Record):
+    bytes: float = required(min=0)               # at the generation's final context, the run's batch
+    context: int = written(min=0)
+    bytes_per_token: float = written(min=0)      # one sequence, every layer, K and V
+    layers: int = written(min=0)
+    kv_heads: int = written(min=0)
+    head_dim: int = written(min=0)
+    bits: int = written(min=0)
+    bits_source: str = written("")
+    location: str = required(choices=("sram", "dram"))
+    sram_bytes: float = written(min=0)           # activation SRAM of the chips the model spans
+    baseline_location: str = written("")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decode(Record):
+    """A causal LM: prefill of the seq_len prompt, then gen_len tokens decoded one at a time (docs/estimator.md)."""
+    batch: int = required(min=1)
+    seq_len: int = required(min=1)
+    gen_len: int = required(min=1)
+    ttft_s: float = required(min=0)
+    prefill_energy_J: float = written(min=0)
+    prefill_attention_macs: int = written(min=0)
+    prefill_link_bytes: float = written(min=0)
+    prefill_link_energy_J: float = written(min=0)
+    tokens_per_s: float = required(min=0)
+    energy_per_token_J: float = required(min=0)
+    decode_step_link_bytes: float = written(min=0)
+    decode_step_link_energy_J: float = written(min=0)
+    baseline_ttft_s: float | None = written()
+    baseline_prefill_energy_J: float | None = written()
+    baseline_tokens_per_s: float | None = written()
+    baseline_energy_per_token_J: float | None = written()
+    baseline_weights: str = written("")
+    baseline_weight_bytes: int = written(min=0)
+    lm_head_last_position_only: list[str] = written([])
+    kv_cache: KvCache | None = written()
+    by_batch: list[DecodeBatch] = written([])
+    contexts: list[DecodeContext] = written([])
+    assumptions: list[str] = written([])
+
+
+@dataclass(frozen=True, kw_only=True)
 class CostJson(Record):
     schema_version: int = written()
     model: str = required()
@@ -297,6 +403,8 @@ class CostJson(Record):
     power_by_component_W: dict[str, float] = optional({})
     # added by compiler/cli.py with --allocation auto: the strategies tried, as in mapping.json
     strategies: list[Strategy] = optional([])
+    links: Links | None = optional()              # chip-to-chip traffic of the inference
+    decode: Decode | None = optional()            # causal LMs: prefill and decode
 
 
 # --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----
@@ -331,12 +439,34 @@ class FpReference(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class DriftResult(Record):
-    """One drift time: metric name -> mean, std (null with one seed) and per-seed values over the seeds."""
+    """One drift time: metric name -> mean, std (null with one seed), ci95 (half-width of the 95 % confidence
+    interval of the mean over seeds, Student's t; null with one seed) and per-seed values over the seeds."""
     label: str = required()
     seconds: float = required(min=0)
     mean: dict[str, float | None] = written({})
     std: dict[str, float | None] = written({})
+    ci95: dict[str, float | None] = written({})  # {} in files from before it was recorded
     per_seed: dict[str, list[float | None]] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodingRecord(Record):
+    """Noisy decoding of a causal LM (compiler/evaluation/decoding.py): next-token fidelity, teacher-forced, and
+    greedy generation with the chip's KV cache, against the FP model; metrics per drift time over the seeds."""
+    kv_cache: str = written("")                  # how the cache is simulated
+    source: str = written("")                    # the evaluation sequences
+    sequences: int = written(min=0)
+    tokens: int = written(min=0)                 # positions scored for next-token fidelity
+    max_context: int = written(min=1)
+    prompts: int = written(min=0)
+    prompt_tokens: int = written(min=0)
+    gen_tokens: int = written(min=1)
+    metrics: dict[str, Metric] = written({})
+    results: list[DriftResult] = required()
+    fp_generation: list[list[int]] = written([])  # the FP model's greedy tokens per prompt
+    timing_s: dict[str, float] = written({})
+    weights_note: str | None = optional()
+    elapsed_s: float = written()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,6 +500,7 @@ class AccuracyJson(Record):
     results_without_pt_opt: list[DriftResult] | None = optional()
     hwa_finetune: bool = optional(False)
     results_without_hwa: list[DriftResult] | None = optional()
+    decoding: DecodingRecord | None = optional()  # causal LMs: compiler/evaluation/decoding.py
     notes: list[str] = written([])
     elapsed_s: float = written()
 
@@ -396,8 +527,67 @@ class HwaJson(Record):
     placement: dict[str, Any] | None = optional()  # the placement it trained through
 
 
+# --- sweep.json (compiler/dse/run.py; the figures of each point read from its run folder by reports/sweep.py) --
+
+@dataclass(frozen=True, kw_only=True)
+class SweepAxis(Record):
+    name: str = required()                           # as given: "adc.bits", "tile.rows+tile.cols", "allocation"
+    kind: str = required(choices=("spec", "option"))
+    keys: list[str] = written([])                    # the spec keys it sets (several joined by +)
+    values: list[str] = required()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepAccuracy(Record):
+    """The point's headline accuracy metric at one drift time, over its seeds (as in accuracy.json)."""
+    label: str = required()
+    seconds: float = required(min=0)
+    mean: float | None = written()
+    std: float | None = written()
+    ci95: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepRun(Record):
+    """One point: its axis values, whether it was computed, taken from the cache or failed, and its figures."""
+    name: str = required()                           # its folder under points/
+    key: str = required()                            # sha256 of model, resolved spec, options, code version
+    values: dict[str, str] = required()              # axis name -> value
+    status: str = required(choices=("computed", "cached", "failed"))
+    error: str | None = written()
+    seconds: float | None = written()                # compute time (null when cached)
+    command: str = written("")                       # the single run this point is
+    dir: str = written("")
+    report: str | None = written()                   # relative to sweep.json
+    model: str = written("")
+    tiles: int | None = written()
+    chips: int | None = written()
+    energy_J: float | None = written()               # per inference
+    latency_s: float | None = written()
+    tops_per_w: float | None = written()
+    area_mm2: float | None = written()
+    metric: str | None = written()                   # the accuracy metric of `accuracy`
+    higher_is_better: bool = written(True)
+    accuracy: list[SweepAccuracy] = written([])
+    pareto: bool = written(False)                    # on the front of energy vs accuracy (longest drift time)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepJson(Record):
+    schema_version: int = written()
+    hw: str = required()
+    models: list[str] = written([])
+    axes: list[SweepAxis] = required()
+    simulate: bool = written(False)
+    seeds: int | None = written()
+    executor: str = written("")                      # where the points ran, in words
+    points: list[SweepRun] = required()
+    elapsed_s: float = written()
+
+
 FILES: dict[str, type[Record]] = {"mapping.json": MappingJson, "cost.json": CostJson,
                                   "accuracy.json": AccuracyJson, "hwa.json": HwaJson}
+# sweep.json is a sweep folder's, not a run's (the files of a run are FILES): checked by compiler/dse/run.py
 
 
 def check_output(name: str, data: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from reports import charts, cost_charts
+from reports import charts, cost_charts, decode_charts
 from reports.schema import AccuracyJson, CostJson, CostLayer, DriftResult, Stage
 
 # The metric a summary card shows per drift time: the task's own metric when there is one, else the
@@ -87,6 +87,8 @@ def build_cost_section(cost: CostJson) -> CostSection:
         figures["layers"] = charts.energy_per_layer(cost)
     if cost.sweep and cost.sweep.points:
         figures["sweep"] = charts.sweep(cost)
+    if cost.decode and (svg := decode_charts.decode_vs_context(cost)) is not None:
+        figures["decode"] = svg
     if cost.schedule and cost.schedule.tile_utilization:
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
     if cost.area:
@@ -107,6 +109,7 @@ def build_cost_section(cost: CostJson) -> CostSection:
 class AccuracyCell:
     mean: float | None
     std: float | None
+    ci95: float | None = None  # half-width of the 95 % confidence interval of the mean over seeds
 
 
 @dataclass
@@ -130,7 +133,7 @@ class AccuracySection:
 
     @staticmethod
     def cell(result: DriftResult, metric: str) -> AccuracyCell:
-        return AccuracyCell(result.mean.get(metric), result.std.get(metric))
+        return AccuracyCell(result.mean.get(metric), result.std.get(metric), result.ci95.get(metric))
 
 
 def build_accuracy_section(accuracy: AccuracyJson) -> AccuracySection:

@@ -4,11 +4,16 @@ Inside a tile, x runs along the columns (outputs, bit lines) and y down the rows
 so a half-full tile shows its empty half, and the filled area of each cell *is* its utilization.
 Tiles are grouped by transformer layer, one band per layer. Hand-built SVG: a few hundred tiles stay
 small (no plotting library, no raster) and every rectangle carries the data its tooltip shows.
+
+Beyond MAX_TILES_DRAWN tiles (an 8B decoder holds 28,628) the map draws one square per chip instead, striped
+by the layer roles its tiles hold; clicking a chip draws that chip's tiles (reports/templates/report.js) from
+a compact table embedded once (runs of tiles holding the same layer at the same fill), so the page stays small
+at 518 chips.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 
 from reports.mapping_view import MappingView
@@ -18,6 +23,8 @@ DRAW_WIDTH = 1000      # px for the cells
 GAP = 3                # px between cells
 GROUP_GAP = 7          # extra px between groups
 MAX_CELL, MIN_CELL = 30, 11
+MAX_TILES_DRAWN = 2048  # beyond: one square per chip, drill into a chip (a tile each costs ~1 kB of page)
+CHIP_CELL_MAX, CHIP_CELL_MIN = 56, 18
 
 
 @dataclass
@@ -26,6 +33,9 @@ class TileMapSvg:
     width: int
     height: int
     cell: int
+    by_chip: bool = False           # one square per chip; `chip_data` holds each chip's tiles for the drill-in
+    chip_data: dict = field(default_factory=dict)
+    chips: int = 0
 
 
 def _layout(view: MappingView) -> tuple[int, int]:
@@ -42,6 +52,8 @@ def _r(value: float) -> str:
 
 
 def render_tile_map(view: MappingView) -> TileMapSvg:
+    if len(view.tile_slices) > MAX_TILES_DRAWN and (view.data.tiles_per_chip or 0) > 0:
+        return render_chip_overview(view)
     cell, per_line = _layout(view)
     rows_per_tile, cols_per_tile = view.tile_rows, view.tile_cols
     role_of = {layer.name: layer.role for layer in view.layers}
@@ -85,11 +97,96 @@ def render_tile_map(view: MappingView) -> TileMapSvg:
     return TileMapSvg(svg=svg, width=width, height=height, cell=cell)
 
 
+def _main_pieces(view: MappingView) -> dict[int, object]:
+    """Tile -> the slice filling most of it."""
+    return {tile: max(pieces, key=lambda p: p.weights) for tile, pieces in view.tile_slices.items()}
+
+
+def chip_table(view: MappingView) -> dict:
+    """What the drill-in draws, per chip: runs [first tile on the chip, count, layer index, fill in permille] of
+    consecutive tiles whose main layer and fill are the same; layers as [name, role index], roles as
+    [role, color]. Tiles holding no weight are in no run."""
+    per_chip = view.data.tiles_per_chip
+    roles = list(view.roles)
+    role_index = {role: i for i, role in enumerate(roles)}
+    layer_index: dict[str, int] = {}
+    layers: list[list] = []
+    role_of = {layer.name: layer.role for layer in view.layers}
+    chips: dict[int, list[list[int]]] = {}
+    last = None
+    for tile, main in sorted(_main_pieces(view).items()):
+        if main.layer not in layer_index:
+            layer_index[main.layer] = len(layers)
+            layers.append([main.layer, role_index.get(role_of.get(main.layer, ""), -1)])
+        chip, local = divmod(tile, per_chip)
+        key = (chip, layer_index[main.layer], round(1000 * view.tile_utilization.get(tile, 0.0)))
+        runs = chips.setdefault(chip, [])
+        if last is not None and last[0] == key and last[1] == tile - 1:
+            runs[-1][1] += 1
+        else:
+            runs.append([local, 1, key[1], key[2]])
+        last = (key, tile)
+    return {"per_chip": per_chip, "roles": [[r, view.roles[r]] for r in roles], "layers": layers,
+            "chips": {str(c): runs for c, runs in chips.items()}}
+
+
+def render_chip_overview(view: MappingView) -> TileMapSvg:
+    """One square per chip in use, striped top to bottom by the roles of its tiles (each tile counted for the
+    layer filling most of it), the unused rest grey; the square's data say what the tooltip shows."""
+    per_chip = view.data.tiles_per_chip
+    chips = max(view.tile_slices) // per_chip + 1
+    per_line = max(1, math.ceil(math.sqrt(chips * 2)))
+    cell = max(CHIP_CELL_MIN, min(CHIP_CELL_MAX, (LABEL_WIDTH + DRAW_WIDTH) // per_line - GAP))
+    per_line = max(1, (LABEL_WIDTH + DRAW_WIDTH) // (cell + GAP))
+    role_of = {layer.name: layer.role for layer in view.layers}
+    group_of = {tile: group.label for group in view.groups for tile in group.tiles}
+    counts: dict[int, dict[str, int]] = {}
+    groups: dict[int, list[str]] = {}
+    for tile, main in sorted(_main_pieces(view).items()):
+        chip = tile // per_chip
+        role = role_of.get(main.layer, "")
+        counts.setdefault(chip, {})
+        counts[chip][role] = counts[chip].get(role, 0) + 1
+        label = group_of.get(tile, "")
+        seen = groups.setdefault(chip, [])
+        if label not in seen:
+            seen.append(label)
+    parts: list[str] = []
+    for chip in range(chips):
+        x, y = (chip % per_line) * (cell + GAP), (chip // per_line) * (cell + GAP)
+        held = counts.get(chip, {})
+        used = sum(held.values())
+        names = groups.get(chip, [])
+        span = names[0] if len(names) == 1 else f"{names[0]} – {names[-1]}" if names else "no weights"
+        tip = f"chip {chip}|{used} of {per_chip} tiles hold weights|{span}"
+        parts.append(f'<g class="chip" data-chip="{chip}" data-tip="{escape(tip)}" tabindex="0" role="button" '
+                     f'aria-label="chip {chip}" transform="translate({x},{y})">'
+                     f'<rect class="empty" width="{cell}" height="{cell}"/>')
+        top = 0.0
+        for role, color in view.roles.items():  # roles in model order: the stripes read like the layer stack
+            n = held.get(role, 0)
+            if n:
+                h = n / per_chip * cell
+                parts.append(f'<rect x="0" y="{_r(top)}" width="{cell}" height="{_r(h)}" fill="{color}"/>')
+                top += h
+        if cell >= 24:
+            parts.append(f'<text class="clabel" x="{cell / 2:.1f}" y="{cell / 2 + 4:.1f}">{chip}</text>')
+        parts.append(f'<rect class="edge" width="{cell}" height="{cell}"/></g>')
+    lines = math.ceil(chips / per_line)
+    width = min(chips, per_line) * (cell + GAP) - GAP
+    height = lines * (cell + GAP) - GAP
+    svg = (f'<svg class="tilemap chipview" viewBox="-2 -2 {width + 4} {height + 4}" width="{width + 4}" '
+           f'height="{height + 4}" role="img" aria-label="chip map: one square per chip">' + "".join(parts) + "</svg>")
+    return TileMapSvg(svg=svg, width=width, height=height, cell=cell, by_chip=True, chip_data=chip_table(view),
+                      chips=chips)
+
+
 def render_chip_map(view: MappingView, cell: int = 9, gap: float = 1.5, max_tiles: int = 4096) -> list[str]:
-    """One small floorplan per chip in use: every tile of the chip, colored by the layer that fills most of it."""
+    """One small floorplan per chip in use: every tile of the chip, colored by the layer that fills most of it.
+    None beyond MAX_TILES_DRAWN tiles: the chip overview (render_chip_overview) draws chips then."""
     per_chip = view.data.tiles_per_chip or 0
     chips = view.data.chips_used or 0
-    if per_chip <= 0 or per_chip > max_tiles or chips <= 0:
+    if per_chip <= 0 or per_chip > max_tiles or chips <= 0 or len(view.tile_slices) > MAX_TILES_DRAWN:
         return []
     chips = min(chips, max(view.tile_slices, default=0) // per_chip + 1)  # none past the last one holding weights
     cols = max(1, 2 ** math.ceil(math.log2(math.sqrt(per_chip * 2))))

@@ -87,6 +87,7 @@ def test_task_metrics_refused_for_a_feature_extractor(minilm_placed):
 @pytest.mark.parametrize("argv, message", [
     (["--simulate", "--drift-times", "1s,soon"], "'soon' is not a time"),
     (["--simulate", "--seeds", "0"], "--seeds must be >= 1"),
+    (["--simulate", "--eval-sentences", "0"], "--eval-sentences must be >= 1"),
     (["--eval", str(GLUE_FIXTURES / "SST-2")], "add --simulate"),
     (["--simulate", "--eval", str(GLUE_FIXTURES / "nowhere")], "no such file or directory"),
     (["--simulate", "--eval", str(GLUE_FIXTURES / "SST-2")], "RANDOM weights"),  # roberta-base offline
@@ -161,3 +162,131 @@ def test_minilm_fidelity_falls_with_drift_time(minilm_pt):
     assert late["mean"]["embedding_cosine_mean"] < early["mean"]["embedding_cosine_mean"] < 1
     assert all(0 < c <= 1 for row in (early, late) for c in row["per_seed"]["embedding_cosine_min"])
     assert early["std"]["output_rel_l2"] is not None and len(late["per_seed"]["retrieval_agreement"]) == 2
+
+
+# --- confidence intervals and merging seed lists -----------------------------------------------------
+@pytest.mark.parametrize("df, expected", [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045)])
+def test_student_t_quantile_matches_printed_tables(df, expected):
+    from compiler.evaluation.accuracy import student_t_quantile
+    # t_{0.975, df} as printed in statistics tables (e.g. NIST/SEMATECH e-Handbook, 1.3.6.7.2), 3 decimals
+    assert student_t_quantile(0.975, df) == pytest.approx(expected, abs=6e-4)
+
+
+def test_student_t_quantile_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from compiler.evaluation.accuracy import student_t_quantile
+    for df in (1, 2, 3, 5, 8, 17, 60, 301):
+        for p in (0.9, 0.975, 0.995):
+            assert student_t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+
+
+def test_ci_half_width_by_hand():
+    from compiler.evaluation.accuracy import ci_half_width
+    # values 1, 2, 3: sample std 1, n 3 -> t_{0.975,2} / sqrt(3), t_{0.975,2} = 4.30265272974946 (scipy); None and
+    # NaN are skipped, and one value has no interval
+    assert ci_half_width([1.0, None, 2.0, float("nan"), 3.0]) == pytest.approx(4.30265272974946 / math.sqrt(3))
+    assert ci_half_width([0.5, None]) is None
+
+
+def test_merged_seed_lists_equal_one_run_over_their_union(minilm_pt):
+    from compiler.evaluation.accuracy import evaluate_accuracy, merge_accuracy
+    args = dict(drift_times="1d", max_examples=4, batch_size=4, progress=False, compare_without_pt=True)
+    whole = evaluate_accuracy(minilm_pt, seeds=[0, 1], **args)
+    parts = [evaluate_accuracy(minilm_pt, seeds=[0], **args), evaluate_accuracy(minilm_pt, seeds=[1], **args)]
+    merged = merge_accuracy(parts)
+    from reports.schema import check_output
+    check_output("accuracy.json", merged)  # ci95 and per_seed are part of accuracy.json's typed definition
+    assert merged.pop("elapsed_s") == pytest.approx(sum(p["elapsed_s"] for p in parts))
+    whole.pop("elapsed_s")
+    assert merged == whole
+    row = whole["results"][0]
+    cos = row["per_seed"]["embedding_cosine_mean"]
+    assert len(cos) == 2 and cos[0] != cos[1]  # two different chips
+    # t_{0.975,1} = tan(0.475 pi) exactly (Student's t with one degree of freedom is Cauchy)
+    assert row["ci95"]["embedding_cosine_mean"] == pytest.approx(
+        math.tan(0.475 * math.pi) * float(np.std(cos, ddof=1)) / math.sqrt(2))
+    assert all(r["ci95"]["output_rel_l2"] is None for r in parts[1]["results"])  # one seed: no interval
+    with pytest.raises(ValueError, match="overlap"):
+        merge_accuracy([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="differ in drift_times"):
+        merge_accuracy([parts[0], {**parts[1], "drift_times": [{"label": "2d", "seconds": 172800.0}]}])
+    assert merge_accuracy([parts[1], parts[0]])["seeds"] == [1, 0]  # the order of the parts
+
+
+def test_summary_lines_show_the_confidence_interval():
+    from compiler.evaluation.accuracy import summarize_per_seed, summary_lines
+    result = {"seeds": [0, 1, 2], "metrics": {"output_rel_l2": {}},
+              "results": [summarize_per_seed("1h", 3600.0, {"output_rel_l2": [0.1, 0.2, 0.3]})]}
+    half = 4.30265272974946 * 0.1 / math.sqrt(3)
+    assert summary_lines(result) == [f"t=1h (mean +- std [95% CI], 3 seeds): output_rel_l2 0.2000 +- 0.1000 "
+                                     f"[{0.2 - half:.4f}, {0.2 + half:.4f}]"]
+    one = {"seeds": [0], "metrics": {"output_rel_l2": {}},
+           "results": [summarize_per_seed("1h", 3600.0, {"output_rel_l2": [0.25]})]}
+    assert summary_lines(one) == ["t=1h: output_rel_l2 0.2500"]
+
+
+# --- the built-in evaluation sentences ---------------------------------------------------------------------
+TOPIC = """Assignment statements
+*********************
+
+Assignment statements are used to (re)bind names to values.  They may
+raise an exception, e.g. if the target is immutable.
+
+   assignment_stmt ::= (target_list "=")+ expression
+
+>>> x = 1
+>>> print(x)
+
+The "len()" function returns the length of an object, which must be a sequence.
+Call "os.path.join(a, b)" to join two paths together into one path. Short one here.
+
+* A list item about the *standard* type hierarchy is also prose text.
+"""
+
+
+def test_prose_sentences_of_a_help_topic():
+    from compiler.sentences import prose_sentences
+    assert prose_sentences(TOPIC) == [
+        "Assignment statements are used to (re)bind names to values.",  # "e.g." reads as a dotted name: dropped
+        'The "len()" function returns the length of an object, which must be a sequence.',
+        "A list item about the standard type hierarchy is also prose text."]
+
+
+def test_reference_sentences_are_many_distinct_prose_sentences():
+    from compiler import sentences
+    reference = sentences.reference_sentences()
+    if not reference:
+        pytest.skip("this Python was installed without pydoc_data")
+    assert len(reference) >= 1000 and len(set(reference)) == len(reference)
+    assert not set(reference) & (set(sentences.CALIBRATION) | set(sentences.EVALUATION))
+    for text in reference:
+        assert sentences.MIN_WORDS <= len(text.split()) <= sentences.MAX_WORDS, text
+        assert text[0].isupper() and text[-1] in ".!?" and not any(c in text for c in "=[]{}<>`|\\"), text
+        assert ">>>" not in text and "::=" not in text and "\n" not in text
+    sentences.reference_sentences.cache_clear()
+    assert sentences.reference_sentences() == reference  # the same split every time
+
+
+def test_evaluation_texts_pick():
+    from compiler import sentences
+    if not sentences.reference_sentences():
+        pytest.skip("this Python was installed without pydoc_data")
+    texts, source = sentences.evaluation_texts(1000)
+    assert len(texts) == len(set(texts)) == 1000 and texts[:32] == sentences.EVALUATION
+    assert not set(texts) & set(sentences.CALIBRATION)
+    assert "pydoc_data/topics.py" in source and "PSF License" in source and "968 of" in source
+    everything, _ = sentences.evaluation_texts(None)
+    assert everything == sentences.EVALUATION + list(sentences.reference_sentences())
+    assert set(texts) <= set(everything)
+    assert sentences.evaluation_texts(10)[0] == sentences.EVALUATION[:10]
+    more, note = sentences.evaluation_texts(len(everything) + 5)
+    assert more == everything and "were asked for" in note
+
+
+def test_evaluation_counts_every_sentence_it_asked_for(minilm_pt):
+    from compiler.evaluation.accuracy import evaluate_accuracy
+    result = evaluate_accuracy(minilm_pt, "1h", seeds=1, progress=False, eval_sentences=40, batch_size=20)
+    assert result["eval"]["examples"] == 40 and result["eval"]["batches"] == 2
+    assert result["eval"]["source"].startswith("40 built-in sentences")
+    retrieval = result["results"][0]["mean"]["retrieval_agreement"]
+    assert retrieval * 40 == pytest.approx(round(retrieval * 40))  # a fraction of the 40, not of 32

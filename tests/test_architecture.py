@@ -33,6 +33,10 @@ ROOMS = {
                           "compiler.ir", "compiler.sentences", "compiler.analog", "passes", "compiler.pipeline",
                           "compiler.backends.simulator", "compiler.evaluation", "compiler.progress",
                           "reports.schema"},
+    # the sweep (aimc-compile sweep): drives the single run of compiler/cli.py per point; nothing imports it
+    # but the entry points
+    "compiler.dse": {"compiler.errors", "compiler.progress", "compiler.spec_check", "compiler.outputs",
+                     "compiler.hw_spec", "compiler.models", "compiler.evaluation", "reports", "reports.schema"},
     # the typed definitions of the JSON outputs: a leaf (standard library only) that writers and readers share
     "reports.schema": {"reports"},
     "reports": {"reports.schema"},

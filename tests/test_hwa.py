@@ -238,7 +238,7 @@ def _cli(capsys, *argv):
 def test_cli_hwa_finetune_then_compile_and_simulate(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = _cli(capsys, tiny_checkpoint, "--hw", "pcm_1M", "--task", "feature-extraction", "--seq-len", 32,
-                     "--hwa-finetune", "--hwa-steps", 3, "--hwa-lr", 1e-3, "--simulate", "--drift-times", "1h",
+                     "--hwa-finetune", "--hwa-steps", 3, "--hwa-lr", 1e-3, "--simulate", "--eval-sentences", "32", "--drift-times", "1h",
                      "--seeds", 2, "--calibration", 4, "--out", out)
     assert code == 0, err
     hwa = json.loads((out / "hwa.json").read_text())

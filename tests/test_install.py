@@ -236,7 +236,7 @@ def test_hwa_finetune_before_model_and_the_simulator_backend(tiny_checkpoint, tm
     simulator's backend and random stream."""
     out = tmp_path / "out"
     code = main(["--hwa-finetune", str(tiny_checkpoint), "--hw", "pcm_1M", "--task", "feature-extraction",
-                 "--seq-len", "16", "--hwa-steps", "1", "--simulate", "--drift-times", "1h", "--seeds", "1",
+                 "--seq-len", "16", "--hwa-steps", "1", "--simulate", "--eval-sentences", "32", "--drift-times", "1h", "--seeds", "1",
                  "--calibration", "2", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err

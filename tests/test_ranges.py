@@ -382,7 +382,7 @@ def tiny_checkpoint(tmp_path_factory):
 def test_cli_accuracy_json_carries_the_pt_off_comparison(tiny_checkpoint, tmp_path, capsys):
     from compiler.cli import main
     out = tmp_path / "out"
-    code = main([str(tiny_checkpoint), "--hw", "pcm_1M", "--simulate", "--drift-times", "1s,1h", "--seeds", "2",
+    code = main([str(tiny_checkpoint), "--hw", "pcm_1M", "--simulate", "--eval-sentences", "32", "--drift-times", "1s,1h", "--seeds", "2",
                  "--calibration", "4", "--seq-len", "16", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0, err

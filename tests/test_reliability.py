@@ -200,7 +200,8 @@ def test_publishing_onto_another_filesystem(published, tmp_path, checkpoints):
         assert code == 0, err
         assert read_manifest(out) == ["cost.json", "mapping.json", "report.html"]
         before = _snapshot(out)
-        code, err = _tiny(checkpoints, out, "--set", "tile.rows=1", "--set", "tile.cols=1")
+        code, err = _tiny(checkpoints, out, "--set", "tile.rows=1", "--set", "tile.cols=1",
+                           "--set", "tile.max_chips=1")
         assert code == 2 and "needs at least" in err and _snapshot(out) == before
         code, err = _tiny(checkpoints, mount)                      # the mount point itself
         assert code == 0, err
@@ -303,7 +304,7 @@ def test_capacity_is_computed_from_shapes_before_any_piece(monkeypatch):
     def no_pieces(*args):
         raise AssertionError("pieces built before the capacity check")
     monkeypatch.setattr(tile_allocation, "_grid_pieces", no_pieces)
-    hw = load_hw_spec("pcm_1M", {"tile.rows": 1, "tile.cols": 1})
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 1, "tile.cols": 1, "tile.max_chips": 8})
     for allocation in ("naive", "packed"):
         with pytest.raises(UserError, match=r"needs at least 8,192 tiles of 1x1 \(\w+ allocation\) .* offers 4,096"):
             compile_model(torch.nn.Linear(128, 64), (torch.randn(2, 128),), hw, allocation=allocation)

@@ -155,7 +155,7 @@ def test_tile_tooltip_names_the_layer(page) -> None:
 # --- the comparison of three runs --------------------------------------------------------------------------
 
 RUNS = {"rb-pcm": ["roberta-base", "--hw", "pcm_1M"], "rb-hermes": ["roberta-base", "--hw", "hermes"],
-        "minilm": ["sentence-transformers/all-MiniLM-L6-v2", "--hw", "pcm_1M", "--simulate", "--drift-times", "1h",
+        "minilm": ["sentence-transformers/all-MiniLM-L6-v2", "--hw", "pcm_1M", "--simulate", "--eval-sentences", "32", "--drift-times", "1h",
                    "--seeds", "2", "--calibration", "4"]}
 
 

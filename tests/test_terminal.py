@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # a short simulated run: every stage that draws a bar on a terminal (weights loading, calibration, range
 # search, FP reference, chips)
-SIMULATE = ["--hw", "pcm_1M", "--simulate", "--drift-times", "1h", "--seeds", "1", "--calibration", "4",
+SIMULATE = ["--hw", "pcm_1M", "--simulate", "--eval-sentences", "32", "--drift-times", "1h", "--seeds", "1", "--calibration", "4",
             "--seq-len", "32"]
 STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "simulating:", "simulator:", "accuracy:",
           "accuracy, PT optimization off:", "done in ")

@@ -1,5 +1,6 @@
 """Accuracy in simulation: how close the noisy, drifting chip stays to the FP model, and what is left
-of the task metric, per drift time, as mean and std over programmed chip instances (seeds).
+of the task metric, per drift time, as mean, std and 95 % confidence interval over programmed chip
+instances (seeds); results on disjoint seed lists merge exactly (merge_accuracy).
 
 The FP model's outputs are computed once; then, per seed (one programmed chip), per drift time,
 the chip is drifted to t (`placed.simulator`) and the same inputs run through it in batches.
@@ -38,6 +39,9 @@ from reports.schema import SCHEMA_VERSION
 SECONDS_PER_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
                     "y": 365.0 * 86400.0}  # a year of 365 days, as drift studies quote "1 year" (3.15e7 s)
 DEFAULT_SEQ_LEN = 128
+# Sequences of random token ids for a model without tokenizer (random weights, fidelity only): as many as the
+# hand-written evaluation sentences; the built-in sentence count does not apply to them
+RANDOM_EVAL_SEQUENCES = 32
 _TIME = re.compile(r"^\s*((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 METRIC_DESCRIPTIONS = {
@@ -82,12 +86,14 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                       eval_data: str | GlueData | None = None, device: str = "cpu", batch_size: int = 16,
                       progress: bool = True, max_examples: int | None = None,
                       simulator_options: Mapping[str, Any] | None = None,
-                      reference_model: torch.nn.Module | None = None, compare_without_pt: bool = False) -> dict:
+                      reference_model: torch.nn.Module | None = None, compare_without_pt: bool = False,
+                      eval_sentences: int | None = sentences.DEFAULT_EVAL_SENTENCES) -> dict:
     """Simulate `placed` at each drift time for each seed; return the content of accuracy.json.
 
     `seeds`: a count N (seeds 0..N-1) or the seeds themselves. `eval_data`: a GLUE-format path,
-    `glue:TASK` or loaded GlueData; None measures fidelity on built-in English sentences.
-    `max_examples` keeps the first examples only (quick runs). `simulator_options` go to
+    `glue:TASK` or loaded GlueData; None measures fidelity on `eval_sentences` built-in English sentences
+    (compiler.sentences.evaluation_texts; None = all of them). `max_examples` keeps the first examples only
+    (quick runs). `simulator_options` go to
     `placed.simulator` as they are (e.g. {"hw": spec} to simulate the placement under another spec).
     `reference_model`: the FP model fidelity is measured against (default `placed.model`); for a model
     fine-tuned for the chip (compiler.training.finetune), the original model, so the fine-tune's own drift counts as error.
@@ -105,7 +111,7 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
     glue = _checked_glue(placed, eval_data)
     if glue is not None and max_examples is not None:
         glue = glue.head(max_examples)
-    inputs = build_eval_inputs(placed, glue, batch_size, max_examples)
+    inputs = build_eval_inputs(placed, glue, batch_size, max_examples, eval_sentences)
     readout = _Readout.for_model(placed)
 
     # each variant: (key in accuracy.json, ranges to simulate; None = the placement's own)
@@ -195,27 +201,34 @@ class EvalInputs:
 
 
 def build_eval_inputs(placed, glue: GlueData | None = None, batch_size: int = 16,
-                      max_examples: int | None = None) -> EvalInputs:
-    """Tokenized GLUE examples or built-in sentences (sorted by length so batches pad little); random
-    token ids for a model without tokenizer; the compile example for a bare module."""
+                      max_examples: int | None = None,
+                      eval_sentences: int | None = len(sentences.EVALUATION)) -> EvalInputs:
+    """Tokenized GLUE examples or `eval_sentences` built-in sentences (sorted by length so batches pad
+    little; compiler.sentences.evaluation_texts, None = all; the default is the 32 hand-written ones, what
+    this function gave before the larger set existed; evaluate_accuracy asks for more); random token ids for
+    a model without tokenizer (RANDOM_EVAL_SEQUENCES of them); the compile example for a bare module."""
     model, info = placed.model, placed.model_info
     seq_len = _seq_len(placed.example)
     if glue is not None:
         return _tokenized(placed, glue.text_a, glue.text_b, batch_size, seq_len, glue.source)
-    texts = sentences.EVALUATION[:max_examples] if max_examples else sentences.EVALUATION
+    if eval_sentences is not None and eval_sentences < 1:
+        raise UserError(f"--eval-sentences must be >= 1 (got {eval_sentences})")
     if info.tokenizer is not None:
-        return _tokenized(placed, texts, None, batch_size, seq_len,
-                          f"built-in sentences (compiler.sentences.EVALUATION, {len(texts)})")
+        texts, source = sentences.evaluation_texts(eval_sentences)
+        if max_examples:
+            texts, source = texts[:max_examples], f"the first {min(max_examples, len(texts))} of {source}"
+        return _tokenized(placed, texts, None, batch_size, seq_len, source)
+    rows = min(RANDOM_EVAL_SEQUENCES, max_examples or RANDOM_EVAL_SEQUENCES)
     if getattr(getattr(model, "config", None), "vocab_size", None):
         from compiler.models import example_inputs
-        ids = example_inputs(model, len(texts), seq_len or DEFAULT_SEQ_LEN)
+        ids = example_inputs(model, rows, seq_len or DEFAULT_SEQ_LEN)
         batches, masks = [], []
-        for lo in range(0, len(texts), batch_size):
+        for lo in range(0, rows, batch_size):
             kwargs = {k: v[lo:lo + batch_size] for k, v in ids.items()}
             batches.append(((), kwargs))
             masks.append(kwargs["attention_mask"].bool())
-        return EvalInputs("random token ids (the model has no tokenizer)", batches, masks,
-                          np.arange(len(texts)), seq_len, ["inputs are random token ids: no tokenizer available"])
+        return EvalInputs(f"{rows} sequences of random token ids (the model has no tokenizer)", batches, masks,
+                          np.arange(rows), seq_len, ["inputs are random token ids: no tokenizer available"])
     args, kwargs = normalize_example(placed.example)
     rows = next((a.shape[0] for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim()), 1)
     return EvalInputs("the compile example inputs", [(args, kwargs)], [None], np.arange(rows), None)
@@ -398,24 +411,125 @@ def _ratio_sqrt(num: float, den: float) -> float:
 
 
 # --- summaries -------------------------------------------------------------------------------------
+CI_LEVEL = 0.95  # the two-sided confidence level of every interval over seeds (accuracy.json's ci95)
+RESULT_KEYS = ("results", "results_without_pt_opt", "results_without_hwa")  # per-drift-time result lists
+
+
 def _summarize(drift: DriftTime, rows: list[dict[str, float]]) -> dict:
     names = list(rows[0]) if rows else []
-    per_seed = {n: [row[n] for row in rows] for n in names}
-    mean = {n: _finite_mean(v) for n, v in per_seed.items()}
-    std = {n: _finite_std(v) for n, v in per_seed.items()}
-    return {"label": drift.label, "seconds": drift.seconds, "mean": mean, "std": std,
-            "per_seed": {n: [_clean_value(x) for x in v] for n, v in per_seed.items()}}
+    return summarize_per_seed(drift.label, drift.seconds,
+                              {n: [_clean_value(row[n]) for row in rows] for n in names})
 
 
-def _finite_mean(values: list[float]) -> float | None:
-    values = [v for v in values if math.isfinite(v)]
+def summarize_per_seed(label: str, seconds: float, per_seed: Mapping[str, Sequence[float | None]]) -> dict:
+    """One drift time's entry of accuracy.json from its per-seed values (None = not finite): mean, sample std
+    and the half-width of the 95 % confidence interval of the mean over seeds, per metric. Computed from the
+    per-seed values alone, so merged seed lists (merge_accuracy) give the same numbers as one run."""
+    per_seed = {n: list(v) for n, v in per_seed.items()}
+    return {"label": label, "seconds": seconds,
+            "mean": {n: _finite_mean(v) for n, v in per_seed.items()},
+            "std": {n: _finite_std(v) for n, v in per_seed.items()},
+            "ci95": {n: ci_half_width(v) for n, v in per_seed.items()},
+            "per_seed": per_seed}
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _finite_mean(values: Sequence[float | None]) -> float | None:
+    values = _finite(values)
     return float(np.mean(values)) if values else None
 
 
-def _finite_std(values: list[float]) -> float | None:
+def _finite_std(values: Sequence[float | None]) -> float | None:
     """Sample standard deviation over seeds (ddof=1); None with fewer than two finite values."""
-    values = [v for v in values if math.isfinite(v)]
+    values = _finite(values)
     return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def ci_half_width(values: Sequence[float | None], level: float = CI_LEVEL) -> float | None:
+    """Half-width of the two-sided `level` confidence interval of the mean of `values` (one value per seed,
+    i.e. per independently programmed chip): t_{(1+level)/2, n-1} * s / sqrt(n), Student's t because the std
+    s is itself estimated from n seeds. None with fewer than two finite values (no spread to estimate)."""
+    finite = _finite(values)
+    if len(finite) < 2:
+        return None
+    return student_t_quantile((1 + level) / 2, len(finite) - 1) * float(np.std(finite, ddof=1)) / math.sqrt(len(finite))
+
+
+def student_t_quantile(p: float, df: int) -> float:
+    """The p-quantile (p > 0.5) of Student's t with integer `df` degrees of freedom, exact to float precision:
+    bisection on the closed-form CDF for integer df (Abramowitz & Stegun, Handbook of Mathematical Functions,
+    26.7.3 and 26.7.4: A(t|df) = P(|T| <= t) as a finite sum in theta = arctan(t / sqrt(df)))."""
+    if not 0.5 < p < 1 or df < 1:
+        raise ValueError(f"student_t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
+    target = 2 * p - 1  # P(|T| <= t)
+    lo, hi = 0.0, 1.0
+    while _t_two_sided(hi, df) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_two_sided(mid, df) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * hi:
+            break
+    return (lo + hi) / 2
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """A(t|df) = P(|T| <= t) for integer df (Abramowitz & Stegun 26.7.3 odd df, 26.7.4 even df)."""
+    theta = math.atan(t / math.sqrt(df))
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    if df % 2:  # 2/pi * (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ... up to cos^(df-3)))
+        if df == 1:
+            return 2 * theta / math.pi
+        term = total = 1.0
+        for k in range(1, (df - 3) // 2 + 1):
+            term *= (2 * k) / (2 * k + 1) * c2
+            total += term
+        return 2 / math.pi * (theta + s * math.cos(theta) * total)
+    term = total = 1.0  # even df: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ... up to cos^(df-2))
+    for k in range(1, (df - 2) // 2 + 1):
+        term *= (2 * k - 1) / (2 * k) * c2
+        total += term
+    return s * total
+
+
+def merge_accuracy(parts: Sequence[dict]) -> dict:
+    """One accuracy dict from evaluate_accuracy results of the same placement and settings on DISJOINT seed
+    lists (e.g. chip instances simulated by different workers): exactly what one evaluate_accuracy call on the
+    concatenated seed list (in the order of `parts`) returns, means, stds, confidence intervals and per-seed
+    values of every result list (PT off, without HWA) included; elapsed_s is the sum of the parts' times.
+    A seed's chip depends only on the seed, so a seed's values do not depend on how the seeds were split."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_accuracy: no parts to merge")
+    seeds = [s for part in parts for s in part["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"merge_accuracy: the parts' seed lists overlap ({seeds})")
+    first = parts[0]
+    merged_keys = {"seeds", "elapsed_s", *RESULT_KEYS}
+    for part in parts[1:]:
+        differing = sorted(k for k in set(first) | set(part) if k not in merged_keys and first.get(k) != part.get(k))
+        lists = [k for k in RESULT_KEYS if (k in first) != (k in part)]
+        if differing or lists:
+            raise ValueError(f"merge_accuracy: the parts differ in {', '.join(differing + lists)}; only results "
+                             f"of the same placement and settings on different seeds merge")
+    merged = {**first, "seeds": seeds, "elapsed_s": sum(float(p.get("elapsed_s") or 0.0) for p in parts)}
+    for key in RESULT_KEYS:
+        if first.get(key) is None:
+            continue
+        rows = []
+        for slot, row in enumerate(first[key]):
+            names = list(row["per_seed"])
+            rows.append(summarize_per_seed(row["label"], row["seconds"],
+                                           {n: [v for p in parts for v in p[key][slot]["per_seed"][n]]
+                                            for n in names}))
+        merged[key] = rows
+    return merged
 
 
 def _clean_value(value: float) -> float | None:
@@ -504,15 +618,19 @@ def simulator_line(result: dict) -> str:
 
 
 def summary_lines(result: dict) -> list[str]:
-    """One line per drift time: the headline metrics, mean +- std over seeds (for the terminal)."""
+    """One line per drift time: the headline metrics, mean +- std over seeds and [the 95 % confidence interval
+    of the mean] (for the terminal; with one seed, the value alone)."""
     headline = [n for n in ("embedding_cosine_mean", "retrieval_agreement", "top1_agreement", "output_rel_l2")
                 if n in result["metrics"]] + [n for n in result["metrics"] if n.startswith("task_")]
     lines = []
     for row in result["results"]:
-        parts = []
+        parts, spread = [], False
         for name in headline:
-            mean, std = row["mean"].get(name), row["std"].get(name)
+            mean, std, ci = row["mean"].get(name), row["std"].get(name), row.get("ci95", {}).get(name)
             if mean is not None:
-                parts.append(f"{name} {mean:.4f}" + (f" +- {std:.4f}" if std is not None else ""))
-        lines.append(f"t={row['label']}: " + ", ".join(parts))
+                parts.append(f"{name} {mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
+                             + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if ci is not None else ""))
+                spread = spread or ci is not None
+        lines.append(f"t={row['label']}" + (f" (mean +- std [95% CI], {len(result['seeds'])} seeds)"
+                                            if spread else "") + ": " + ", ".join(parts))
     return lines

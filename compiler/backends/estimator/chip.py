@@ -11,6 +11,8 @@ by the input pulses' mean length: full length unless calibration statistics give
 """
 from __future__ import annotations
 
+import operator
+from dataclasses import dataclass
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
@@ -21,7 +23,7 @@ from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWor
 
 TILE_COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "network")
 COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "accumulation", "attention_int6", "softmax",
-              "layernorm", "gelu", "elementwise", "digital_matmul", "sram", "network", "static")
+              "layernorm", "gelu", "elementwise", "digital_matmul", "sram", "network", "chip_link", "static")
 COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
                       "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
                       "embedding": "elementwise", "attention": "attention_int6", "matmul": "digital_matmul"}
@@ -59,21 +61,38 @@ def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
 def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fill: Mapping[int, float]) -> Stage:
     n = work.vectors
     energy = dict.fromkeys(TILE_COMPONENTS + ("accumulation", "sram"), 0.0)
+    layout = _layout(work.segments) if not fill else None
     # replicated blocks: copy c takes tokens c, c + k, ... (n_c of them), each on its own tiles
-    k = 1 + max((seg.copy for seg in work.segments), default=0)
+    k = 1 + (max((seg.copy for seg in work.segments), default=0) if layout is None else
+             max((c for c, _, _ in layout.shapes), default=0))
     share = {c: n // k + (c < n % k) for c in range(k)}
     per_tile: dict[int, float] = {}
     per_copy: dict[int, dict[int, float]] = {}
     mvms = read_rows = read_cols = cells = 0.0
-    for seg in work.segments:
-        m = share[seg.copy]
+    # segments of one shape price alike: energy per (copy, shape, fill) once (an 8B decoder: 28,628 segments,
+    # a handful of shapes), occupancy per tile per segment
+    shapes: dict[tuple, int] = {}
+    times: dict[tuple[int, int], float] = {}
+    if layout is not None:  # one segment per tile, no calibrated fill: the tile occupancy from the shapes alone
+        shapes = {(*key, 1.0): count for key, count in layout.shapes.items()}
+        times = {(r, c): segment_time(tile, r, c) for _, r, c in layout.shapes}
+        per_shape = [share[c] * times[r, cl] for c, r, cl in layout.shapes]
+        busy = dict(zip(layout.names, [per_shape[i] for i in layout.shape_of]))
+        stream = max((share[c] * times[r, cl] for c, r, cl in layout.shapes), default=0.0)
+    for seg in work.segments if layout is None else ():
         rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
-        for component, joules in tile_mvm_energy(tile, rows, cols, fill.get(seg.id, 1.0)).items():
-            energy[component] += m * joules
-        t = segment_time(tile, rows, cols)
-        per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + m * t
+        key = (seg.copy, rows, cols, fill.get(seg.id, 1.0))
+        shapes[key] = shapes.get(key, 0) + 1
+        t = times.get((rows, cols))
+        if t is None:
+            t = times[rows, cols] = segment_time(tile, rows, cols)
+        per_tile[seg.tile] = per_tile.get(seg.tile, 0.0) + share[seg.copy] * t
         copy_tiles = per_copy.setdefault(seg.copy, {})
         copy_tiles[seg.tile] = copy_tiles.get(seg.tile, 0.0) + t
+    for (copy, rows, cols, f), count in shapes.items():
+        m = share[copy] * count
+        for component, joules in tile_mvm_energy(tile, rows, cols, f).items():
+            energy[component] += m * joules
         mvms, read_rows, read_cols, cells = mvms + m, read_rows + m * rows, read_cols + m * cols, cells + m * rows * cols
     partial_sums = read_cols - n * work.out_features  # outputs split over several row pieces add up digitally
     energy["accumulation"] += (partial_sums + n * work.bias_features) * digital.add_J
@@ -87,12 +106,59 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
               "analog_macs": work.macs,
               "sram_read_bytes": n * act * work.in_features, "sram_write_bytes": n * act * work.out_features,
               "network_bytes": (read_rows * tile.input_bits + read_cols * tile.output_bits) / 8}
-    # the stream ends when the slowest copy has done its share: an effective time per vector
-    stream = max((share[c] * max(tiles.values()) for c, tiles in per_copy.items()), default=0.0)
+    if layout is None:
+        # the stream ends when the slowest copy has done its share: an effective time per vector
+        stream = max((share[c] * max(tiles.values()) for c, tiles in per_copy.items()), default=0.0)
+        busy = {f"tile {t}": s for t, s in per_tile.items()}
     return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
                  vector_time_s=stream / n if n else 0.0, deps=work.deps,
-                 energy_J=energy, busy_s={f"tile {t}": s for t, s in per_tile.items()}, ops=2.0 * work.macs,
+                 energy_J=energy, busy_s=busy, ops=2.0 * work.macs,
                  counts=counts)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What pricing a block needs of its segments when each holds a tile of its own: the segments per
+    (copy, rows, cols), and per segment (in order) its tile's resource name and the index of its shape."""
+    shapes: dict[tuple[int, int, int], int]
+    names: tuple[str, ...]
+    shape_of: tuple[int, ...]
+
+
+# (id of the first segment, count) -> (segments, layout): every workload instantiated from one placement (the
+# sweep's, the decode's) holds the same segment objects in new tuples; one layout serves them all
+_LAYOUTS: dict[tuple[int, int], tuple[tuple, _Layout | None]] = {}
+_LAYOUTS_KEPT = 8192
+_TILE_NAMES: list[str] = []  # "tile N", made once per N
+
+
+def _layout(segments: tuple) -> _Layout | None:
+    """The block's layout, computed once per block of a placement (the sensitivity prices one workload ~70
+    times, the decode ~40 workloads); None when two of its segments share a tile (their times add up: priced
+    segment by segment)."""
+    key = (id(segments[0]) if segments else 0, len(segments))
+    hit = _LAYOUTS.get(key)
+    if hit is not None and all(map(operator.is_, hit[0], segments)):  # the very same segment objects
+        return hit[1]
+    index: dict[tuple[int, int, int], int] = {}
+    shape_of = []
+    for seg in segments:
+        shape = (seg.copy, seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0])
+        shape_of.append(index.setdefault(shape, len(index)))
+    tiles = [seg.tile for seg in segments]
+    layout = None
+    if len(set(tiles)) == len(tiles):
+        counts = dict.fromkeys(index, 0)
+        keys = list(index)
+        for i in shape_of:
+            counts[keys[i]] += 1
+        top = max(tiles, default=-1)
+        _TILE_NAMES.extend(f"tile {t}" for t in range(len(_TILE_NAMES), top + 1))
+        layout = _Layout(counts, tuple(_TILE_NAMES[t] for t in tiles), tuple(shape_of))
+    if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (tuple(segments), layout)
+    return layout
 
 
 def _digital_stage(work: DigitalWork, hw: HardwareSpec, digital: DigitalPrices,

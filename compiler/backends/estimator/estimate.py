@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_spec
@@ -11,8 +11,10 @@ from compiler.ir import PlacedGraph
 from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
 from compiler.backends.estimator.chip import COMPONENTS, price_on_chip, tile_mvm_energy
+from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
+from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.peak import peak_throughput
-from compiler.backends.estimator.prices import digital_prices, tile_prices
+from compiler.backends.estimator.prices import PRECISION_BYTES, digital_prices, tile_prices
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule
@@ -32,9 +34,10 @@ class _Chip:
     tiles_used: int
     chips: int
     fill: Mapping[int, float]
+    layouts: dict = field(default_factory=dict, compare=False)  # the blocks' chip layouts (links.py), reused
 
     def with_hw(self, hw: HardwareSpec) -> "_Chip":
-        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill)
+        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts)
 
     def static_W(self) -> dict[str, float]:
         return static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
@@ -47,6 +50,7 @@ class _Evaluation:
     schedule: Schedule
     static_J: float
     baseline: BaselineCost | None
+    links: LinkTraffic = NO_TRAFFIC
 
     @property
     def energy_J(self) -> float:
@@ -55,12 +59,14 @@ class _Evaluation:
 
 def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
              baseline: str | DigitalBaselineSpec = "digital_int8", calibration: Any = None,
-             input_fill: Mapping[int, float] | None = None, sensitivity: bool = True) -> CostReport:
+             input_fill: Mapping[int, float] | None = None, sensitivity: bool = True,
+             gen_len: int | None = None) -> CostReport:
     """Energy (J), latency (s), throughput, area and their breakdowns for `batch` sequences of `seq_len` tokens.
 
     calibration: the range pass's statistics (passes.ranges.CalibrationStats) to price PWM pulses by each
     segment's mean input, or input_fill: segment id -> mean pulse length / full length; neither: full length.
-    sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8)."""
+    sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8).
+    gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py)."""
     for name, value in (("batch", batch), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -69,9 +75,10 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
     pulses = pulse_pricing(placed, calibration, input_fill)
     chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
     template = WorkloadTemplate(placed)
-    main = _evaluate(template.instantiate(batch, seq_len), chip, base)
+    forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
+    main = _evaluate(forward(batch, seq_len), chip, base)
     layers, by_component = _breakdowns(main)
-    axis, points = _sweep(template, chip, base, batch, seq_len, main)
+    axis, points = _sweep(template, forward, chip, base, batch, seq_len, main)
     tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
     period = main.schedule.period_s
     return CostReport(
@@ -88,15 +95,21 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
         idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
+        links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len)
+        if gen_len is not None and is_causal_lm(template) else None,
         replicas=placed.replicas)
 
 
 def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
     stages = price_on_chip(workload, chip.hw, chip.fill)
+    links = NO_TRAFFIC
+    if chip.chips > 1:  # activations of consecutive layers on different chips cross a chip-to-chip link
+        act = PRECISION_BYTES[chip.hw.digital.other_precision]
+        stages, links = add_links(stages, workload, chip.hw, act, cache=chip.layouts)
     timing = schedule(stages)
     static_J = math.fsum(chip.static_W().values()) * timing.latency_s
     return _Evaluation(workload, stages, timing, static_J,
-                       price_on_baseline(workload, base, chip.hw) if base is not None else None)
+                       price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
 
 
 def _metrics(workload: Workload, chip: _Chip) -> dict[str, float]:
@@ -116,7 +129,8 @@ def _breakdowns(ev: _Evaluation) -> tuple[list[LayerCost], dict[str, float]]:
         for component, joules in stage.energy_J.items():
             row[component].append(joules)
         ops[stage.layer] = ops.get(stage.layer, 0.0) + stage.ops
-        first[stage.layer] = min(first.get(stage.layer, order[stage.id]), order[stage.id])
+        at = order.get(stage.id, math.inf)  # a chip link stage sorts with its producer's layer
+        first[stage.layer] = min(first.get(stage.layer, at), at)
     names = sorted(cells, key=first.__getitem__)
     if ev.static_J > 0:
         cells[STATIC_LAYER] = {c: [] for c in COMPONENTS}
@@ -162,8 +176,8 @@ def _action_energies(hw: HardwareSpec) -> dict[str, float]:
     }
 
 
-def _sweep(template: WorkloadTemplate, chip: _Chip, base: DigitalBaselineSpec, batch: int, seq_len: int,
-           main: _Evaluation) -> tuple[str, list[SweepPoint]]:
+def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], chip: _Chip,
+           base: DigitalBaselineSpec, batch: int, seq_len: int, main: _Evaluation) -> tuple[str, list[SweepPoint]]:
     """Energy and latency of the chip and of the digital baseline along sequence length (or batch)."""
     if template.has_sequence_dim:
         limit = template.max_seq_len or max(SWEEP_SEQ_LENS)
@@ -173,7 +187,7 @@ def _sweep(template: WorkloadTemplate, chip: _Chip, base: DigitalBaselineSpec, b
         axis, settings = "batch", [(b, seq_len) for b in sorted(set(SWEEP_BATCHES) | {batch})]
     points = []
     for b, s in settings:
-        ev = main if (b, s) == (batch, seq_len) else _evaluate(template.instantiate(b, s), chip, base)
+        ev = main if (b, s) == (batch, seq_len) else _evaluate(forward(b, s), chip, base)
         points.append(SweepPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
                                  baseline_energy_J=ev.baseline.energy_J, baseline_latency_s=ev.baseline.latency_s))
     return axis, points

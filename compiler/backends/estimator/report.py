@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from compiler.backends.estimator.area import ChipArea
 from compiler.backends.estimator.baseline import BaselineCost
+from compiler.backends.estimator.decode import DecodeCost
+from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic
 from compiler.backends.estimator.peak import PeakThroughput
 from compiler.backends.estimator.pulses import PulsePricing
 from compiler.backends.estimator.sensitivity import Sensitivity
@@ -76,6 +78,8 @@ class CostReport:
     # whole copies of the mapping on chips of their own, each serving whole inferences: energy and latency are
     # one inference's (one replica's); throughput, power, leakage and area count every replica
     replicas: int = 1
+    links: LinkTraffic = NO_TRAFFIC              # activations crossing chips in this inference
+    decode: DecodeCost | None = None             # causal LMs: prefill and decode (decode.py)
 
     @property
     def area_mm2(self) -> float:
@@ -211,4 +215,6 @@ class CostReport:
                             "baseline_energy_J": p.baseline_energy_J, "baseline_latency_s": p.baseline_latency_s}
                            for p in self.sweep],
             },
+            "links": self.links.to_json(),
+            **({"decode": self.decode.to_json()} if self.decode is not None else {}),
         }

@@ -30,6 +30,7 @@ class Stage:
     ops: float = 0.0                                            # 2 x MACs
     counts: dict[str, float] = field(default_factory=dict)      # action -> how many times it happens
     barrier_deps: tuple[str, ...] = ()                          # deps whose every vector it needs first
+    delay_s: float = 0.0                                        # before its first vector (a chip link's latency)
 
 
 @dataclass
@@ -60,6 +61,7 @@ def schedule(stages: list[Stage]) -> Schedule:
         ready_first = start[first_pred] if first_pred else 0.0
         last_pred = max(preds, key=finish.__getitem__, default=None)
         ready_last = finish[last_pred] if last_pred else 0.0
+        ready_first, ready_last = ready_first + stage.delay_s, ready_last + stage.delay_s
         first_out[sid] = ready_first + stage.vector_time_s
         tail, stream = ready_last + stage.vector_time_s, ready_first + stage.vectors * stage.vector_time_s
         finish[sid] = max(tail, stream)
@@ -71,6 +73,9 @@ def schedule(stages: list[Stage]) -> Schedule:
         end = binding[end]
     busy: dict[str, float] = {}
     for stage in stages:
+        if busy.keys().isdisjoint(stage.busy_s):  # its own resources (the tiles of one block): taken whole
+            busy.update(stage.busy_s)
+            continue
         for resource, seconds in stage.busy_s.items():
             busy[resource] = busy.get(resource, 0.0) + seconds
     bottleneck = max(busy, key=busy.__getitem__, default="")

@@ -139,6 +139,23 @@ class WorkloadTemplate:
         self._analyse()
 
     @property
+    def nodes(self) -> list[_NodeTemplate]:
+        """The analysed nodes, in graph order (compiler.backends.estimator.decode evaluates them per role)."""
+        return self._nodes
+
+    def evaluator(self, batch: int, seq_len: int) -> "_DimEvaluator":
+        """Evaluates dimensions with the batch and sequence symbols set (a fresh cache per call)."""
+        return _DimEvaluator({s: batch for s in self._batch_syms} | {s: seq_len for s in self._seq_syms},
+                             self._hints)
+
+    def block_of(self, node: str) -> str:
+        return self._block_of[node]
+
+    def is_seq_dim(self, d) -> bool:
+        """Whether a dimension of a node's shape depends on the sequence length."""
+        return isinstance(d, torch.SymInt) and bool(d.node.expr.free_symbols & self._seq_syms)
+
+    @property
     def max_seq_len(self) -> int | None:
         """The longest sequence the exported graph accepts (its position embeddings), if bounded."""
         return self._seq_max

@@ -1,0 +1,490 @@
+"""Decoder inference: prefill of a prompt, then decode one token at a time against a KV cache.
+
+Both phases are read from the exported graph's ops, with the sequence axis of every shape given a role
+(docs/estimator.md, "Decoder inference"): in a shape where the sequence symbol appears twice (attention scores,
+masks) the last such axis is the key axis and the others are query axes; a shape where it appears once is a
+query axis, except for the second operand of an attention matmul (K^T, V), whose sequence axis is the key axis.
+- prefill of s tokens: queries = keys = s; causal masking: the digital unit skips the masked upper triangle
+  (query i visits keys 0..i), so every op on a score-shaped tensor does s(s+1)/2 of its s^2 rows x columns;
+  the LM head (a block no other block depends on) and the ops after it run on the last position only;
+- decode at context c: one query (every linear runs on 1 token per sequence) against c keys; K and V of the
+  earlier tokens are read from the KV cache (priced per byte where the cache lives), the new token's written.
+The KV cache lives in the chips' activation SRAM if it fits (area.sram_KiB_per_tile x tiles of the chips the
+model spans) at the generation's final context, else in DRAM (memory.*). The digital baseline runs the same
+workloads: at decode it reads every weight once per step, from DRAM when they do not fit its weight memory.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from compiler.errors import UserError
+from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
+from compiler.backends.estimator.baseline import price_on_baseline
+from compiler.backends.estimator.chip import price_on_chip
+from compiler.backends.estimator.fields import PJ, require
+from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
+from compiler.backends.estimator.prices import digital_prices
+from compiler.backends.estimator.schedule import Stage, schedule
+from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
+                                                  digital_id)
+
+DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
+GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
+CURVE_MIN_CONTEXT = 16
+KV_COMPONENT = "kv_cache"
+
+
+@dataclass(frozen=True)
+class KvGeometry:
+    """The KV cache of one sequence: 2 (K, V) x layers x KV heads x head dim values per token."""
+    layers: int
+    kv_heads: int
+    head_dim: int
+    bits: int
+    bits_source: str
+
+    @property
+    def bytes_per_token(self) -> float:
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.bits / 8
+
+    def bytes(self, context: int, batch: int) -> float:
+        return self.bytes_per_token * context * batch
+
+
+def kv_geometry(config: Any, hw: HardwareSpec) -> KvGeometry:
+    """From the model's config (layers, KV heads, head dim) and the spec's KV precision."""
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if not layers or not heads:
+        raise UserError(f"{type(config).__name__}: no num_hidden_layers / num_attention_heads; the KV cache of "
+                        f"this decoder cannot be sized")
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    bits = require(hw, "memory.kv_cache_bits", "precision of the decoder's KV cache")
+    return KvGeometry(int(layers), int(kv_heads), int(head_dim), int(bits),
+                      f"memory.kv_cache_bits = {bits} ({hw.source_file or hw.name})")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One priced workload (a prefill, or one decode step of `batch` sequences)."""
+    batch: int
+    context: int                     # keys attended (prefill: the prompt length)
+    energy_J: float
+    latency_s: float
+    kv_bytes_moved: float            # KV cache bytes read + written
+    kv_location: str
+    links: LinkTraffic
+    attention_macs: int
+    baseline_energy_J: float
+    baseline_latency_s: float
+    baseline_kv_location: str
+
+    def to_json(self) -> dict:
+        """One decode step as a `decode.contexts` entry: per token of the batch."""
+        return {"context": self.context, "energy_per_token_J": self.energy_J / self.batch,
+                "tokens_per_s": _rate(self.batch, self.latency_s),
+                "baseline_energy_per_token_J": self.baseline_energy_J / self.batch,
+                "baseline_tokens_per_s": _rate(self.batch, self.baseline_latency_s),
+                "kv_location": self.kv_location, "attention_macs": self.attention_macs,
+                "link_bytes": self.links.bytes}
+
+
+def _rate(tokens: float, seconds: float) -> float | None:
+    return tokens / seconds if seconds else None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Prefill of the prompt and gen_len decode steps, at one batch."""
+    batch: int
+    prefill: Point
+    steps: tuple[Point, ...]         # sampled contexts s + 1 .. s + gen_len
+    gen_len: int
+    kv_bytes: float                  # at the final context
+    kv_location: str
+    baseline_kv_location: str
+
+    def _sum(self, attr: str) -> float:
+        """Sum over the gen_len steps, linear between the sampled contexts."""
+        pts = sorted(self.steps, key=lambda p: p.context)
+        first = pts[0].context
+        total = 0.0
+        for k in range(self.gen_len):
+            c = first + k
+            hi = next(i for i, p in enumerate(pts) if p.context >= c)
+            if pts[hi].context == c:
+                total += getattr(pts[hi], attr)
+                continue
+            a, b = pts[hi - 1], pts[hi]
+            t = (c - a.context) / (b.context - a.context)
+            total += (1 - t) * getattr(a, attr) + t * getattr(b, attr)
+        return total
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.gen_len
+
+    @property
+    def energy_per_token_J(self) -> float:
+        return self._sum("energy_J") / self.tokens
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return _rate(self.tokens, self._sum("latency_s"))
+
+    @property
+    def baseline_energy_per_token_J(self) -> float:
+        return self._sum("baseline_energy_J") / self.tokens
+
+    @property
+    def baseline_tokens_per_s(self) -> float | None:
+        return _rate(self.tokens, self._sum("baseline_latency_s"))
+
+    def to_json(self) -> dict:
+        return {"batch": self.batch, "ttft_s": self.prefill.latency_s, "prefill_energy_J": self.prefill.energy_J,
+                "tokens_per_s": self.tokens_per_s, "energy_per_token_J": self.energy_per_token_J,
+                "baseline_ttft_s": self.prefill.baseline_latency_s,
+                "baseline_prefill_energy_J": self.prefill.baseline_energy_J,
+                "baseline_tokens_per_s": self.baseline_tokens_per_s,
+                "baseline_energy_per_token_J": self.baseline_energy_per_token_J,
+                "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
+                "baseline_kv_location": self.baseline_kv_location}
+
+
+@dataclass(frozen=True)
+class DecodeCost:
+    batch: int
+    seq_len: int
+    gen_len: int
+    kv: KvGeometry
+    sram_bytes: float                # activation SRAM of the chips the model spans
+    run: Generation                  # at the run's batch
+    by_batch: tuple[Generation, ...]
+    curve: tuple[Point, ...]         # one decode step per context, at the run's batch
+    lm_head: tuple[str, ...]         # blocks run on the last position only in prefill
+    baseline_weights: str            # where the baseline's weights live
+    baseline_weight_bytes: int
+    assumptions: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        run = self.run
+        return {
+            "batch": self.batch, "seq_len": self.seq_len, "gen_len": self.gen_len,
+            "ttft_s": run.prefill.latency_s, "prefill_energy_J": run.prefill.energy_J,
+            "prefill_attention_macs": run.prefill.attention_macs,
+            "prefill_link_bytes": run.prefill.links.bytes, "prefill_link_energy_J": run.prefill.links.energy_J,
+            "tokens_per_s": run.tokens_per_s, "energy_per_token_J": run.energy_per_token_J,
+            "decode_step_link_bytes": run.steps[-1].links.bytes,
+            "decode_step_link_energy_J": run.steps[-1].links.energy_J,
+            "baseline_ttft_s": run.prefill.baseline_latency_s,
+            "baseline_prefill_energy_J": run.prefill.baseline_energy_J,
+            "baseline_tokens_per_s": run.baseline_tokens_per_s,
+            "baseline_energy_per_token_J": run.baseline_energy_per_token_J,
+            "baseline_weights": self.baseline_weights, "baseline_weight_bytes": self.baseline_weight_bytes,
+            "lm_head_last_position_only": list(self.lm_head),
+            "kv_cache": {"bytes": run.kv_bytes, "context": self.seq_len + self.gen_len,
+                         "bytes_per_token": self.kv.bytes_per_token, "layers": self.kv.layers,
+                         "kv_heads": self.kv.kv_heads, "head_dim": self.kv.head_dim, "bits": self.kv.bits,
+                         "bits_source": self.kv.bits_source, "location": run.kv_location,
+                         "sram_bytes": self.sram_bytes, "baseline_location": run.baseline_kv_location},
+            "by_batch": [g.to_json() for g in self.by_batch],
+            "contexts": [p.to_json() for p in self.curve],
+            "assumptions": list(self.assumptions),
+        }
+
+
+class Roles:
+    """Shapes of the template's nodes with the sequence axes given query and key lengths."""
+
+    def __init__(self, template: WorkloadTemplate, batch: int, query: int, key: int, plan: dict):
+        self.template, self.plan = template, plan
+        self.q = template.evaluator(batch, query)
+        self.k = template.evaluator(batch, key)
+
+    def shape(self, shape: tuple, key_operand: bool = False) -> tuple[tuple[int, ...], bool]:
+        """(evaluated shape, whether it has both a query and a key axis)."""
+        roles = self.plan.get((id(shape), key_operand))
+        if roles is None:  # which axes are key axes: decided once per shape of the template
+            seq = [i for i, d in enumerate(shape) if self.template.is_seq_dim(d)]
+            keys = set(seq) if key_operand else ({seq[-1]} if len(seq) > 1 else set())
+            roles = self.plan[(id(shape), key_operand)] = (keys, bool(keys) and len(keys) < len(seq))
+        keys, scores = roles
+        return tuple(self.k.dim(d) if i in keys else self.q.dim(d) for i, d in enumerate(shape)), scores
+
+
+def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, causal: bool,
+                  last_only: frozenset[str] = frozenset(), cache_operands: bool = False,
+                  plan: dict | None = None) -> Workload:
+    """The graph's work with `query` tokens per sequence attending to `key` keys.
+
+    causal: ops on score-shaped tensors do (q+1)/(2q) of them (the masked half skipped; queries = keys);
+    last_only: work ids run on one position per sequence; cache_operands: the attention matmuls' key-side
+    operands are read from the KV cache (priced by the caller), not from the activation SRAM; plan: a dict kept
+    between calls on one template (the axes' roles and the blocks' segments do not change)."""
+    placed = template.placed
+    plan = {} if plan is None else plan
+    full, last = Roles(template, batch, query, key, plan), Roles(template, batch, 1, key, plan)
+    fraction = (query + 1) / (2 * query) if causal else 1.0
+
+    def scale(scores: bool) -> float:
+        return fraction if scores else 1.0
+
+    segments = plan.get("segments")
+    if segments is None:  # one tuple per block, the same object in every workload (chip.py caches by it)
+        lists: dict[str, list] = {}
+        for s in placed.segments:
+            lists.setdefault(s.block, []).append(s)
+        segments = plan["segments"] = {block: tuple(segs) for block, segs in lists.items()}
+    analog: dict[str, dict] = {}
+    digital: list[DigitalWork] = []
+    for t in template.nodes:
+        if t.kind == "analog":
+            block = template.block_of(t.name)
+            roles = last if analog_id(block) in last_only else full
+            out, _ = roles.shape(t.out_shape)
+            entry = analog.setdefault(block, {"vectors": math.prod(out[:-1]) if len(out) > 1 else 1, "bias": 0,
+                                              "deps": set(), "layer": t.layer, "order": t.order})
+            placement = placed.placements[t.name]
+            entry["bias"] += placement.out_features if placement.bias else 0
+            entry["deps"] |= t.deps
+            continue
+        roles = last if digital_id(t.name) in last_only else full
+        out, out_scores = roles.shape(t.out_shape)
+        attention = t.op_class == "attention"
+        inputs = [roles.shape(s, key_operand=attention and i > 0) for i, s in enumerate(t.input_shapes)]
+        if attention and cache_operands:
+            inputs = inputs[:1]
+        elements = math.prod(out) * scale(out_scores)
+        macs = 0.0
+        if t.contracted_shape:
+            contracted, c_scores = roles.shape(t.contracted_shape)
+            macs = math.prod(out) * contracted[-1] * scale(out_scores or c_scores)
+        digital.append(DigitalWork(
+            name=t.name, layer=t.layer, op=t.op, op_class=t.op_class,
+            vectors=math.prod(out[:-1]) if len(out) > 1 else 1, elements=round(elements),
+            input_elements=round(sum(math.prod(s) * scale(sc) for s, sc in inputs)), macs=round(macs),
+            deps=tuple(sorted(t.deps)), barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
+    works = tuple(AnalogWork(
+        name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
+        out_features=placed.blocks[name].out_features, bias_features=e["bias"],
+        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"])
+        for name, e in analog.items())
+    return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
+
+
+def heads(template: WorkloadTemplate) -> frozenset[str]:
+    """Work ids of the LM head and what follows it: blocks no other block depends on, and their descendants."""
+    users: dict[str, set[str]] = {}
+    ids = []
+    for t in template.nodes:
+        wid = analog_id(template.block_of(t.name)) if t.kind == "analog" else digital_id(t.name)
+        ids.append(wid)
+        for d in t.deps:
+            users.setdefault(d, set()).add(wid)
+
+    def downstream(w: str, seen: set[str]) -> set[str]:
+        stack = [w]
+        while stack:
+            for u in users.get(stack.pop(), ()):
+                if u not in seen:
+                    seen.add(u)
+                    stack.append(u)
+        return seen
+
+    tails = {w for w in ids if w.startswith("analog:")
+             and not any(d.startswith("analog:") for d in downstream(w, set()))}
+    out: set[str] = set(tails)
+    for w in tails:
+        out |= downstream(w, set())
+    return frozenset(out)
+
+
+class DecodeModel:
+    """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
+
+    def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None):
+        self.template, self.chip, self.base = template, chip, base
+        hw = chip.hw
+        self.hw = hw
+        self.kv = kv_geometry(template.placed.model.config, hw)
+        self.digital = digital_prices(hw, "energy", hw.digital.other_precision)
+        kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
+        self.sram_bytes = kib * 1024 * hw.tile.count * chip.chips
+        self.heads = heads(template)
+        self._analog: dict[tuple[int, int], list[Stage]] = {}
+        self._plan: dict = {}        # role_workload's, kept across workloads of this template
+        self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
+
+    # --- where the cache lives -----------------------------------------------------------------
+    def kv_location(self, kv_bytes: float) -> str:
+        return "sram" if kv_bytes <= self.sram_bytes else "dram"
+
+    def baseline_kv_location(self, kv_bytes: float, weight_bytes: int) -> str:
+        """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or
+        alone, when the weights stream from DRAM), else in DRAM."""
+        cap = self.base.weight_buffer_MiB * 2 ** 20
+        weights_on_chip = weight_bytes <= cap
+        return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
+
+    def _per_byte(self, location: str, write: bool) -> tuple[float, float]:
+        """(J, s) per KV byte on the AIMC chip; SRAM time is inside the attention units' time."""
+        if location == "sram":
+            d = self.digital
+            return (d.sram_write_J_per_byte if write else d.sram_read_J_per_byte), 0.0
+        pj = require(self.hw, "memory.dram_pJ_per_byte", "DRAM energy of a KV cache too large for the SRAM")
+        gbps = require(self.hw, "memory.dram_GBps", "DRAM bandwidth of a KV cache too large for the SRAM")
+        return pj * PJ, 1.0 / (gbps * 1e9)
+
+    def _baseline_per_byte(self, location: str) -> tuple[float, float]:
+        b = self.base
+        if location == "dram":
+            return b.dram_pJ_per_byte * PJ, 1.0 / (b.dram_GBps * 1e9)
+        return b.weight_buffer_pJ_per_byte * PJ * self.digital.scale, 0.0
+
+    # --- one workload --------------------------------------------------------------------------
+    def price(self, workload: Workload, kv_read: float, kv_write: float, location: str,
+              baseline_location: str) -> Point:
+        hw = self.hw
+        key = (workload.batch, workload.seq_len)
+        analog = self._analog.get(key) if workload.seq_len == 1 else None
+        if analog is None:  # a decode step's blocks do not depend on the context: priced once per batch
+            analog = price_on_chip(Workload(workload.batch, workload.seq_len, True, workload.analog, ()), hw,
+                                   self.chip.fill)
+            if workload.seq_len == 1:
+                self._analog[key] = analog
+        stages = analog + price_on_chip(Workload(workload.batch, workload.seq_len, True, (), workload.digital), hw,
+                                        self.chip.fill)
+        attention = [s for s, w in zip(stages[len(analog):], workload.digital) if w.op_class == "attention"]
+        if not attention and (kv_read or kv_write):
+            raise UserError(f"{self.template.placed.model_info.name}: no attention matmul on the digital unit in "
+                            f"the exported graph; the KV cache traffic cannot be placed")
+        read_J, read_s = self._per_byte(location, write=False)
+        write_J, write_s = self._per_byte(location, write=True)
+        for s in attention:  # the cache traffic, shared equally by the attention matmuls (QK^T reads K, PV V)
+            nbytes_r, nbytes_w = kv_read / len(attention), kv_write / len(attention)
+            s.energy_J[KV_COMPONENT] = nbytes_r * read_J + nbytes_w * write_J
+            dram_s = nbytes_r * read_s + nbytes_w * write_s
+            if dram_s:
+                s.busy_s["dram"] = dram_s
+                s.vector_time_s = max(s.vector_time_s, dram_s / max(s.vectors, 1))
+        if self.chip.chips > 1:
+            stages, traffic = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
+        else:
+            traffic = NO_TRAFFIC
+        timing = schedule(stages)
+        static_J = math.fsum(self.chip.static_W().values()) * timing.latency_s
+        energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
+        base_J = base_s = 0.0
+        if self.base is not None:
+            b = price_on_baseline(workload, self.base, hw)
+            per_J, per_s = self._baseline_per_byte(baseline_location)
+            kv_s = (kv_read + kv_write) * per_s
+            base_J = b.energy_J + (kv_read + kv_write) * per_J + b.static_power_W * kv_s
+            base_s = b.latency_s + kv_s
+        return Point(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
+                     kv_bytes_moved=kv_read + kv_write, kv_location=location, links=traffic,
+                     attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
+                     baseline_kv_location=baseline_location)
+
+    def weight_bytes(self) -> int:
+        return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
+
+    def prefill(self, batch: int, seq_len: int, location: str, baseline_location: str) -> Point:
+        work = role_workload(self.template, batch, seq_len, seq_len, causal=True, last_only=self.heads,
+                             plan=self._plan)
+        p = self.price(work, 0.0, self.kv.bytes(seq_len, batch), location, baseline_location)
+        return _at(p, seq_len)
+
+    def step(self, batch: int, context: int, location: str, baseline_location: str) -> Point:
+        work = role_workload(self.template, batch, 1, context, causal=False, cache_operands=True, plan=self._plan)
+        p = self.price(work, self.kv.bytes(context - 1, batch), self.kv.bytes(1, batch), location,
+                       baseline_location)
+        return _at(p, context)
+
+    def generation(self, batch: int, seq_len: int, gen_len: int) -> Generation:
+        final = seq_len + gen_len
+        kv_bytes = self.kv.bytes(final, batch)
+        loc = self.kv_location(kv_bytes)
+        base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
+        n = min(gen_len, GENERATION_SAMPLES)
+        contexts = sorted({seq_len + 1 + round(i * (gen_len - 1) / max(n - 1, 1)) for i in range(n)})
+        return Generation(batch=batch, prefill=self.prefill(batch, seq_len, loc, base_loc),
+                          steps=tuple(self.step(batch, c, loc, base_loc) for c in contexts), gen_len=gen_len,
+                          kv_bytes=kv_bytes, kv_location=loc, baseline_kv_location=base_loc)
+
+    def curve(self, batch: int, contexts: list[int]) -> list[Point]:
+        out = []
+        for c in contexts:
+            kv = self.kv.bytes(c, batch)
+            base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
+            out.append(self.step(batch, c, self.kv_location(kv), base_loc))
+        return out
+
+
+def _at(p: Point, context: int) -> Point:
+    return replace(p, context=context)
+
+
+def is_causal_lm(template: WorkloadTemplate) -> bool:
+    return template.placed.model_info.task == "causal-lm" and template.has_sequence_dim
+
+
+def forward_workload(template: WorkloadTemplate) -> Callable[[int, int], Workload]:
+    """How one inference of `seq_len` tokens is instantiated: a causal LM's is its prefill (the masked half of
+    attention skipped, the LM head on the last position), any other model's the plain forward."""
+    if not is_causal_lm(template):
+        return template.instantiate
+    plan, last = {}, heads(template)
+
+    def prefill(batch: int, seq_len: int) -> Workload:
+        if template.max_seq_len is not None and seq_len > template.max_seq_len:
+            raise UserError(f"seq_len {seq_len} exceeds the {template.max_seq_len} positions this model accepts")
+        return role_workload(template, batch, seq_len, seq_len, causal=True, last_only=last, plan=plan)
+    return prefill
+
+
+def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
+                gen_len: int, progress: Callable[[str], None] | None = None) -> DecodeCost:
+    """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes."""
+    if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 1:
+        raise UserError(f"gen_len must be a positive integer, got {gen_len!r}")
+    limit = template.max_seq_len
+    if limit is not None and seq_len + gen_len > limit:
+        raise UserError(f"seq_len {seq_len} + gen_len {gen_len} = {seq_len + gen_len} exceeds the {limit} positions "
+                        f"this model accepts; shorten the prompt or the generation")
+    model = DecodeModel(template, chip, base)
+    run = model.generation(batch, seq_len, gen_len)
+    by_batch = [run if b == batch else model.generation(b, seq_len, gen_len)
+                for b in sorted(set(DECODE_BATCHES) | {batch})]
+    top = min(limit or 1 << 17, 1 << 17)
+    contexts = sorted({c for c in (2 ** k for k in range(4, 18)) if CURVE_MIN_CONTEXT <= c <= top}
+                      | {seq_len + gen_len})
+    weight_bytes = model.weight_bytes()
+    weights_where = ("DRAM" if base is not None and weight_bytes > base.weight_buffer_MiB * 2 ** 20
+                     else "on-chip weight memory")
+    kv = model.kv
+    assumptions = (
+        "causal prefill: the digital unit skips the masked upper triangle of QK^T, softmax and PV "
+        "(query i visits keys 0..i: s(s+1)/2 score entries per head, not s^2)",
+        "prefill: the LM head and the ops after it run on the last position only",
+        f"decode: every linear on 1 token per sequence; QK^T and PV of 1 query against c keys read from the KV "
+        f"cache ({kv.bits}-bit K and V, {kv.layers} layers x {kv.kv_heads} KV heads x head dim {kv.head_dim})",
+        f"KV cache in the activation SRAM if it fits ({model.sram_bytes / 2 ** 20:.1f} MiB over {chip.chips} "
+        f"chip(s)) at the final context, else DRAM (memory.dram_*)",
+        f"digital baseline: weights ({weight_bytes / 2 ** 20:.0f} MiB INT8) in {weights_where}, read once per "
+        f"decode step (once per batch of tokens)",
+        "tokens/s: batch / latency of one step (a sequence's next token needs its previous one)",
+        f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
+    )
+    return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
+                      run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
+                      lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),
+                      baseline_weights=weights_where, baseline_weight_bytes=weight_bytes,
+                      assumptions=assumptions)
+
+
+__all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "heads", "is_causal_lm", "kv_geometry",
+           "role_workload"]

@@ -1,0 +1,171 @@
+"""Chip-to-chip links: the activations that cross between chips, priced in energy and time.
+
+A tile's chip is its index // tiles per chip (the allocator fills chips in order, so consecutive layers share a
+chip where they fit). A weight block's home chip holds most of its cells: its outputs are gathered there (partial
+outputs of segments on other chips cross to it, each chip's row pieces added up locally first). A digital op runs on the home chip of its latest input (the
+freshest data stays put; an older input, e.g. the residual stream, crosses to it); ops that read only the token
+ids (embedding, positions, masks) have no home: every chip can compute them. A producer's output crosses once to
+every other chip that consumes it (a block split over chips receives its input on each of its chips). Each
+crossing is a link stage in the schedule: the link's latency, then the bytes at the link's bandwidth, streamed
+vector by vector like any stage; the sending chip's link is a shared resource. Energy: bytes x 8 x pJ/bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.fields import NS, PJ, require
+from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.workload import AnalogWork, Workload
+
+LINK_COMPONENT = "chip_link"
+
+
+@dataclass(frozen=True)
+class LinkTraffic:
+    """What crossed between chips in one evaluation."""
+    bytes: float
+    energy_J: float
+    busy_s: float                    # link time of every crossing, summed over the sending chips' links
+    crossings: int                   # transfers: (producer, destination chip), partial outputs included
+    chip_pairs: dict[str, float]     # "a->b" -> bytes
+
+    def to_json(self) -> dict:
+        return {"bytes": self.bytes, "energy_J": self.energy_J, "busy_s": self.busy_s, "crossings": self.crossings,
+                "chip_pairs": dict(self.chip_pairs)}
+
+
+NO_TRAFFIC = LinkTraffic(0.0, 0.0, 0.0, 0, {})
+
+
+@dataclass(frozen=True)
+class Move:
+    producer: str                    # work id
+    src: int
+    dst: int
+    bytes: float
+    vectors: int
+    partial: bool                    # a block's partial outputs going home (else: a finished output)
+
+    @property
+    def id(self) -> str:
+        return f"link:{self.producer}>{self.dst}" + ("/partial" if self.partial else "")
+
+
+def block_chips(work: AnalogWork, tiles_per_chip: int) -> tuple[int, frozenset[int]]:
+    """(home chip, every chip holding a segment) of one weight block."""
+    cells: dict[int, int] = {}
+    for seg in work.segments:
+        chip = seg.tile // tiles_per_chip
+        cells[chip] = cells.get(chip, 0) + (seg.rows[1] - seg.rows[0]) * (seg.cols[1] - seg.cols[0])
+    if not cells:
+        return 0, frozenset({0})
+    return min(cells, key=lambda c: (-cells[c], c)), frozenset(cells)
+
+
+def _block_layout(work: AnalogWork, tiles_per_chip: int) -> tuple[int, frozenset[int], dict, int]:
+    """(home chip, chips, output columns per (chip away from home, copy), copies). A chip adds up the partial
+    sums of its own row pieces first: it sends each block column it holds once."""
+    home, chips = block_chips(work, tiles_per_chip)
+    spans: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for seg in work.segments:
+        chip = seg.tile // tiles_per_chip
+        if chip != home:
+            spans.setdefault((chip, seg.copy), []).append(tuple(seg.block_cols))
+    away = {key: _covered(intervals) for key, intervals in spans.items()}
+    return home, chips, away, 1 + max((seg.copy for seg in work.segments), default=0)
+
+
+def _covered(intervals: list[tuple[int, int]]) -> int:
+    """Length of the union of half-open intervals."""
+    total, end = 0, None
+    for lo, hi in sorted(intervals):
+        if end is None or lo > end:
+            total, end = total + hi - lo, hi
+        elif hi > end:
+            total, end = total + hi - end, hi
+    return total
+
+
+def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
+              cache: dict | None = None) -> tuple[list[Move], dict[str, frozenset]]:
+    """Every transfer in graph order, and each work's destination chips (where its inputs must be).
+    cache: a dict kept between calls on workloads of one placement (the blocks' layouts do not change)."""
+    cache = {} if cache is None else cache
+    works = sorted(workload.analog + workload.digital, key=lambda w: w.order)
+    order = {w.id: w.order for w in works}
+    home: dict[str, int | None] = {}
+    where: dict[str, frozenset[int]] = {}
+    out_bytes: dict[str, float] = {}
+    vectors: dict[str, int] = {}
+    moves: dict[tuple[str, int, bool], Move] = {}
+    for w in works:
+        vectors[w.id] = w.vectors
+        if isinstance(w, AnalogWork):
+            layout = cache.get((w.name, tiles_per_chip))
+            if layout is None:
+                layout = cache[(w.name, tiles_per_chip)] = _block_layout(w, tiles_per_chip)
+            h, chips, away, k = layout
+            home[w.id], where[w.id] = h, chips
+            out_bytes[w.id] = w.vectors * w.out_features * act_bytes
+            for (chip, copy), cols in away.items():  # partial outputs of segments away from home go home
+                share = w.vectors // k + (copy < w.vectors % k)
+                old = moves.get((w.id, chip, True))
+                moves[(w.id, chip, True)] = Move(w.id, chip, h, (old.bytes if old else 0.0) + share * cols * act_bytes,
+                                                 w.vectors, True)
+        else:
+            homed = [d for d in w.deps if home.get(d) is not None]
+            home[w.id] = home[max(homed, key=order.__getitem__)] if homed else None
+            where[w.id] = frozenset() if home[w.id] is None else frozenset({home[w.id]})
+            out_bytes[w.id] = w.elements * act_bytes
+        for d in w.deps:
+            src = home.get(d)
+            if src is None:
+                continue
+            for chip in where[w.id] - {src}:
+                moves.setdefault((d, chip, False), Move(d, src, chip, out_bytes[d], vectors[d], False))
+    return list(moves.values()), where
+
+
+def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_bytes: int,
+              tiles_per_chip: int | None = None, cache: dict | None = None) -> tuple[list[Stage], LinkTraffic]:
+    """The stages with a link stage for every crossing (its consumers wait for it), and the traffic."""
+    moves, where = crossings(workload, tiles_per_chip or hw.tile.count, act_bytes, cache)
+    if not moves:
+        return stages, NO_TRAFFIC
+    gbps = require(hw, "chip_link.GBps", "bandwidth of the chip-to-chip link (the model spans chips)")
+    pj_bit = require(hw, "chip_link.pJ_per_bit", "energy of the chip-to-chip link (the model spans chips)")
+    delay = require(hw, "chip_link.latency_ns", "latency of the chip-to-chip link (the model spans chips)") * NS
+    by_id = {s.id: s for s in stages}
+    partials: dict[str, list[str]] = {}
+    outputs: dict[tuple[str, int], str] = {}
+    for m in moves:
+        if m.partial:
+            partials.setdefault(m.producer, []).append(m.id)
+        else:
+            outputs[(m.producer, m.dst)] = m.id
+    links, pairs = [], {}
+    for m in moves:
+        seconds, joules = m.bytes / (gbps * 1e9), m.bytes * 8 * pj_bit * PJ
+        parent = by_id[m.producer]
+        # a finished output leaves home once the block's remote parts have arrived there
+        deps = (m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ())))
+        links.append(Stage(id=m.id, name=f"chip {m.src}->{m.dst}: {parent.name}", layer=parent.layer,
+                           vectors=m.vectors, vector_time_s=seconds / max(m.vectors, 1), deps=deps,
+                           energy_J={LINK_COMPONENT: joules}, busy_s={f"chip link {m.src}": seconds},
+                           counts={"chip_link_bytes": m.bytes}, delay_s=delay))
+        pairs[f"{m.src}->{m.dst}"] = pairs.get(f"{m.src}->{m.dst}", 0.0) + m.bytes
+    rewired = []
+    for s in stages:
+        deps, barriers = list(s.deps), set(s.barrier_deps)
+        for d in s.deps:
+            extra = list(partials.get(d, ())) + [outputs[(d, c)] for c in sorted(where.get(s.id, ()))
+                                                  if (d, c) in outputs]
+            deps += extra
+            if d in barriers:
+                barriers.update(extra)
+        changed = len(deps) > len(s.deps)
+        rewired.append(replace(s, deps=tuple(deps), barrier_deps=tuple(sorted(barriers))) if changed else s)
+    traffic = LinkTraffic(sum(m.bytes for m in moves), sum(next(iter(s.energy_J.values())) for s in links),
+                          sum(next(iter(s.busy_s.values())) for s in links), len(moves), pairs)
+    return rewired + links, traffic

@@ -1,0 +1,336 @@
+"""Running a sweep: each point a Ray task (or one step of a plain loop), the chip instances of a point's Monte
+Carlo Ray tasks too, each point's results cached in the sweep folder under its content hash.
+
+    SWEEP/sweep.json, sweep.csv, sweep.html      one row per point (compiler/dse/__init__.py, reports/sweep.py)
+    SWEEP/points/<values>-<key>/                 one run folder per point: mapping.json, cost.json,
+                                                 accuracy.json, report.html, as `aimc-compile compile` writes
+
+A point runs `compiler.cli.run_compile` on its compile command line into a temporary folder of the worker and
+sends the files back; the driver publishes them into the point's folder through compiler/outputs.py (manifest,
+atomic swap), so a point's folder is complete or absent, and the workers need no shared filesystem. A point
+whose folder is complete is not computed again (the key covers model, resolved spec, options and code version).
+A point that raises is recorded with its error; Ray retries a task whose worker died (MAX_RETRIES); Ctrl-C
+stops the sweep and leaves the finished points' folders.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from compiler import progress
+from compiler.dse.grid import Axis, Point, cpu_count, expand, validate
+from compiler.errors import UserError
+
+POINTS = "points"
+MAX_RETRIES = 2  # a point whose worker process died (killed, out of memory) runs again, twice at most
+EXECUTORS = ("ray", "serial")
+SEED_TASKS = ("auto", "always", "never")  # a point's chip instances as tasks of their own: auto = when CPUs are spare
+
+
+@dataclass
+class SweepResult:
+    path: Path                 # the sweep folder
+    points: list[dict]         # the records of sweep.json
+    computed: int
+    cached: int
+    failed: int
+    elapsed_s: float
+
+    @property
+    def html(self) -> Path:
+        return self.path / "sweep.html"
+
+
+def run_sweep(models: list[str], hw: str, axes: list[Axis], base: list[str], out: Path, *,
+              address: str | None = None, num_cpus: int | None = None, executor: str = "ray",
+              seed_tasks: str = "auto", command: str = "aimc-compile sweep") -> SweepResult:
+    """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`."""
+    from compiler.outputs import OutputDir
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    if num_cpus is not None and num_cpus < 1:
+        raise UserError(f"--num-cpus must be >= 1 (got {num_cpus})")
+    if seed_tasks not in SEED_TASKS:
+        raise UserError(f"unknown seed_tasks {seed_tasks!r}; expected one of {', '.join(SEED_TASKS)}")
+    if address is not None and executor != "ray":
+        raise UserError("--address runs the sweep on a Ray cluster; it needs the ray executor")
+    started = time.perf_counter()
+    points = expand(models, hw, base, axes)
+    validate(points)  # one line per invalid point, before anything runs
+    out = Path(out)
+    records: dict[str, dict] = {}
+    with OutputDir(out, command) as output:
+        folder = out / POINTS
+        folder.mkdir(exist_ok=True)
+        for point in points:
+            point.folder = folder / point.name
+        unique = list({p.key: p for p in points}.values())  # two spellings of one configuration run once
+        todo = [p for p in unique if not _complete(folder / p.name, p)]
+        for point in unique:
+            if point not in todo:
+                records[point.key] = {"status": "cached", "error": None, "seconds": None}
+        simulated = sum(1 for p in todo if p.options["simulate"])
+        progress.say(f"sweep: {len(points)} points, {len(unique) - len(todo)} cached, {len(todo)} to run"
+                     + (f" ({simulated} simulated)" if simulated else "") + f"; outputs go to {out}")
+
+        def finished(point: Point, result: dict) -> None:
+            records[point.key] = _publish(folder / point.name, point, result)
+            if records[point.key]["error"]:
+                progress.say(f"point failed ({point.label}): {records[point.key]['error']}", progress.QUIET)
+
+        where = "serial (in-process loop)"
+        if todo:
+            if executor == "serial":
+                _run_serial(todo, finished)
+            else:
+                where = _run_ray(todo, finished, address, num_cpus, seed_tasks)
+        rows = [_row(point, folder / point.name, records[point.key]) for point in points]
+        data = sweep_json(points, axes, hw, models, rows, where, time.perf_counter() - started)
+        from reports.sweep import write_sweep_files
+        _write_sweep_json(output.staging / "sweep.json", data)
+        write_sweep_files(output.staging)
+        output.publish()
+    computed = sum(1 for r in records.values() if r["status"] == "computed")
+    failed = sum(1 for r in records.values() if r["status"] == "failed")
+    result = SweepResult(out, data["points"], computed, len(records) - computed - failed, failed,
+                         time.perf_counter() - started)
+    progress.say(f"sweep done in {result.elapsed_s:.1f} s: {computed} computed, {result.cached} cached, "
+                 f"{failed} failed; {out / 'sweep.html'}", progress.QUIET)
+    return result
+
+
+# --- the work of one point (on a worker) ------------------------------------------------------------------
+
+def run_point(argv: list[str], command: str, fan_out: bool) -> dict:
+    """Run one point's compile command line into a temporary folder; {"files": {name: bytes}, "error": None,
+    "seconds": s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`."""
+    from compiler import cli
+    from compiler.dse.grid import parse_compile_argv
+    level = progress.level()
+    progress.set_level(progress.QUIET)  # the driver shows the sweep's progress; a point's lines would mix
+    scratch = Path(tempfile.mkdtemp(prefix="aimc-sweep-"))
+    started = time.perf_counter()
+    log = io.StringIO()  # the run's own lines (warnings, its final line): the sweep says what matters
+    try:
+        args = parse_compile_argv([*argv, "--out", str(scratch / "run")])
+        with contextlib.redirect_stderr(log):
+            cli.run_compile(args, command=command, evaluate=evaluate_on_ray if fan_out else None)
+        files = {path.name: path.read_bytes() for path in sorted((scratch / "run").iterdir())
+                 if path.is_file() and not path.name.startswith(".")}
+        return {"files": files, "error": None, "seconds": time.perf_counter() - started}
+    except UserError as exc:
+        return {"files": {}, "error": str(exc).splitlines()[0], "seconds": time.perf_counter() - started}
+    except Exception as exc:  # noqa: BLE001  (any failure of a point is recorded; the sweep goes on)
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return {"files": {}, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                                      f"({Path(where.filename).name}:{where.lineno})",
+                "seconds": time.perf_counter() - started}
+    finally:
+        progress.set_level(level)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def evaluate_on_ray(placed, drift_times, seeds, **options) -> dict:
+    """evaluate_accuracy with one Ray task per chip instance (seed), merged into what one call over all the
+    seeds returns (compiler.evaluation.accuracy.merge_accuracy). The placement goes into Ray's object store once
+    (PortablePlacement); every seed task reads it from there."""
+    import ray
+
+    from compiler.evaluation.accuracy import _seed_list, evaluate_accuracy, merge_accuracy
+    seed_list = _seed_list(seeds)
+    if len(seed_list) == 1:
+        return evaluate_accuracy(placed, drift_times, seeds=seed_list, **options)
+    shared = ray.put(PortablePlacement(placed))
+    settings = ray.put(options)  # a reference model or evaluation data: also once
+    task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_seed_task)
+    parts = ray.get([task.remote(shared, drift_times, [seed], settings) for seed in seed_list])
+    return merge_accuracy(parts)
+
+
+def _seed_task(placed, drift_times, seeds: list[int], options: dict) -> dict:
+    from compiler.evaluation.accuracy import evaluate_accuracy
+    progress.set_level(progress.QUIET)
+    return evaluate_accuracy(placed, drift_times, seeds=seeds, **options)
+
+
+class PortablePlacement:
+    """A PlacedGraph that crosses process boundaries. A torch.export ExportedProgram pickles but does not unpickle
+    (torch.fx rebuilds its GraphModules with a tracer that needs arguments pickle does not give), so the
+    exported program travels as torch.export.save bytes; the rest of the placement pickles as it is.
+    Unpickling gives the PlacedGraph itself."""
+
+    def __init__(self, placed):
+        self.placed = placed
+
+    def __reduce__(self):
+        import copy
+        import io
+
+        import torch
+        buffer = io.BytesIO()
+        torch.export.save(self.placed.exported, buffer)
+        rest = copy.copy(self.placed)
+        rest.exported = None
+        return _restore_placement, (rest, buffer.getvalue())
+
+
+def _restore_placement(rest, exported: bytes):
+    import io
+
+    import torch
+    rest.exported = torch.export.load(io.BytesIO(exported))
+    return rest
+
+
+# --- executors --------------------------------------------------------------------------------------------
+
+def _run_serial(todo: list[Point], finished: Callable[[Point, dict], None]) -> None:
+    """The plain in-process loop: each point exactly as `aimc-compile compile` runs it, one after another."""
+    with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
+        for point in todo:
+            finished(point, run_point(point.argv, point.command(), fan_out=False))
+            bar.update(1)
+
+
+def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address: str | None,
+             num_cpus: int | None, seed_tasks: str = "auto") -> str:
+    """Every point a Ray task, as many at once as the cluster has CPUs; returns where it ran, in words.
+    The chip instances (seeds) of a simulated point become tasks of their own with seed_tasks "always", and
+    with "auto" when the cluster has more CPUs than there are points to run: otherwise the points alone keep
+    every CPU busy, and splitting the seeds would only add work (each seed task computes the FP reference
+    again and loads the placement from the object store)."""
+    import ray
+    own = not ray.is_initialized()
+    where = _init_ray(address, num_cpus) if own else "ray (a session already started in this process)"
+    pending: dict = {}
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        fan_out = seed_tasks == "always" or (seed_tasks == "auto" and len(todo) < cpus)
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_point)
+        pending = {task.remote(p.argv, p.command(), fan_out): p for p in todo}
+        with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    point = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the worker died MAX_RETRIES + 1 times, ...
+                        result = {"files": {}, "error": f"{type(exc).__name__}: {_first_line(exc)}",
+                                  "seconds": None}
+                    finished(point, result)
+                    bar.update(1)
+    except KeyboardInterrupt:
+        for ref in pending:  # on a cluster the tasks would run on: stop them
+            ray.cancel(ref, force=True, recursive=True)
+        raise
+    finally:
+        if own:
+            ray.shutdown()
+    return where
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> str:
+    """Ray embedded on this machine (the local cores, no dashboard, quiet), or the cluster at `address`."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the sweep runs on Ray, which is not installed: pip install 'ray>=2.50'") from None
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)  # the sweep reports failures itself
+    if address is None:
+        cpus = num_cpus or cpu_count()
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)  # never a cluster found here
+        return f"ray, embedded on this machine ({cpus} CPU{'s' if cpus != 1 else ''})"
+    if address.startswith("ray://"):
+        import importlib.util
+        if importlib.util.find_spec("grpc") is None:  # Ray Client, what ray:// addresses need
+            raise UserError(f"--address {address}: ray:// addresses need Ray Client: pip install 'ray[client]'; "
+                            f"or run the sweep on a node of the cluster with --address auto")
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UserError(f"--address {address}: cannot connect to a Ray cluster ({_first_line(exc)})") from None
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    return f"ray cluster at {address} ({len(ray.nodes())} node(s), {cpus} CPUs)"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+# --- results ----------------------------------------------------------------------------------------------
+
+def _complete(folder: Path, point: Point) -> bool:
+    """Whether `folder` holds a finished run of this point: a complete manifest naming what the run writes."""
+    from compiler.outputs import MANIFEST
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = set(manifest.get("files") or []) if isinstance(manifest, dict) else set()
+    needed = {"mapping.json", "report.html"} | ({"accuracy.json"} if point.options["simulate"] else set())
+    return manifest.get("complete") is True and needed <= files and all((folder / n).is_file() for n in needed)
+
+
+def _publish(folder: Path, point: Point, result: dict) -> dict:
+    """A finished point's files into its folder (manifest, atomic swap); its record for sweep.json."""
+    from compiler.outputs import OutputDir
+    if result["error"] is None:
+        try:
+            with OutputDir(folder, point.command()) as output:
+                for name, content in result["files"].items():
+                    (output.staging / name).write_bytes(content)
+                output.publish()
+        except UserError as exc:
+            result = {**result, "error": str(exc).splitlines()[0]}
+    status = "failed" if result["error"] else "computed"
+    return {"status": status, "error": result["error"], "seconds": result.get("seconds")}
+
+
+def _row(point: Point, folder: Path, record: dict) -> dict:
+    """One point of sweep.json: its values, status, and the headline figures read back from its files."""
+    from reports.sweep import point_figures
+    row = {"name": point.name, "key": point.key, "values": dict(point.values), "status": record["status"],
+           "error": record["error"], "seconds": record["seconds"], "command": point.command(),
+           "dir": f"{POINTS}/{point.name}", "model": point.argv[0]}
+    if record["status"] != "failed":
+        row.update(point_figures(folder), report=f"{POINTS}/{point.name}/report.html")
+    else:
+        row.update(report=None, tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None,
+                   area_mm2=None, metric=None, higher_is_better=True, accuracy=[])
+    return row
+
+
+def sweep_json(points: list[Point], axes: list[Axis], hw: str, models: list[str], rows: list[dict], where: str,
+               elapsed: float) -> dict:
+    from reports.schema import SCHEMA_VERSION
+    from reports.sweep import mark_pareto
+    first = points[0].options
+    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values)} for a in axes]
+    if len(models) > 1 and not any(a.name == "model" for a in axes):
+        shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": list(models)})
+    return {"schema_version": SCHEMA_VERSION, "hw": hw, "models": sorted({p.argv[0] for p in points}),
+            "axes": shown_axes, "simulate": bool(first["simulate"]), "seeds": first["seeds"],
+            "executor": where, "points": mark_pareto(rows), "elapsed_s": elapsed}
+
+
+def _write_sweep_json(path: Path, data: dict) -> None:
+    """sweep.json after checking it, as it will be read back, against its definition (reports/schema.py)."""
+    from reports.schema import SchemaError, SweepJson
+    from reports.typed_json import check
+    text = json.dumps(data, indent=1, allow_nan=False)
+    try:
+        check(SweepJson, json.loads(text), path.name, writing=True)
+    except SchemaError as exc:  # the writer broke its own schema: a bug, not a user error
+        raise RuntimeError(f"internal error, sweep.json does not match reports/schema.py: {exc}") from exc
+    path.write_text(text)
