@@ -20,8 +20,10 @@ DEFAULT_OUT = Path("aimc-out") / "sweep"
 PASSED = {"task": "--task", "seq_len": "--seq-len", "batch": "--batch", "allocation": "--allocation",
           "objective": "--objective", "max_tiles": "--max-tiles", "max_latency": "--max-latency",
           "simulate": "--simulate", "drift_times": "--drift-times", "seeds": "--seeds", "eval_data": "--eval",
-          "calibration": "--calibration", "no_pt_opt": "--no-pt-opt", "device": "--device"}
-FLAGS = ("simulate", "no_pt_opt")  # the options without a value
+          "calibration": "--calibration", "no_pt_opt": "--no-pt-opt", "device": "--device",
+          "eval_sentences": "--eval-sentences", "gen_len": "--gen-len", "gen_tokens": "--gen-tokens",
+          "full_mapping": "--full-mapping"}
+FLAGS = ("simulate", "no_pt_opt", "full_mapping")  # the options without a value
 
 
 def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]] | None = None, *,

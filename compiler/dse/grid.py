@@ -26,7 +26,8 @@ from compiler.errors import UserError
 # option axes: name in --grid -> the compile flag ("model" is the positional MODEL; "pt-opt" is on/off)
 OPTION_AXES = {"model": None, "allocation": "--allocation", "objective": "--objective", "seq-len": "--seq-len",
                "batch": "--batch", "task": "--task", "max-tiles": "--max-tiles", "max-latency": "--max-latency",
-               "calibration": "--calibration", "pt-opt": "--no-pt-opt"}
+               "calibration": "--calibration", "pt-opt": "--no-pt-opt", "eval-sentences": "--eval-sentences",
+               "gen-len": "--gen-len"}
 MAX_POINTS = 10_000  # a grid this large is a typo more often than a plan
 _KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
 
