@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.models import ModelInfo, max_positions
 from reports.schema import SCHEMA_VERSION
@@ -65,6 +66,14 @@ class Placement:
     block_col_offset: int = 0       # first column of this layer inside its block
     # DIGITAL_INT only: the first operand is a softmax output P, quantized unsigned over [0, 1]
     operand_is_probability: bool = False
+    # ANALOG only: experts stacked in the weight (mixture of experts, weight (E, out, in)); each expert is a
+    # block of its own (WeightBlock.expert), `block` names expert 0's; 0 for a plain layer
+    experts: int = 0
+
+    @property
+    def weights(self) -> int:
+        """Analog weights of the layer (every expert's, for stacked experts)."""
+        return self.in_features * self.out_features * max(self.experts, 1)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -79,6 +88,7 @@ class WeightBlock:
     layers: list[str]               # node names, in column order
     in_features: int
     out_features: int
+    expert: int | None = None       # stacked experts: the expert whose 2-D slice of the weight this block holds
 
 
 @dataclass
@@ -124,6 +134,7 @@ class LayerSlice:
     in_features: Span               # the layer's input features on `rows`
     out_features: Span              # the layer's output features on `cols`
     copy: int = 0                   # which copy of the block (replication)
+    expert: int | None = None       # stacked experts: which expert's block
 
 
 @dataclass
@@ -163,6 +174,27 @@ class PlacedGraph:
 
     def analog_layers(self) -> list[Placement]:
         return [p for p in self.placements.values() if p.kind is Kind.ANALOG]
+
+    @property
+    def analog_weights(self) -> int:
+        return sum(p.weights for p in self.analog_layers())
+
+    def blocks_of(self, node: str) -> list[WeightBlock]:
+        """The blocks holding layer `node`: one, or one per expert of a stacked weight."""
+        p = self.placements[node]
+        if not p.experts:
+            return [self.blocks[p.block]] if p.block in self.blocks else []  # [] before allocation
+        return [b for b in self.blocks.values() if b.expert is not None and node in b.layers]
+
+    def refuse_stacked_experts(self, what: str) -> None:
+        """One line when the model has stacked experts (mixture of experts): `what` reads weight values per
+        block, and nothing lowers an expert's block to tiles that only the router's tokens reach yet."""
+        stacked = [p for p in self.analog_layers() if p.experts]
+        if stacked:
+            raise UserError(f"{self.model_info.name}: {what} is not supported for mixture-of-experts models yet "
+                            f"({stacked[0].weight}: {stacked[0].experts} experts); experts are mapped and priced, "
+                            f"but not simulated (routing tokens to expert tiles is missing); drop --simulate, "
+                            f"--calibration and --hwa-finetune")
 
     @property
     def tiles_used(self) -> int:
@@ -215,13 +247,15 @@ class PlacedGraph:
         p = self.placements[node]
         lo, hi = p.block_col_offset, p.block_col_offset + p.out_features
         slices = []
-        for s in self.block_segments(p.block, copy=None):
-            a, b = max(lo, s.block_cols[0]), min(hi, s.block_cols[1])
-            if a >= b:
-                continue
-            col0 = s.cols[0] + a - s.block_cols[0]
-            slices.append(LayerSlice(segment=s.id, tile=s.tile, rows=s.rows, cols=(col0, col0 + b - a),
-                                     in_features=s.block_rows, out_features=(a - lo, b - lo), copy=s.copy))
+        for block in self.blocks_of(node):
+            for s in self.block_segments(block.name, copy=None):
+                a, b = max(lo, s.block_cols[0]), min(hi, s.block_cols[1])
+                if a >= b:
+                    continue
+                col0 = s.cols[0] + a - s.block_cols[0]
+                slices.append(LayerSlice(segment=s.id, tile=s.tile, rows=s.rows, cols=(col0, col0 + b - a),
+                                         in_features=s.block_rows, out_features=(a - lo, b - lo), copy=s.copy,
+                                         expert=block.expert))
         return slices
 
     def weight_of(self, placement: Placement) -> torch.Tensor:
@@ -264,12 +298,15 @@ class PlacedGraph:
                      "in_features": p.in_features, "out_features": p.out_features}
             if p.kind is Kind.ANALOG:
                 entry["block"] = p.block
+                if p.experts:
+                    entry["experts"] = p.experts
             if p.kind is Kind.ANALOG and full:
                 entry["tiles"] = [
                     {"tile": sl.tile, "chip": sl.tile // self.tiles_per_chip, "segment": sl.segment,
                      "rows": list(sl.rows), "cols": list(sl.cols), "in_features": list(sl.in_features),
                      "out_features": list(sl.out_features), "dac_range": segments[sl.segment].dac_range,
-                     "adc_range": segments[sl.segment].adc_range, **({"copy": sl.copy} if sl.copy else {})}
+                     "adc_range": segments[sl.segment].adc_range, **({"copy": sl.copy} if sl.copy else {}),
+                     **({"expert": sl.expert} if sl.expert is not None else {})}
                     for sl in self.layer_slices(p.node)]
             layers.append(entry)
         return {
@@ -290,10 +327,11 @@ class PlacedGraph:
             "tiles_per_chip": self.hw.tile.count,
             "chips_used": self.chips_used,
             **({"replicas": self.replicas} if self.replicas > 1 else {}),
-            "analog_weights": sum(p.in_features * p.out_features for p in self.analog_layers()),
+            "analog_weights": self.analog_weights,
             "mean_utilization": self.mean_utilization,
             "tile_utilization": {str(t): u for t, u in util.items()},
-            "blocks": [asdict(b) for b in self.blocks.values()],
+            "blocks": [{k: v for k, v in asdict(b).items() if k != "expert" or v is not None}
+                       for b in self.blocks.values()],
             "segments": [_segment_json(s) for s in self.segments] if full else [],
             **({} if full else {"segment_runs": segment_runs(self.segments)}),
             "layers": layers,

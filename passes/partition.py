@@ -8,9 +8,12 @@
 
 Decoders map the same way: grouped-query attention (K/V projections narrower than Q), fused projections
 (Phi-3's `qkv_proj`, `gate_up_proj`), biases on some projections (Qwen2), tied LM heads (one weight, one
-layer), SwiGLU, RMSNorm and rotary embeddings need nothing special (docs/decoders.md). Mixture-of-experts
-layers whose experts are stacked in one 3-D parameter (transformers' Mixtral) are refused with one line:
-their experts are not placed on tiles yet, and running them on the digital unit unsaid would misprice them.
+layer), SwiGLU, RMSNorm and rotary embeddings need nothing special (docs/decoders.md). Mixture of experts
+(transformers' Mixtral): the experts' weights are stacked in one 3-D parameter (E, out, in) and run through a
+grouped matmul (`transformers.grouped_mm_fallback`, `aten._grouped_mm`) over the routed tokens: one ANALOG
+layer with `experts` = E, which the allocator splits into one block per expert; the router is a plain linear
+(analog), its top-k and the combine digital. Any other op computing with a 3-D+ parameter is refused with one
+line: running it on the digital unit unsaid would misprice it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, Placement
 
 _ANALOG_OPS = {"aten.linear.default", "aten.addmm.default"}
 _MATMUL_OPS = {"aten.matmul.default", "aten.bmm.default"}
+# grouped matmuls of the routed tokens (E groups, by offsets) with experts stacked in a (E, in, out) operand
+_EXPERT_OPS = {"transformers.grouped_mm_fallback.default", "aten._grouped_mm.default"}
 _SOFTMAX_OPS = {"aten.softmax.int", "aten._softmax.default", "aten._safe_softmax.default"}
 # Ops between a softmax and the matmul that leave P's values in [0, 1]: shape ops, dropout (a rescaled P
 # in training, P itself in eval), type conversions, and taking one output of a tuple-valued op.
@@ -39,6 +44,8 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
         module = _module_path(node)
         if op in _ANALOG_OPS and _analog_weight(node, params) is not None:
             placed.placements[node.name] = _analog_placement(node, op, module, params)
+        elif op in _EXPERT_OPS and _stacked_weight(node, params) is not None:
+            placed.placements[node.name] = _expert_placement(node, op, module, params)
         elif op in _MATMUL_OPS and not any(_param_name(a, params) for a in node.args):
             placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT, op, module,
                                                      in_features=_static(_shape(node.args[0])[-1]),
@@ -65,6 +72,26 @@ def _refuse_stacked_weights(placed: PlacedGraph, node: torch.fx.Node, module: st
             raise UserError(f"{placed.model_info.name}: {module or node.name} computes with {name}, a weight of shape "
                             f"{tuple(_shape(arg))} stacked per expert (mixture of experts); mapping stacked expert "
                             f"weights onto tiles is not supported yet")
+
+
+def _stacked_weight(node: torch.fx.Node, params: dict[str, str]) -> tuple[str, bool] | None:
+    """(parameter name, whether it is stored (E, out, in), i.e. transposed on the way) of a grouped matmul's 3-D
+    weight operand, reached through shape ops and conversions; None when it is not a 3-D parameter."""
+    arg, transposes = node.args[1] if len(node.args) > 1 else None, 0
+    while isinstance(arg, torch.fx.Node) and arg.op == "call_function" and arg.args and \
+            str(arg.target) in _PROBABILITY_PRESERVING:
+        transposes += str(arg.target) in ("aten.transpose.int", "aten.t.default")
+        arg = arg.args[0]
+    name = _param_name(arg, params)
+    return (name, transposes % 2 == 1) if name is not None and len(_shape(arg)) == 3 else None
+
+
+def _expert_placement(node: torch.fx.Node, op: str, module: str, params: dict[str, str]) -> Placement:
+    weight, out_in = _stacked_weight(node, params)
+    experts, in_f, out_f = _shape(node.args[1])  # the operand as multiplied: (E, in, out)
+    return Placement(node.name, Kind.ANALOG, op, module or weight.rsplit(".", 1)[0], in_features=int(in_f),
+                     out_features=int(out_f), weight=weight, weight_transposed=not out_in,
+                     experts=int(experts))
 
 
 def is_softmax_output(arg) -> bool:

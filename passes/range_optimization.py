@@ -337,6 +337,7 @@ def calibrate_ranges(placed: PlacedGraph, calibration, column_range: bool = True
     inputs = calibration_inputs(placed, calibration)
     if inputs is None:
         return None
+    placed.refuse_stacked_experts("calibration")
     stats = assign_ranges(placed, inputs)
     # kept so that a PT-off variant (the report's comparison) needs no second calibration
     placed.ranges_before_pt = placed.segment_ranges() if column_range or input_range else None

@@ -68,16 +68,24 @@ def allocate_tiles(placed: PlacedGraph, strategy: str = "packed", busy: dict[str
 
 
 def _make_blocks(placed: PlacedGraph, fuse: bool) -> dict[str, WeightBlock]:
-    """One block per layer, or per shared input tensor when fusing; layers keep graph order."""
-    input_of = {n.name: n.args[0 if str(n.target) == "aten.linear.default" else 1].name
+    """One block per layer, or per shared input tensor when fusing; layers keep graph order. A layer of stacked
+    experts is never fused: one block per expert, a 2-D slice (out, in) of its weight."""
+    input_of = {n.name: n.args[1 if str(n.target) == "aten.addmm.default" else 0].name
                 for n in placed.graph.nodes if n.name in placed.placements
                 and placed.placements[n.name].kind is Kind.ANALOG}
     groups: dict[str, list[str]] = {}
     for node, source in input_of.items():
-        groups.setdefault(source if fuse else node, []).append(node)
+        groups.setdefault(source if fuse and not placed.placements[node].experts else node, []).append(node)
     blocks = {}
     for members in groups.values():
         layers = [placed.placements[m] for m in members]
+        if layers[0].experts:
+            p = layers[0]
+            names = [_unique(f"{p.weight}[{e}]", blocks) for e in range(p.experts)]
+            for e, name in enumerate(names):
+                blocks[name] = WeightBlock(name, members, p.in_features, p.out_features, expert=e)
+            p.block, p.block_col_offset = names[0], 0
+            continue
         name = layers[0].module if len(layers) == 1 else _common_prefix([p.module for p in layers]) + "fused"
         name = _unique(name, blocks)
         offset = 0

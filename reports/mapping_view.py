@@ -52,6 +52,7 @@ class LayerRow:
     group: str = ""
     role: str = ""
     slices: list[Slice] = field(default_factory=list)
+    experts: int = 0                # stacked experts (mixture of experts): the weight holds this many
 
     @property
     def tiles(self) -> list[int]:
@@ -61,7 +62,7 @@ class LayerRow:
     def weights(self) -> int | None:
         if self.kind != "analog" or self.in_features is None or self.out_features is None:
             return None
-        return self.in_features * self.out_features
+        return self.in_features * self.out_features * max(self.experts, 1)
 
     def _range(self, attr: str) -> tuple[float | None, float | None]:
         values = [getattr(s, attr) for s in self.slices if getattr(s, attr) is not None]
@@ -144,7 +145,7 @@ def build_mapping_view(data: MappingJson) -> MappingView:
         group, _, role = split_group(entry.name)
         row = LayerRow(index=index, name=entry.name, node=entry.node, kind=entry.kind, op=entry.op,
                        in_features=entry.in_features, out_features=entry.out_features, block=entry.block,
-                       group=group, role=role)
+                       group=group, role=role, experts=entry.experts)
         pieces = [Slice(layer=row.name, tile=t.tile, rows=t.rows, cols=t.cols, in_features=t.in_features,
                         out_features=t.out_features, dac_range=t.dac_range, adc_range=t.adc_range)
                   for t in entry.tiles] if entry.tiles else derived.get(entry.node, [])

@@ -42,6 +42,7 @@ class TileSlice(Record):
     dac_range: float | None = written()
     adc_range: float | None = written()
     copy: int = optional(0, min=0)                   # replication: which copy of the block (absent: 0)
+    expert: int | None = optional(min=0)             # stacked experts (mixture of experts): which expert
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,7 @@ class MappingLayer(Record):
     in_features: int | None = written()
     out_features: int | None = written()
     block: str | None = optional()
+    experts: int = optional(0, min=0)                # stacked experts: one block per expert (`block`: expert 0's)
     tiles: list[TileSlice] = optional([])
 
 
@@ -62,6 +64,7 @@ class WeightBlock(Record):
     layers: list[str] = written([])
     in_features: int = written(min=0)
     out_features: int = written(min=0)
+    expert: int | None = optional(min=0)             # stacked experts: the expert whose weight slice it holds
 
 
 @dataclass(frozen=True, kw_only=True)

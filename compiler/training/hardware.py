@@ -200,6 +200,7 @@ class TrainingChip(nn.Module):
         super().__init__()
         from compiler.backends.simulator.lowering import lower_graph  # the simulator's own graph rewrite
 
+        placed.refuse_stacked_experts("hardware-aware training")
         self.placed, self.config, self.seed, self.steps = placed, config, seed, 0
         hw = placed.hw
         self.clock = DriftClock(config.t_min_s, config.t_max_s, config.t_points, generator)

@@ -92,6 +92,8 @@ def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec, hw: Hardwar
 
 def _layer(w: AnalogWork, m: _Machine, energy: dict) -> float:
     s, d, n = m.spec, m.digital, w.vectors
+    if not n:  # an expert no token is routed to (mixture of experts): its weights are neither read nor used
+        return 0.0
     passes = math.ceil(w.out_features / s.array_cols)
     weight_tiles = math.ceil(w.in_features / s.array_rows) * passes
     energy["mac"] += w.macs * m.mac_J

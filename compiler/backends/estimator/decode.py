@@ -28,7 +28,7 @@ from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.schedule import Stage, schedule
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
-                                                  digital_id)
+                                                  digital_id, expert_vectors)
 
 DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
 GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
@@ -242,14 +242,16 @@ def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, 
     digital: list[DigitalWork] = []
     for t in template.nodes:
         if t.kind == "analog":
-            block = template.block_of(t.name)
-            roles = last if analog_id(block) in last_only else full
-            out, _ = roles.shape(t.out_shape)
-            entry = analog.setdefault(block, {"vectors": math.prod(out[:-1]) if len(out) > 1 else 1, "bias": 0,
-                                              "deps": set(), "layer": t.layer, "order": t.order})
             placement = placed.placements[t.name]
-            entry["bias"] += placement.out_features if placement.bias else 0
-            entry["deps"] |= t.deps
+            for block in template.blocks_of(t.name):  # one per expert of stacked experts: its routed share
+                roles = last if analog_id(block) in last_only else full
+                out, _ = roles.shape(t.out_shape)
+                rows = math.prod(out[:-1]) if len(out) > 1 else 1
+                entry = analog.setdefault(block, {"vectors": expert_vectors(rows, placement.experts,
+                                                                            placed.blocks[block].expert),
+                                                  "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
+                entry["bias"] += placement.out_features if placement.bias else 0
+                entry["deps"] |= t.deps
             continue
         roles = last if digital_id(t.name) in last_only else full
         out, out_scores = roles.shape(t.out_shape)
@@ -280,10 +282,11 @@ def heads(template: WorkloadTemplate) -> frozenset[str]:
     users: dict[str, set[str]] = {}
     ids = []
     for t in template.nodes:
-        wid = analog_id(template.block_of(t.name)) if t.kind == "analog" else digital_id(t.name)
-        ids.append(wid)
-        for d in t.deps:
-            users.setdefault(d, set()).add(wid)
+        for wid in ([analog_id(b) for b in template.blocks_of(t.name)] if t.kind == "analog"
+                    else [digital_id(t.name)]):
+            ids.append(wid)
+            for d in t.deps:
+                users.setdefault(d, set()).add(wid)
 
     def downstream(w: str, seen: set[str]) -> set[str]:
         stack = [w]
@@ -478,7 +481,9 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         f"decode step (once per batch of tokens)",
         "tokens/s: batch / latency of one step (a sequence's next token needs its previous one)",
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
-    )
+    ) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
+          "layer's experts, the baseline reads only the weights of experts that get a token",)
+         if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
                       lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),

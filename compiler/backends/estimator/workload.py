@@ -4,6 +4,11 @@ The analog weight blocks (with their tile segments) and the digital ops of the e
 with its sizes evaluated at a batch size and sequence length, and the dependencies between them.
 torch.export leaves batch and sequence dimensions symbolic (SymInt); they are substituted here, so
 one compiled graph is costed at any batch size and sequence length the model accepts.
+
+Mixture of experts: a layer of stacked experts is one block per expert; its node's rows are the routed
+(token, expert) pairs, tokens x top_k, and under uniform routing (an assumption: a trained router's load is
+not known from shapes) they spread evenly over the experts (`expert_vectors`), so only the routed top-k per
+token is priced.
 """
 from __future__ import annotations
 
@@ -136,6 +141,7 @@ class WorkloadTemplate:
         self.has_sequence_dim = bool(self._seq_syms)
         self._nodes: list[_NodeTemplate] = []
         self._block_of: dict[str, str] = {}
+        self._blocks_of: dict[str, list[str]] = {}   # a layer of stacked experts: one block per expert
         self._analyse()
 
     @property
@@ -150,6 +156,9 @@ class WorkloadTemplate:
 
     def block_of(self, node: str) -> str:
         return self._block_of[node]
+
+    def blocks_of(self, node: str) -> list[str]:
+        return self._blocks_of[node]
 
     def is_seq_dim(self, d) -> bool:
         """Whether a dimension of a node's shape depends on the sequence length."""
@@ -168,7 +177,8 @@ class WorkloadTemplate:
             set(getattr(placed.exported.graph_signature, "inputs_to_lifted_tensor_constants", {}) or {})
         for block in placed.blocks.values():
             for layer in block.layers:
-                self._block_of[layer] = block.name
+                self._block_of.setdefault(layer, block.name)
+                self._blocks_of.setdefault(layer, []).append(block.name)
         producers: dict[str, frozenset[str]] = {}
         for node in placed.graph.nodes:
             if node.op != "call_function":
@@ -178,11 +188,11 @@ class WorkloadTemplate:
             upstream = frozenset().union(*(producers[a.name] for a in inputs))
             placement = placed.placements.get(node.name)
             op = str(node.target)
-            work_name = self._work_name(node.name, placement, op)
-            if work_name is None:
+            work_names = self._work_names(node.name, placement, op)
+            if not work_names:
                 producers[node.name] = upstream
                 continue
-            producers[node.name] = frozenset({work_name})
+            producers[node.name] = work_names
             kind = "analog" if placement.kind is Kind.ANALOG else "digital"
             op_class = "analog" if kind == "analog" else _op_class(op, placement.kind)
             activation_inputs = tuple(_shape(a) for a in inputs
@@ -195,17 +205,17 @@ class WorkloadTemplate:
                 name=node.name, kind=kind, op=op, op_class=op_class,
                 layer=layer_group(self._block_of.get(node.name) or placement.module or ""),
                 out_shape=_shape(node), input_shapes=activation_inputs, contracted_shape=contracted,
-                deps=upstream - {work_name},
-                barrier_deps=barrier - {work_name}, order=len(self._nodes)))
+                deps=upstream - work_names,
+                barrier_deps=barrier - work_names, order=len(self._nodes)))
 
-    def _work_name(self, node: str, placement, op: str) -> str | None:
+    def _work_names(self, node: str, placement, op: str) -> frozenset[str]:
         if placement is None:
-            return None
+            return frozenset()
         if placement.kind is Kind.ANALOG:
-            return analog_id(self._block_of[node])
+            return frozenset(analog_id(b) for b in self._blocks_of[node])
         if op in FREE_OPS:
-            return None
-        return digital_id(node)
+            return frozenset()
+        return frozenset({digital_id(node)})
 
     # --- evaluation (per batch and sequence length) --------------------------------------------
     def instantiate(self, batch: int, seq_len: int) -> Workload:
@@ -223,12 +233,14 @@ class WorkloadTemplate:
         for t in self._nodes:
             out = evaluate.shape(t.out_shape)
             if t.kind == "analog":
-                block = self.placed.blocks[self._block_of[t.name]]
-                entry = analog.setdefault(block.name, {"vectors": _rows(out), "bias": 0, "deps": set(),
-                                                       "layer": t.layer, "order": t.order})
                 placement = self.placed.placements[t.name]
-                entry["bias"] += placement.out_features if placement.bias else 0
-                entry["deps"] |= t.deps
+                for name in self._blocks_of[t.name]:
+                    block = self.placed.blocks[name]
+                    entry = analog.setdefault(name, {"vectors": expert_vectors(_rows(out), placement.experts,
+                                                                               block.expert),
+                                                     "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
+                    entry["bias"] += placement.out_features if placement.bias else 0
+                    entry["deps"] |= t.deps
                 continue
             inputs = [evaluate.shape(s) for s in t.input_shapes]
             elements = math.prod(out)
@@ -246,6 +258,15 @@ class WorkloadTemplate:
             for name, e in analog.items())
         return Workload(batch=batch, seq_len=seq_len, has_sequence_dim=self.has_sequence_dim, analog=works,
                         digital=tuple(digital))
+
+
+def expert_vectors(rows: int, experts: int, expert: int | None) -> int:
+    """Input vectors of one block: all `rows` of a plain layer; for expert `expert` of `experts` stacked ones,
+    its share of the routed rows under uniform routing (the remainder to the first experts, so the shares
+    add up to the rows exactly and average rows / experts)."""
+    if not experts:
+        return rows
+    return rows // experts + (expert < rows % experts)
 
 
 def analog_id(block: str) -> str:

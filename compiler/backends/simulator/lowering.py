@@ -101,6 +101,7 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | N
     ranges: per segment id, ranges to program instead of the placement's own (e.g. placed.ranges_before_pt,
     the chip without the post-training optimizations); the placement is not changed.
     """
+    placed.refuse_stacked_experts("simulation")
     hw = hw or placed.hw
     device = _device(device)
     if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)) or not math.isfinite(t_inference) \
