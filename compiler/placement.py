@@ -61,16 +61,12 @@ class _Schedules:
         self.placed, self.seq_len, self.templates = placed, seq_len, {}
 
     def __call__(self):
-        from compiler.backends.estimator.chip import price_on_chip
-        from compiler.backends.estimator.schedule import schedule
+        from compiler.backends.estimator.estimate import inference_schedule
         from compiler.backends.estimator.workload import WorkloadTemplate
         key = tuple(self.placed.blocks)
         if key not in self.templates:
             self.templates[key] = WorkloadTemplate(self.placed)
-        template = self.templates[key]
-        seq_len = min(self.seq_len, template.max_seq_len or self.seq_len)
-        stages = price_on_chip(template.instantiate(1, seq_len), self.placed.hw)
-        return stages, schedule(stages)
+        return inference_schedule(self.placed, self.seq_len, self.templates[key])
 
 
 def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None = None,

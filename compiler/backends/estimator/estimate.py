@@ -100,6 +100,20 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         replicas=placed.replicas)
 
 
+def inference_schedule(placed: PlacedGraph, seq_len: int,
+                       template: WorkloadTemplate | None = None) -> tuple[list[Stage], Schedule]:
+    """The stages and schedule of one inference of `seq_len` tokens at batch 1, as `estimate` prices it (a causal
+    LM's prefill, chip links, full-length pulses): what compiler/placement.py compares strategies by, so the
+    placement's latency is the cost's. `template` may be reused across calls while the blocks stay the same (the
+    segments are read again each call)."""
+    template = template or WorkloadTemplate(placed)
+    forward = forward_workload(template)
+    chip = _Chip(placed.hw, chip_area(placed.hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1),
+                 {})
+    ev = _evaluate(forward(1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
+    return ev.stages, ev.schedule
+
+
 def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
     stages = price_on_chip(workload, chip.hw, chip.fill)
     links = NO_TRAFFIC
