@@ -249,7 +249,7 @@ def run_compile(args: argparse.Namespace, command: str, evaluate=None) -> Path:
             values = args.simulate or calibration > 0 or args.hwa_finetune is not None
             model, example = load_model(args.model, task=args.task, seq_len=args.seq_len, materialize=values)
             _say_model(model.aimc_info)
-        _check_gen_len(model.aimc_info, args)
+        _check_gen_len(model, args)
         if simulation is not None and simulation[1] is not None:
             from compiler.evaluation.accuracy import check_eval_compatible, example_for_eval
             check_eval_compatible(model, simulation[1])
@@ -497,11 +497,20 @@ def _estimate_cost(placed, args: argparse.Namespace, staging: Path, priced: bool
         _say(decode_line(data["decode"]))
 
 
-def _check_gen_len(info, args: argparse.Namespace) -> None:
-    """--gen-len is for causal LMs: refused for another task as soon as the model is loaded."""
-    if args.gen_len is not None and info.task != "causal-lm":
+def _check_gen_len(model, args: argparse.Namespace) -> None:
+    """--gen-len is for causal LMs and must fit the model's positions after the prompt: checked as soon as the
+    model is loaded, before any mapping."""
+    from compiler.models import max_positions
+    info = model.aimc_info
+    if args.gen_len is None:
+        return
+    if info.task != "causal-lm":
         raise UserError(f"--gen-len: {info.name} is a {info.task} model; decoding is priced for causal LMs only "
                         f"(--task causal-lm)")
+    limit = max_positions(model.config)
+    if args.seq_len + args.gen_len > limit:
+        raise UserError(f"--seq-len {args.seq_len} + --gen-len {args.gen_len} = {args.seq_len + args.gen_len} "
+                        f"exceeds the {limit} positions {info.name} accepts; shorten the prompt or the generation")
 
 
 def _gen_len(placed, args: argparse.Namespace) -> int | None:

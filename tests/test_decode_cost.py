@@ -229,3 +229,11 @@ def test_gen_len_is_refused_for_an_encoder(tmp_path, capsys):
 def test_gen_len_flag_is_validated():
     from compiler.cli import main
     assert main(["gpt2", "--hw", "pcm_1M", "--gen-len", "0"]) != 0
+
+
+def test_gen_len_beyond_the_positions_is_refused_before_mapping(tmp_path, capsys):
+    from compiler.cli import main
+    assert main(["gpt2", "--hw", "pcm_1M", "--seq-len", "1000", "--gen-len", "100", "--out", str(tmp_path / "o"),
+                 "--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert "1000 + --gen-len 100 = 1100 exceeds the 1024 positions gpt2 accepts" in err and "mapped:" not in err
