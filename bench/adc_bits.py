@@ -40,7 +40,7 @@ from compiler.ir import SegmentRanges
 from passes.ranges import calibration_inputs, collect_statistics, segment_weight
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-METRICS = ("embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
+TABLE_METRICS = ("embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
 NO_DEVICE = {"device.programming_noise": False, "device.drift": False, "device.read_noise": False}
 IDEAL = {**NO_DEVICE, "dac.bits": None, "adc.bits": None, "output_noise": 0.0}
 
@@ -57,7 +57,7 @@ def _rows(result: dict, key: str) -> dict:
     """metric -> {mean, std, ci95, per_seed} of the first drift time of result[key]."""
     row = result[key][0]
     return {m: {"mean": row["mean"][m], "std": row["std"][m], "ci95": row["ci95"][m], "per_seed": row["per_seed"][m]}
-            for m in METRICS}
+            for m in TABLE_METRICS}
 
 
 def _paired(a: list[float], b: list[float]) -> dict:
@@ -86,7 +86,7 @@ def grid(model, example, args, drift) -> dict:
         lo, hi = out[f"tile {tile}, ADC {min(args.bits)} bit"], out[f"tile {tile}, ADC {max(args.bits)} bit"]
         for pt in ("pt_on", "pt_off"):
             separation[f"tile {tile}, {pt}"] = {m: _paired(hi[pt][m]["per_seed"], lo[pt][m]["per_seed"])
-                                                for m in METRICS}
+                                                for m in TABLE_METRICS}
     return {"points": out, f"{max(args.bits)} bit minus {min(args.bits)} bit, paired by seed": separation}
 
 
@@ -227,13 +227,13 @@ def tables(result: dict) -> str:
             for pt, label in (("pt_on", "on"), ("pt_off", "off")):
                 row = point[pt]
                 lines.append(f"| {point['tile']} | {point['adc_bits']} bit | {label} | "
-                             + " | ".join(_cell(row[m]) for m in METRICS) + " |")
+                             + " | ".join(_cell(row[m]) for m in TABLE_METRICS) + " |")
         key = next(k for k in result["grid"] if k != "points")
         lines += ["", f"{key}:", "", "| tile, PT | embedding cosine | retrieval agreement | output rel. L2 |",
                   "|---|---|---|---|"]
         for name, diff in result["grid"][key].items():
             lines.append(f"| {name.replace('pt_on', 'PT on').replace('pt_off', 'PT off')} | "
-                         + " | ".join(f"{d['mean']:+.4f} ± {d['ci95']:.4f}" for d in (diff[m] for m in METRICS)) + " |")
+                         + " | ".join(f"{d['mean']:+.4f} ± {d['ci95']:.4f}" for d in (diff[m] for m in TABLE_METRICS)) + " |")
     if "anomaly" in result:
         lines += ["", "| PT off, 512 tiles | embedding cosine [95 % CI] | output rel. L2 [95 % CI] |", "|---|---|---|"]
         for name, row in result["anomaly"]["cases"].items():
@@ -243,8 +243,8 @@ def tables(result: dict) -> str:
                   "|---|---|---|---|"]
         for name, row in result["sentence_counts"].items():
             lines.append(f"| {name} | " + " | ".join(f"{row[m]['mean']:.4f} ± {row[m]['ci95']:.4f}"
-                                                     + (f" ({row[m]['std']:.4f})" if m == METRICS[0] else "")
-                                                     for m in METRICS) + " |")
+                                                     + (f" ({row[m]['std']:.4f})" if m == TABLE_METRICS[0] else "")
+                                                     for m in TABLE_METRICS) + " |")
     if "error_budget" in result:
         budget = result["error_budget"]
         names = list(next(iter(budget.values())))

@@ -42,7 +42,7 @@ ABLATIONS = {  # label -> what the fine-tune injects instead of everything (HwaN
     "weight clipping only, nothing injected": HwaNoiseConfig(weight_noise=False, output_noise=False,
                                                              quantize_io=False, int_attention=False),
 }
-METRICS = ("embedding_cosine_mean", "output_rel_l2", "retrieval_agreement")
+HWA_METRICS = ("embedding_cosine_mean", "output_rel_l2", "retrieval_agreement")
 
 
 def _say(text: str) -> None:
@@ -56,10 +56,10 @@ def _simulate(model, reference, example, hw, args) -> dict:
     # the 32 hand-written sentences: the set docs/hwa.md's figures were measured on
     accuracy = evaluate_accuracy(placed, args.drift_times, seeds=args.seeds, progress=False, reference_model=reference,
                                  eval_sentences=32)
-    rows = {r["label"]: {k: {m: r[k][m] for m in METRICS} for k in ("mean", "std", "per_seed")}
+    rows = {r["label"]: {k: {m: r[k][m] for m in HWA_METRICS} for k in ("mean", "std", "per_seed")}
             for r in accuracy["results"]}
     for label, row in rows.items():
-        _say(f"  t={label}: " + ", ".join(f"{m} {row['mean'][m]:.4f} +- {row['std'][m]:.4f}" for m in METRICS))
+        _say(f"  t={label}: " + ", ".join(f"{m} {row['mean'][m]:.4f} +- {row['std'][m]:.4f}" for m in HWA_METRICS))
     return {"compile_s": compile_s, "simulate_s": accuracy["elapsed_s"], "results": rows, "eval": accuracy["eval"]}
 
 

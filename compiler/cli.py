@@ -28,16 +28,17 @@ import warnings
 from pathlib import Path
 
 from compiler import __version__, progress
+from compiler.dse import SWEEP_USAGE, add_parser as add_sweep_parser  # the parser part only: no torch, no ray
 from compiler.errors import UserError
 
 EXIT_USER_ERROR = 2
 HWA_STEPS = 40  # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the gain (docs/hwa.md)
 
 
-USAGE = """aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
+USAGE = f"""aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
        aimc-compile report DIR
        aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]
-       aimc-compile sweep MODEL [MODEL ...] --hw SPEC --grid KEY=V1,V2,... [options]
+       {SWEEP_USAGE}
        aimc-compile --version"""
 COMMANDS = ("compile", "report", "compare", "sweep")
 COMPARE_OUT = Path("aimc-out") / "compare"
@@ -151,8 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", metavar="FILE_OR_DIR",
                          help=f"a .html file (the CSV goes beside it, same name) or a directory for compare.html "
                               f"and compare.csv (default {COMPARE_OUT})")
-    from compiler.dse import add_parser as add_sweep_parser  # its flags live with it (compiler/dse/)
-    add_sweep_parser(commands)
+    add_sweep_parser(commands)  # its flags live with it (compiler/dse/)
     return parser
 
 

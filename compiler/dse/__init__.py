@@ -68,13 +68,13 @@ def base_argv(overrides: Mapping[str, Any], options: Mapping[str, Any]) -> list[
 
 # --- the command line -------------------------------------------------------------------------------------
 
-USAGE = "aimc-compile sweep MODEL [MODEL ...] --hw SPEC --grid KEY=V1,V2 [--grid ...] [options]"
+SWEEP_USAGE = "aimc-compile sweep MODEL [MODEL ...] --hw SPEC --grid KEY=V1,V2 [--grid ...] [options]"
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     """The `sweep` subcommand's parser (compiler/cli.py adds it)."""
     p = commands.add_parser(
-        "sweep", prog="aimc-compile sweep", usage=USAGE,
+        "sweep", prog="aimc-compile sweep", usage=SWEEP_USAGE,
         description="Run a grid of aimc-compile runs (chips x models x options) on Ray, embedded on this machine "
                     "or on a cluster (--address), and summarize them: sweep.json, sweep.csv and sweep.html (the "
                     "energy-accuracy Pareto front, each axis's effect, a table linking every point's report). "

@@ -48,7 +48,7 @@ DEFAULT_PROMPT_TOKENS = 8   # ... cut to this many tokens
 DEFAULT_MAX_CONTEXT = 32    # positions per sequence scored for next-token fidelity: the FP reference holds a
                             # distribution over the vocabulary per position (gpt2: 32 x 32 x 50257 floats, 206 MB)
 
-METRICS = {
+DECODING_METRICS = {
     "next_token_top1_agreement": ("fraction of positions whose next-token argmax on the chip equals the FP "
                                   "model's (teacher-forced over the evaluation sequences)", True),
     "next_token_kl_nats": ("KL(FP || chip) of the next-token distributions, nats per token (teacher-forced)", False),
@@ -244,7 +244,7 @@ def evaluate_decoding(placed, drift_times: str | Sequence[DriftTime | float], se
                       batch_size: int = 8, device: str = "cpu", progress: bool = True,
                       simulator_options: dict | None = None, reference_model: nn.Module | None = None) -> dict:
     """The `decoding` record of accuracy.json for a causal LM (see the module docstring): per drift time, the
-    metrics of METRICS as mean, std, ci95 and per-seed values over the programmed chips.
+    metrics of DECODING_METRICS as mean, std, ci95 and per-seed values over the programmed chips.
 
     `max_context`: positions per evaluation sequence scored teacher-forced; prompts are the first `prompts`
     sequences cut to `prompt_tokens`. `reference_model`: the FP model (default placed.model; the original for a
@@ -322,8 +322,8 @@ def evaluate_decoding(placed, drift_times: str | Sequence[DriftTime | float], se
         "prompts": len(prompt_ids),
         "prompt_tokens": int(prompt_ids[0].shape[1]),
         "gen_tokens": gen_tokens,
-        "metrics": {name: {"description": text, "higher_is_better": better} for name, (text, better) in METRICS.items()},
-        "results": [summarize_per_seed(t.label, t.seconds, {n: [_finite(row[n]) for row in rows] for n in METRICS})
+        "metrics": {name: {"description": text, "higher_is_better": better} for name, (text, better) in DECODING_METRICS.items()},
+        "results": [summarize_per_seed(t.label, t.seconds, {n: [_finite(row[n]) for row in rows] for n in DECODING_METRICS})
                     for t, rows in zip(times, per_time)],
         "fp_generation": fp_generations,
         "timing_s": timing,

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from compiler.hw_spec import HardwareSpec, cost_number_fields
 
-METRICS = ("energy_J", "latency_s", "area_mm2")
+MEASURES = ("energy_J", "latency_s", "area_mm2")
 Evaluation = Callable[[HardwareSpec], dict[str, float]]
 
 
@@ -51,9 +51,9 @@ class Sensitivity:
         return {
             "method": "one at a time: each number at x(1 - u) and x(1 + u); ranges are the root-sum-square of the "
                       "deviations (independent errors)",
-            "ranges": {m: list(self.range(m)) for m in METRICS},
+            "ranges": {m: list(self.range(m)) for m in MEASURES},
             "fields": [{"field": f.field, "value": f.value, "relative_uncertainty": f.relative_uncertainty,
-                        **{m: [f.low[m], f.high[m]] for m in METRICS}} for f in ranked[:top]],
+                        **{m: [f.low[m], f.high[m]] for m in MEASURES}} for f in ranked[:top]],
             "fields_total": len(self.fields),
         }
 
