@@ -27,7 +27,7 @@ from pathlib import Path
 
 from compiler import __version__, progress
 from compiler.config import (DEFAULT_DRIFT_TIMES, DEFAULT_GEN_LEN, DEFAULT_SEQ_LEN, DEVICES, HWA_STEPS, OBJECTIVES,
-                             OPTIONS, Hwa, RunConfig, Simulation, config_errors, from_options)
+                             OPTIONS, Hwa, RunConfig, Simulation, from_options)
 from compiler.dse import SWEEP_USAGE, add_parser as add_sweep_parser  # the parser part only: no torch, no ray
 from compiler.errors import UserError
 
@@ -233,13 +233,14 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The compile flags as a RunConfig; every flag's value checked, also those of a group that is off
     (--seeds without --simulate, --hwa-steps without --hwa-finetune), before anything is read or loaded."""
     from compiler.hw_spec import parse_override
+    from compiler.runner import problems
     overrides = dict(parse_override(text) for text in args.overrides)
     options = {name: getattr(args, name) for name in OPTIONS if name != "pt_opt"}
     config = from_options(args.model, args.hw, overrides, no_pt_opt=args.no_pt_opt, **options)
     hwa = Hwa(data=args.hwa_finetune or None, steps=args.hwa_steps, lr=args.hwa_lr, batch=args.hwa_batch,
               on_eval_data=args.hwa_on_eval_data)
     every = from_options(args.model, args.hw, overrides, **{**options, "simulate": True, "eval_data": None})
-    errors = config_errors(dataclasses.replace(every, hwa=hwa, simulation=every.simulation))
+    errors = problems(dataclasses.replace(every, hwa=hwa))
     if errors:
         raise UserError("; ".join(errors))
     return dataclasses.replace(config, hwa=hwa if args.hwa_finetune is not None else None)

@@ -116,7 +116,9 @@ class RunConfig:
         return dataclasses.asdict(self) | {"overrides": dict(self.overrides)}
 
     def validate(self) -> None:
-        """Every check that needs neither the spec file nor the model: all the problems in one UserError."""
+        """Every check that needs neither the spec file nor the model nor torch: all the problems in one
+        UserError. (`compiler.run` also checks the task and allocation names, which live with the model loader
+        and the allocator: compiler.runner.problems.)"""
         errors = config_errors(self)
         if errors:
             raise UserError("; ".join(errors) if len(errors) > 1 else errors[0])
@@ -257,10 +259,9 @@ def max_builtin_calibration() -> int:
     return len(CALIBRATION) * (len(CALIBRATION) - 1)
 
 
-def config_errors(config: RunConfig) -> list[str]:
-    """Every problem of `config` that needs neither the spec file nor the model, one line each."""
-    from compiler.models import TASKS          # torch: validation runs where the run will need it anyway
-    from compiler.placement import ALLOCATIONS
+def config_errors(config: RunConfig, tasks: tuple[str, ...] = (), allocations: tuple[str, ...] = ()) -> list[str]:
+    """Every problem of `config` that needs neither the spec file nor the model, one line each; the task and
+    allocation names against `tasks` and `allocations` when given."""
     s, p, sim, hwa = config.shapes, config.placement, config.simulation, config.hwa
     checks = [
         _bounded("--seq-len", s.seq_len, 2, MAX_TOKENS, "tokens"),
@@ -270,9 +271,9 @@ def config_errors(config: RunConfig) -> list[str]:
                  "texts, compile_model(calibration=[...])"),
         _bounded("--max-tiles", p.max_tiles, 1, MAX_TILES, "tile"),
         _positive("--max-latency", p.max_latency_s, "number of seconds"),
-        _choice("--allocation", "allocation", p.allocation, ALLOCATIONS),
+        _choice("--allocation", "allocation", p.allocation, allocations) if allocations else None,
         _choice("--objective", "objective", p.objective, OBJECTIVES),
-        _choice("--task", "task", config.task, TASKS),
+        _choice("--task", "task", config.task, tasks) if tasks else None,
         _choice("--device", "device", config.device, DEVICES),
     ]
     if sim is not None:

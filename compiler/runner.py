@@ -48,19 +48,39 @@ class RunResult:
     seconds: float = 0.0
 
 
-def check(config: RunConfig) -> Checked:
+def problems(config: RunConfig) -> list[str]:
+    """Every problem of the options of `config`, one line each: RunConfig.validate's and the task and
+    allocation names (defined by the model loader and the allocator)."""
+    from compiler.config import config_errors
+    from compiler.models import TASKS
+    from compiler.placement import ALLOCATIONS
+    return config_errors(config, TASKS, ALLOCATIONS)
+
+
+def check(config: RunConfig, spec: Callable | None = None) -> Checked:
     """Every check that needs no model, in the order a user fixes them: the options (all at once), the
-    spec and its overrides (all at once), the cost fields, the simulation inputs, the training split."""
-    from compiler.hw_spec import load_hw_spec
-    config.validate()
+    spec and its overrides (all at once), the cost fields, the simulation inputs, the training split.
+    `spec`: what loads and checks the spec, `spec(config) -> (HardwareSpec, priced)` (a sweep reuses its
+    results across points); default `load_spec`."""
+    errors = problems(config)
+    if errors:
+        raise UserError("; ".join(errors))
     if config.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device is available to torch on this machine; use --device cpu")
     drift_times, eval_data = _simulation_inputs(config)
     _check_training_split(config, eval_data)
+    hw, priced = (spec or load_spec)(config)
+    return Checked(hw, priced, drift_times, eval_data)
+
+
+def load_spec(config: RunConfig, baseline: Callable | None = None) -> tuple[Any, bool]:
+    """(the spec with the overrides applied, whether its cost is estimated): every problem of the file and
+    the overrides at once, then the fields the estimator reads."""
+    from compiler.hw_spec import load_hw_spec
     hw = load_hw_spec(config.hw, dict(config.overrides))
-    return Checked(hw, check_cost_fields(hw), drift_times, eval_data)
+    return hw, check_cost_fields(hw, baseline)
 
 
 def check_cost_fields(hw, baseline: Callable | None = None) -> bool:
@@ -154,12 +174,24 @@ def run(config: RunConfig, out: str | Path | None = None, *, command: str | None
             result = _run(config, checked, out, output.staging, command, evaluate, session or Session(1))
             if report:
                 with _timed("report written"):
-                    from reports import write_report  # the renderer: only the entry points call it
-                    write_report(output.staging, command=command)
+                    render_report(output.staging, command)
             output.publish()
         result.out = out
     result.seconds = time.perf_counter() - started
     return result
+
+
+def render_report(folder: Path, command: str | None = None) -> Path:
+    """report.html from the JSON files in `folder`. The renderer (reports/) is called from here and from the
+    CLI only: the rest of the compiler imports nothing of reports/ but its schema (docs/architecture.md)."""
+    from reports import write_report
+    return write_report(folder, command=command)
+
+
+def render_sweep(folder: Path) -> None:
+    """sweep.csv and sweep.html from the sweep.json in `folder` (reports/sweep.py)."""
+    from reports.sweep import write_sweep_files
+    write_sweep_files(folder)
 
 
 def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | None, command: str, evaluate,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from compiler.errors import UserError
 from compiler.ir import Kind, PlacedGraph, TileSegment

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compiler.config import OPTIONS, RunConfig, canonical_json, read_option, text_value, to_argv, with_options
+from compiler.config import OPTIONS, RunConfig, canonical_json, text_value, to_argv, with_options
 from compiler.errors import UserError
 
 # option axes: name in --grid -> the option of compiler/config.py ("model" is the config's model)
@@ -187,10 +187,12 @@ def check_point(point: Point, checks: "Checks") -> None:
 
 class Checks:
     """The per-point checks of a sweep, with what does not change between points done once: the digital
-    baseline's spec, each model's identity, the spec files' checks per distinct override set."""
+    baseline's spec, each model's identity, the spec's load and checks per distinct spec and overrides (points
+    that differ in options only share them)."""
 
     def __init__(self):
         self._models: dict[str, dict] = {}
+        self._specs: dict[str, tuple] = {}
         self._baseline = None
 
     def baseline(self):
@@ -200,13 +202,15 @@ class Checks:
         return self._baseline
 
     def check(self, config: RunConfig):
-        from compiler.runner import Checked, _check_training_split, _simulation_inputs, check_cost_fields
-        from compiler.hw_spec import load_hw_spec
-        config.validate()
-        drift_times, eval_data = _simulation_inputs(config)
-        _check_training_split(config, eval_data)
-        hw = load_hw_spec(config.hw, dict(config.overrides))
-        return Checked(hw, check_cost_fields(hw, self.baseline), drift_times, eval_data)
+        from compiler.runner import check
+        return check(config, spec=self.spec)
+
+    def spec(self, config: RunConfig):
+        from compiler.runner import load_spec
+        key = canonical_json([config.hw, config.overrides])
+        if key not in self._specs:
+            self._specs[key] = load_spec(config, self.baseline)
+        return self._specs[key]
 
     def model_identity(self, name: str) -> dict:
         if name not in self._models:
@@ -271,8 +275,9 @@ def validate(points: list[Point]) -> list[Point]:
     from compiler import progress
     bad, unique = [], {}
     checks = Checks()
-    with progress.bar(total=len(points), desc="checking points", unit="point",
-                      enabled=len(points) > 50) as bar:
+    if len(points) > 50:  # a line before the wait, off a terminal too (a bar only on one)
+        progress.say(f"sweep: checking {len(points):,} points before any runs")
+    with progress.bar(total=len(points), desc="checking points", unit="point", enabled=len(points) > 50) as bar:
         for index, point in enumerate(points):
             try:
                 check_point(point, checks)

@@ -102,8 +102,8 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
         rows = [_row(point, records[point.key]) for point in points]
         data = sweep_json(points, axes, rows, where, time.perf_counter() - started)
         write_sweep_json(output.staging / "sweep.json", data)
-        from reports.sweep import write_sweep_files  # the renderer: sweep.csv and sweep.html from sweep.json
-        write_sweep_files(output.staging)
+        from compiler.runner import render_sweep
+        render_sweep(output.staging)  # sweep.csv and sweep.html from sweep.json
         output.publish()
     computed = sum(1 for r in records.values() if r["status"] == "computed")
     failed = sum(1 for r in records.values() if r["status"] == "failed")
