@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "a regular split rule, docs/outputs.md)")
     compile_.add_argument("--simulate", action="store_true", help="simulate accuracy on the noisy chip")
     compile_.add_argument("--drift-times", help=f"drift times to simulate (default {DEFAULT_DRIFT_TIMES})")
-    compile_.add_argument("--seeds", type=int, help=f"programmed chip instances per drift time (default {Simulation.seeds})")
+    compile_.add_argument("--seeds", type=int,
+                          help=f"programmed chip instances per drift time (default {Simulation.seeds})")
     from compiler.sentences import DEFAULT_EVAL_SENTENCES  # no torch: --help stays fast
     compile_.add_argument("--eval-sentences", type=int, metavar="N",
                           help="--simulate without --eval: built-in English sentences to measure fidelity on (default "
@@ -121,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "overstate what the chip does on unseen data)")
     compile_.add_argument("--hwa-steps", type=int, default=HWA_STEPS,
                           help=f"HWA fine-tuning steps (default {HWA_STEPS})")
-    compile_.add_argument("--hwa-lr", type=float, default=Hwa.lr, help=f"HWA fine-tuning learning rate (default {Hwa.lr})")
-    compile_.add_argument("--hwa-batch", type=int, default=Hwa.batch, help=f"HWA fine-tuning batch size (default {Hwa.batch})")
+    compile_.add_argument("--hwa-lr", type=float, default=Hwa.lr,
+                          help=f"HWA fine-tuning learning rate (default {Hwa.lr})")
+    compile_.add_argument("--hwa-batch", type=int, default=Hwa.batch,
+                          help=f"HWA fine-tuning batch size (default {Hwa.batch})")
     compile_.add_argument("--device", choices=DEVICES, help="device for simulation (default cpu)")
     talk = compile_.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true",

@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 
 
 class Kind(str, Enum):
+    """Where a node runs. ATTENTION_MATMUL: a matmul of two activations (attention's QK^T and AV) on the digital
+    unit in integers of `digital.attention_bits` (a spec field): its JSON value "digital_int6" is the schema's
+    spelling from when the bits were fixed at 6 (docs/outputs.md). DIGITAL_INT is its former name, kept as an
+    alias until every caller says ATTENTION_MATMUL."""
     ANALOG = "analog"
-    DIGITAL_INT = "digital_int6"
+    ATTENTION_MATMUL = "digital_int6"
+    DIGITAL_INT = "digital_int6"  # alias of ATTENTION_MATMUL (the same member)
     DIGITAL = "digital"
 
 
@@ -62,7 +67,7 @@ class Placement:
     weight_transposed: bool = False  # True for GPT-2 Conv1D, whose weight is stored (in, out)
     block: str | None = None        # weight block holding this layer (analog only)
     block_col_offset: int = 0       # first column of this layer inside its block
-    # DIGITAL_INT only: the first operand is a softmax output P, quantized unsigned over [0, 1]
+    # ATTENTION_MATMUL only: the first operand is a softmax output P, quantized unsigned over [0, 1]
     operand_is_probability: bool = False
     # ANALOG only: experts stacked in the weight (mixture of experts, weight (E, out, in)); each expert is a
     # block of its own (WeightBlock.expert), `block` names expert 0's; 0 for a plain layer

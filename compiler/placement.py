@@ -70,7 +70,8 @@ class _Schedules:
 
 
 def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None = None,
-          max_tiles: int | None = None, max_latency_s: float | None = None, seq_len: int = DEFAULT_SEQ_LEN) -> dict[str, int]:
+          max_tiles: int | None = None, max_latency_s: float | None = None,
+          seq_len: int = DEFAULT_SEQ_LEN) -> dict[str, int]:
     """Allocate `placed`'s tiles (in place) for `objective` under the budget; returns the copies to add once the
     ranges are set (block -> copies; empty without replication: apply with passes.tile_allocation.replicate)."""
     objective = objective or "balanced"

@@ -1,8 +1,8 @@
 """Design-space exploration: `aimc-compile sweep` and `compiler.sweep(...)` run a grid of points (chips x models
-x options), each one `compiler.run(config)` (compiler/runner.py), on Ray (embedded on this machine or a cluster), cached by
-content hash, and summarized in sweep.json, sweep.csv and sweep.html (docs/sweep.md).
+x options), each one `compiler.run(config)` (compiler/runner.py), on Ray (embedded on this machine or a
+cluster), cached by content hash, and summarized in sweep.json, sweep.csv and sweep.html (docs/sweep.md).
 
-grid.py: axes, points and their checks; run.py: the executors, the cache, the outputs. Ray and torch are
+grid.py: axes, points and their checks; run.py: the executors, the cache; summary.py: sweep.json. Ray and torch are
 imported only when a sweep runs (`aimc-compile --help` imports this module's parser part, nothing else).
 (The package is not called `compiler.sweep`: that name is the function `compiler.sweep`, and a subpackage of
 the same name would replace it as an attribute of `compiler` once imported.)
@@ -21,7 +21,7 @@ DEFAULT_OUT = Path("aimc-out") / "sweep"
 def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]] | None = None, *,
           out: str | Path = DEFAULT_OUT, grid_file: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, address: str | None = None, num_cpus: int | None = None,
-          executor: str = "ray", seed_tasks: str = "auto", **options):
+          executor: str = "ray", seed_tasks: str = "auto", point_reports: bool = True, **options):
     """Run a sweep and return its compiler.dse.run.SweepResult (folder, records of sweep.json, counts).
 
     `grid`: axis -> values, e.g. {"adc.bits": [6, 7, 8], "tile.rows+tile.cols": [256, 512],
@@ -30,6 +30,8 @@ def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]
     ...). `address`: a Ray cluster ("auto", "ray://host:10001"); default Ray embedded on this machine.
     `executor` "serial": a plain in-process loop, no Ray. `seed_tasks`: a point's chip instances as Ray tasks of
     their own: "auto" (when the cluster has more CPUs than points to run), "always" or "never".
+    `point_reports`: each point's report.html (False: sweep.html links no point report; a cost-only point then
+    costs little more than its placement search and estimate).
     """
     from compiler.config import from_options
     from compiler.dse.grid import load_grid_file, make_axis
@@ -42,7 +44,8 @@ def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]
         models, axes = models + file_models, axes + file_axes
     base = from_options("", hw, overrides or {}, **options)
     return run_sweep(models, base, axes, Path(out), address=address, num_cpus=num_cpus, executor=executor,
-                     seed_tasks=seed_tasks, command=f"compiler.sweep({models!r}, {hw!r}, grid={dict(grid or {})!r})")
+                     seed_tasks=seed_tasks, point_reports=point_reports,
+                     command=f"compiler.sweep({models!r}, {hw!r}, grid={dict(grid or {})!r})")
 
 
 # --- the command line -------------------------------------------------------------------------------------
@@ -83,6 +86,9 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--seed-tasks", choices=("auto", "always", "never"), default="auto",
                    help="simulate a point's chip instances (--seeds) as Ray tasks of their own: auto (default: "
                         "when the cluster has more CPUs than points to run), always or never")
+    p.add_argument("--no-point-reports", action="store_true",
+                   help="write no report.html per point (sweep.html, sweep.csv and the points' JSON files still): "
+                        "a cost-only point then costs its placement search and estimate")
     from compiler.config import FLAG_OPTIONS, OPTIONS  # standard library only
     for key, option in OPTIONS.items():
         if key == "pt_opt":
@@ -117,6 +123,6 @@ def command(args: argparse.Namespace, command_line: str) -> int:
     base = from_options("", args.hw, overrides, no_pt_opt=args.no_pt_opt, **options)
     result = run_sweep(models, base, axes, Path(args.out or DEFAULT_OUT), address=args.address,
                        num_cpus=args.num_cpus, executor=args.executor, seed_tasks=args.seed_tasks,
-                       command=command_line)
+                       point_reports=not args.no_point_reports, command=command_line)
     print(f"sweep: {result.path / 'sweep.html'}, sweep.json and sweep.csv")
     return 1 if result.failed else 0  # the other points finished; sweep.json names the failures

@@ -47,7 +47,7 @@ class Axis:
 
 
 @dataclass
-class Point:
+class GridPoint:
     """One configuration of the sweep: the labels (axis values) that produced it, its RunConfig, and its
     identity (the cache key, the folder)."""
     values: dict[str, str]             # axis name -> value of the first label ("model" first when several)
@@ -58,6 +58,7 @@ class Point:
     name: str = ""                     # its folder under points/: a readable slug and the key
     identity: dict[str, Any] = field(default_factory=dict)      # what the key hashes, but the code version
     folder: Path | None = None         # its run folder, once the sweep folder is known
+    report: bool = True                # whether its run writes report.html
 
     @property
     def label(self) -> str:
@@ -128,7 +129,7 @@ def load_grid_file(path: str | Path) -> tuple[list[str], list[Axis]]:
     return models, axes
 
 
-def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[Point]:
+def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[GridPoint]:
     """Every point of the grid, in order (the last axis varies fastest): its values and its config."""
     import itertools
     axes = list(axes)
@@ -160,7 +161,7 @@ def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[Point]:
                 config = dataclasses.replace(config, model=value)
             else:
                 options[OPTION_AXES[axis.name]] = value
-        points.append(Point(values, dataclasses.replace(config, overrides=overrides), options))
+        points.append(GridPoint(values, dataclasses.replace(config, overrides=overrides), options))
     return points
 
 
@@ -170,7 +171,7 @@ def _yaml_value(text: str) -> Any:
     return parse_override(f"x={text}")[1]
 
 
-def check_point(point: Point, checks: "Checks") -> None:
+def check_point(point: GridPoint, checks: "Checks") -> None:
     """Every check `aimc-compile compile` makes before it loads the model, plus that the model resolves; sets
     point.config (the options applied) and point.identity (what the result depends on, but the code version)."""
     config = point.config = with_options(point.config, **point.options)
@@ -258,18 +259,18 @@ def code_version() -> str:
     return _CODE
 
 
-def cache_key(point: Point) -> str:
+def cache_key(point: GridPoint) -> str:
     """sha256 of the point's identity (model, resolved spec, options) and the code version, as canonical JSON."""
     return hashlib.sha256(canonical_json({**point.identity, "code": code_version()}).encode()).hexdigest()
 
 
-def folder_name(point: Point) -> str:
+def folder_name(point: GridPoint) -> str:
     slug = "_".join(f"{k.split('/')[-1]}-{v}" for k, v in point.values.items())
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", slug)[:80].strip("-.") or "point"
     return f"{slug}-{point.key[:12]}"
 
 
-def validate(points: list[Point]) -> list[Point]:
+def validate(points: list[GridPoint]) -> list[GridPoint]:
     """Check every point before any runs (one line per invalid point, all of them in one UserError); the
     distinct configurations, each with every label that resolved to it, in the grid's order."""
     from compiler import progress

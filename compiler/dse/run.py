@@ -30,7 +30,7 @@ from typing import Callable
 
 from compiler import progress
 from compiler.config import RunConfig
-from compiler.dse.grid import Axis, Point, cpu_count, expand, validate
+from compiler.dse.grid import Axis, GridPoint, cpu_count, expand, validate
 from compiler.dse.summary import NO_FIGURES, figures, folder_figures, sweep_json, write_sweep_json
 from compiler.errors import UserError
 
@@ -56,8 +56,10 @@ class SweepResult:
 
 def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *,
               address: str | None = None, num_cpus: int | None = None, executor: str = "ray",
-              seed_tasks: str = "auto", command: str = "aimc-compile sweep") -> SweepResult:
-    """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`."""
+              seed_tasks: str = "auto", command: str = "aimc-compile sweep",
+              point_reports: bool = True) -> SweepResult:
+    """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`.
+    `point_reports`: each point's report.html too (rendering one costs more than a cost-only point's compile)."""
     from compiler.outputs import OutputDir
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
@@ -76,7 +78,7 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
         folder = out / POINTS
         folder.mkdir(exist_ok=True)
         for point in points:
-            point.folder = folder / point.name
+            point.folder, point.report = folder / point.name, point_reports
         todo = [p for p in points if not _complete(p.folder, p)]
         for point in points:
             if point not in todo:
@@ -88,7 +90,7 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
                      + (f"; {same} label{'s' if same != 1 else ''} resolved to a configuration listed already"
                         if same else "") + f"; outputs go to {out}")
 
-        def finished(point: Point, result: dict) -> None:
+        def finished(point: GridPoint, result: dict) -> None:
             records[point.key] = _publish(point, result)
             if records[point.key]["error"]:
                 progress.say(f"point failed ({point.label}): {records[point.key]['error']}", progress.QUIET)
@@ -119,7 +121,8 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
 _SESSION = None  # this process's runner.Session: models and exports shared by the points it runs
 
 
-def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | None = None) -> dict:
+def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | None = None,
+              report: bool = True) -> dict:
     """Run one point: into `folder` (published there), or into a temporary folder whose files come back as
     bytes (a Ray worker). {"files": {name: bytes} or None, "json": {name: content}, "error": None, "seconds":
     s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`."""
@@ -134,7 +137,7 @@ def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | Non
     try:
         with contextlib.redirect_stderr(log):
             result = run(config, folder or scratch / "run", command=command, session=_SESSION,
-                         evaluate=evaluate_on_ray if fan_out else None)
+                         evaluate=evaluate_on_ray if fan_out else None, report=report)
         files = None if scratch is None else {
             path.name: path.read_bytes() for path in sorted((scratch / "run").iterdir())
             if path.is_file() and not path.name.startswith(".")}
@@ -206,16 +209,16 @@ def _restore_placement(rest, exported: bytes):
 
 # --- executors --------------------------------------------------------------------------------------------
 
-def _run_serial(todo: list[Point], finished: Callable[[Point, dict], None]) -> None:
+def _run_serial(todo: list[GridPoint], finished: Callable[[GridPoint, dict], None]) -> None:
     """The plain in-process loop: each point as `aimc-compile compile` runs it, into its folder, one after
     another."""
     with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
         for point in todo:
-            finished(point, run_point(point.config, point.command(), fan_out=False, folder=point.folder))
+            finished(point, run_point(point.config, point.command(), False, point.folder, point.report))
             bar.update(1)
 
 
-def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address: str | None,
+def _run_ray(todo: list[GridPoint], finished: Callable[[GridPoint, dict], None], address: str | None,
              num_cpus: int | None, seed_tasks: str = "auto") -> str:
     """Every point a Ray task, as many at once as the cluster has CPUs; returns where it ran, in words.
     The chip instances (seeds) of a simulated point become tasks of their own with seed_tasks "always", and
@@ -230,7 +233,7 @@ def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address
         cpus = int(ray.cluster_resources().get("CPU", 1))
         fan_out = seed_tasks == "always" or (seed_tasks == "auto" and len(todo) < cpus)
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_point)
-        pending = {task.remote(p.config, p.command(), fan_out): p for p in todo}
+        pending = {task.remote(p.config, p.command(), fan_out, None, p.report): p for p in todo}
         with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -284,7 +287,7 @@ def _first_line(exc: BaseException) -> str:
 
 # --- results ----------------------------------------------------------------------------------------------
 
-def _complete(folder: Path, point: Point) -> bool:
+def _complete(folder: Path, point: GridPoint) -> bool:
     """Whether `folder` holds a finished run of this point: a complete manifest naming what the run writes."""
     from compiler.outputs import MANIFEST
     try:
@@ -292,11 +295,12 @@ def _complete(folder: Path, point: Point) -> bool:
     except (OSError, ValueError):
         return False
     files = set(manifest.get("files") or []) if isinstance(manifest, dict) else set()
-    needed = {"mapping.json", "report.html"} | ({"accuracy.json"} if point.simulated else set())
+    needed = {"mapping.json"} | ({"report.html"} if point.report else set()) | \
+        ({"accuracy.json"} if point.simulated else set())
     return manifest.get("complete") is True and needed <= files and all((folder / n).is_file() for n in needed)
 
 
-def _publish(point: Point, result: dict) -> dict:
+def _publish(point: GridPoint, result: dict) -> dict:
     """A finished point's files into its folder when a worker sent them (manifest, atomic swap); its record."""
     from compiler.outputs import OutputDir
     if result["error"] is None and result["files"] is not None:
@@ -312,7 +316,7 @@ def _publish(point: Point, result: dict) -> dict:
             "files": result.get("json") if status == "computed" else None}
 
 
-def _row(point: Point, record: dict) -> dict:
+def _row(point: GridPoint, record: dict) -> dict:
     """One point of sweep.json: its values and every label that resolved to it, status, headline figures (from
     the run's results, or read back from its folder when cached)."""
     row = {"name": point.name, "key": point.key, "values": dict(point.values), "labels": point.labels,
@@ -322,5 +326,5 @@ def _row(point: Point, record: dict) -> dict:
         row.update(report=None, **NO_FIGURES)
     else:
         row.update(figures(record["files"]) if record["files"] else folder_figures(point.folder),
-                   report=f"{POINTS}/{point.name}/report.html")
+                   report=f"{POINTS}/{point.name}/report.html" if (point.folder / "report.html").is_file() else None)
     return row
