@@ -22,7 +22,7 @@ from typing import Any, Callable
 from compiler import progress
 from compiler.config import DEFAULT_GEN_LEN, RunConfig
 from compiler.errors import UserError
-from compiler.terminal import decode_line, say_model, tradeoff_line
+from compiler.terminal import say_accuracy, say_cost, say_model, say_placed
 
 _say, _timed = progress.say, progress.timed
 
@@ -223,7 +223,11 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
         original, model = model, _hwa_finetune(model, hw, config, calibration, result)
         if staging is not None:
             from compiler.training.finetune import save_finetuned
-            save_finetuned(model, staging / "hwa_model")
+            try:
+                save_finetuned(model, staging / "hwa_model")
+            except OSError as exc:  # disk full, permission, read-only: one line with the path
+                raise UserError(f"{staging / 'hwa_model'}: cannot write the fine-tuned checkpoint "
+                                f"({exc.strerror or type(exc).__name__})") from None
             writers.write_json(staging / "hwa.json", result.files["hwa.json"])
     placement = dict(allocation=config.placement.allocation, calibration=calibration,
                      pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
@@ -232,7 +236,7 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
     with _timed("exported, mapped and calibrated"):
         exported = session.exported(model, example, variant) if original is None else None
         placed = compile_model(model, example, hw, exported=exported, **placement)
-        _say_placed(placed, config, calibration)
+        say_placed(placed, config, calibration)
     result.placed = placed
     files = result.files
     files["mapping.json"] = writers.mapping_json(placed, full=config.outputs.full_mapping or None, command=command)
@@ -242,7 +246,7 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
             result.cost = _estimate_cost(placed, config)
             files["cost.json"] = writers.cost_json(result.cost, placed.strategies)
             _write(writers, staging, "cost.json", files)
-            _say_cost(result.cost, config, files["cost.json"])
+            say_cost(result.cost, config, files["cost.json"])
         else:
             _say("no cost estimate: the spec has an ideal (null-bit) DAC or ADC, which has no cost model")
     if sim is not None:
@@ -257,7 +261,7 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
                 accuracy, pt_optimization_off=pt_off, decoding=decoding,
                 without_hwa=None if without_hwa is None else without_hwa["results"])
             _write(writers, staging, "accuracy.json", files)
-            _say_accuracy(files["accuracy.json"], without_hwa)
+            say_accuracy(files["accuracy.json"], without_hwa)
     return result
 
 
@@ -351,42 +355,3 @@ def _simulate_without_hwa(placed, config: RunConfig, checked: Checked) -> dict:
     sim = config.simulation
     return evaluate_accuracy(placed, checked.drift_times, seeds=sim.seeds, eval_data=checked.eval_data,
                              device=config.device, eval_sentences=sim.eval_sentences)
-
-
-# --- terminal lines ---------------------------------------------------------------------------------------
-
-def _say_placed(placed, config: RunConfig, calibration: int) -> None:
-    replicas = (f" x {placed.replicas} replicas ({placed.replicas * placed.tiles_used} tiles on "
-                f"{placed.replicas * placed.chips_used} chips)") if placed.replicas > 1 else ""
-    _say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
-         f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s){replicas}")
-    if placed.strategies:
-        _say(tradeoff_line(placed.strategies, placed.objective))
-    optimizations = "on (column and input range)" if config.placement.pt_opt else "off (--no-pt-opt)"
-    _say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
-                       "N sets them)" if calibration == 0 else
-                       f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
-                       f"optimizations {optimizations}"))
-
-
-def _say_cost(cost, config: RunConfig, data: dict) -> None:
-    _say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
-         f"(batch {config.shapes.batch}, seq {config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
-    if cost.decode is not None:
-        _say(decode_line(data["decode"]))
-
-
-def _say_accuracy(accuracy: dict, without_hwa: dict | None) -> None:
-    from compiler.evaluation.accuracy import simulator_line, summary_lines
-    _say(simulator_line(accuracy))  # results compare number for number only on the same backend and stream
-    for line in summary_lines(accuracy):
-        _say(f"accuracy: {line}")
-    for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
-        _say(f"accuracy, PT optimization off: {line}")
-    if "decoding" in accuracy:
-        from compiler.evaluation.decoding import summary_lines as decoding_lines
-        for line in decoding_lines(accuracy["decoding"]):
-            _say(f"decoding: {line}")
-    if without_hwa is not None:
-        for line in summary_lines(without_hwa):
-            _say(f"accuracy, without HWA fine-tuning: {line}")

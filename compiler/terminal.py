@@ -1,5 +1,6 @@
-"""The terminal lines of a run that say more than one figure: the model line and its warnings, the placement's
-trade-off, a causal LM's prefill and decode. Said through compiler/progress.py (stderr, one line each)."""
+"""The terminal lines of a run (compiler/runner.py): the model and its warnings, the mapping and the placement's
+trade-off, the ranges, the cost and a causal LM's prefill and decode, the accuracy. Said through
+compiler/progress.py (stderr, one line each)."""
 from __future__ import annotations
 
 from compiler import progress
@@ -55,3 +56,40 @@ def decode_line(decode: dict) -> str:
             f"{decode['batch']}); KV cache {kv['bytes'] / 2 ** 20:.3g} MiB in {kv['location'].upper()}; digital "
             f"baseline {decode['baseline_tokens_per_s']:,.0f} tokens/s, "
             f"{decode['baseline_energy_per_token_J'] * 1e3:.3g} mJ/token (weights in {decode['baseline_weights']})")
+
+
+def say_placed(placed, config, calibration: int) -> None:
+    replicas = (f" x {placed.replicas} replicas ({placed.replicas * placed.tiles_used} tiles on "
+                f"{placed.replicas * placed.chips_used} chips)") if placed.replicas > 1 else ""
+    progress.say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
+         f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s){replicas}")
+    if placed.strategies:
+        progress.say(tradeoff_line(placed.strategies, placed.objective))
+    optimizations = "on (column and input range)" if config.placement.pt_opt else "off (--no-pt-opt)"
+    progress.say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
+                       "N sets them)" if calibration == 0 else
+                       f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
+                       f"optimizations {optimizations}"))
+
+
+def say_cost(cost, config, data: dict) -> None:
+    progress.say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
+         f"(batch {config.shapes.batch}, seq {config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
+    if cost.decode is not None:
+        progress.say(decode_line(data["decode"]))
+
+
+def say_accuracy(accuracy: dict, without_hwa: dict | None) -> None:
+    from compiler.evaluation.accuracy import simulator_line, summary_lines
+    progress.say(simulator_line(accuracy))  # results compare number for number only on the same backend and stream
+    for line in summary_lines(accuracy):
+        progress.say(f"accuracy: {line}")
+    for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
+        progress.say(f"accuracy, PT optimization off: {line}")
+    if "decoding" in accuracy:
+        from compiler.evaluation.decoding import summary_lines as decoding_lines
+        for line in decoding_lines(accuracy["decoding"]):
+            progress.say(f"decoding: {line}")
+    if without_hwa is not None:
+        for line in summary_lines(without_hwa):
+            progress.say(f"accuracy, without HWA fine-tuning: {line}")

@@ -59,6 +59,7 @@ class GridPoint:
     identity: dict[str, Any] = field(default_factory=dict)      # what the key hashes, but the code version
     folder: Path | None = None         # its run folder, once the sweep folder is known
     report: bool = True                # whether its run writes report.html
+    checked: Any = None                # runner.check's result (the resolved spec, ...): the run does not check again
 
     @property
     def label(self) -> str:
@@ -178,7 +179,7 @@ def check_point(point: GridPoint, checks: "Checks") -> None:
     point.options = {}
     if config.hwa is not None:
         raise UserError("--hwa-finetune is not swept: fine-tune once, then sweep the checkpoint directory")
-    checked = checks.check(config)
+    checked = point.checked = checks.check(config)
     point.identity = {
         "model": checks.model_identity(config.model), "spec": checked.hw.to_dict(),
         "eval": _file_identity(config.simulation.eval_data) if config.simulation and config.simulation.eval_data

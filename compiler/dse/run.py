@@ -122,10 +122,11 @@ _SESSION = None  # this process's runner.Session: models and exports shared by t
 
 
 def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | None = None,
-              report: bool = True) -> dict:
+              report: bool = True, checked=None) -> dict:
     """Run one point: into `folder` (published there), or into a temporary folder whose files come back as
     bytes (a Ray worker). {"files": {name: bytes} or None, "json": {name: content}, "error": None, "seconds":
-    s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`."""
+    s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`. `checked`: the point's
+    checks as the sweep made them (runner.check), not made again."""
     from compiler.runner import Session, run
     global _SESSION
     _SESSION = _SESSION or Session()
@@ -137,7 +138,7 @@ def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | Non
     try:
         with contextlib.redirect_stderr(log):
             result = run(config, folder or scratch / "run", command=command, session=_SESSION,
-                         evaluate=evaluate_on_ray if fan_out else None, report=report)
+                         evaluate=evaluate_on_ray if fan_out else None, report=report, checked=checked)
         files = None if scratch is None else {
             path.name: path.read_bytes() for path in sorted((scratch / "run").iterdir())
             if path.is_file() and not path.name.startswith(".")}
@@ -214,7 +215,7 @@ def _run_serial(todo: list[GridPoint], finished: Callable[[GridPoint, dict], Non
     another."""
     with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
         for point in todo:
-            finished(point, run_point(point.config, point.command(), False, point.folder, point.report))
+            finished(point, run_point(point.config, point.command(), False, point.folder, point.report, point.checked))
             bar.update(1)
 
 
@@ -233,7 +234,7 @@ def _run_ray(todo: list[GridPoint], finished: Callable[[GridPoint, dict], None],
         cpus = int(ray.cluster_resources().get("CPU", 1))
         fan_out = seed_tasks == "always" or (seed_tasks == "auto" and len(todo) < cpus)
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_point)
-        pending = {task.remote(p.config, p.command(), fan_out, None, p.report): p for p in todo}
+        pending = {task.remote(p.config, p.command(), fan_out, None, p.report, p.checked): p for p in todo}
         with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
