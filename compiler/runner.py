@@ -200,6 +200,8 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
     from compiler.models import RandomWeightsWarning
     from compiler.pipeline import compile_model
     hw, sim, calibration = checked.hw, config.simulation, config.calibration
+    if config.hwa is not None:  # fine-tuning trains from the model as loaded: a model of its own
+        session = Session(1)
     _say(f"hardware: {hw.name} ({hw.tile.rows}x{hw.tile.cols} tiles, {hw.tile.count} per chip)")
     if staging is not None:
         _say(f"  spec file {hw.source_file}; outputs go to {out}", progress.VERBOSE)
