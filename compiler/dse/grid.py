@@ -29,7 +29,8 @@ from compiler.config import OPTIONS, RunConfig, canonical_json, text_value, to_a
 from compiler.errors import UserError
 
 # option axes: name in --grid -> the option of compiler/config.py ("model" is the config's model)
-OPTION_AXES = {"model": "model", **{name.replace("_", "-"): name for name in OPTIONS}}
+OPTION_AXES = {"model": "model", **{"pt-opt" if name == "pt_opt" else option.flag.removeprefix("--"): name
+                                    for name, option in OPTIONS.items()}}
 
 MAX_POINTS = 10_000  # a grid this large is a typo more often than a plan
 _KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
