@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     try:
         args = _parse(argv)
-        if args.subcommand in UNTALKATIVE:
-            return UNTALKATIVE[args.subcommand](args)
+        if args.subcommand in RENDER_COMMANDS:
+            return RENDER_COMMANDS[args.subcommand](args)
         progress.set_level(progress.QUIET if args.quiet else progress.VERBOSE if args.verbose else progress.NORMAL)
         command = "aimc-compile " + shlex.join(argv)
         if args.subcommand == "sweep":
@@ -218,7 +218,7 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-UNTALKATIVE = {"report": _report_command, "compare": _compare_command}  # no stage lines, no --quiet/--verbose
+RENDER_COMMANDS = {"report": _report_command, "compare": _compare_command}  # they render from JSON: no stage lines, no torch
 
 
 def compile_command(args: argparse.Namespace, command: str) -> Path:
