@@ -218,7 +218,7 @@ def _compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-RENDER_COMMANDS = {"report": _report_command, "compare": _compare_command}  # they render from JSON: no stage lines, no torch
+RENDER_COMMANDS = {"report": _report_command, "compare": _compare_command}  # from the JSON alone: no torch
 
 
 def compile_command(args: argparse.Namespace, command: str) -> Path:
