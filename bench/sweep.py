@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler.dse import base_argv  # noqa: E402
+from compiler.config import from_options  # noqa: E402
 from compiler.dse.grid import cpu_count, make_axis  # noqa: E402
 from compiler.dse.run import run_sweep  # noqa: E402
 
@@ -42,14 +42,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _sweep(out: Path, model: str, base: list[str], **kw) -> tuple[tuple[float, float], dict]:
+def _sweep(out: Path, model: str, base, **kw) -> tuple[tuple[float, float], dict]:
     """(wall time, sum of the points' own compute times), and each point's figures."""
     import ray
     if out.exists():
         shutil.rmtree(out)
     print(f"  {out.name}: load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     started = time.perf_counter()
-    result = run_sweep([model], "pcm_1M", [make_axis(k, v, "bench") for k, v in GRID.items()], base, out, **kw)
+    result = run_sweep([model], base, [make_axis(k, v, "bench") for k, v in GRID.items()], out, **kw)
     seconds = time.perf_counter() - started
     if ray.is_initialized():
         ray.shutdown()
@@ -113,8 +113,8 @@ def main() -> None:
     parser.add_argument("--skip-cluster", action="store_true")
     parser.add_argument("--model", default=MODEL, help="another model (a quick try of this script)")
     args = parser.parse_args()
-    base = base_argv({}, {"simulate": True, "seeds": args.seeds, "drift_times": args.drift_times,
-                          "seq_len": args.seq_len, "no_pt_opt": args.no_pt_opt})
+    base = from_options("", "pcm_1M", {}, simulate=True, seeds=args.seeds, drift_times=args.drift_times,
+                        seq_len=args.seq_len, no_pt_opt=args.no_pt_opt)
     out = ROOT / "bench" / "out" / "sweep"
     cpus = cpu_count()
     # the sweep's own process imports torch and transformers and reads the model before the clocks start: the

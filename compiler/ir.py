@@ -18,25 +18,28 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from compiler import backend
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.models import ModelInfo, max_positions
-from reports.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
 
 class Kind(str, Enum):
+    """Where a node runs. ATTENTION_MATMUL: a matmul of two activations (attention's QK^T and AV) on the digital
+    unit in integers of `digital.attention_bits` (a spec field): its JSON value "digital_int6" is the schema's
+    spelling from when the bits were fixed at 6 (docs/outputs.md). DIGITAL_INT is its former name, kept as an
+    alias until every caller says ATTENTION_MATMUL."""
     ANALOG = "analog"
-    DIGITAL_INT = "digital_int6"
+    ATTENTION_MATMUL = "digital_int6"
+    DIGITAL_INT = "digital_int6"  # alias of ATTENTION_MATMUL (the same member)
     DIGITAL = "digital"
 
 
 Span = tuple[int, int]  # half-open [start, stop)
-# mapping.json lists every segment (and every layer's tile slices) up to this many segments; beyond, it holds
-# them as runs (PlacedGraph.to_json): an 8B decoder's 28,628 segments listed one by one made 18 MB
-FULL_MAPPING_SEGMENTS = 10_000
 
 # Ops that only reshape or route data; listed in mapping.json without features, costed as free.
 SHAPE_OPS = {
@@ -64,7 +67,7 @@ class Placement:
     weight_transposed: bool = False  # True for GPT-2 Conv1D, whose weight is stored (in, out)
     block: str | None = None        # weight block holding this layer (analog only)
     block_col_offset: int = 0       # first column of this layer inside its block
-    # DIGITAL_INT only: the first operand is a softmax output P, quantized unsigned over [0, 1]
+    # ATTENTION_MATMUL only: the first operand is a softmax output P, quantized unsigned over [0, 1]
     operand_is_probability: bool = False
     # ANALOG only: experts stacked in the weight (mixture of experts, weight (E, out, in)); each expert is a
     # block of its own (WeightBlock.expert), `block` names expert 0's; 0 for a plain layer
@@ -267,124 +270,15 @@ class PlacedGraph:
         return self.model.get_parameter(placement.bias).detach() if placement.bias else None
 
     # --- backends ----------------------------------------------------------------------------
+    # The IR imports no backend: these two delegate through the table the `compiler` package wires
+    # (compiler/__init__.py, BACKENDS); the functions themselves are compiler.backends.simulator.build_simulator
+    # and compiler.backends.estimator.estimate.
     def simulator(self, t_inference: float = 0.0, seed: int | None = 0, **options):
         """One programmed chip instance, drifted to `t_inference` seconds (finite, >= 0); seed=None draws a fresh
         chip, recorded as the result's `.seed` (see compiler.backends.simulator)."""
-        from compiler.backends.simulator import build_simulator
-        return build_simulator(self, t_inference=t_inference, seed=seed, **options)
+        return backend("simulator")(self, t_inference=t_inference, seed=seed, **options)
 
-    def estimate(self, batch: int = 1, seq_len: int = 128, **options):
+    def estimate(self, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN, **options):
         """Energy, latency and throughput of one inference (see compiler.backends.estimator); options: those of
         estimate (gen_len: a causal LM's prefill and decode)."""
-        from compiler.backends.estimator import estimate
-        return estimate(self, batch=batch, seq_len=seq_len, **options)
-
-    # --- serialization -----------------------------------------------------------------------
-    def to_json(self, full: bool | None = None) -> dict:
-        """The content of mapping.json (typed definition: reports/schema.py, MappingJson; docs/outputs.md).
-
-        `full`: every segment listed, and every layer's tile slices (True); the compact form (False): segments
-        as runs of a regular split rule (`segment_runs`), no per-layer slices and no per-tile utilization (the
-        report derives both from blocks and runs); None: full up to FULL_MAPPING_SEGMENTS segments."""
-        if full is None:
-            full = len(self.segments) <= FULL_MAPPING_SEGMENTS
-        util = self.tile_utilization() if full else {}
-        segments = {s.id: s for s in self.segments}
-        layers = []
-        for p in self.placements.values():
-            if p.kind is Kind.DIGITAL and p.in_features is None:
-                continue  # shape-only ops (view, transpose, ...) carry no work worth listing
-            entry = {"name": p.module or p.node, "node": p.node, "kind": p.kind.value, "op": p.op,
-                     "in_features": p.in_features, "out_features": p.out_features}
-            if p.kind is Kind.ANALOG:
-                entry["block"] = p.block
-                if p.experts:
-                    entry["experts"] = p.experts
-            if p.kind is Kind.ANALOG and full:
-                entry["tiles"] = [
-                    {"tile": sl.tile, "chip": sl.tile // self.tiles_per_chip, "segment": sl.segment,
-                     "rows": list(sl.rows), "cols": list(sl.cols), "in_features": list(sl.in_features),
-                     "out_features": list(sl.out_features), "dac_range": segments[sl.segment].dac_range,
-                     "adc_range": segments[sl.segment].adc_range, **({"copy": sl.copy} if sl.copy else {}),
-                     **({"expert": sl.expert} if sl.expert is not None else {})}
-                    for sl in self.layer_slices(p.node)]
-            layers.append(entry)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "model": self.model_info.name,
-            "task": self.model_info.task,
-            "weights": self.model_info.weights,
-            "weights_source": self.model_info.source,
-            **({"head": self.model_info.head} if self.model_info.head is not None else {}),
-            "hw": self.hw.name,
-            "hw_file": self.hw.source_file,
-            "hw_spec": self.hw.to_dict(),
-            "hw_overrides": dict(self.hw.overrides or {}),  # the report shows them without the spec file
-            "allocation": self.allocation,
-            "tile_shape": [self.hw.tile.rows, self.hw.tile.cols],
-            "tiles_used": self.tiles_used,
-            "tiles_available": self.hw.tile.count * self.hw.tile.max_chips,
-            "tiles_per_chip": self.hw.tile.count,
-            "chips_used": self.chips_used,
-            **({"replicas": self.replicas} if self.replicas > 1 else {}),
-            "analog_weights": self.analog_weights,
-            "mean_utilization": self.mean_utilization,
-            "tile_utilization": {str(t): u for t, u in util.items()},
-            "blocks": [{k: v for k, v in asdict(b).items() if k != "expert" or v is not None}
-                       for b in self.blocks.values()],
-            "segments": [_segment_json(s) for s in self.segments] if full else [],
-            **({} if full else {"segment_runs": segment_runs(self.segments)}),
-            "layers": layers,
-            **({"objective": self.objective, "strategies": self.strategies} if self.strategies else {}),
-        }
-
-
-def segment_runs(segments: list[TileSegment]) -> list[dict]:
-    """Segments as runs (reports/schema.py, SegmentRun): consecutive ids on consecutive tiles, the same
-    rectangle of each tile, the same block copy and ranges, holding the block's pieces in raster order (piece k
-    at block rows + (k // across) x height, block cols + (k % across) x width). The allocator lays a block's
-    full pieces out so: a 70B decoder's 265,128 segments make a few hundred runs."""
-    runs: list[dict] = []
-    for s in segments:
-        if runs and _extends(runs[-1], s):
-            runs[-1]["count"] += 1
-            continue
-        if runs and runs[-1]["across"] is None:
-            runs[-1]["across"] = runs[-1]["count"]
-        runs.append({"segment": s.id, "tile": s.tile, "count": 1, "across": None, "rows": list(s.rows),
-                     "cols": list(s.cols), "block": s.block, "block_rows": list(s.block_rows),
-                     "block_cols": list(s.block_cols), "copy": s.copy, "dac_range": s.dac_range,
-                     "adc_range": s.adc_range})
-        if s.col_w_max is not None:  # per-column values: summarized, as for a listed segment
-            runs[-1]["col_w_max_range"] = [float(s.col_w_max.min()), float(s.col_w_max.max())]
-    if runs and runs[-1]["across"] is None:
-        runs[-1]["across"] = runs[-1]["count"]
-    return runs
-
-
-def _extends(run: dict, s: TileSegment) -> bool:
-    """Whether `s` is the next segment of `run` by its rule (fixing the rule's `across` at the first wrap)."""
-    k = run["count"]
-    if (s.id != run["segment"] + k or s.tile != run["tile"] + k or s.block != run["block"] or s.copy != run["copy"]
-            or list(s.rows) != run["rows"] or list(s.cols) != run["cols"] or "col_w_max_range" in run
-            or s.col_w_max is not None or s.dac_range != run["dac_range"] or s.adc_range != run["adc_range"]):
-        return False
-    h, w = s.rows[1] - s.rows[0], s.cols[1] - s.cols[0]
-    (r0, _), (c0, _) = run["block_rows"], run["block_cols"]
-    if run["across"] is None:  # still on the first strip: continue it, or wrap to the next one
-        if tuple(s.block_rows) == (r0, r0 + h) and tuple(s.block_cols) == (c0 + k * w, c0 + (k + 1) * w):
-            return True
-        if tuple(s.block_rows) == (r0 + h, r0 + 2 * h) and tuple(s.block_cols) == (c0, c0 + w):
-            run["across"] = k
-            return True
-        return False
-    i, j = divmod(k, run["across"])
-    return (tuple(s.block_rows) == (r0 + i * h, r0 + (i + 1) * h)
-            and tuple(s.block_cols) == (c0 + j * w, c0 + (j + 1) * w))
-
-
-def _segment_json(segment: TileSegment) -> dict:
-    data = {k: v for k, v in asdict(segment).items() if k != "col_w_max"}
-    if segment.col_w_max is not None:  # per-column values are many; summarize them
-        data["col_w_max_range"] = [float(segment.col_w_max.min()), float(segment.col_w_max.max())]
-    return data
+        return backend("estimate")(self, batch=batch, seq_len=seq_len, **options)

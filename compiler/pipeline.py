@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.frontend import export_model
 from compiler.hw_spec import HardwareSpec, load_hw_spec
@@ -15,7 +16,8 @@ from compiler.models import model_info
 def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, allocation: str = "auto",
                   calibration: Any = None, pt_column_range: bool = True,
                   pt_input_range: bool = True, objective: str | None = None, max_tiles: int | None = None,
-                  max_latency_s: float | None = None, seq_len: int = 128) -> PlacedGraph:
+                  max_latency_s: float | None = None, seq_len: int = DEFAULT_SEQ_LEN,
+                  exported: Any = None) -> PlacedGraph:
     """Map `model` onto the chip `hw`; returns the PlacedGraph (mapping, and the backends behind it).
 
     `example` is a tensor, a tuple of positional inputs or a dict of keyword inputs.
@@ -26,6 +28,8 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     `allocation`: "auto" (default) searches the strategies for `objective` ("balanced": the fewest tiles within
     2 % of the best latency; "tiles", "latency", "throughput") under `max_tiles` / `max_latency_s`, pricing one
     inference of `seq_len` tokens (compiler/placement.py); "naive", "fused", "packed", "slack" pick one.
+    `exported`: this model's torch.export program for `example` when the caller has it already (a sweep exports
+    a model once per shape); the passes read it and never change it.
     """
     from compiler.placement import place
     from passes import calibrate_ranges, partition
@@ -33,7 +37,8 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
 
     if not isinstance(hw, HardwareSpec):
         hw = load_hw_spec(hw)
-    exported = export_model(model, example)
+    if exported is None:
+        exported = export_model(model, example)
     placed = PlacedGraph(exported=exported, model=model, hw=hw, model_info=model_info(model), example=example)
     partition(placed)
     _check_finite_weights(placed)

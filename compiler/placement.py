@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from compiler.config import DEFAULT_SEQ_LEN, OBJECTIVES
 from compiler.errors import UserError
 from compiler.ir import PlacedGraph
 from passes.tile_allocation import STRATEGIES, allocate_tiles, replicate
 
-OBJECTIVES = ("balanced", "tiles", "latency", "throughput")
 ALLOCATIONS = ("auto",) + STRATEGIES
 BALANCED_SLACK = 0.02          # the default objective: fewest tiles within 2 % of the best latency
 GREEDY_TRIES = 3               # blocks tried per replication step (the ones that stretch the schedule most)
@@ -70,7 +70,8 @@ class _Schedules:
 
 
 def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None = None,
-          max_tiles: int | None = None, max_latency_s: float | None = None, seq_len: int = 128) -> dict[str, int]:
+          max_tiles: int | None = None, max_latency_s: float | None = None,
+          seq_len: int = DEFAULT_SEQ_LEN) -> dict[str, int]:
     """Allocate `placed`'s tiles (in place) for `objective` under the budget; returns the copies to add once the
     ranges are set (block -> copies; empty without replication: apply with passes.tile_allocation.replicate)."""
     objective = objective or "balanced"

@@ -1,8 +1,6 @@
-"""Power from cost.json: per component beside its energy, and the peak of one chip and of all the chips a model
-spans (mapping.json's `chips_used`).
-
-Standard library only: the CLI imports `component_power_W` to write `power_by_component_W` into cost.json,
-the report and the comparison use the same function, so the file and the pages agree by construction.
+"""Power from cost.json: per component beside its energy (`power_by_component_W`, computed by the compiler,
+compiler/writers.py, and read here as written), and the peak of one chip and of all the chips a model spans
+(mapping.json's `chips_used`). Standard library only.
 """
 from __future__ import annotations
 
@@ -11,25 +9,10 @@ from dataclasses import dataclass
 from reports.schema import CostJson, Peak
 
 
-def component_power_W(energy_by_component_J: dict[str, float], period_s: float | None,
-                      static_power_W: float | None = None) -> dict[str, float]:
-    """Per component, the average power it draws while batches stream back to back: its energy per batch over
-    the period between batches (`period_s`). Static power is leakage, drawn all the time: where cost.json gives
-    it (`totals.static_power_W`), `static` is that power itself, since its energy in energy_by_component_J is
-    counted over one inference's latency, not over the period. Empty without a positive period."""
-    if not period_s or period_s <= 0:
-        return {}
-    power = {name: energy / period_s for name, energy in energy_by_component_J.items()}
-    if static_power_W is not None and "static" in power:
-        power["static"] = static_power_W
-    return power
-
-
 def cost_power_W(cost: CostJson) -> dict[str, float]:
-    """component_power_W of a cost.json read through its definition."""
-    totals = cost.totals
-    return component_power_W(cost.energy_by_component_J, totals.period_s if totals else None,
-                             getattr(totals, "static_power_W", None))  # in cost.json from issue 16 on
+    """The power per component cost.json holds (`power_by_component_W`: energy per batch over the period, the
+    leakage as itself); empty for a file written without it."""
+    return dict(cost.power_by_component_W or {})
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,6 @@
-"""A sweep's summary (compiler/dse/): each point's headline figures read from its run folder, the Pareto front,
-and sweep.csv and sweep.html from sweep.json alone (no torch, nothing of `compiler`).
-
-The front: a point is on it when no other point has lower (or equal) energy per inference and better (or equal)
-accuracy, one of them strictly; accuracy is the headline metric's mean at the longest drift time simulated
-(the chip's accuracy after the most drift the sweep looked at). Without accuracy (no --simulate) the front is
-energy against latency.
+"""sweep.csv and sweep.html from sweep.json alone (no torch, nothing of `compiler`). The figures and the Pareto
+front in sweep.json are the compiler's (compiler/dse/summary.py); the charts draw a front per metric panel
+with `pareto_front` (the same rule: lower energy and better accuracy, one of them strictly).
 """
 from __future__ import annotations
 
@@ -17,49 +13,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError, SweepJson, SweepRun
-from reports.sections import HEADLINE_METRICS
+from reports.schema import SchemaError, SweepJson, SweepRun
 
 # figures of a point in sweep.csv, in this order: (field of SweepRun, CSV column, unit)
 FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""),
            ("energy_J", "energy_per_inference_J", "J"), ("latency_s", "latency_s", "s"),
            ("tops_per_w", "tops_per_w", "TOPS/W"), ("area_mm2", "area_mm2", "mm2"))
-
-
-# --- figures of one point (called by the writer, compiler/dse/run.py) -------------------------------------
-
-def point_figures(folder: Path) -> dict[str, Any]:
-    """The headline figures of one finished run folder, read through reports/schema.py."""
-    folder = Path(folder)
-    mapping = MappingJson.from_json(_read(folder / "mapping.json"), str(folder / "mapping.json"))
-    figures: dict[str, Any] = {"tiles": mapping.tiles_used, "chips": mapping.chips_used, "model": mapping.model,
-                               "energy_J": None, "latency_s": None, "tops_per_w": None, "area_mm2": None,
-                               "metric": None, "higher_is_better": True, "accuracy": []}
-    if (folder / "cost.json").is_file():
-        cost = CostJson.from_json(_read(folder / "cost.json"), str(folder / "cost.json"))
-        if cost.totals is not None:
-            figures.update(energy_J=cost.totals.energy_per_inference_J, latency_s=cost.totals.latency_s,
-                           tops_per_w=cost.totals.tops_per_w, area_mm2=cost.totals.area_mm2)
-    if (folder / "accuracy.json").is_file():
-        accuracy = AccuracyJson.from_json(_read(folder / "accuracy.json"), str(folder / "accuracy.json"))
-        metric = headline_metric(list(accuracy.metrics))
-        if metric is not None:
-            figures.update(metric=metric, higher_is_better=accuracy.metrics[metric].higher_is_better, accuracy=[
-                {"label": r.label, "seconds": r.seconds, "mean": r.mean.get(metric), "std": r.std.get(metric),
-                 "ci95": r.ci95.get(metric)} for r in accuracy.results])
-    return figures
-
-
-def headline_metric(names: list[str]) -> str | None:
-    """The metric a sweep compares points by: the report's headline one (reports/sections.py)."""
-    return next((m for m in HEADLINE_METRICS if m in names), names[0] if names else None)
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SchemaError(f"{path}: cannot read it ({exc})") from None
 
 
 # --- the Pareto front ---------------------------------------------------------------------------------------
@@ -84,28 +43,14 @@ def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = Fa
     return front
 
 
-def _front_axes(row: dict) -> tuple[float, float, bool] | None:
-    """(energy, accuracy or latency, whether lower y is better) of a point, when it has them."""
-    if row.get("status") == "failed" or row.get("energy_J") is None:
-        return None
-    accuracy = final_accuracy(row)
-    if accuracy is not None:
-        return row["energy_J"], accuracy, not row.get("higher_is_better", True)
-    return (row["energy_J"], row["latency_s"], True) if row.get("latency_s") is not None else None
-
-
-def mark_pareto(rows: list[dict]) -> list[dict]:
-    """The rows with `pareto` set: on the front of energy vs accuracy (vs latency without accuracy)."""
-    usable = [(i, _front_axes(row)) for i, row in enumerate(rows)]
-    usable = [(i, axes) for i, axes in usable if axes is not None]
-    with_accuracy = [(i, a) for i, a in usable if final_accuracy(rows[i]) is not None]
-    usable = with_accuracy or usable  # compare like with like: accuracy when any point has it
-    lower = bool(usable) and usable[0][1][2]
-    front = {usable[k][0] for k in pareto_front([(a[0], a[1]) for _, a in usable], lower)}
-    return [{**row, "pareto": i in front} for i, row in enumerate(rows)]
-
-
 # --- sweep.csv and sweep.html ---------------------------------------------------------------------------
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{path}: cannot read it ({exc})") from None
+
 
 def read_sweep(folder: Path) -> SweepJson:
     path = Path(folder) / "sweep.json"

@@ -123,3 +123,86 @@ def test_report_subcommand_rerenders(roberta_run, tmp_path, capsys):
     assert code == 0 and (out / "report.html").is_file()
     code, err = _run(capsys, "report", str(tmp_path / "nothing"))
     assert code == 2 and "mapping.json" in err
+
+
+# --- the run API: compiler.run(RunConfig) is what the command line runs ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> str:
+    """A config-only BERT checkpoint directory (shapes only: mapping and cost load no weights)."""
+    import transformers
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = transformers.BertConfig(vocab_size=96, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32)
+    (folder / "config.json").write_text(config.to_json_string())
+    return str(folder)
+
+
+@pytest.fixture()
+def no_model(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+    monkeypatch.setattr("compiler.models.load_model", refuse)
+
+
+def test_the_python_api_runs_what_the_cli_runs(tiny_bert, tmp_path, capsys):
+    from compiler import RunConfig, run
+    from compiler.config import Shapes
+    config = RunConfig(tiny_bert, "pcm_1M", {"tile.rows": 32, "tile.cols": 32}, shapes=Shapes(seq_len=16))
+    result = run(config)                                  # no folder: results only
+    assert result.out is None and not list(tmp_path.iterdir())
+    assert result.placed.tiles_used == result.files["mapping.json"]["tiles_used"] > 1
+    assert result.cost.energy_J == result.files["cost.json"]["totals"]["energy_J"]
+    assert set(result.files["cost.json"]["power_by_component_W"]) == set(result.cost.to_json()["energy_by_component_J"])
+    out = tmp_path / "cli"
+    code, err = _run(capsys, tiny_bert, "--hw", "pcm_1M", "--set", "tile.rows=32", "--set", "tile.cols=32",
+                     "--seq-len", "16", "--out", str(out))
+    assert code == 0, err
+    written = {name: json.loads((out / name).read_text()) for name in ("mapping.json", "cost.json")}
+    assert written["mapping.json"].pop("command").startswith("aimc-compile ")
+    result.files["mapping.json"].pop("command")
+    assert written == json.loads(json.dumps(result.files))  # the same files, apart from how the run was invoked
+
+
+def test_every_option_error_of_a_config_in_one_message():
+    from compiler import RunConfig, UserError
+    from compiler.config import PlacementOptions, Shapes
+    config = RunConfig("m", "pcm_1M", shapes=Shapes(seq_len=1, batch=0), placement=PlacementOptions(max_tiles=0))
+    with pytest.raises(UserError) as info:
+        config.validate()
+    message = str(info.value)
+    assert "--seq-len" in message and "--batch" in message and "--max-tiles" in message
+    assert len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--batch", "99999999999999999999"], "--batch must be <= 1,048,576"),
+    (["--seq-len", str(10 ** 12)], "--seq-len must be <="),
+    (["--simulate", "--seeds", str(10 ** 9)], "--seeds must be <="),
+    (["--calibration", "100000"], "--calibration must be <="),
+    (["--max-tiles", str(10 ** 30)], "--max-tiles must be <="),
+    (["--hwa-steps", str(10 ** 12)], "--hwa-steps must be <="),
+])
+def test_numbers_beyond_their_bound_are_refused_before_the_model_loads(tmp_path, capsys, no_model, argv, needle):
+    code, err = _run(capsys, "roberta-base", "--hw", "pcm_1M", "--out", str(tmp_path / "out"), *argv)
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_while_writing_json_is_one_line_with_the_path(tiny_bert, tmp_path, capsys, monkeypatch):
+    import errno
+    import pathlib
+    real = pathlib.Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "cost.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    out = tmp_path / "o"
+    code, err = _run(capsys, tiny_bert, "--hw", "pcm_1M", "--seq-len", "16", "--out", str(out))
+    assert code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("aimc-compile: error:") and "cost.json: cannot write it (No space left on device)" in line
+    assert not (out / "mapping.json").exists()  # nothing half-written is published

@@ -14,6 +14,7 @@ import torch
 
 from compiler import compile_model, load_hw_spec
 from compiler.cli import main
+from compiler.writers import cost_json, mapping_json
 from reports import write_report
 from reports.compare import compare_runs
 from reports.fmt import si
@@ -27,8 +28,8 @@ def _write_run(folder: Path, spec: str, overrides: dict, accuracy: bool) -> Path
     torch.manual_seed(0)
     placed = compile_model(TinyEncoder().eval(), (torch.randn(1, 8, 48),), load_hw_spec(spec, overrides))
     folder.mkdir(parents=True)
-    (folder / "mapping.json").write_text(json.dumps(placed.to_json()))
-    (folder / "cost.json").write_text(json.dumps(placed.estimate(batch=2, seq_len=8).to_json()))
+    (folder / "mapping.json").write_text(json.dumps(mapping_json(placed)))
+    (folder / "cost.json").write_text(json.dumps(cost_json(placed.estimate(batch=2, seq_len=8))))
     if accuracy:
         (folder / "accuracy.json").write_text(json.dumps(accuracy_fixture(placed)))
     write_report(folder)

@@ -20,6 +20,7 @@ from compiler.backends.estimator.sensitivity import uncertainties
 from compiler.backends.estimator.workload import WorkloadTemplate
 from compiler.hw_spec import BASELINE_KIND, DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.spec_check import field_hint, public_fields, unwrap_optional
+from compiler.writers import mapping_json
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NON_ADC = ("tile_array", "dac", "local_digital", "control", "accumulation", "attention_int6", "softmax", "layernorm",
@@ -110,7 +111,7 @@ def test_area_and_static_power_reach_cost_json_and_the_report(tmp_path, linear_p
     assert data["energy_by_component_J"]["static"] == pytest.approx(static["power_W"] * cost.latency_s, rel=1e-12)
     ungated = estimate(_on(linear_placed, **{"static.idle_tiles_gated": False}), batch=4, seq_len=1)
     assert ungated.static_power_W > cost.static_power_W
-    (tmp_path / "mapping.json").write_text(json.dumps(linear_placed.to_json()))
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping_json(linear_placed)))
     (tmp_path / "cost.json").write_text(json.dumps(data))
     html = write_report(tmp_path).read_text()
     for anchor in ("card-area", "card-static", "cost-area", "cost-ranges", "fig-tornado", "baseline-assumptions",

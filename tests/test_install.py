@@ -22,6 +22,7 @@ import pytest
 from compiler import __version__
 from compiler.analog import native
 from compiler.cli import _parse, main
+from compiler.writers import cost_json, mapping_json
 from test_hwa import tiny_checkpoint  # noqa: F401  (a real local checkpoint, offline)
 from test_report import tiny_placed  # noqa: F401  (a compiled tiny model)
 
@@ -154,8 +155,8 @@ def test_help_and_version_import_no_torch():
 def test_report_works_where_torch_cannot_be_imported(tmp_path, tiny_placed):  # noqa: F811
     out = tmp_path / "run"
     out.mkdir()
-    (out / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
-    (out / "cost.json").write_text(json.dumps(tiny_placed.estimate(batch=1, seq_len=8).to_json()))
+    (out / "mapping.json").write_text(json.dumps(mapping_json(tiny_placed)))
+    (out / "cost.json").write_text(json.dumps(cost_json(tiny_placed.estimate(batch=1, seq_len=8))))
     blocked = tmp_path / "blocked"   # packages that shadow the real ones and refuse to load
     for name in HEAVY:
         (blocked / name).mkdir(parents=True)

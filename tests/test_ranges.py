@@ -8,6 +8,7 @@ import torch
 
 from compiler import compile_model, load_hw_spec, load_model, sentences
 from compiler.errors import UserError
+from compiler.writers import mapping_json
 from passes.range_optimization import (calibrate_ranges, column_w_max, optimize_column_ranges,
                                        optimize_input_ranges, segment_mvm_errors)
 from passes.ranges import (AbsHistogram, assign_ranges, builtin_texts, calibration_inputs, collect_statistics,
@@ -88,7 +89,7 @@ def test_minilm_ranges_positive_finite_and_in_mapping_json(minilm_calibrated):
     placed, stats = minilm_calibrated
     _assert_ranges_valid(placed)
     assert not stats.fallbacks
-    mapping = json.loads(json.dumps(placed.to_json(), allow_nan=False))
+    mapping = json.loads(json.dumps(mapping_json(placed), allow_nan=False))
     tiles = [t for layer in mapping["layers"] if layer["kind"] == "analog" for t in layer["tiles"]]
     assert tiles and all(t["dac_range"] > 0 and t["adc_range"] > 0 for t in tiles)
 
@@ -258,7 +259,7 @@ def test_column_ranges_use_more_conductance_and_clip_at_most_the_allowed_fractio
             expected = stats.segment_output(s).expected_max(stats.output_sigmas)
             assert (expected / (s.dac_range * s.col_w_max) <= s.adc_range * (1 + 1e-5)).all()
         assert any(bool((s.col_w_max < 0.5 * stats.weight_abs_max[s.id]).any()) for s in placed.segments)
-        assert "col_w_max_range" in json.dumps(placed.to_json(), allow_nan=False)
+        assert "col_w_max_range" in json.dumps(mapping_json(placed), allow_nan=False)
     finally:
         _restore(placed, baseline)
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from compiler import compile_model, load_hw_spec
+from compiler.writers import cost_json, mapping_json
 from reports import write_report
 from reports.fmt import si, span
 from reports.mapping_view import build_mapping_view, split_group
@@ -76,7 +77,7 @@ def accuracy_fixture(placed) -> dict:
 
 @pytest.fixture()
 def mapping_dir(tmp_path: Path, tiny_placed) -> Path:
-    (tmp_path / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping_json(tiny_placed)))
     return tmp_path
 
 
@@ -128,7 +129,7 @@ def test_report_from_mapping_alone(mapping_dir: Path, tiny_placed) -> None:
 def test_tile_map_rectangles_match_the_mapping(mapping_dir: Path, tiny_placed) -> None:
     """A rectangle's position inside its cell is its row/column range on the tile."""
     page = _parse(write_report(mapping_dir).read_text())
-    view = build_mapping_view(MappingJson.from_json(tiny_placed.to_json()))
+    view = build_mapping_view(MappingJson.from_json(mapping_json(tiny_placed)))
     rows, cols = tiny_placed.hw.tile.rows, tiny_placed.hw.tile.cols
     cell = max(float(r["x"]) + float(r["width"]) for r in page.layer_rects)  # a full-width slice exists
     drawn: dict[int, list[tuple]] = {}
@@ -194,7 +195,7 @@ def test_number_formats() -> None:
 
 
 def test_cost_and_accuracy_sections(mapping_dir: Path, tiny_placed) -> None:
-    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    cost = cost_json(tiny_placed.estimate(batch=1, seq_len=8))
     (mapping_dir / "cost.json").write_text(json.dumps(cost))
     html = write_report(mapping_dir).read_text()
     page = _parse(html)
@@ -229,8 +230,8 @@ def test_overridden_spec_values_are_marked(mapping_dir: Path) -> None:
 
 def test_roberta_naive_report_stays_small(tmp_path: Path, roberta_placed_naive) -> None:
     """The largest map we ship (486 tiles) with every chart: one file well under 5 MB."""
-    (tmp_path / "mapping.json").write_text(json.dumps(roberta_placed_naive.to_json()))
-    (tmp_path / "cost.json").write_text(json.dumps(roberta_placed_naive.estimate(batch=1, seq_len=128).to_json()))
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping_json(roberta_placed_naive)))
+    (tmp_path / "cost.json").write_text(json.dumps(cost_json(roberta_placed_naive.estimate(batch=1, seq_len=128))))
     html = write_report(tmp_path).read_text()
     assert len(html.encode()) < 5 * 2**20
     assert len(_parse(html).tiles) == roberta_placed_naive.tiles_used == 486
@@ -239,10 +240,10 @@ def test_roberta_naive_report_stays_small(tmp_path: Path, roberta_placed_naive) 
 
 def test_layer_table_shows_stage_energy_when_cost_lists_stages(mapping_dir: Path, tiny_placed) -> None:
     """With per-stage costs in cost.json, a fused block's energy is split over its layers by columns."""
-    mapping = tiny_placed.to_json()
+    mapping = mapping_json(tiny_placed)
     fused = next(b for b in mapping["blocks"] if len(b["layers"]) > 1)
     digital = next(entry for entry in mapping["layers"] if entry["kind"] == "digital")
-    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    cost = cost_json(tiny_placed.estimate(batch=1, seq_len=8))
     cost["stages"] = [{"name": fused["name"], "energy_J": 3e-9, "busy_s": 2e-6},
                       {"name": digital["node"], "energy_J": 5e-10, "busy_s": 1e-7}]
     (mapping_dir / "cost.json").write_text(json.dumps(cost))
@@ -257,7 +258,7 @@ def test_layer_table_shows_stage_energy_when_cost_lists_stages(mapping_dir: Path
 
 def test_cost_and_accuracy_missing_their_optional_parts_still_render(mapping_dir: Path, tiny_placed) -> None:
     """Every optional part removed at once: each is read independently, so none may break the page."""
-    cost = tiny_placed.estimate(batch=1, seq_len=8).to_json()
+    cost = cost_json(tiny_placed.estimate(batch=1, seq_len=8))
     latency = si(cost["totals"]["latency_s"], "s")
     for key in ("peak", "baseline", "sweep", "schedule", "counts", "layers", "energy_by_component_J",
                 "has_sequence_dim"):

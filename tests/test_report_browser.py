@@ -32,13 +32,14 @@ if CHROMIUM is None:
                 allow_module_level=True)
 
 from test_report import accuracy_fixture, tiny_placed  # noqa: E402,F401  (the shared tiny model and accuracy data)
+from compiler.writers import cost_json, mapping_json
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory, tiny_placed) -> Path:
     out = tmp_path_factory.mktemp("report")
-    (out / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
-    (out / "cost.json").write_text(json.dumps(tiny_placed.estimate(batch=1, seq_len=8).to_json()))
+    (out / "mapping.json").write_text(json.dumps(mapping_json(tiny_placed)))
+    (out / "cost.json").write_text(json.dumps(cost_json(tiny_placed.estimate(batch=1, seq_len=8))))
     (out / "accuracy.json").write_text(json.dumps(accuracy_fixture(tiny_placed)))
     write_report(out, command="aimc-compile tiny --hw pcm_1M --set tile.rows=32 --set tile.cols=32 --simulate")
     return out

@@ -12,10 +12,11 @@ import pytest
 
 from reports import charts, write_report
 from reports.fmt import si
-from reports.power import build_power_section, component_power_W, peak_figures
+from reports.power import build_power_section, peak_figures
 from reports.schema import AccuracyJson, CostJson
 
 from test_report import accuracy_fixture, tiny_placed  # noqa: F401  (the shared tiny model and accuracy data)
+from compiler.writers import component_power_W, cost_json, mapping_json
 
 
 def _one_drift_time(accuracy: dict, label: str = "1h") -> dict:
@@ -66,7 +67,8 @@ def test_drift_time_zero_sits_a_decade_below_the_first() -> None:
 
 
 def _cost(tiny_placed) -> dict:
-    return tiny_placed.estimate(batch=2, seq_len=8).to_json()
+    """cost.json as the compiler writes it (compiler/writers.py: the estimate, the power per component)."""
+    return cost_json(tiny_placed.estimate(batch=2, seq_len=8))
 
 
 def test_power_per_component_is_energy_over_the_period_and_static_is_the_leakage(tiny_placed) -> None:
@@ -96,7 +98,7 @@ def test_peak_of_the_chips_a_model_spans(tiny_placed) -> None:
 
 
 def test_report_shows_power_beside_energy_and_the_system_peak(tmp_path: Path, tiny_placed) -> None:
-    mapping = tiny_placed.to_json()
+    mapping = mapping_json(tiny_placed)
     mapping["chips_used"] = 3  # as if the model spanned three chips
     cost = _cost(tiny_placed)
     (tmp_path / "mapping.json").write_text(json.dumps(mapping))

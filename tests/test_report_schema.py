@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from compiler.cli import _write_json, main
+from compiler.cli import main
 from compiler.evaluation.accuracy import evaluate_accuracy
 from compiler.training.finetune import HwaSummary
 from compiler.training.hardware import HwaNoiseConfig
+from compiler.writers import cost_json, mapping_json, write_json as _write_json
 from reports import write_report
 from reports.schema import FILES, AccuracyJson, CostJson, HwaJson, MappingJson, SchemaError, SpecOverride, check_output
 from test_report import accuracy_fixture, tiny_placed  # noqa: F401  (the shared tiny model and accuracy data)
@@ -29,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture()
 def out_dir(tmp_path: Path, tiny_placed) -> Path:
     """An output directory as a run with --simulate leaves it (the accuracy data written by hand)."""
-    (tmp_path / "mapping.json").write_text(json.dumps(tiny_placed.to_json()))
-    (tmp_path / "cost.json").write_text(json.dumps(tiny_placed.estimate(batch=1, seq_len=8).to_json()))
+    (tmp_path / "mapping.json").write_text(json.dumps(mapping_json(tiny_placed)))
+    (tmp_path / "cost.json").write_text(json.dumps(cost_json(tiny_placed.estimate(batch=1, seq_len=8))))
     (tmp_path / "accuracy.json").write_text(json.dumps(accuracy_fixture(tiny_placed)))
     return tmp_path
 
@@ -144,11 +145,11 @@ def test_write_report_raises_schema_error_which_is_a_value_error(out_dir: Path) 
 # --- (c) what the compiler writes passes the definitions ----------------------------------------------------
 
 def test_the_writers_output_passes_the_schema(tmp_path: Path, tiny_placed) -> None:
-    """mapping, cost, accuracy and hwa as compiler/cli.py writes them (through its _write_json, which checks
+    """mapping, cost, accuracy and hwa as compiler/writers.py writes them (through its write_json, which checks
     each file before writing), read back through the same definitions."""
     torch.manual_seed(0)
-    _write_json(tmp_path / "mapping.json", {**tiny_placed.to_json(), "command": "aimc-compile tiny"})
-    _write_json(tmp_path / "cost.json", tiny_placed.estimate(batch=2, seq_len=8).to_json())
+    _write_json(tmp_path / "mapping.json", {**mapping_json(tiny_placed), "command": "aimc-compile tiny"})
+    _write_json(tmp_path / "cost.json", cost_json(tiny_placed.estimate(batch=2, seq_len=8)))
     accuracy = evaluate_accuracy(tiny_placed, "1s,1h", seeds=2, progress=False)
     _write_json(tmp_path / "accuracy.json", {**accuracy, "pt_optimization": False})
     summary = HwaSummary(objective="distillation", hardware_aware=True, data="3 sentences", samples=3, steps=2,
@@ -170,7 +171,7 @@ def test_the_writers_output_passes_the_schema(tmp_path: Path, tiny_placed) -> No
 
 def test_a_transformer_compile_passes_the_schema(roberta_placed_naive) -> None:
     """roberta-base (conftest's shared compile): every op kind, no overrides, the estimator's full cost.json."""
-    mapping = json.loads(json.dumps(roberta_placed_naive.to_json()))
+    mapping = json.loads(json.dumps(mapping_json(roberta_placed_naive)))
     check_output("mapping.json", mapping)
     assert mapping["hw_overrides"] == {} and {"analog", "digital"} <= {entry["kind"] for entry in mapping["layers"]}
     check_output("cost.json", json.loads(json.dumps(roberta_placed_naive.estimate(batch=1, seq_len=128).to_json())))

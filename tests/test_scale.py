@@ -18,6 +18,7 @@ from compiler.frontend import export_model
 from compiler.ir import PlacedGraph
 from compiler.models import model_info
 from compiler.placement import place
+from compiler.writers import mapping_json
 from passes import partition
 from reports.mapping_view import build_mapping_view, expand_runs
 from reports.render import render_report
@@ -90,7 +91,7 @@ def _slices(view) -> dict[str, list[tuple]]:
 def test_compact_mapping_stands_for_the_full_one(exported, tile, allocation):
     """Runs expand to the very segments listed one by one; the report's slices and utilization agree."""
     placed = _placed(exported, tile, allocation)
-    full, compact = placed.to_json(full=True), placed.to_json(full=False)
+    full, compact = mapping_json(placed, full=True), mapping_json(placed, full=False)
     for data in (full, compact):
         check_output("mapping.json", json.loads(json.dumps(data)))
     assert compact["segments"] == [] and "segment_runs" not in full
@@ -116,7 +117,7 @@ def test_compact_mapping_keeps_calibrated_ranges_and_copies(config_dir):
     from passes.tile_allocation import replicate
     name = next(iter(placed.blocks))
     replicate(placed, {name: 2})
-    full, compact = placed.to_json(full=True), placed.to_json(full=False)
+    full, compact = mapping_json(placed, full=True), mapping_json(placed, full=False)
     a, b = MappingJson.from_json(json.loads(json.dumps(full))), MappingJson.from_json(json.loads(json.dumps(compact)))
     assert any(s.dac_range is not None for s in a.segments) and any(s.copy for s in a.segments)
     assert expand_runs(b.segment_runs) == list(a.segments)
@@ -124,9 +125,9 @@ def test_compact_mapping_keeps_calibrated_ranges_and_copies(config_dir):
 
 
 def test_default_form_follows_the_segment_count(exported):
-    from compiler.ir import FULL_MAPPING_SEGMENTS
+    from compiler.writers import FULL_MAPPING_SEGMENTS
     placed = _placed(exported, 32, "packed")
-    assert len(placed.segments) <= FULL_MAPPING_SEGMENTS and placed.to_json()["segments"]
+    assert len(placed.segments) <= FULL_MAPPING_SEGMENTS and mapping_json(placed)["segments"]
 
 
 class _Page(HTMLParser):
@@ -152,7 +153,7 @@ def test_chip_view_beyond_the_tile_threshold(exported):
     """A model of more tiles than MAX_TILES_DRAWN (forced with 8x8 tiles, 64 per chip): one square per chip,
     and a drill-in table holding every used tile once, on its chip, with its layer; the per-tile map below it."""
     placed = _placed(exported, 8, "packed")
-    mapping = json.loads(json.dumps(placed.to_json()))
+    mapping = json.loads(json.dumps(mapping_json(placed)))
     assert placed.tiles_used > MAX_TILES_DRAWN
     page = _Page()
     page.feed(render_report(mapping))
@@ -176,6 +177,6 @@ def test_chip_view_beyond_the_tile_threshold(exported):
     # a small model keeps the per-tile map
     small = _placed(exported, 32, "packed")
     page = _Page()
-    page.feed(render_report(json.loads(json.dumps(small.to_json()))))
+    page.feed(render_report(json.loads(json.dumps(mapping_json(small)))))
     assert page.tiles == small.tiles_used and not page.chips and page.data is None
 

@@ -247,3 +247,57 @@ def test_sweep_help_imports_neither_torch_nor_ray() -> None:
                          cwd=Path(__file__).resolve().parent.parent)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--grid KEY=V1,V2,..." in run.stdout and "--address" in run.stdout
+
+
+# --- points are configurations: compiler.run per point, the CLI's files, one point per configuration ----------
+
+def test_a_serial_point_writes_what_the_cli_writes_and_equal_configurations_are_one_point(tiny_bert, tmp_path,
+                                                                                           capsys) -> None:
+    out = tmp_path / "serial"
+    grid = {"adc.bits": [6, 8], "device.t0_s": [20, "20.0"]}   # 20 and 20.0: one configuration, two labels
+    options = dict(executor="serial", seq_len=16, overrides={"tile.rows": 32, "tile.cols": 32})
+    result = sweep(tiny_bert, "pcm_1M", grid, out=out, **options)
+    assert (result.computed, result.cached, result.failed) == (2, 0, 0)
+    data = json.loads((out / "sweep.json").read_text())
+    assert [p["labels"] for p in data["points"]] == [
+        [{"adc.bits": b, "device.t0_s": "20"}, {"adc.bits": b, "device.t0_s": "20.0"}] for b in ("6", "8")]
+    assert len(list((out / "points").iterdir())) == 2
+    for point in data["points"]:  # the point's command line through the CLI: the same files
+        single = tmp_path / point["name"]
+        assert main(_point_argv(point["command"], single)) == 0, capsys.readouterr().err
+        for name in ("mapping.json", "cost.json"):
+            a, b = (json.loads((d / name).read_text()) for d in (out / point["dir"], single))
+            a.pop("command", None), b.pop("command", None)
+            assert a == b, name
+        assert point["energy_J"] == json.loads((single / "cost.json").read_text())["totals"]["energy_per_inference_J"]
+    again = sweep(tiny_bert, "pcm_1M", grid, out=out, **options)
+    assert (again.computed, again.cached, again.failed) == (0, 2, 0)
+
+
+def test_points_are_checked_with_the_shared_work_done_once(tiny_bert, monkeypatch) -> None:
+    """The baseline spec is read once per sweep, the spec once per distinct set of overrides (case 17)."""
+    import compiler.hw_spec
+    from compiler.config import from_options
+    from compiler.dse.grid import expand, make_axis, validate
+    calls = {"baseline": 0, "spec": 0}
+    real_baseline, real_spec = compiler.hw_spec.load_baseline_spec, compiler.hw_spec.load_hw_spec
+
+    def baseline(*args, **kwargs):
+        calls["baseline"] += 1
+        return real_baseline(*args, **kwargs)
+
+    def spec(*args, **kwargs):
+        calls["spec"] += 1
+        return real_spec(*args, **kwargs)
+
+    monkeypatch.setattr(compiler.hw_spec, "load_baseline_spec", baseline)
+    monkeypatch.setattr(compiler.hw_spec, "load_hw_spec", spec)
+    axes = [make_axis("adc.bits", [6, 7, 8], "test"), make_axis("allocation", ["fused", "packed"], "test")]
+    points = validate(expand([tiny_bert], from_options("", "pcm_1M"), axes))
+    assert len(points) == 6 and calls == {"baseline": 1, "spec": 3}
+
+
+def test_the_sweep_ranks_points_by_the_reports_headline_metric() -> None:
+    from compiler.dse.summary import HEADLINE_METRICS
+    from reports.sections import HEADLINE_METRICS as REPORT_METRICS
+    assert HEADLINE_METRICS == REPORT_METRICS

@@ -1,8 +1,8 @@
 """Design-space exploration: `aimc-compile sweep` and `compiler.sweep(...)` run a grid of points (chips x models
-x options), each one `aimc-compile compile` run, on Ray (embedded on this machine or a cluster), cached by
-content hash, and summarized in sweep.json, sweep.csv and sweep.html (docs/sweep.md).
+x options), each one `compiler.run(config)` (compiler/runner.py), on Ray (embedded on this machine or a
+cluster), cached by content hash, and summarized in sweep.json, sweep.csv and sweep.html (docs/sweep.md).
 
-grid.py: axes, points and their checks; run.py: the executors, the cache, the outputs. Ray and torch are
+grid.py: axes, points and their checks; run.py: the executors, the cache; summary.py: sweep.json. Ray and torch are
 imported only when a sweep runs (`aimc-compile --help` imports this module's parser part, nothing else).
 (The package is not called `compiler.sweep`: that name is the function `compiler.sweep`, and a subpackage of
 the same name would replace it as an attribute of `compiler` once imported.)
@@ -16,29 +16,24 @@ from typing import Any, Mapping, Sequence
 from compiler.errors import UserError
 
 DEFAULT_OUT = Path("aimc-out") / "sweep"
-# the compile options a sweep passes to every point: keyword of compiler.sweep -> flag of `aimc-compile compile`
-PASSED = {"task": "--task", "seq_len": "--seq-len", "batch": "--batch", "allocation": "--allocation",
-          "objective": "--objective", "max_tiles": "--max-tiles", "max_latency": "--max-latency",
-          "simulate": "--simulate", "drift_times": "--drift-times", "seeds": "--seeds", "eval_data": "--eval",
-          "calibration": "--calibration", "no_pt_opt": "--no-pt-opt", "device": "--device",
-          "eval_sentences": "--eval-sentences", "gen_len": "--gen-len", "gen_tokens": "--gen-tokens",
-          "full_mapping": "--full-mapping"}
-FLAGS = ("simulate", "no_pt_opt", "full_mapping")  # the options without a value
 
 
 def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]] | None = None, *,
           out: str | Path = DEFAULT_OUT, grid_file: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, address: str | None = None, num_cpus: int | None = None,
-          executor: str = "ray", seed_tasks: str = "auto", **options):
+          executor: str = "ray", seed_tasks: str = "auto", point_reports: bool = True, **options):
     """Run a sweep and return its compiler.dse.run.SweepResult (folder, records of sweep.json, counts).
 
     `grid`: axis -> values, e.g. {"adc.bits": [6, 7, 8], "tile.rows+tile.cols": [256, 512],
-    "allocation": ["fused", "packed"]}. `overrides`: spec values for every point (`--set`). `options`: those of
-    `aimc-compile compile` as keywords (simulate=True, seeds=3, drift_times="1s,1d", seq_len=64, ...).
-    `address`: a Ray cluster ("auto", "ray://host:10001"); default Ray embedded on this machine. `executor`
-    "serial": a plain in-process loop, no Ray. `seed_tasks`: a point's chip instances as Ray tasks of their own:
-    "auto" (when the cluster has more CPUs than points to run), "always" or "never".
+    "allocation": ["fused", "packed"]}. `overrides`: spec values for every point (`--set`). `options`: the run's
+    options by keyword (compiler/config.py, OPTIONS: simulate=True, seeds=3, drift_times="1s,1d", seq_len=64,
+    ...). `address`: a Ray cluster ("auto", "ray://host:10001"); default Ray embedded on this machine.
+    `executor` "serial": a plain in-process loop, no Ray. `seed_tasks`: a point's chip instances as Ray tasks of
+    their own: "auto" (when the cluster has more CPUs than points to run), "always" or "never".
+    `point_reports`: each point's report.html (False: sweep.html links no point report; a cost-only point then
+    costs little more than its placement search and estimate).
     """
+    from compiler.config import from_options
     from compiler.dse.grid import load_grid_file, make_axis
     from compiler.dse.run import run_sweep
     models = [models] if isinstance(models, str) else list(models)
@@ -47,23 +42,10 @@ def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]
     if grid_file is not None:
         file_models, file_axes = load_grid_file(grid_file)
         models, axes = models + file_models, axes + file_axes
-    unknown = sorted(set(options) - set(PASSED))
-    if unknown:
-        raise UserError(f"sweep: unknown option(s) {', '.join(unknown)}; expected {', '.join(PASSED)}")
-    return run_sweep(models, hw, axes, base_argv(overrides or {}, options), Path(out), address=address,
-                     num_cpus=num_cpus, executor=executor, seed_tasks=seed_tasks,
+    base = from_options("", hw, overrides or {}, **options)
+    return run_sweep(models, base, axes, Path(out), address=address, num_cpus=num_cpus, executor=executor,
+                     seed_tasks=seed_tasks, point_reports=point_reports,
                      command=f"compiler.sweep({models!r}, {hw!r}, grid={dict(grid or {})!r})")
-
-
-def base_argv(overrides: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
-    """The part of every point's compile command line that the grid does not vary."""
-    from compiler.dse.grid import _cli_value
-    argv = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={_cli_value(value)}")]
-    for key, value in options.items():
-        if value is None or value is False:
-            continue
-        argv += [PASSED[key]] if key in FLAGS else [PASSED[key], _cli_value(value)]
-    return argv
 
 
 # --- the command line -------------------------------------------------------------------------------------
@@ -78,14 +60,16 @@ def add_parser(commands) -> argparse.ArgumentParser:
         description="Run a grid of aimc-compile runs (chips x models x options) on Ray, embedded on this machine "
                     "or on a cluster (--address), and summarize them: sweep.json, sweep.csv and sweep.html (the "
                     "energy-accuracy Pareto front, each axis's effect, a table linking every point's report). "
-                    "Every point is checked before any runs; finished points are cached in the output folder "
-                    "and not computed again. docs/sweep.md.")
+                    "Every point is checked before any runs; labels that resolve to the same configuration are "
+                    "one point; finished points are cached in the output folder and not computed again. "
+                    "docs/sweep.md.")
     p.add_argument("models", metavar="MODEL", nargs="*", help="one or more models (several: a model axis)")
     p.add_argument("--hw", required=True, help="hardware spec: a YAML path or a built-in name (pcm_1M, hermes)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="an axis: a dotted spec key (adc.bits=6,7,8), spec keys set together "
-                        "(tile.rows+tile.cols=256,512) or an option (allocation=fused,packed; also model, "
-                        "objective, seq-len, batch, task, max-tiles, max-latency, calibration, pt-opt=on,off); "
+                        "(tile.rows+tile.cols=256,512), model, or an option by its flag name "
+                        "(allocation=fused,packed, seq-len=64,128, batch, objective, max-tiles, calibration, "
+                        "pt-opt=on,off, ...); "
                         "repeatable: the points are every combination")
     p.add_argument("--grid-file", metavar="YAML", help="axes from a YAML file: {KEY: [values]}, or models: [...] "
                                                        "and grid: {KEY: [values]}")
@@ -102,11 +86,19 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--seed-tasks", choices=("auto", "always", "never"), default="auto",
                    help="simulate a point's chip instances (--seeds) as Ray tasks of their own: auto (default: "
                         "when the cluster has more CPUs than points to run), always or never")
-    for key, flag in PASSED.items():
-        if key in FLAGS:
-            p.add_argument(flag, dest=key, action="store_true", default=None, help=f"as for compile ({flag})")
+    p.add_argument("--no-point-reports", action="store_true",
+                   help="write no report.html per point (sweep.html, sweep.csv and the points' JSON files still): "
+                        "a cost-only point then costs its placement search and estimate")
+    from compiler.config import FLAG_OPTIONS, OPTIONS  # standard library only
+    for key, option in OPTIONS.items():
+        if key == "pt_opt":
+            p.add_argument(option.flag, dest="no_pt_opt", action="store_true", default=None,
+                           help=f"as for compile ({option.flag})")
+        elif key in FLAG_OPTIONS:
+            p.add_argument(option.flag, dest=key, action="store_true", default=None,
+                           help=f"as for compile ({option.flag})")
         else:
-            p.add_argument(flag, dest=key, default=None, metavar="VALUE", help=f"as for compile ({flag})")
+            p.add_argument(option.flag, dest=key, default=None, metavar="VALUE", help=f"as for compile ({option.flag})")
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final line")
     talk.add_argument("-v", "--verbose", action="store_true", help="also a line per finished point off a terminal")
@@ -124,10 +116,13 @@ def command(args: argparse.Namespace, command_line: str) -> int:
         models, axes = models + file_models, axes + file_axes
     if not axes and len(models) < 2:
         raise UserError("give at least one axis: --grid KEY=V1,V2,..., --grid-file YAML or several models")
-    base = [arg for text in args.overrides for arg in ("--set", text)]
-    base += base_argv({}, {key: getattr(args, key) for key in PASSED})
-    result = run_sweep(models, args.hw, axes, base, Path(args.out or DEFAULT_OUT), address=args.address,
+    from compiler.config import OPTIONS, from_options
+    from compiler.hw_spec import parse_override
+    overrides = dict(parse_override(text) for text in args.overrides)
+    options = {key: getattr(args, key) for key in OPTIONS if key != "pt_opt"}
+    base = from_options("", args.hw, overrides, no_pt_opt=args.no_pt_opt, **options)
+    result = run_sweep(models, base, axes, Path(args.out or DEFAULT_OUT), address=args.address,
                        num_cpus=args.num_cpus, executor=args.executor, seed_tasks=args.seed_tasks,
-                       command=command_line)
+                       point_reports=not args.no_point_reports, command=command_line)
     print(f"sweep: {result.path / 'sweep.html'}, sweep.json and sweep.csv")
     return 1 if result.failed else 0  # the other points finished; sweep.json names the failures

@@ -1,33 +1,37 @@
 """The grid of a sweep: axes, points, and the checks every point passes before anything runs.
 
-A point is one `aimc-compile compile` command line: the sweep's models, spec and options, with the point's
-value of each axis added (a spec key as `--set KEY=VALUE`, an option as its flag). Running that command line
-through `compiler.cli.run_compile` is what a point does, so a point's figures are those of the single run.
+A point is one RunConfig (compiler/config.py): the sweep's base config with the point's value of each axis
+set (a spec key as an override, an option at its field path). `compiler.run(config)` is what a point does, so
+a point's figures are those of the single run; `aimc-compile compile` with the point's command line (its
+config as flags, `to_argv`) writes the same files.
+
+Points are identified by their resolved configuration (model content, resolved spec, options, code version):
+two labels that resolve to the same configuration (`device.t0_s=20,20.0`) are one point, computed once, listed
+once with every label.
 
 Axes: `--grid KEY=V1,V2,...` where KEY is a dotted spec key (`adc.bits`), several spec keys that take the same
-value joined by `+` (`tile.rows+tile.cols=256,512`), or an option of OPTION_AXES (`allocation=fused,packed`).
+value joined by `+` (`tile.rows+tile.cols=256,512`), `model`, or an option of compiler/config.py's OPTIONS by
+its flag name (`allocation=fused,packed`, `seq-len=64,128`, `pt-opt=on,off`).
 A YAML grid file maps the same keys to lists (`adc.bits: [6, 7, 8]`), optionally under a `grid:` key beside
 `models:`. The points are the Cartesian product of the axes, the models first.
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
-import io
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compiler.config import OPTIONS, RunConfig, canonical_json, text_value, to_argv, with_options
 from compiler.errors import UserError
 
-# option axes: name in --grid -> the compile flag ("model" is the positional MODEL; "pt-opt" is on/off)
-OPTION_AXES = {"model": None, "allocation": "--allocation", "objective": "--objective", "seq-len": "--seq-len",
-               "batch": "--batch", "task": "--task", "max-tiles": "--max-tiles", "max-latency": "--max-latency",
-               "calibration": "--calibration", "pt-opt": "--no-pt-opt", "eval-sentences": "--eval-sentences",
-               "gen-len": "--gen-len"}
+# option axes: name in --grid -> the option of compiler/config.py ("model" is the config's model)
+OPTION_AXES = {"model": "model", **{"pt-opt" if name == "pt_opt" else option.flag.removeprefix("--"): name
+                                    for name, option in OPTIONS.items()}}
+
 MAX_POINTS = 10_000  # a grid this large is a typo more often than a plan
 _KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
 
@@ -44,23 +48,33 @@ class Axis:
 
 
 @dataclass
-class Point:
-    values: dict[str, str]             # axis name -> value ("model" first when several models)
-    argv: list[str]                    # the compile command line, without --out
+class GridPoint:
+    """One configuration of the sweep: the labels (axis values) that produced it, its RunConfig, and its
+    identity (the cache key, the folder)."""
+    values: dict[str, str]             # axis name -> value of the first label ("model" first when several)
+    config: RunConfig                  # with the axis options applied once checked (check_point)
+    options: dict[str, str] = field(default_factory=dict)       # the point's option values, as written
+    labels: list[dict[str, str]] = field(default_factory=list)  # every label that resolved to this configuration
     key: str = ""                      # content hash: model, resolved spec, options, code version
     name: str = ""                     # its folder under points/: a readable slug and the key
-    options: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)      # what the key hashes, but the code version
     folder: Path | None = None         # its run folder, once the sweep folder is known
+    report: bool = True                # whether its run writes report.html
+    checked: Any = None                # runner.check's result (the resolved spec, ...): the run does not check again
 
     @property
     def label(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.values.items()) or "the one point"
 
+    @property
+    def simulated(self) -> bool:
+        return self.config.simulation is not None
+
     def command(self) -> str:
         """The single run this point is: `aimc-compile compile ...` with its folder as --out."""
         import shlex
         out = ["--out", str(self.folder)] if self.folder is not None else []
-        return "aimc-compile compile " + shlex.join(self.argv + out)
+        return "aimc-compile compile " + shlex.join(to_argv(self.config) + out)
 
 
 def parse_axis(text: str) -> Axis:
@@ -83,21 +97,12 @@ def make_axis(key: str, values: list, where: str) -> Axis:
                         f"an option ({', '.join(OPTION_AXES)})")
     if not values:
         raise UserError(f"{where}: axis {key} has no values")
-    shown = tuple(_cli_value(v) for v in values)
+    shown = tuple(text_value(v) for v in values)
     if len(set(shown)) != len(shown):
         raise UserError(f"{where}: axis {key} repeats a value ({', '.join(shown)})")
     if key == "pt-opt" and not set(shown) <= {"on", "off"}:
         raise UserError(f"{where}: pt-opt takes on and off (got {', '.join(shown)})")
     return Axis(key, kind, shown)
-
-
-def _cli_value(value: Any) -> str:
-    """A YAML value as --set or a flag takes it: null, true/false, numbers as written."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value).strip()
 
 
 def load_grid_file(path: str | Path) -> tuple[list[str], list[Axis]]:
@@ -126,8 +131,8 @@ def load_grid_file(path: str | Path) -> tuple[list[str], list[Axis]]:
     return models, axes
 
 
-def expand(models: list[str], hw: str, base: list[str], axes: list[Axis]) -> list[Point]:
-    """Every point of the grid, in order (the last axis varies fastest): its values and compile argv."""
+def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[GridPoint]:
+    """Every point of the grid, in order (the last axis varies fastest): its values and its config."""
     import itertools
     axes = list(axes)
     names = [a.name for a in axes]
@@ -146,65 +151,74 @@ def expand(models: list[str], hw: str, base: list[str], axes: list[Axis]) -> lis
         count *= len(axis.values)
     if count > MAX_POINTS:
         raise UserError(f"the grid has {count:,} points; at most {MAX_POINTS:,} (split the sweep)")
+    base = dataclasses.replace(base, model=models[0] if models else "")
     points = []
     for combination in itertools.product(*(a.values for a in axes)):
         values = dict(zip((a.name for a in axes), combination))
-        model = values.get("model", models[0] if models else "")
-        argv = [model, "--hw", hw, *base]
+        overrides, options, config = dict(base.overrides), {}, base
         for axis, value in zip(axes, combination):
             if axis.kind == "spec":
-                argv += [arg for key in axis.keys for arg in ("--set", f"{key}={value}")]
-            elif axis.name == "pt-opt":
-                argv += ["--no-pt-opt"] if value == "off" else []
-            elif axis.name != "model":
-                argv += [OPTION_AXES[axis.name], value]
-        points.append(Point(values, argv))
+                overrides.update({key: _yaml_value(value) for key in axis.keys})
+            elif axis.name == "model":
+                config = dataclasses.replace(config, model=value)
+            else:
+                options[OPTION_AXES[axis.name]] = value
+        points.append(GridPoint(values, dataclasses.replace(config, overrides=overrides), options))
     return points
 
 
-def parse_compile_argv(argv: list[str]):
-    """The compile namespace of a point's argv, as `aimc-compile compile` parses it; a UserError (not an exit)
-    for what argparse refuses."""
-    from compiler.cli import _parse
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            return _parse(["compile", *argv])
-    except SystemExit:
-        message = err.getvalue().strip().splitlines()[-1:] or ["invalid arguments"]
-        raise UserError(message[0].removeprefix("aimc-compile: error: ").split(" (see ")[0]) from None
+def _yaml_value(text: str) -> Any:
+    """An axis value of a spec key as `--set` reads it (YAML: 6, 0.02, 1e-9, null, false, PWM)."""
+    from compiler.hw_spec import parse_override
+    return parse_override(f"x={text}")[1]
 
 
-def check_point(point: Point) -> None:
-    """Every check `aimc-compile compile` makes before it loads the model, plus that the model resolves; fills
-    point.options with what the result depends on (the content of the cache key but the code version)."""
-    from compiler import cli
-    from compiler.hw_spec import load_hw_spec, parse_override
-    args = parse_compile_argv(point.argv)
-    if args.hwa_finetune is not None:
+def check_point(point: GridPoint, checks: "Checks") -> None:
+    """Every check `aimc-compile compile` makes before it loads the model, plus that the model resolves; sets
+    point.config (the options applied) and point.identity (what the result depends on, but the code version)."""
+    config = point.config = with_options(point.config, **point.options)
+    point.options = {}
+    if config.hwa is not None:
         raise UserError("--hwa-finetune is not swept: fine-tune once, then sweep the checkpoint directory")
-    cli._check_arguments(args)
-    simulation = cli._simulation_inputs(args)
-    overrides = dict(parse_override(text) for text in args.overrides)
-    hw = load_hw_spec(args.hw, overrides)
-    cli._check_cost_fields(hw)
-    model = _model_identity(args.model)
-    drift = [t.seconds for t in simulation[0]] if simulation else None
-    point.options = {
-        "model": model, "spec": hw.to_dict(), "task": args.task, "seq_len": args.seq_len, "batch": args.batch,
-        "allocation": args.allocation, "objective": args.objective, "max_tiles": args.max_tiles,
-        "max_latency": args.max_latency, "calibration": args.calibration, "pt_opt": not args.no_pt_opt,
-        "simulate": args.simulate, "drift_times": drift, "seeds": args.seeds if args.simulate else None,
-        "eval": _file_identity(args.eval_data) if args.eval_data else None, "device": args.device,
-        # the options of compile the sweep does not name: whatever else changes the run's outputs
-        **{k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_KEY and k not in _NAMED}}
+    checked = point.checked = checks.check(config)
+    point.identity = {
+        "model": checks.model_identity(config.model), "spec": checked.hw.to_dict(),
+        "eval": _file_identity(config.simulation.eval_data) if config.simulation and config.simulation.eval_data
+        else None,
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("model", "hw", "overrides")}}
 
 
-# what does not change a run's outputs, or is in the key already under another name
-_NOT_IN_KEY = {"out", "quiet", "verbose", "subcommand", "overrides", "hw", "model", "eval_data", "no_pt_opt",
-               "drift_times", "seeds"}
-_NAMED = {"task", "seq_len", "batch", "allocation", "objective", "max_tiles", "max_latency", "calibration",
-          "simulate", "device"}
+class Checks:
+    """The per-point checks of a sweep, with what does not change between points done once: the digital
+    baseline's spec, each model's identity, the spec's load and checks per distinct spec and overrides (points
+    that differ in options only share them)."""
+
+    def __init__(self):
+        self._models: dict[str, dict] = {}
+        self._specs: dict[str, tuple] = {}
+        self._baseline = None
+
+    def baseline(self):
+        from compiler.hw_spec import load_baseline_spec
+        if self._baseline is None:
+            self._baseline = load_baseline_spec()
+        return self._baseline
+
+    def check(self, config: RunConfig):
+        from compiler.runner import check
+        return check(config, spec=self.spec)
+
+    def spec(self, config: RunConfig):
+        from compiler.runner import load_spec
+        key = canonical_json([config.hw, config.overrides])
+        if key not in self._specs:
+            self._specs[key] = load_spec(config, self.baseline)
+        return self._specs[key]
+
+    def model_identity(self, name: str) -> dict:
+        if name not in self._models:
+            self._models[name] = _model_identity(name)
+        return self._models[name]
 
 
 def _model_identity(name: str) -> dict:
@@ -247,32 +261,43 @@ def code_version() -> str:
     return _CODE
 
 
-def cache_key(point: Point) -> str:
-    """sha256 of (model, resolved spec, options, code version) as canonical JSON."""
-    text = json.dumps({**point.options, "code": code_version()}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+def cache_key(point: GridPoint) -> str:
+    """sha256 of the point's identity (model, resolved spec, options) and the code version, as canonical JSON."""
+    return hashlib.sha256(canonical_json({**point.identity, "code": code_version()}).encode()).hexdigest()
 
 
-def folder_name(point: Point) -> str:
+def folder_name(point: GridPoint) -> str:
     slug = "_".join(f"{k.split('/')[-1]}-{v}" for k, v in point.values.items())
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", slug)[:80].strip("-.") or "point"
     return f"{slug}-{point.key[:12]}"
 
 
-def validate(points: list[Point]) -> None:
-    """Check every point before any runs: one line per invalid point, all of them in one UserError."""
-    bad = []
-    for index, point in enumerate(points):
-        try:
-            check_point(point)
-        except UserError as exc:
-            bad.append(f"  point {index + 1} ({point.label}): {str(exc).splitlines()[0]}")
-            continue
-        point.key = cache_key(point)
-        point.name = folder_name(point)
+def validate(points: list[GridPoint]) -> list[GridPoint]:
+    """Check every point before any runs (one line per invalid point, all of them in one UserError); the
+    distinct configurations, each with every label that resolved to it, in the grid's order."""
+    from compiler import progress
+    bad, unique = [], {}
+    checks = Checks()
+    if len(points) > 50:  # a line before the wait, off a terminal too (a bar only on one)
+        progress.say(f"sweep: checking {len(points):,} points before any runs")
+    with progress.bar(total=len(points), desc="checking points", unit="point", enabled=len(points) > 50) as bar:
+        for index, point in enumerate(points):
+            try:
+                check_point(point, checks)
+            except UserError as exc:
+                bad.append(f"  point {index + 1} ({point.label}): {str(exc).splitlines()[0]}")
+                continue
+            finally:
+                bar.update(1)
+            point.key = cache_key(point)
+            first = unique.setdefault(point.key, point)
+            first.labels.append(dict(point.values))
     if bad:
         raise UserError(f"{len(bad)} of {len(points)} point{'s' if len(points) != 1 else ''} invalid; nothing "
                         f"ran:\n" + "\n".join(bad))
+    for point in unique.values():
+        point.name = folder_name(point)
+    return list(unique.values())
 
 
 def cpu_count() -> int:

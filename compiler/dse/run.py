@@ -5,10 +5,12 @@ Carlo Ray tasks too, each point's results cached in the sweep folder under its c
     SWEEP/points/<values>-<key>/                 one run folder per point: mapping.json, cost.json,
                                                  accuracy.json, report.html, as `aimc-compile compile` writes
 
-A point runs `compiler.cli.run_compile` on its compile command line into a temporary folder of the worker and
-sends the files back; the driver publishes them into the point's folder through compiler/outputs.py (manifest,
-atomic swap), so a point's folder is complete or absent, and the workers need no shared filesystem. A point
-whose folder is complete is not computed again (the key covers model, resolved spec, options and code version).
+A point runs `compiler.run(config)` (compiler/runner.py). In the serial loop it writes its folder directly
+(compiler/outputs.py: manifest, atomic swap); on Ray it writes into a temporary folder of the worker and sends
+the files back, and the driver publishes them the same way, so a point's folder is complete or absent, and the
+workers need no shared filesystem. What does not depend on the point (imports, the model, its export for a
+shape) is done once per process and reused (runner.Session). A point whose folder is complete is not computed
+again (the key covers model, resolved spec, options and code version).
 A point that raises is recorded with its error; Ray retries a task whose worker died (MAX_RETRIES); Ctrl-C
 stops the sweep and leaves the finished points' folders.
 """
@@ -27,7 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from compiler import progress
-from compiler.dse.grid import Axis, Point, cpu_count, expand, validate
+from compiler.config import RunConfig
+from compiler.dse.grid import Axis, GridPoint, cpu_count, expand, validate
+from compiler.dse.summary import NO_FIGURES, figures, folder_figures, sweep_json, write_sweep_json
 from compiler.errors import UserError
 
 POINTS = "points"
@@ -50,10 +54,12 @@ class SweepResult:
         return self.path / "sweep.html"
 
 
-def run_sweep(models: list[str], hw: str, axes: list[Axis], base: list[str], out: Path, *,
+def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *,
               address: str | None = None, num_cpus: int | None = None, executor: str = "ray",
-              seed_tasks: str = "auto", command: str = "aimc-compile sweep") -> SweepResult:
-    """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`."""
+              seed_tasks: str = "auto", command: str = "aimc-compile sweep",
+              point_reports: bool = True) -> SweepResult:
+    """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`.
+    `point_reports`: each point's report.html too (rendering one costs more than a cost-only point's compile)."""
     from compiler.outputs import OutputDir
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
@@ -64,26 +70,28 @@ def run_sweep(models: list[str], hw: str, axes: list[Axis], base: list[str], out
     if address is not None and executor != "ray":
         raise UserError("--address runs the sweep on a Ray cluster; it needs the ray executor")
     started = time.perf_counter()
-    points = expand(models, hw, base, axes)
-    validate(points)  # one line per invalid point, before anything runs
+    labelled = expand(models, base, axes)
+    points = validate(labelled)  # one line per invalid point, before anything runs; one per configuration
     out = Path(out)
     records: dict[str, dict] = {}
     with OutputDir(out, command) as output:
         folder = out / POINTS
         folder.mkdir(exist_ok=True)
         for point in points:
-            point.folder = folder / point.name
-        unique = list({p.key: p for p in points}.values())  # two spellings of one configuration run once
-        todo = [p for p in unique if not _complete(folder / p.name, p)]
-        for point in unique:
+            point.folder, point.report = folder / point.name, point_reports
+        todo = [p for p in points if not _complete(p.folder, p)]
+        for point in points:
             if point not in todo:
-                records[point.key] = {"status": "cached", "error": None, "seconds": None}
-        simulated = sum(1 for p in todo if p.options["simulate"])
-        progress.say(f"sweep: {len(points)} points, {len(unique) - len(todo)} cached, {len(todo)} to run"
-                     + (f" ({simulated} simulated)" if simulated else "") + f"; outputs go to {out}")
+                records[point.key] = {"status": "cached", "error": None, "seconds": None, "files": None}
+        simulated = sum(1 for p in todo if p.simulated)
+        same = len(labelled) - len(points)
+        progress.say(f"sweep: {len(points)} points, {len(points) - len(todo)} cached, {len(todo)} to run"
+                     + (f" ({simulated} simulated)" if simulated else "")
+                     + (f"; {same} label{'s' if same != 1 else ''} resolved to a configuration listed already"
+                        if same else "") + f"; outputs go to {out}")
 
-        def finished(point: Point, result: dict) -> None:
-            records[point.key] = _publish(folder / point.name, point, result)
+        def finished(point: GridPoint, result: dict) -> None:
+            records[point.key] = _publish(point, result)
             if records[point.key]["error"]:
                 progress.say(f"point failed ({point.label}): {records[point.key]['error']}", progress.QUIET)
 
@@ -93,11 +101,11 @@ def run_sweep(models: list[str], hw: str, axes: list[Axis], base: list[str], out
                 _run_serial(todo, finished)
             else:
                 where = _run_ray(todo, finished, address, num_cpus, seed_tasks)
-        rows = [_row(point, folder / point.name, records[point.key]) for point in points]
-        data = sweep_json(points, axes, hw, models, rows, where, time.perf_counter() - started)
-        from reports.sweep import write_sweep_files
-        _write_sweep_json(output.staging / "sweep.json", data)
-        write_sweep_files(output.staging)
+        rows = [_row(point, records[point.key]) for point in points]
+        data = sweep_json(points, axes, rows, where, time.perf_counter() - started)
+        write_sweep_json(output.staging / "sweep.json", data)
+        from compiler.runner import render_sweep
+        render_sweep(output.staging)  # sweep.csv and sweep.html from sweep.json
         output.publish()
     computed = sum(1 for r in records.values() if r["status"] == "computed")
     failed = sum(1 for r in records.values() if r["status"] == "failed")
@@ -110,33 +118,42 @@ def run_sweep(models: list[str], hw: str, axes: list[Axis], base: list[str], out
 
 # --- the work of one point (on a worker) ------------------------------------------------------------------
 
-def run_point(argv: list[str], command: str, fan_out: bool) -> dict:
-    """Run one point's compile command line into a temporary folder; {"files": {name: bytes}, "error": None,
-    "seconds": s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`."""
-    from compiler import cli
-    from compiler.dse.grid import parse_compile_argv
+_SESSION = None  # this process's runner.Session: models and exports shared by the points it runs
+
+
+def run_point(config: RunConfig, command: str, fan_out: bool, folder: Path | None = None,
+              report: bool = True, checked=None) -> dict:
+    """Run one point: into `folder` (published there), or into a temporary folder whose files come back as
+    bytes (a Ray worker). {"files": {name: bytes} or None, "json": {name: content}, "error": None, "seconds":
+    s}, or the error as one line. Seeds go out as Ray tasks of their own when `fan_out`. `checked`: the point's
+    checks as the sweep made them (runner.check), not made again."""
+    from compiler.runner import Session, run
+    global _SESSION
+    _SESSION = _SESSION or Session()
     level = progress.level()
     progress.set_level(progress.QUIET)  # the driver shows the sweep's progress; a point's lines would mix
-    scratch = Path(tempfile.mkdtemp(prefix="aimc-sweep-"))
+    scratch = None if folder is not None else Path(tempfile.mkdtemp(prefix="aimc-sweep-"))
     started = time.perf_counter()
     log = io.StringIO()  # the run's own lines (warnings, its final line): the sweep says what matters
     try:
-        args = parse_compile_argv([*argv, "--out", str(scratch / "run")])
         with contextlib.redirect_stderr(log):
-            cli.run_compile(args, command=command, evaluate=evaluate_on_ray if fan_out else None)
-        files = {path.name: path.read_bytes() for path in sorted((scratch / "run").iterdir())
-                 if path.is_file() and not path.name.startswith(".")}
-        return {"files": files, "error": None, "seconds": time.perf_counter() - started}
+            result = run(config, folder or scratch / "run", command=command, session=_SESSION,
+                         evaluate=evaluate_on_ray if fan_out else None, report=report, checked=checked)
+        files = None if scratch is None else {
+            path.name: path.read_bytes() for path in sorted((scratch / "run").iterdir())
+            if path.is_file() and not path.name.startswith(".")}
+        return {"files": files, "json": result.files, "error": None, "seconds": time.perf_counter() - started}
     except UserError as exc:
-        return {"files": {}, "error": str(exc).splitlines()[0], "seconds": time.perf_counter() - started}
+        return {"files": None, "json": {}, "error": str(exc).splitlines()[0], "seconds": time.perf_counter() - started}
     except Exception as exc:  # noqa: BLE001  (any failure of a point is recorded; the sweep goes on)
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return {"files": {}, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                                      f"({Path(where.filename).name}:{where.lineno})",
-                "seconds": time.perf_counter() - started}
+        return {"files": None, "json": {}, "seconds": time.perf_counter() - started,
+                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                         f"({Path(where.filename).name}:{where.lineno})"}
     finally:
         progress.set_level(level)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def evaluate_on_ray(placed, drift_times, seeds, **options) -> dict:
@@ -193,15 +210,16 @@ def _restore_placement(rest, exported: bytes):
 
 # --- executors --------------------------------------------------------------------------------------------
 
-def _run_serial(todo: list[Point], finished: Callable[[Point, dict], None]) -> None:
-    """The plain in-process loop: each point exactly as `aimc-compile compile` runs it, one after another."""
+def _run_serial(todo: list[GridPoint], finished: Callable[[GridPoint, dict], None]) -> None:
+    """The plain in-process loop: each point as `aimc-compile compile` runs it, into its folder, one after
+    another."""
     with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
         for point in todo:
-            finished(point, run_point(point.argv, point.command(), fan_out=False))
+            finished(point, run_point(point.config, point.command(), False, point.folder, point.report, point.checked))
             bar.update(1)
 
 
-def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address: str | None,
+def _run_ray(todo: list[GridPoint], finished: Callable[[GridPoint, dict], None], address: str | None,
              num_cpus: int | None, seed_tasks: str = "auto") -> str:
     """Every point a Ray task, as many at once as the cluster has CPUs; returns where it ran, in words.
     The chip instances (seeds) of a simulated point become tasks of their own with seed_tasks "always", and
@@ -216,7 +234,7 @@ def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address
         cpus = int(ray.cluster_resources().get("CPU", 1))
         fan_out = seed_tasks == "always" or (seed_tasks == "auto" and len(todo) < cpus)
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(run_point)
-        pending = {task.remote(p.argv, p.command(), fan_out): p for p in todo}
+        pending = {task.remote(p.config, p.command(), fan_out, None, p.report, p.checked): p for p in todo}
         with progress.bar(total=len(todo), desc="sweep", unit="point") as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -225,8 +243,8 @@ def _run_ray(todo: list[Point], finished: Callable[[Point, dict], None], address
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # the worker died MAX_RETRIES + 1 times, ...
-                        result = {"files": {}, "error": f"{type(exc).__name__}: {_first_line(exc)}",
-                                  "seconds": None}
+                        result = {"files": None, "json": {}, "seconds": None,
+                                  "error": f"{type(exc).__name__}: {_first_line(exc)}"}
                     finished(point, result)
                     bar.update(1)
     except KeyboardInterrupt:
@@ -270,7 +288,7 @@ def _first_line(exc: BaseException) -> str:
 
 # --- results ----------------------------------------------------------------------------------------------
 
-def _complete(folder: Path, point: Point) -> bool:
+def _complete(folder: Path, point: GridPoint) -> bool:
     """Whether `folder` holds a finished run of this point: a complete manifest naming what the run writes."""
     from compiler.outputs import MANIFEST
     try:
@@ -278,59 +296,36 @@ def _complete(folder: Path, point: Point) -> bool:
     except (OSError, ValueError):
         return False
     files = set(manifest.get("files") or []) if isinstance(manifest, dict) else set()
-    needed = {"mapping.json", "report.html"} | ({"accuracy.json"} if point.options["simulate"] else set())
+    needed = {"mapping.json"} | ({"report.html"} if point.report else set()) | \
+        ({"accuracy.json"} if point.simulated else set())
     return manifest.get("complete") is True and needed <= files and all((folder / n).is_file() for n in needed)
 
 
-def _publish(folder: Path, point: Point, result: dict) -> dict:
-    """A finished point's files into its folder (manifest, atomic swap); its record for sweep.json."""
+def _publish(point: GridPoint, result: dict) -> dict:
+    """A finished point's files into its folder when a worker sent them (manifest, atomic swap); its record."""
     from compiler.outputs import OutputDir
-    if result["error"] is None:
+    if result["error"] is None and result["files"] is not None:
         try:
-            with OutputDir(folder, point.command()) as output:
+            with OutputDir(point.folder, point.command()) as output:
                 for name, content in result["files"].items():
                     (output.staging / name).write_bytes(content)
                 output.publish()
-        except UserError as exc:
+        except (UserError, OSError) as exc:
             result = {**result, "error": str(exc).splitlines()[0]}
     status = "failed" if result["error"] else "computed"
-    return {"status": status, "error": result["error"], "seconds": result.get("seconds")}
+    return {"status": status, "error": result["error"], "seconds": result.get("seconds"),
+            "files": result.get("json") if status == "computed" else None}
 
 
-def _row(point: Point, folder: Path, record: dict) -> dict:
-    """One point of sweep.json: its values, status, and the headline figures read back from its files."""
-    from reports.sweep import point_figures
-    row = {"name": point.name, "key": point.key, "values": dict(point.values), "status": record["status"],
-           "error": record["error"], "seconds": record["seconds"], "command": point.command(),
-           "dir": f"{POINTS}/{point.name}", "model": point.argv[0]}
-    if record["status"] != "failed":
-        row.update(point_figures(folder), report=f"{POINTS}/{point.name}/report.html")
+def _row(point: GridPoint, record: dict) -> dict:
+    """One point of sweep.json: its values and every label that resolved to it, status, headline figures (from
+    the run's results, or read back from its folder when cached)."""
+    row = {"name": point.name, "key": point.key, "values": dict(point.values), "labels": point.labels,
+           "status": record["status"], "error": record["error"], "seconds": record["seconds"],
+           "command": point.command(), "dir": f"{POINTS}/{point.name}", "model": point.config.model}
+    if record["status"] == "failed":
+        row.update(report=None, **NO_FIGURES)
     else:
-        row.update(report=None, tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None,
-                   area_mm2=None, metric=None, higher_is_better=True, accuracy=[])
+        row.update(figures(record["files"]) if record["files"] else folder_figures(point.folder),
+                   report=f"{POINTS}/{point.name}/report.html" if (point.folder / "report.html").is_file() else None)
     return row
-
-
-def sweep_json(points: list[Point], axes: list[Axis], hw: str, models: list[str], rows: list[dict], where: str,
-               elapsed: float) -> dict:
-    from reports.schema import SCHEMA_VERSION
-    from reports.sweep import mark_pareto
-    first = points[0].options
-    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values)} for a in axes]
-    if len(models) > 1 and not any(a.name == "model" for a in axes):
-        shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": list(models)})
-    return {"schema_version": SCHEMA_VERSION, "hw": hw, "models": sorted({p.argv[0] for p in points}),
-            "axes": shown_axes, "simulate": bool(first["simulate"]), "seeds": first["seeds"],
-            "executor": where, "points": mark_pareto(rows), "elapsed_s": elapsed}
-
-
-def _write_sweep_json(path: Path, data: dict) -> None:
-    """sweep.json after checking it, as it will be read back, against its definition (reports/schema.py)."""
-    from reports.schema import SchemaError, SweepJson
-    from reports.typed_json import check
-    text = json.dumps(data, indent=1, allow_nan=False)
-    try:
-        check(SweepJson, json.loads(text), path.name, writing=True)
-    except SchemaError as exc:  # the writer broke its own schema: a bug, not a user error
-        raise RuntimeError(f"internal error, sweep.json does not match reports/schema.py: {exc}") from exc
-    path.write_text(text)

@@ -33,12 +33,12 @@ from compiler.errors import UserError
 from compiler.frontend import normalize_example
 from compiler.evaluation.glue import GlueData, label_permutation, load_eval_data, task_metrics
 from compiler.models import model_info
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.progress import bar as progress_bar
 from reports.schema import SCHEMA_VERSION
 
 SECONDS_PER_UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
                     "y": 365.0 * 86400.0}  # a year of 365 days, as drift studies quote "1 year" (3.15e7 s)
-DEFAULT_SEQ_LEN = 128
 # Sequences of random token ids for a model without tokenizer (random weights, fidelity only): as many as the
 # hand-written evaluation sentences; the built-in sentence count does not apply to them
 RANDOM_EVAL_SEQUENCES = 32

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import torch
 
 from compiler import sentences
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 
 
@@ -52,7 +53,7 @@ def _per_sample(value: Any, size: int) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size
 
 
-def load_training_data(data: Any, tokenizer: Any = None, seq_len: int = 128,
+def load_training_data(data: Any, tokenizer: Any = None, seq_len: int = DEFAULT_SEQ_LEN,
                        id2label: dict | None = None) -> TrainingSet:
     """Turn hwa_finetune's `data` into a TrainingSet (see the module docstring for the accepted forms).
 

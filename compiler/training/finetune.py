@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from compiler.evaluation.accuracy import output_tensor
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.training.data import TrainingSet, load_training_data
@@ -63,7 +64,7 @@ class HwaSummary:
 
 
 def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, steps: int = 40, lr: float = 1e-4,
-                 batch_size: int = 16, seq_len: int = 128, *, noise: HwaNoiseConfig | None = None,
+                 batch_size: int = 16, seq_len: int = DEFAULT_SEQ_LEN, *, noise: HwaNoiseConfig | None = None,
                  hardware_aware: bool = True, seed: int = 0, device: str = "cpu", tokenizer: Any = None,
                  allocation: str = "packed", calibration: Any = 32, pt_column_range: bool = True,
                  pt_input_range: bool = True, warmup_fraction: float = 0.1, weight_decay: float = 0.0,

@@ -1,0 +1,130 @@
+"""sweep.json: one row per point (its labels, status, headline figures) and the energy-accuracy Pareto front,
+computed here from the points' typed results and written once, checked against reports/schema.py (SweepJson).
+reports/sweep.py renders sweep.csv and sweep.html from the file alone.
+
+The front: a point is on it when no other point has lower (or equal) energy per inference and better (or equal)
+accuracy, one of them strictly; accuracy is the headline metric's mean at the longest drift time simulated
+(the chip's accuracy after the most drift the sweep looked at). Without accuracy (no --simulate) the front is
+energy against latency.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# the metric a sweep compares points by, first found: the report's headline order (reports/sections.py holds
+# the same tuple for the report; tests/test_sweep.py checks that the two agree)
+HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
+                    "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
+NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
+                  metric=None, higher_is_better=True, accuracy=[])
+
+
+def figures(files: dict[str, dict]) -> dict[str, Any]:
+    """The headline figures of one run from its JSON contents (mapping.json, cost.json, accuracy.json), read
+    through their definitions (reports/schema.py); mapping.json by its top-level counts only (the whole file
+    was checked when it was written, and reading its segments back costs more than a cost-only point)."""
+    from reports.schema import AccuracyJson, CostJson, SchemaError
+    mapping = files["mapping.json"]
+    counts = {key: mapping.get(key) for key in ("tiles_used", "chips_used", "model")}
+    if not (isinstance(counts["tiles_used"], int) and isinstance(counts["chips_used"], int)
+            and isinstance(counts["model"], str)):
+        raise SchemaError("mapping.json: tiles_used, chips_used and model missing or not of their type")
+    found: dict[str, Any] = {**NO_FIGURES, "tiles": counts["tiles_used"], "chips": counts["chips_used"],
+                             "model": counts["model"]}
+    if "cost.json" in files:
+        cost = CostJson.from_json(files["cost.json"], "cost.json")
+        if cost.totals is not None:
+            found.update(energy_J=cost.totals.energy_per_inference_J, latency_s=cost.totals.latency_s,
+                         tops_per_w=cost.totals.tops_per_w, area_mm2=cost.totals.area_mm2)
+    if "accuracy.json" in files:
+        accuracy = AccuracyJson.from_json(files["accuracy.json"], "accuracy.json")
+        names = list(accuracy.metrics)
+        metric = next((m for m in HEADLINE_METRICS if m in names), names[0] if names else None)
+        if metric is not None:
+            found.update(metric=metric, higher_is_better=accuracy.metrics[metric].higher_is_better, accuracy=[
+                {"label": r.label, "seconds": r.seconds, "mean": r.mean.get(metric), "std": r.std.get(metric),
+                 "ci95": r.ci95.get(metric)} for r in accuracy.results])
+    return found
+
+
+def folder_figures(folder: Path) -> dict[str, Any]:
+    """figures() of a finished run folder (a cached point)."""
+    from reports.schema import SchemaError
+    files = {}
+    for name in ("mapping.json", "cost.json", "accuracy.json"):
+        path = Path(folder) / name
+        if name == "mapping.json" or path.is_file():
+            try:
+                files[name] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise SchemaError(f"{path}: cannot read it ({exc})") from None
+    return figures(files)
+
+
+def final_accuracy(row: dict) -> float | None:
+    """The headline metric's mean at the longest drift time, or None."""
+    simulated = [a for a in row["accuracy"] if a["mean"] is not None]
+    return max(simulated, key=lambda a: a["seconds"])["mean"] if simulated else None
+
+
+def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = False) -> list[int]:
+    """Indices of the points (x to minimize, y to maximize, or minimize with `lower_y_is_better`) that no
+    other point dominates."""
+    sign = -1.0 if lower_y_is_better else 1.0
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(x2 <= x and sign * y2 >= sign * y and (x2 < x or sign * y2 > sign * y)
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _front_axes(row: dict) -> tuple[float, float, bool] | None:
+    """(energy, accuracy or latency, whether lower y is better) of a point, when it has them."""
+    if row.get("status") == "failed" or row.get("energy_J") is None:
+        return None
+    accuracy = final_accuracy(row)
+    if accuracy is not None:
+        return row["energy_J"], accuracy, not row.get("higher_is_better", True)
+    return (row["energy_J"], row["latency_s"], True) if row.get("latency_s") is not None else None
+
+
+def mark_pareto(rows: list[dict]) -> list[dict]:
+    """The rows with `pareto` set: on the front of energy vs accuracy (vs latency without accuracy)."""
+    usable = [(i, _front_axes(row)) for i, row in enumerate(rows)]
+    usable = [(i, axes) for i, axes in usable if axes is not None]
+    with_accuracy = [(i, a) for i, a in usable if final_accuracy(rows[i]) is not None]
+    usable = with_accuracy or usable  # compare like with like: accuracy when any point has it
+    lower = bool(usable) and usable[0][1][2]
+    front = {usable[k][0] for k in pareto_front([(a[0], a[1]) for _, a in usable], lower)}
+    return [{**row, "pareto": i in front} for i, row in enumerate(rows)]
+
+
+def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: float) -> dict:
+    """The content of sweep.json: the axes, one row per distinct configuration, the front marked."""
+    from reports.schema import SCHEMA_VERSION
+    first = points[0].config
+    models = sorted({p.config.model for p in points})
+    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values)} for a in axes]
+    if len(models) > 1 and not any(a.name == "model" for a in axes):
+        shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": models})
+    return {"schema_version": SCHEMA_VERSION, "hw": first.hw, "models": models, "axes": shown_axes,
+            "simulate": first.simulation is not None,
+            "seeds": first.simulation.seeds if first.simulation is not None else None,
+            "executor": where, "points": mark_pareto(rows), "elapsed_s": elapsed}
+
+
+def write_sweep_json(path: Path, data: dict) -> None:
+    """sweep.json after checking it, as it will be read back, against its definition (reports/schema.py)."""
+    from compiler.writers import write_text
+    from reports.schema import SchemaError, SweepJson
+    from reports.typed_json import check
+    text = json.dumps(data, indent=1, allow_nan=False)
+    try:
+        check(SweepJson, json.loads(text), path.name, writing=True)
+    except SchemaError as exc:  # the writer broke its own schema: a bug, not a user error
+        raise RuntimeError(f"internal error, sweep.json does not match reports/schema.py: {exc}") from exc
+    write_text(path, text)

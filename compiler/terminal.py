@@ -1,0 +1,95 @@
+"""The terminal lines of a run (compiler/runner.py): the model and its warnings, the mapping and the placement's
+trade-off, the ranges, the cost and a causal LM's prefill and decode, the accuracy. Said through
+compiler/progress.py (stderr, one line each)."""
+from __future__ import annotations
+
+from compiler import progress
+
+
+def warn(message: str) -> None:
+    """A warning the user must see: shown even with --quiet."""
+    progress.say(message, progress.QUIET)
+
+
+def say_model(info) -> None:
+    progress.say(f"model: {info.name} ({info.task}), weights: {info.weights} ({info.source})"
+                 + (": shapes only, on the meta device (mapping and cost read no weight values)"
+                    if info.weights == "none" else ""))
+    if info.weights == "random":
+        warn("WARNING: no real weights available offline for this model: its architecture was built from a "
+             "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "
+             "accuracy is not.")
+    if info.head == "random":
+        shown = ", ".join(info.new_weights[:4]) + (", ..." if len(info.new_weights) > 4 else "")
+        warn(f"WARNING: the checkpoint lacks {len(info.new_weights)} weight(s) of a {info.task} model ({shown}): "
+             f"they were created at RANDOM when it was loaded (a new task head). mapping.json says \"head\": "
+             f"\"random\"; outputs and task metrics of an untrained head mean little.")
+
+
+def tradeoff_line(strategies: list[dict], objective: str) -> str:
+    """The chosen mapping's tiles, latency and throughput, and what it gives up against the fastest tried."""
+    chosen = next(r for r in strategies if r["chosen"])
+    line = (f"placement: {objective} objective: {chosen['tiles']} tiles, {chosen['latency_s'] * 1e6:.1f} us, "
+            f"{chosen['throughput_per_s']:,.0f} inferences/s" if chosen["latency_s"] is not None else
+            f"placement: {objective} objective: {chosen['tiles']} tiles (no cost schedule for this spec or model)")
+    timed = [r for r in strategies if r["latency_s"] is not None]
+    fastest = min(timed, key=lambda r: r["latency_s"], default=None)
+    if fastest is not None and fastest["latency_s"] < chosen["latency_s"] * (1 - 1e-9):
+        slower = chosen["latency_s"] / fastest["latency_s"] - 1
+        line += (f"; {slower:.0%} slower than {fastest['name']} ({fastest['latency_s'] * 1e6:.1f} us on "
+                 f"{fastest['tiles']} tiles)")
+    bottleneck = chosen.get("bottleneck")
+    replicas = chosen.get("replicas") or 1
+    if replicas > 1:
+        line += f"; {replicas} whole replicas, each on chips of its own, each serving whole inferences"
+    elif objective == "throughput" and bottleneck and not bottleneck.startswith("tile "):
+        line += (f"; throughput is set by the {bottleneck}, which more tiles on the same chip do not relieve "
+                 f"(--max-tiles N lets whole replicas on chips of their own raise it)")
+    return line
+
+
+def decode_line(decode: dict) -> str:
+    """The terminal's one line on a causal LM's prefill and decode (cost.json `decode`)."""
+    kv = decode["kv_cache"]
+    return (f"decode: time to first token {decode['ttft_s'] * 1e3:.3g} ms, {decode['tokens_per_s']:,.0f} tokens/s, "
+            f"{decode['energy_per_token_J'] * 1e3:.3g} mJ/token over {decode['gen_len']} tokens (batch "
+            f"{decode['batch']}); KV cache {kv['bytes'] / 2 ** 20:.3g} MiB in {kv['location'].upper()}; digital "
+            f"baseline {decode['baseline_tokens_per_s']:,.0f} tokens/s, "
+            f"{decode['baseline_energy_per_token_J'] * 1e3:.3g} mJ/token (weights in {decode['baseline_weights']})")
+
+
+def say_placed(placed, config, calibration: int) -> None:
+    replicas = (f" x {placed.replicas} replicas ({placed.replicas * placed.tiles_used} tiles on "
+                f"{placed.replicas * placed.chips_used} chips)") if placed.replicas > 1 else ""
+    progress.say(f"mapped: {placed.tiles_used} tiles ({placed.allocation}), mean cell fill "
+         f"{placed.mean_utilization:.1%}, {placed.chips_used} chip(s){replicas}")
+    if placed.strategies:
+        progress.say(tradeoff_line(placed.strategies, placed.objective))
+    optimizations = "on (column and input range)" if config.placement.pt_opt else "off (--no-pt-opt)"
+    progress.say("ranges: " + ("not calibrated (mapping and cost do not depend on them; --simulate or --calibration "
+                       "N sets them)" if calibration == 0 else
+                       f"DAC/ADC per tile from {calibration} calibration sequences; post-training "
+                       f"optimizations {optimizations}"))
+
+
+def say_cost(cost, config, data: dict) -> None:
+    progress.say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
+         f"(batch {config.shapes.batch}, seq {config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
+    if cost.decode is not None:
+        progress.say(decode_line(data["decode"]))
+
+
+def say_accuracy(accuracy: dict, without_hwa: dict | None) -> None:
+    from compiler.evaluation.accuracy import simulator_line, summary_lines
+    progress.say(simulator_line(accuracy))  # results compare number for number only on the same backend and stream
+    for line in summary_lines(accuracy):
+        progress.say(f"accuracy: {line}")
+    for line in summary_lines({**accuracy, "results": accuracy.get("results_without_pt_opt") or []}):
+        progress.say(f"accuracy, PT optimization off: {line}")
+    if "decoding" in accuracy:
+        from compiler.evaluation.decoding import summary_lines as decoding_lines
+        for line in decoding_lines(accuracy["decoding"]):
+            progress.say(f"decoding: {line}")
+    if without_hwa is not None:
+        for line in summary_lines(without_hwa):
+            progress.say(f"accuracy, without HWA fine-tuning: {line}")
