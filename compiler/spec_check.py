@@ -95,13 +95,31 @@ def load_yaml(text: str) -> Any:
     except SpecYamlError:
         raise
     except yaml.YAMLError as exc:
-        raise SpecYamlError(f"not valid YAML ({show(str(exc).splitlines()[0], 120)}); fix the syntax") from None
+        raise SpecYamlError(f"not valid YAML: {_yaml_problem(exc)}; fix the syntax") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. an int of 5,000 digits
         raise SpecYamlError(f"cannot read a value ({show(str(exc).splitlines()[0] if str(exc) else exc, 120)})") \
             from None
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What the parser found and where: 'line L, column C: <problem> (<context>)', lines and columns from 1."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    mark, started = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    if context and started is not None and (mark is None or started.line != mark.line):
+        context += f" that starts at line {started.line + 1}, column {started.column + 1}"  # e.g. an unclosed [
+    what = _clip(problem, 80) + (f" ({_clip(context, 100)})" if context else "")
+    mark = mark or started
+    return f"line {mark.line + 1}, column {mark.column + 1}: {what}" if mark is not None else what
+
+
+def _clip(text: str, limit: int) -> str:
+    """The parser's own words, printable and at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _check_expansion(node: Any, memo: dict[int, tuple[int, int]], level: int) -> tuple[int, int]:

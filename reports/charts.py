@@ -11,7 +11,7 @@ from reports.cost_charts import EXTRA_COMPONENT_COLORS, EXTRA_COMPONENT_LABELS
 from reports.fmt import si
 from reports.mapping_view import split_group
 from reports.schema import AccuracyJson, CostJson, DriftResult
-from reports.svgfig import new_figure, style, to_svg
+from reports.svgfig import legend_outside, new_figure, style, to_svg
 
 # One color per energy component, shared by every chart (AIMC components, then the digital baseline's).
 COMPONENT_COLORS = {
@@ -95,10 +95,11 @@ def aimc_vs_baseline(cost: CostJson) -> str:
     fig, ax = new_figure(5.6, 3.2)
     with style():
         seen = stacked_energy_bars(ax, rows, height=0.56, headroom=1.18)
-        ax.legend(list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
-                  bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
+        legend_outside(ax, list(seen.values()), [component_label(k) for k in seen], ncol=3, loc="upper center",
+                       bbox_to_anchor=(0.45, -0.16), fontsize=7.8, handlelength=1.0, columnspacing=1.0)
         ratio = base.energy_ratio
-        ax.set_title("Energy per batch vs the digital baseline" + (f" · {ratio:.2f}× less" if ratio else ""))
+        ax.set_title("Energy per batch vs the digital baseline" + (f" · {ratio_words(ratio, 'less', 'more')}"
+                                                                     if ratio else ""))
     return to_svg(fig, "energy compared with the digital baseline")
 
 
@@ -139,7 +140,7 @@ def energy_per_layer(cost: CostJson, top: int = 6) -> str:
         ax.grid(axis="x", visible=False)
         ax.yaxis.set_major_formatter(lambda v, _: si(v, "J", 2) if v else "0")
         ax.set_xlim(-0.6, len(layers) - 0.4)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5)
+        legend_outside(ax)
         ax.set_title("Energy per layer, by component")
     return to_svg(fig, "energy per layer")
 
@@ -169,7 +170,7 @@ def sweep(cost: CostJson) -> str:
                 ax.axvline(current, color="#b9c2ce", lw=1, ls=":", zorder=0)
             ax.set_xlabel("sequence length (tokens)" if axis == "seq_len" else "batch size")
             ax.set_title(f"{title} vs {'sequence length' if axis == 'seq_len' else 'batch size'}")
-        axes[0].legend(loc="upper left")
+        legend_outside(axes[1])
     return to_svg(fig, "energy and latency sweep")
 
 
@@ -305,5 +306,10 @@ def accuracy_figure(accuracy: AccuracyJson, per_row: int = 3):
             drift_axis(ax, [r.seconds for r in results], [r.label for r in results])
             ax.set_title(metric_label(metric), fontsize=9.5)
         if len(series) > 1:
-            axes.flat[0].legend(loc="best")
+            legend_outside(axes.flat[0])
     return fig
+
+
+def ratio_words(ratio: float, better: str, worse: str) -> str:
+    """'1.76× less' for a ratio above 1, '1.80× more' (its inverse) below: never '0.557× less'."""
+    return f"{ratio:.2f}× {better}" if ratio >= 1 else f"{1 / ratio:.2f}× {worse}"

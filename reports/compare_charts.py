@@ -9,7 +9,7 @@ import numpy as np
 from reports.charts import INK, SERIES_SHIFT, accuracy_series, component_label, drift_axis, drift_positions, \
     metric_label, stacked_energy_bars
 from reports.sections import HEADLINE_METRICS
-from reports.svgfig import new_figure, style, to_svg
+from reports.svgfig import legend_outside, new_figure, style, to_svg
 
 # One color per run, in the page's column order (the column headers carry the same swatch).
 RUN_COLORS = ["#2f5f98", "#e07b39", "#2a9d8f", "#c44e52", "#8061a9", "#6b8e23", "#b07aa1", "#5f6b7a"]
@@ -35,8 +35,7 @@ def energy_by_run(runs) -> str | None:
     with style():
         seen = stacked_energy_bars(ax, rows, order)
         ax.set_xlabel("energy per inference")
-        ax.legend(list(seen.values()), [component_label(k) for k in seen], loc="upper left", bbox_to_anchor=(1.0, 1.0),
-                  fontsize=8)
+        legend_outside(ax, list(seen.values()), [component_label(k) for k in seen], fontsize=8)
         ax.set_title("Energy per inference by component")
     return to_svg(fig, "energy by component, per run")
 
@@ -84,7 +83,7 @@ def accuracy_by_run(runs) -> str | None:
                                 label=run.label + (f", {label}" if len(series) > 1 else ""))
             drift_axis(ax, [s for s, _ in times], [label for _, label in times])
             ax.set_title(metric_label(metric), fontsize=9.5)
-            ax.legend(loc="best", fontsize=7.8)
+            legend_outside(ax, fontsize=7.8)
         fig.suptitle("Accuracy against drift time, every run", x=0.01, ha="left", fontsize=10.5,
                      fontweight="bold", color=INK)
     return to_svg(fig, "accuracy against drift time, per run")

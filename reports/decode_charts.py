@@ -7,7 +7,7 @@ from matplotlib.ticker import LogLocator
 from reports.charts import AIMC_COLOR, BASELINE_COLOR
 from reports.fmt import si
 from reports.schema import CostJson
-from reports.svgfig import new_figure, style, to_svg
+from reports.svgfig import legend_outside, new_figure, style, to_svg
 
 
 def decode_vs_context(cost: CostJson) -> str | None:
@@ -38,5 +38,5 @@ def decode_vs_context(cost: CostJson) -> str | None:
             ax.axvline(decode.seq_len + decode.gen_len, color="#b9c2ce", lw=1, ls=":", zorder=0)
             ax.set_xlabel("context length (tokens)")
             ax.set_title(f"{title} vs context (batch {decode.batch})")
-        axes[0].legend(loc="upper left")
+        legend_outside(axes[1])
     return to_svg(fig, "decode energy and speed against context length")

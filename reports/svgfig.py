@@ -74,3 +74,11 @@ def to_svg(fig, label: str) -> str:
                   lambda m: f'<svg{m.group(1)} class="chart" role="img" aria-label="{label}" '
                             f'style="width:100%;max-width:{float(m.group(2)) * 4 / 3:.0f}px"', text, count=1)
     return text
+
+
+def legend_outside(ax, handles=None, labels=None, **options):
+    """The axes' legend to the right of its plot area, never on the data ('best' still covers lines when every
+    corner holds one); constrained layout narrows the axes to make room. The one way the reports draw a legend."""
+    args = (handles, labels) if handles is not None else ()
+    options = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0, **options}
+    return ax.legend(*args, **options)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from reports.charts import AIMC_COLOR, INK, MUTED, metric_label
 from reports.schema import SweepAxis, SweepJson, SweepRun
-from reports.svgfig import new_figure, to_svg
+from reports.svgfig import legend_outside, new_figure, to_svg
 from reports.sweep import final_accuracy, pareto_front
 
 FRONT_COLOR, OTHER_COLOR = "#e07b39", "#9fb6d6"
@@ -31,7 +31,7 @@ def _scatter(ax, sweep: SweepJson, rows: list[tuple[SweepRun, float, float]], lo
         ax.set_xscale("log")
     ax.scatter([], [], color=FRONT_COLOR, label="Pareto front")
     ax.scatter([], [], color=OTHER_COLOR, label="dominated")
-    ax.legend(loc="best")
+    legend_outside(ax)
 
 
 def pareto(sweep: SweepJson, metric: str | None) -> str | None:

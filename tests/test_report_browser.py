@@ -215,3 +215,65 @@ def test_compare_page_shows_three_runs_and_the_differing_spec(compare_page, comp
     assert shot.stat().st_size > 10_000
     with (compare_dir / "cmp" / "compare.csv").open() as handle:
         assert next(csv.reader(handle))[4:] == list(RUNS)
+
+
+# --- layout at 1400 px: nothing clipped, nothing overlapping ------------------------------------------------
+
+# Boxes that scroll or clip their content sideways (a table whose last columns hide behind a scroll bar, a card
+# value cut by its ellipsis), cards drawn over each other, a page wider than the window. A cell that ellipsizes
+# a long layer name and carries the whole name in its title is allowed: that is its design.
+LAYOUT_PROBLEMS = """() => {
+  const problems = [];
+  const named = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (typeof e.className === 'string' && e.className ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) problems.push('page wider than the window: ' + document.documentElement.scrollWidth + ' px');
+  for (const e of document.querySelectorAll('body *')) {
+    const style = getComputedStyle(e);
+    if (style.display === 'none' || e.getClientRects().length === 0) continue;
+    if (!['auto', 'scroll', 'hidden'].includes(style.overflowX) || e.scrollWidth <= e.clientWidth + 1) continue;
+    if (e.matches('td.name[title]') || e.closest('.mapbox')) continue;  // ellipsized names; the zoomable tile map
+    problems.push(named(e) + ' clips or scrolls ' + (e.scrollWidth - e.clientWidth) + ' px of "' + e.textContent.trim().slice(0, 40) + '"');
+  }
+  const cards = [...document.querySelectorAll('.card')].map(c => [c, c.getBoundingClientRect()]);
+  for (let i = 0; i < cards.length; i++) for (let j = i + 1; j < cards.length; j++) {
+    const [a, b] = [cards[i][1], cards[j][1]];
+    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+      problems.push('cards overlap: ' + named(cards[i][0]) + ' / ' + named(cards[j][0]));
+  }
+  return problems;
+}"""
+
+
+def _layout_problems(browser, path: Path) -> list[str]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(path.as_uri(), wait_until="load")
+        return page.evaluate(LAYOUT_PROBLEMS)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory) -> Path:
+    """A Llama-architecture config (config.json only, 2 layers), compiled and priced with its decode: the report
+    of a causal LM has its own cards and decode charts."""
+    import transformers
+    from compiler.cli import main
+    root = tmp_path_factory.mktemp("llama")
+    (root / "model").mkdir()
+    config = transformers.LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=344, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    (root / "model" / "config.json").write_text(config.to_json_string())
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main([str(root / "model"), "--hw", "pcm_1M", "--seq-len", "32", "--gen-len", "16",
+                     "--out", str(root / "out")]) == 0, err.getvalue()
+    return root / "out"
+
+
+def test_layout_at_1400_px_report_and_compare(browser, compare_dir: Path, llama_dir: Path) -> None:
+    pages = {"roberta-base report": compare_dir / "rb-pcm" / "report.html",
+             "MiniLM simulated report": compare_dir / "minilm" / "report.html",
+             "Llama-architecture report": llama_dir / "report.html",
+             "comparison": compare_dir / "cmp" / "compare.html"}
+    found = {name: _layout_problems(browser, path) for name, path in pages.items()}
+    assert found == {name: [] for name in pages}
