@@ -12,6 +12,7 @@ the data and notes every problem, so a file's errors are reported together (`rai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import reprlib
@@ -174,7 +175,14 @@ def public_fields(cls: Any) -> dict[str, dataclasses.Field]:
 
 def field_hint(cls: type, name: str) -> Any:
     """The type hint of field `name` of the dataclass cls."""
-    return typing.get_type_hints(cls)[name]
+    return _type_hints(cls)[name]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints resolves every annotation string anew on each call (most of the time of checking a
+    spec); a spec class's hints never change, so once per class."""
+    return typing.get_type_hints(cls)
 
 
 def collect(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:

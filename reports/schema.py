@@ -556,6 +556,7 @@ class SweepRun(Record):
     name: str = required()                           # its folder under points/
     key: str = required()                            # sha256 of model, resolved spec, options, code version
     values: dict[str, str] = required()              # axis name -> value
+    labels: list[dict[str, str]] = written([])       # every label (axis values) that resolved to this configuration
     status: str = required(choices=("computed", "cached", "failed"))
     error: str | None = written()
     seconds: float | None = written()                # compute time (null when cached)
