@@ -49,6 +49,8 @@ SPECIAL = ["<pad>", "<s>", "</s>"]   # ids 0, 1, 2
 STEPS, BATCH, LR, WARMUP, SEED = 1200, 16, 3e-3, 100, 0
 SKIPPED_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "pydoc_data"}
 WEIGHTS = "model.safetensors"
+FIXTURE = "tests/fixtures/tiny_llama"   # the committed checkpoint this module trained (repository root relative)
+FIXTURE_SHA256 = "0e972f4b8dc37b85b26cbc1e60a2528ba52e8a2823517b2826350661d3fc6049"  # its model.safetensors
 
 
 # --- text ----------------------------------------------------------------------------------------------
@@ -149,13 +151,16 @@ def train(model, rows: torch.Tensor, steps: int = STEPS, batch: int = BATCH, lr:
 
 
 @torch.no_grad()
-def perplexity(model, tokenizer, texts: list[str]) -> dict:
+def perplexity(forward, tokenizer, texts: list[str]) -> dict:
     """Perplexity and top-1 accuracy of the next token over `texts`, each sentence scored alone after `<s>`
-    (every real token after the first is a prediction). Uniform guessing: perplexity = vocabulary size."""
+    (every real token after the first is a prediction). Uniform guessing: perplexity = vocabulary size.
+    `forward`: the model, or a simulated chip (placed.simulator(...)) compiled with input_ids and attention_mask."""
+    from compiler.evaluation.accuracy import output_tensor
     nll = correct = count = 0.0
     for lo in range(0, len(texts), 32):
         enc = tokenizer(texts[lo:lo + 32], padding=True, return_tensors="pt")
-        logits = model(**enc).logits[:, :-1].float()
+        out = forward(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        logits = output_tensor(out, ("logits",))[:, :-1].float().cpu()
         target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].bool()
         logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
         nll -= float(logp[mask].sum())
