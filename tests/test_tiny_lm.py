@@ -30,7 +30,8 @@ def test_loads_like_any_checkpoint(tiny_llama):
     assert (info.task, info.weights, info.head) == ("causal-lm", "real", "real")
     assert type(model).__name__ == "LlamaForCausalLM"
     assert all(p.dtype == torch.float32 for p in model.parameters())   # float16 on disk, float32 in memory
-    assert sum(p.numel() for p in model.parameters()) == json.loads((CHECKPOINT / "training.json").read_text())["parameters"]
+    recorded = json.loads((CHECKPOINT / "training.json").read_text())["parameters"]
+    assert sum(p.numel() for p in model.parameters()) == recorded
     # the tokenizer prepends <s> to every sequence, as in training
     assert (example["input_ids"][:, 0] == info.tokenizer.bos_token_id).all()
     assert info.tokenizer.decode(info.tokenizer("The loop ends here.")["input_ids"][1:]) == "The loop ends here."
