@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from compiler.hw_spec import HardwareSpec
-from compiler.backends.estimator.adc import converter_area_um2
+from compiler.backends.estimator.converters import converter_area_um2
 from compiler.backends.estimator.fields import UM2_PER_MM2, require
 
 # a tile's silicon: its energy components (chip.TILE_COMPONENTS) and its local SRAM
@@ -80,8 +80,7 @@ def tile_area_um2(hw: HardwareSpec, logic: Logic | None = None) -> dict[str, flo
     dac_bits = require(hw, "dac.bits", "input resolution; an ideal (null) DAC has no cost model")
     per_row = (require(hw, "area.wordline_driver_um2", "area of an input-line driver")
                + dac_bits * logic.register_per_bit + logic.comparator32 * dac_bits / 32)
-    adc = converter_area_um2(hw, logic.register_per_bit)
-    sharing = hw.adc.cco.columns_per_adc if hw.adc.architecture == "cco" else hw.adc.sar.columns_per_adc
+    adc, sharing = converter_area_um2(hw, logic.register_per_bit)
     lane = logic.lane(PRECISION_BITS[hw.digital.other_precision])
     ldpu = require(hw, "energy.local_digital_unit", "whether a local digital unit scales each column output")
     per_lane = require(hw, "area.columns_per_ldpu_lane", "columns served by one local digital lane")

@@ -5,7 +5,7 @@ field: never a silent zero. Digital primitives are published at a reference node
 0.9 V) and scaled to the chip's node as switched capacitance times supply squared: E = E_ref * (node / node_ref)
 * (vdd / vdd_ref)^2 (first-order CMOS scaling: gate and wire capacitance shrink with feature size). A tile's
 prices are split by what they scale with (docs/estimator.md, 2): the array per cell and per bit-line length, the
-input drivers per row and per input level, the converter per column and 2^bits, the local digital unit per
+input drivers per row and per input level, the converter per column by its model (converters.py), the local digital unit per
 column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.hw_spec import HardwareSpec
-from compiler.backends.estimator.adc import Converter, converter
+from compiler.backends.estimator.converters import Converter, converter
 from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.fields import FF, NS, PJ, require
 from compiler.backends.estimator.static import static_power
@@ -102,7 +102,6 @@ class TilePrices:
 def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TilePrices:
     digital = digital or digital_prices(hw, "energy", hw.digital.other_precision)
     dac_bits = require(hw, "dac.bits", "input resolution; an ideal (null) DAC has no cost model")
-    adc = converter(hw)
     step = require(hw, "latency.pwm_step_ns", "duration of one input pulse level (the tile clock)") * NS
     overhead = require(hw, "latency.mvm_overhead_ns", "per-MVM time not hidden by pipelining") * NS
     if hw.dac.encoding == "PWM":  # signed PWM: sign on the line polarity, |x| up to 2^(b-1) - 1 levels
@@ -112,6 +111,7 @@ def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TileP
     else:  # amplitude: one pulse whose voltage carries the value
         phases, levels = 1, 1
     window = levels * step
+    adc = converter(hw, window)
     convert = adc.tile_time_s(hw.tile.cols)
     phase_time = max(window, convert) if adc.during_input else window + convert
     mvm_time = phases * phase_time + overhead
