@@ -400,7 +400,9 @@ def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None =
     path = _resolve_spec_path(path_or_name)
     raw = _read_yaml_mapping(path)
     if raw.get("kind") is not None:
-        raise UserError(f"{path}: is a {raw.get('kind')!s:.40} file, not an AIMC chip spec; "
+        what = "digital baseline spec" if raw["kind"] == BASELINE_KIND else "validation set" \
+            if raw["kind"] == "validation" else f"{show(raw['kind'])} file"
+        raise UserError(f"{path}: is a {what} (kind: {show(raw['kind'])}), not an AIMC chip spec; "
                         f"give a chip spec: {', '.join(builtin_spec_names())}")
     if "overrides" in raw:  # internal: not the file's to set
         raise UserError(f"{path}: unknown field 'overrides'")

@@ -12,7 +12,7 @@ import torch
 
 from compiler import UserError, compile_model, load_hw_spec
 from compiler.backends.estimator import estimate, peak_throughput
-from compiler.backends.estimator.adc import converter, sar_thermal_J
+from compiler.backends.estimator.converters import converter, sar_thermal_J
 from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.prices import digital_prices, tile_prices
@@ -38,12 +38,18 @@ def _on(placed, name="pcm_1M", **overrides):
 
 # --- item 1: the periphery split by what it scales with ---------------------------------------------------------
 
-def test_adc_bits_on_roberta_base_move_only_the_converters(roberta_placed_naive):
-    """--set adc.bits=6 vs 8: the counting converter's energy by 2^6 / 2^8, every other component unchanged."""
+def test_adc_bits_on_roberta_base_move_only_the_counter(roberta_placed_naive):
+    """--set adc.bits=6 vs 8 on the oscillator converter: the oscillator runs for the whole input window either way,
+    so only the counter's readout (2 bits fewer) changes; every other component is unchanged."""
     assert roberta_placed_naive.tiles_used == 486          # the mapping does not see the cost model
     six, eight = (estimate(_on(roberta_placed_naive, **{"adc.bits": b}), batch=1, seq_len=128, sensitivity=False)
                   for b in (6, 8))
-    assert six.energy_by_component_J["adc"] == pytest.approx(eight.energy_by_component_J["adc"] / 4, rel=1e-12)
+    cco = roberta_placed_naive.hw.adc.cco
+    window = 127e-9                                        # 8-bit signed PWM: 127 levels of 1 ns
+    per_conversion = {b: cco.oscillator_uW * 1e-6 * window + b * cco.readout_fJ_per_bit * 1e-15 for b in (6, 8)}
+    assert six.energy_by_component_J["adc"] == pytest.approx(
+        eight.energy_by_component_J["adc"] * per_conversion[6] / per_conversion[8], rel=1e-12)
+    assert six.energy_by_component_J["adc"] > 0.99 * eight.energy_by_component_J["adc"]   # not the old 2^6 / 2^8
     for component in NON_ADC:
         assert six.energy_by_component_J[component] == eight.energy_by_component_J[component], component
     assert six.latency_s == eight.latency_s and six.static_power_W == eight.static_power_W
@@ -55,14 +61,32 @@ def test_adc_bits_on_roberta_base_move_only_the_converters(roberta_placed_naive)
 @pytest.mark.parametrize("bits", [4, 6, 8, 10])
 def test_converter_models_scale_as_published(bits):
     hw = load_hw_spec("hermes", {"adc.bits": bits})
-    cco = converter(hw)
-    assert cco.energy_J == pytest.approx(18.5e-15 * 2 ** bits, rel=1e-12)          # Walden: one count per LSB
-    assert cco.time_s == pytest.approx(300e-12 * 2 ** bits, rel=1e-12)
-    sar = converter(load_hw_spec("hermes", {"adc.bits": bits, "adc.architecture": "sar"}))
+    window = 127e-9
+    cco = converter(hw, window)
+    count = 300e-12 * 2 ** bits                                    # a full-scale count at the fastest rate
+    assert cco.time_s == pytest.approx(count, rel=1e-12) and cco.during_input
+    assert cco.energy_J == pytest.approx(hw.adc.cco.oscillator_uW * 1e-6 * max(window, count)
+                                         + bits * hw.adc.cco.readout_fJ_per_bit * 1e-15, rel=1e-12)
+    assert converter(hw, 2 * window).energy_J > 1.9 * cco.energy_J or count > 2 * window  # the window sets it
+    ramp_hw = load_hw_spec("ambrogio2023", {"adc.bits": bits})
+    ramp = converter(ramp_hw, window)
+    duration = 1e-9 * 2 ** bits                                    # 2^bits steps of 1 ns, after the integration
+    assert ramp.time_s == pytest.approx(duration, rel=1e-12) and not ramp.during_input
+    assert ramp.energy_J == pytest.approx(ramp_hw.adc.ramp.comparator_uW * 1e-6 * duration
+                                          + bits * ramp_hw.adc.ramp.readout_fJ_per_bit * 1e-15, rel=1e-12)
+    sar = converter(load_hw_spec("hermes", {"adc.bits": bits, "adc.architecture": "sar"}), window)
     thermal = 0.5 * 10 ** ((6.02 * bits + 1.76 - 186.7) / 10)                        # Schreier: ~4^bits
     assert sar.energy_J == pytest.approx(34.4e-15 * 2 ** bits + thermal, rel=1e-12)
     assert sar.time_s == pytest.approx((bits + 1) * 100e-12, rel=1e-12) and not sar.during_input
     assert sar_thermal_J(186.7, bits + 1) == pytest.approx(sar_thermal_J(186.7, bits) * 10 ** 0.602, rel=1e-12)
+
+
+def test_the_input_window_sets_the_oscillator_energy():
+    """dac.bits 8 -> 6: the PWM window shrinks from 127 to 31 levels, and the oscillator runs that much less."""
+    eight, six = tile_prices(load_hw_spec("pcm_1M")), tile_prices(load_hw_spec("pcm_1M", {"dac.bits": 6}))
+    cco = load_hw_spec("pcm_1M").adc.cco
+    expected = cco.oscillator_uW * 1e-6 * max(31e-9, 76.8e-9) + 8 * cco.readout_fJ_per_bit * 1e-15
+    assert six.adc_J_per_col == pytest.approx(expected, rel=1e-12) and six.adc_J_per_col < eight.adc_J_per_col
 
 
 def test_sar_converts_after_the_inputs_and_shares_columns():
@@ -138,7 +162,8 @@ def test_baseline_prices_what_it_shares_with_the_chip_from_the_chip(linear_place
     w = workload.analog[0]
     sram = 4 * 2 * (512 * 4 * digital.sram_read_J_per_byte + 512 * digital.sram_write_J_per_byte)  # 4 column passes
     assert one.energy_by_component_J["sram"] == pytest.approx(sram, rel=1e-12)
-    assert one.energy_by_component_J["mac"] == pytest.approx(w.macs * (digital.int8_mult_J + digital.int32_add_J))
+    assert one.energy_by_component_J["mac"] == pytest.approx(w.macs * (digital.int8_mult_J + digital.int32_add_J)
+                                                            * spec.mac_overhead)   # calibrated on digital chips
     assert one.energy_by_component_J["weight_fetch"] == pytest.approx(512 * 512 * 12.5e-12 * digital.scale)
     cheaper = price_on_baseline(workload, spec, load_hw_spec("pcm_1M", {"energy.digital.sram_read_pJ_per_byte": 0.5}))
     assert cheaper.energy_by_component_J["sram"] < one.energy_by_component_J["sram"]   # the chip's number, both sides
@@ -186,7 +211,7 @@ def test_uncertainties_give_ranges_and_a_ranked_tornado(linear_placed):
     assert swings == sorted(swings, reverse=True)
     hw = load_hw_spec("pcm_1M")
     u = uncertainties(hw)
-    assert u["adc.cco.fom_fJ_per_step"] == 0.75 and u["energy.digital.fp16_mult_pJ"] == 0.3   # listed, default
+    assert u["adc.cco.oscillator_uW"] == 0.14 and u["energy.digital.fp16_mult_pJ"] == 0.3   # listed, default
     assert "latency.digital_lanes_per_tile" not in u                         # an architect's choice: no default
     assert not uncertainties(load_hw_spec("pcm_1M", {"uncertainty": {}}))
 
