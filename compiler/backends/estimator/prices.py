@@ -5,8 +5,8 @@ field: never a silent zero. Digital primitives are published at a reference node
 0.9 V) and scaled to the chip's node as switched capacitance times supply squared: E = E_ref * (node / node_ref)
 * (vdd / vdd_ref)^2 (first-order CMOS scaling: gate and wire capacitance shrink with feature size). A tile's
 prices are split by what they scale with (docs/estimator.md, 2): the array per cell and per bit-line length, the
-input drivers per row and per input level, the converter per column by its model (converters.py), the local digital unit per
-column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
+input drivers per row and per input level, the converter per column by its model (converters.py), the local
+digital unit per column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.converters import Converter, converter
 from compiler.backends.estimator.area import chip_area
@@ -165,8 +166,26 @@ def digital_throughput(hw: HardwareSpec) -> DigitalThroughput:
 
 
 def check_prices(hw: HardwareSpec) -> None:
-    """Read every field the estimator prices `hw` with: a missing one is the same UserError, raised before
-    any work (the CLI calls it before the model loads)."""
-    tile_prices(hw)
-    digital_throughput(hw)
-    static_power(hw, chip_area(hw), tiles=hw.tile.count, chips=1)
+    """Read every field the estimator prices `hw` with, and check that every derived price is finite: a missing
+    field or a price beyond a float is one UserError, raised before any work (the CLI calls it before the model
+    loads; estimate() at its start)."""
+    digital = digital_prices(hw, "energy", hw.digital.other_precision)
+    tile = tile_prices(hw, digital)
+    throughput = digital_throughput(hw)
+    area = chip_area(hw)
+    leakage = static_power(hw, area, tiles=hw.tile.count, chips=1)
+    derived = {**{f"tile.{k}": v for k, v in vars(tile).items() if isinstance(v, (int, float))},
+               **{f"digital.{k}": v for k, v in vars(digital).items() if isinstance(v, (int, float))},
+               **{f"throughput.{k}": v for k, v in vars(throughput).items()},
+               **{f"area.{k}": v for k, v in area.tile_um2.items()}, **{f"area.{k}": v for k, v in
+                                                                        area.shared_um2.items()},
+               **{f"static.{k}": v for k, v in leakage.items()},
+               "converter.energy_J": tile.converter.energy_J, "converter.time_s": tile.converter.time_s}
+    bad = [name for name, value in derived.items() if not math.isfinite(value) or abs(value) > MAX_PRICE]
+    if bad:
+        where = getattr(hw, "source_file", "") or hw.name
+        raise UserError(f"{where}: the derived price {bad[0]} = {derived[bad[0]]:g} is beyond any chip; check the "
+                        f"spec's cost fields (docs/specs.md gives their units and bounds)")
+
+
+MAX_PRICE = 1e30  # no derived price (J, s, um^2, W) of a physical chip comes near; beyond it sums overflow
