@@ -215,6 +215,28 @@ class Peak(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ValidationFigure(Record):
+    chip: str = written("")
+    metric: str = written("")
+    published: float = written()
+    predicted: float = written()
+    error: float = written()                      # predicted / published - 1, leave-one-out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Validation(Record):
+    """How far off the cost model was on published silicon (hw_specs/validation.yaml; `aimc-compile validate`)."""
+    method: str = written("")
+    chips: list[str] = written([])                # AIMC chips the chip model was validated on
+    figures: list[ValidationFigure] = written([])
+    max_abs_error_tops_per_w: float | None = written()
+    baseline_chips: list[str] = written([])       # digital chips the baseline was calibrated and validated on
+    baseline_figures: list[ValidationFigure] = written([])
+    baseline_max_abs_error_tops_per_w: float | None = written()
+    warnings: list[str] = written([])             # where this chip lies outside what the validation covers
+
+
+@dataclass(frozen=True, kw_only=True)
 class Baseline(Record):
     name: str = written("")
     hw_file: str = written("")
@@ -408,6 +430,7 @@ class CostJson(Record):
     strategies: list[Strategy] = optional([])
     links: Links | None = optional()              # chip-to-chip traffic of the inference
     decode: Decode | None = optional()            # causal LMs: prefill and decode
+    validation: Validation | None = optional()    # the cost model against published silicon
 
 
 # --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----

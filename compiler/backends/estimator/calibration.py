@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import yaml
+
 from compiler.errors import UserError
 from compiler.hw_spec import SPEC_DIR, load_hw_spec
-from compiler.spec_check import load_yaml
+from compiler.backends.estimator.converters import node_warnings
 from compiler.backends.estimator.peak import PeakThroughput, peak_throughput
 from compiler.backends.estimator.fields import PJ
 
@@ -91,7 +93,7 @@ class ValidationSet:
 @lru_cache(maxsize=1)
 def validation_set() -> ValidationSet:
     try:
-        raw = load_yaml(VALIDATION_FILE.read_text())
+        raw = yaml.safe_load(VALIDATION_FILE.read_text())  # a shipped file, not user input
         params = tuple(Parameter(name, p["kind"], tuple(p["fitted_to"]),
                                  {spec: (v["field"], float(v["projected"])) for spec, v in p["fields"].items()})
                        for name, p in raw["parameters"].items())
@@ -101,7 +103,7 @@ def validation_set() -> ValidationSet:
                                scope=tuple(f["scope"]) if isinstance(f["scope"], list) else f["scope"],
                                verified=bool(f["verified"]), bound=float(f["bound"]))
                         for c in raw["chips"] for f in c["figures"])
-    except (OSError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{VALIDATION_FILE}: cannot read the validation set ({exc!r:.120})") from None
     return ValidationSet(params, figures)
 
@@ -212,20 +214,38 @@ def validation_rows() -> tuple[Row, ...]:
 
 def loo_error(name: str) -> float:
     """The largest |error| of the figures a parameter is fitted to, each predicted leave-one-out: its uncertainty."""
-    vs = validation_set()
-    (param,) = [p for p in vs.parameters if p.name == name]
-    return max(abs(r.error) for r in validation_rows()
-               if r.metric in param.fitted_to and any(f.kind == param.kind and f.group == r.group
-                                                      for f in vs.figures))
+    (param,) = [p for p in validation_set().parameters if p.name == name]
+    return max(abs(r.error) for r in _kind_rows(param.kind) if r.metric in param.fitted_to)
 
 
-def summary(kind: str) -> dict[str, Any]:
-    """What cost.json says about the validation of the `kind` model: the chips, and how far off it was."""
-    rows = [r for r in validation_rows() if any(f.kind == kind and f.group == r.group
-                                                 for f in validation_set().figures)]
-    return {"chips": sorted({r.chip for r in rows}),
-            "figures": [{"chip": r.chip, "metric": r.metric, "published": r.published, "predicted": r.predicted,
-                         "error": r.error} for r in rows],
-            "max_abs_error_tops_per_w": max((abs(r.error) for r in rows if r.metric == "tops_per_w"), default=None),
-            "method": "leave-one-out: parameters fitted on the other chips of the set (hw_specs/validation.yaml)"}
+def _kind_rows(kind: str) -> list[Row]:
+    groups = set(validation_set().groups(kind))
+    return [r for r in validation_rows() if r.group in groups]
 
+
+@lru_cache(maxsize=1)
+def _aimc_nodes() -> tuple[float, ...]:
+    return tuple(sorted({load_hw_spec(f.spec).technology_nm for f in validation_set().figures if f.kind == "aimc"}))
+
+
+def validation_summary(hw: Any) -> dict[str, Any]:
+    """What cost.json says about the validation: the chips each model was validated on, every figure's
+    leave-one-out error, and where `hw` lies outside what the set covers (warnings, never silence)."""
+    def figures(rows: list[Row]) -> list[dict]:
+        return [{"chip": r.chip, "metric": r.metric, "published": r.published, "predicted": r.predicted,
+                 "error": r.error} for r in rows]
+
+    def worst(rows: list[Row]) -> float | None:
+        return max((abs(r.error) for r in rows if r.metric == "tops_per_w"), default=None)
+
+    aimc, digital = _kind_rows("aimc"), _kind_rows("digital")
+    nodes = _aimc_nodes()
+    warnings = node_warnings(hw)
+    if hw.technology_nm not in nodes:
+        warnings.append(f"the AIMC chips of the validation set are at {', '.join(f'{n:g}' for n in nodes)} nm; "
+                        f"this chip is at {hw.technology_nm:g} nm: the calibrated converter power is used unscaled")
+    return {"method": "leave-one-out: each chip predicted with parameters fitted on the other chips of "
+                      "hw_specs/validation.yaml (aimc-compile validate)",
+            "chips": sorted({r.chip for r in aimc}), "figures": figures(aimc), "max_abs_error_tops_per_w": worst(aimc),
+            "baseline_chips": sorted({r.chip for r in digital}), "baseline_figures": figures(digital),
+            "baseline_max_abs_error_tops_per_w": worst(digital), "warnings": warnings}

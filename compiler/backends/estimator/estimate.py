@@ -10,6 +10,7 @@ from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_sp
 from compiler.ir import PlacedGraph
 from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
+from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import COMPONENTS, price_on_chip, tile_mvm_energy
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
@@ -98,7 +99,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
         links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len)
         if gen_len is not None and is_causal_lm(template) else None,
-        replicas=placed.replicas)
+        replicas=placed.replicas, validation=validation_summary(hw))
 
 
 def inference_schedule(placed: PlacedGraph, seq_len: int,
