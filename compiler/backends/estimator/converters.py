@@ -117,6 +117,13 @@ def _field(hw: HardwareSpec, arch: str, name: str, purpose: str) -> Any:
     return require(hw, f"adc.{arch}.{name}", purpose)
 
 
+def _per_bit_register_area(hw: HardwareSpec, arch: str, bits: int, register_um2_per_bit: float) -> float:
+    """The converter's published area at its reference bits, one register bit more or less per bit."""
+    area = _field(hw, arch, "area_um2", "area of one converter")
+    ref = _field(hw, arch, "area_ref_bits", "resolution at which the converter's area is given")
+    return max(area + (bits - ref) * register_um2_per_bit, 0.0)
+
+
 class Cco:
     name, spec_cls = "cco", CcoAdcSpec
     description = "current-controlled oscillator: counts during the input window (HERMES)"
@@ -128,9 +135,7 @@ class Cco:
         return Conversion(power * max(window_s, full_count) + bits * readout, full_count, True)
 
     def area_um2(self, hw: HardwareSpec, spec: CcoAdcSpec, bits: int, register_um2_per_bit: float) -> float:
-        area = _field(hw, "cco", "area_um2", "area of one converter")
-        ref = _field(hw, "cco", "area_ref_bits", "resolution at which the converter's area is given")
-        return max(area + (bits - ref) * register_um2_per_bit, 0.0)  # a counter flip-flop per bit
+        return _per_bit_register_area(hw, "cco", bits, register_um2_per_bit)  # a counter flip-flop per bit
 
 
 class Ramp:
@@ -144,9 +149,7 @@ class Ramp:
         return Conversion(power * duration + bits * readout, duration, False)
 
     def area_um2(self, hw: HardwareSpec, spec: RampAdcSpec, bits: int, register_um2_per_bit: float) -> float:
-        area = _field(hw, "ramp", "area_um2", "area of one converter")
-        ref = _field(hw, "ramp", "area_ref_bits", "resolution at which the converter's area is given")
-        return max(area + (bits - ref) * register_um2_per_bit, 0.0)
+        return _per_bit_register_area(hw, "ramp", bits, register_um2_per_bit)  # a latch per bit
 
 
 class Sar:
