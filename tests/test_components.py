@@ -62,3 +62,13 @@ def test_unregistered_it_is_gone(toy):
     with pytest.raises(UserError, match="toy"):
         load_hw_spec("pcm_1M", TOY)
     register_converter(Toy())          # the fixture unregisters it again
+
+
+def test_every_component_has_one_label_and_color():
+    """The components the estimator prices are the names the report styles: one table (reports/schema.py)."""
+    from compiler.backends.estimator.components import REGISTRY
+    from reports.charts import component_color, component_label
+    from reports.schema import COMPONENT_STYLES
+    assert sorted(c.name for c in REGISTRY) == sorted(COMPONENT_STYLES)
+    for c in REGISTRY:
+        assert (component_label(c.name), component_color(c.name)) == COMPONENT_STYLES[c.name]

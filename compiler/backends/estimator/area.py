@@ -13,12 +13,10 @@ import math
 from dataclasses import dataclass
 
 from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.components import CHIP_COMPONENTS
 from compiler.backends.estimator.converters import converter_area_um2
 from compiler.backends.estimator.fields import UM2_PER_MM2, require
 
-# a tile's silicon: its energy components (chip.TILE_COMPONENTS) and its local SRAM
-AREA_TILE_COMPONENTS = ("tile_array", "adc", "dac", "local_digital", "control", "network", "sram")
-CHIP_COMPONENTS = AREA_TILE_COMPONENTS + ("digital_units", "attention_units")
 ROUTER_PORTS = 5  # a 2D mesh router: four neighbours and the tile
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
 

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.area import PRECISION_BITS, chip_area, logic_cells
+from compiler.backends.estimator.components import BASELINE_COMPONENTS, COMPONENT_OF_CLASS
 from compiler.backends.estimator.fields import PJ, UM2_PER_MM2
 from compiler.backends.estimator.prices import DigitalPrices, DigitalThroughput, digital_prices, digital_throughput
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
-BASELINE_COMPONENTS = ("mac", "weight_fetch", "accumulation", "attention_int8", "softmax", "layernorm", "gelu",
-                       "elementwise", "sram", "static")
-_COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
-                       "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
-                       "embedding": "elementwise"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ def _digital(w: DigitalWork, m: _Machine, energy: dict) -> float:
         energy["mac"] += w.macs * m.mac_J
         return m.array_time_s(w.macs)
     mults, adds = RECIPES[w.op_class]
-    energy[_COMPONENT_OF_CLASS[w.op_class]] += w.elements * d.recipe_J(mults, adds)
+    energy[COMPONENT_OF_CLASS[w.op_class]] += w.elements * d.recipe_J(mults, adds)
     return m.lanes.lane_time_s(w.elements * (mults + adds))
 
 

@@ -16,17 +16,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, tile_prices)
 from compiler.backends.estimator.schedule import Stage
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
-TILE_COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "network")
-COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "accumulation", "attention_int6", "softmax",
-              "layernorm", "gelu", "elementwise", "digital_matmul", "sram", "network", "chip_link", "static")
-COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
-                      "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
-                      "embedding": "elementwise", "attention": "attention_int6", "matmul": "digital_matmul"}
 DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
 
 
