@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -64,6 +65,11 @@ class ReadNoiseSpec:
     coeff: float = _f(0.0)
     exponent: float = _f(0.0)
     max: float = _f(0.0)
+
+
+# the device technologies a spec may name: PCM built in; the estimator's device models register more
+# (compiler/backends/estimator/devices.py, register_device), which updates the choices of DeviceSpec.type
+DEVICE_TYPES: list[str] = ["PCM"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,16 @@ def _adc_spec_class() -> type:
 
 
 AdcSpec = _adc_spec_class()
+
+
+def register_device_type(name: str, add: bool = True) -> None:
+    """Allow (or, add False, no longer allow) `device.type: name`."""
+    if add and name not in DEVICE_TYPES:
+        DEVICE_TYPES.append(name)
+    elif not add and name in DEVICE_TYPES and name != "PCM":
+        DEVICE_TYPES.remove(name)
+    type_field = {f.name: f for f in dataclasses.fields(DeviceSpec)}["type"]
+    type_field.metadata = types.MappingProxyType({**type_field.metadata, "choices": tuple(DEVICE_TYPES)})
 
 
 def register_converter_section(name: str, cls: type) -> None:

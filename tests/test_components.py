@@ -72,3 +72,31 @@ def test_every_component_has_one_label_and_color():
     assert sorted(c.name for c in REGISTRY) == sorted(COMPONENT_STYLES)
     for c in REGISTRY:
         assert (component_label(c.name), component_color(c.name)) == COMPONENT_STYLES[c.name]
+
+
+class ToyDevice:
+    """A made-up device technology: every weight cell draws 1 uW while its input is applied."""
+    name = "TOY"
+
+    def cell_read_power_W(self, hw):
+        return 1e-6
+
+
+def test_a_device_defined_in_a_test_prices_roberta_base(roberta_placed_naive):
+    from compiler.analog.device import PCMDevice
+    from compiler.backends.estimator.devices import register_device, unregister_device
+    register_device(ToyDevice())
+    try:
+        hw = load_hw_spec("pcm_1M", {"device.type": "TOY"})
+        cost = estimate(dataclasses.replace(roberta_placed_naive, hw=hw), batch=1, seq_len=128, sensitivity=False)
+        pcm = estimate(roberta_placed_naive, batch=1, seq_len=128, sensitivity=False)
+        bitlines = pcm.energy_by_component_J["tile_array"] - cost.counts["array_cell_reads"] * (
+            0.25 * 25e-6 * 0.2 ** 2 * 127e-9)
+        assert cost.energy_by_component_J["tile_array"] == pytest.approx(
+            cost.counts["array_cell_reads"] * 1e-6 * 127e-9 + bitlines, rel=1e-9)
+        with pytest.raises(UserError, match="simulator models PCM"):
+            PCMDevice(hw.device)                       # a cost model, no device model: said, not simulated as PCM
+    finally:
+        unregister_device("TOY")
+    with pytest.raises(UserError, match="device.type"):
+        load_hw_spec("pcm_1M", {"device.type": "TOY"})

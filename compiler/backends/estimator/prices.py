@@ -17,6 +17,7 @@ from typing import Any
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.converters import Converter, converter
+from compiler.backends.estimator.devices import cell_read_power_W
 from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.fields import FF, NS, PJ, require
 from compiler.backends.estimator.static import static_power
@@ -118,8 +119,7 @@ def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TileP
     mvm_time = phases * phase_time + overhead
     volts = require(hw, "energy.read_voltage_V", "read bias of the crossbar")
     vdd = require(hw, "energy.vdd_V", "logic supply at the chip's node")
-    g_frac = require(hw, "energy.mean_conductance_fraction", "mean conductance of a weight cell")
-    cell_power = g_frac * hw.device.g_max_uS * 1e-6 * volts ** 2  # G V^2, watts
+    cell_power = cell_read_power_W(hw)  # by the device technology's model (devices.py)
     c_bitline = require(hw, "energy.bitline_fF_per_cell", "bit-line capacitance per cell") * FF
     c_wordline = require(hw, "energy.wordline_fF_per_cell", "input-line capacitance per cell") * FF
     c_clock = require(hw, "energy.clock_fF_per_lane", "clock load per row and column lane") * FF
