@@ -11,12 +11,13 @@ from compiler.ir import PlacedGraph
 from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
 from compiler.backends.estimator.calibration import validation_summary
-from compiler.backends.estimator.chip import price_on_chip, tile_mvm_energy
+from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.peak import peak_throughput
-from compiler.backends.estimator.prices import PRECISION_BYTES, check_prices, digital_prices, tile_prices
+from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
+                                                tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule

@@ -143,6 +143,23 @@ def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TileP
         link_bits_per_s=link * hw.tile.cols / step, mvm_overhead_s=overhead)
 
 
+def tile_mvm_energy(tile: TilePrices, rows: int, cols: int, fill: float = 1.0) -> dict[str, float]:
+    """Energy of one MVM on a rows x cols segment, by component (no partial sums, no bias, no SRAM)."""
+    return {
+        "tile_array": rows * cols * tile.cell_J * fill + cols * tile.bitline_J_per_col,
+        "dac": rows * tile.row_J,
+        "adc": cols * tile.adc_J_per_col,
+        "local_digital": cols * tile.local_digital_J_per_col,
+        "control": tile.control_J,
+        "network": (rows * tile.input_bits + cols * tile.output_bits) * tile.network_J_per_bit,
+    }
+
+
+def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
+    """Tile occupancy of one MVM: the MVM itself, or the link transfer if that is slower (they overlap)."""
+    return max(tile.mvm_time_s, (rows * tile.input_bits + cols * tile.output_bits) / tile.link_bits_per_s)
+
+
 @dataclass(frozen=True)
 class DigitalThroughput:
     clock_hz: float
