@@ -129,6 +129,8 @@ def aimc_metric(fig: Figure, peak: PeakThroughput) -> float:
         return peak.tops
     if fig.metric == "tops_per_w":
         return peak.ops_per_mvm / _scoped_energy(peak, fig.scope) / 1e12
+    if fig.metric == "tops_per_mm2":
+        return peak.tops_per_mm2
     if fig.metric == "core_tops_per_mm2":
         return peak.ops_per_mvm / peak.mvm_time_s / 1e12 / peak.tile_area_mm2
     if fig.metric == "mvm_time_ns":
