@@ -108,3 +108,10 @@ def test_validate_prints_the_table_and_writes_json(tmp_path, capsys):
 
 def test_the_docs_show_the_table():
     assert table_markdown() in (DOCS / "estimator.md").read_text(), "docs/estimator.md: paste `table_markdown()`"
+
+
+def test_a_chip_outside_the_sets_node_is_warned_about():
+    from compiler.backends.estimator.calibration import validation_summary
+    assert validation_summary(load_hw_spec("pcm_1M"))["warnings"] == []
+    warnings = validation_summary(load_hw_spec("pcm_1M", {"technology_nm": 7}))["warnings"]
+    assert any("14 nm" in w and "7 nm" in w for w in warnings) and any("adc.cco" in w for w in warnings)
