@@ -389,25 +389,12 @@ def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBase
     return _build(DigitalBaselineSpec, raw, "", path)
 
 
-_PARSED: dict[tuple[str, int, int], dict] = {}  # (path, mtime, size) -> the parsed file: specs are re-read often
+_PARSED: dict[tuple[str, str], dict] = {}  # (path, the file's text) -> its parse: specs are re-read often
 
 
 def _read_yaml_mapping(path: Path) -> dict:
     """The spec file as a dict (a fresh copy); one UserError for an unreadable, oversized, non-UTF-8 or hostile
     file."""
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read the spec file ({exc.strerror})") from None
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _PARSED:
-        if len(_PARSED) > 64:
-            _PARSED.clear()
-        _PARSED[key] = _parse_yaml_mapping(path)
-    return copy.deepcopy(_PARSED[key])
-
-
-def _parse_yaml_mapping(path: Path) -> dict:
     try:
         size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
@@ -418,6 +405,15 @@ def _parse_yaml_mapping(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); save the spec as UTF-8") \
             from None
+    key = (str(path), text)
+    if key not in _PARSED:
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[key] = _parse_yaml_mapping(path, text)
+    return copy.deepcopy(_PARSED[key])
+
+
+def _parse_yaml_mapping(path: Path, text: str) -> dict:
     try:
         raw = load_yaml(text)
     except SpecYamlError as exc:
