@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
             except OSError as exc:
                 raise UserError(f"--json {args.json}: cannot write ({exc.strerror})") from None
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"aimc-compile validate: error: {exc}", file=sys.stderr)
         return 2
     print(table_text(table))
     print("* value or scope not re-read against the paper in this repository's sources (hw_specs/validation.yaml)")
