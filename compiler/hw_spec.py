@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,6 +67,11 @@ class ReadNoiseSpec:
     max: float = _f(0.0)
 
 
+# the device technologies a spec may name: PCM built in; the estimator's device models register more
+# (compiler/backends/estimator/devices.py, register_device), which updates the choices of DeviceSpec.type
+DEVICE_TYPES: list[str] = ["PCM"]
+
+
 @dataclass(frozen=True)
 class DeviceSpec:
     type: str = _f(choices=("PCM",))
@@ -90,35 +96,99 @@ class DacSpec:
     encoding: str = _f(choices=("PWM", "amplitude", "bit-serial"))
 
 
+COST_MAX = 1e9  # the largest value a cost number may take in its unit: every product of prices stays finite
+
+
+def _c(lo: float | None = 0.0, hi: float | None = COST_MAX, **kw) -> Any:
+    """An optional cost number (absent when the spec loads; the estimator asks for it by name), bounded so that no
+    derived price overflows (docs/specs.md)."""
+    return _f(lo, hi, default=None, **kw)
+
+
+# --- converters: one spec section per registered converter model (adc.<architecture>) ---------------------------
+# The estimator's converter models (compiler/backends/estimator/converters.py) price these sections; a model
+# defined elsewhere registers its own section with `register_converter_section` (AdcSpec is rebuilt with it).
+
 @dataclass(frozen=True)
 class CcoAdcSpec:
-    """A counting converter (HERMES' current-controlled oscillator): one oscillator count per LSB."""
-    fom_fJ_per_step: float | None = _f(0.0, default=None)   # Walden FOM: energy per conversion = FOM x 2^bits
-    ps_per_lsb: float | None = _f(0.0, default=None)        # conversion time = 2^bits x this
-    integrates_during_input: bool | None = _f(default=None)  # counts while inputs are applied (else after them)
-    area_um2: float | None = _f(0.0, default=None)          # one converter at area_ref_bits (+ a counter bit per bit)
+    """A current-controlled oscillator converter (HERMES): each column's oscillator runs and its counter counts for
+    the whole input window, so energy = oscillator power x window + counter readout per bit."""
+    oscillator_uW: float | None = _c()        # mean power of one column's oscillator and counter while counting
+    readout_fJ_per_bit: float | None = _c()   # latching and reading out one counter bit, per conversion
+    ps_per_lsb: float | None = _c()           # fastest count: a full-scale count takes 2^bits x this
+    area_um2: float | None = _c()             # one converter at area_ref_bits (+ a counter flip-flop per bit)
     area_ref_bits: int | None = _f(2, 16, default=None)
     columns_per_adc: int = _f(1, 1 << 16, default=1)        # columns time-sharing one converter
+    node_nm: float | None = _f(1, 1000, default=None)       # node of the published figures (warned when it differs)
+
+
+@dataclass(frozen=True)
+class RampAdcSpec:
+    """A single-slope (ramp) converter: after the integration each column's charge is turned into a duration of up
+    to 2^bits steps, during which its comparator is on: energy = comparator power x duration + readout per bit."""
+    comparator_uW: float | None = _c()        # one column's comparator and ramp share while its duration runs
+    readout_fJ_per_bit: float | None = _c()   # latching or counting out one bit, per conversion
+    ps_per_lsb: float | None = _c()           # one duration step; a conversion takes 2^bits x this, after the input
+    area_um2: float | None = _c()             # one converter at area_ref_bits (+ a latch per bit)
+    area_ref_bits: int | None = _f(2, 16, default=None)
+    columns_per_adc: int = _f(1, 1 << 16, default=1)
+    node_nm: float | None = _f(1, 1000, default=None)
 
 
 @dataclass(frozen=True)
 class SarAdcSpec:
     """A successive-approximation converter: one comparison per bit, after the column has integrated."""
-    fom_fJ_per_step: float | None = _f(0.0, default=None)   # Walden FOM: technology-limited term, x 2^bits
+    fom_fJ_per_step: float | None = _c()      # Walden FOM: technology-limited term, x 2^bits
     schreier_fom_dB: float | None = _f(100.0, 250.0, default=None)  # thermal: 10^((6.02b+1.76-FOM)/10)/2, ~4^b
-    ps_per_bit: float | None = _f(0.0, default=None)        # conversion time = (bits + 1) x this (sampling + bits)
-    area_um2: float | None = _f(0.0, default=None)          # one converter at area_ref_bits; x 2^(bits - ref) (C-DAC)
+    ps_per_bit: float | None = _c()           # conversion time = (bits + 1) x this (sampling + bits)
+    area_um2: float | None = _c()             # one converter at area_ref_bits; x 2^(bits - ref) (C-DAC)
     area_ref_bits: int | None = _f(2, 16, default=None)
     columns_per_adc: int = _f(1, 1 << 16, default=1)        # columns time-sharing one converter
+    node_nm: float | None = _f(1, 1000, default=None)
 
 
-@dataclass(frozen=True)
-class AdcSpec:
-    bits: int | None = _f(2, 16)            # null = ideal (no output quantization); 1 bit has no level
-    # The converter's cost model (estimator only; docs/specs.md): which published model prices it, and its numbers
-    architecture: str | None = _f(choices=("cco", "sar"), default=None)
-    cco: CcoAdcSpec | None = _f(default=None)
-    sar: SarAdcSpec | None = _f(default=None)
+# architecture name -> its section's dataclass; the built-in models' sections, in the order docs/specs.md lists them
+CONVERTER_SECTIONS: dict[str, type] = {"cco": CcoAdcSpec, "ramp": RampAdcSpec, "sar": SarAdcSpec}
+
+
+def _adc_spec_class() -> type:
+    """AdcSpec: the resolution, the model's name (one of the registered ones) and one optional section per model."""
+    fields: list[tuple] = [
+        ("bits", int | None, _f(2, 16)),  # null = ideal (no output quantization); 1 bit has no level
+        # the converter's cost model (estimator only; docs/specs.md): which registered model prices it
+        ("architecture", str | None, _f(choices=tuple(CONVERTER_SECTIONS), default=None)),
+    ]
+    fields += [(name, cls | None, _f(default=None)) for name, cls in CONVERTER_SECTIONS.items()]
+    cls = dataclasses.make_dataclass("AdcSpec", fields, frozen=True)
+    cls.__module__ = __name__
+    return cls
+
+
+AdcSpec = _adc_spec_class()
+
+
+def register_device_type(name: str, add: bool = True) -> None:
+    """Allow (or, add False, no longer allow) `device.type: name`."""
+    if add and name not in DEVICE_TYPES:
+        DEVICE_TYPES.append(name)
+    elif not add and name in DEVICE_TYPES and name != "PCM":
+        DEVICE_TYPES.remove(name)
+    type_field = {f.name: f for f in dataclasses.fields(DeviceSpec)}["type"]
+    type_field.metadata = types.MappingProxyType({**type_field.metadata, "choices": tuple(DEVICE_TYPES)})
+
+
+def register_converter_section(name: str, cls: type) -> None:
+    """Add (or, with cls None, remove) the spec section adc.`name` of a converter model: the loader, the overrides,
+    the uncertainties and docs/specs.md's check all walk AdcSpec, rebuilt here (HardwareSpec's `adc` hint names
+    AdcSpec, resolved when read). Called by compiler.backends.estimator.converters.register_converter."""
+    global AdcSpec
+    if cls is None:
+        CONVERTER_SECTIONS.pop(name, None)
+    else:
+        if not name.isidentifier() or name in ("bits", "architecture"):
+            raise ValueError(f"converter name {name!r}: expected an identifier other than bits, architecture")
+        CONVERTER_SECTIONS[name] = cls
+    AdcSpec = _adc_spec_class()
 
 
 @dataclass(frozen=True)
@@ -140,15 +210,15 @@ class DigitalReferenceSpec:
     """Digital primitives as published at a reference node; the estimator scales them to the chip's node."""
     node_nm: float | None = _f(1, 1000, default=None)
     vdd_V: float | None = _f(0.1, 5.0, default=None)
-    int8_add_pJ: float | None = _f(0.0, default=None)
-    int8_mult_pJ: float | None = _f(0.0, default=None)
-    int32_add_pJ: float | None = _f(0.0, default=None)   # accumulator of integer MACs
-    fp16_add_pJ: float | None = _f(0.0, default=None)
-    fp16_mult_pJ: float | None = _f(0.0, default=None)
-    fp32_add_pJ: float | None = _f(0.0, default=None)
-    fp32_mult_pJ: float | None = _f(0.0, default=None)
-    sram_read_pJ_per_byte: float | None = _f(0.0, default=None)
-    sram_write_pJ_per_byte: float | None = _f(0.0, default=None)
+    int8_add_pJ: float | None = _c()
+    int8_mult_pJ: float | None = _c()
+    int32_add_pJ: float | None = _c()   # accumulator of integer MACs
+    fp16_add_pJ: float | None = _c()
+    fp16_mult_pJ: float | None = _c()
+    fp32_add_pJ: float | None = _c()
+    fp32_mult_pJ: float | None = _c()
+    sram_read_pJ_per_byte: float | None = _c()
+    sram_write_pJ_per_byte: float | None = _c()
 
 
 @dataclass(frozen=True)
@@ -156,10 +226,10 @@ class EnergySpec:
     """Energy of the analog tiles' physics; their logic is priced from `digital` (shared with the digital units)."""
     read_voltage_V: float | None = _f(0.0, 5.0, default=None)             # bias across a conducting cell
     mean_conductance_fraction: float | None = _f(0.0, 2.0, default=None)  # mean (G+ + G-) of a weight / g_max
-    bitline_fF_per_cell: float | None = _f(0.0, default=None)   # bit-line capacitance per cell it passes
-    wordline_fF_per_cell: float | None = _f(0.0, default=None)  # input-line capacitance per cell it drives
-    clock_fF_per_lane: float | None = _f(0.0, default=None)     # clock load per row driver / column periphery
-    network_pJ_per_bit_mm: float | None = _f(0.0, default=None)  # on-chip wire, per bit and mm
+    bitline_fF_per_cell: float | None = _c()   # bit-line capacitance per cell it passes
+    wordline_fF_per_cell: float | None = _c()  # input-line capacitance per cell it drives
+    clock_fF_per_lane: float | None = _c()     # clock load per row driver / column periphery
+    network_pJ_per_bit_mm: float | None = _c()  # on-chip wire, per bit and mm
     # wires toggled per value sent between tiles; null: a digital word of ceil(bits / 8) bytes
     network_bits_per_value: float | None = _f(0.0, 64.0, design=True, default=None)
     vdd_V: float | None = _f(0.1, 5.0, default=None)            # logic supply at technology_nm
@@ -170,8 +240,8 @@ class EnergySpec:
 @dataclass(frozen=True)
 class LatencySpec:
     """Duration per action; digital units and links as throughputs, per tile so that the chip's size scales them."""
-    pwm_step_ns: float | None = _f(0.0, design=True, default=None)        # tile clock period: one PWM input level
-    mvm_overhead_ns: float | None = _f(0.0, design=True, default=None)    # per MVM, not hidden by pipelining
+    pwm_step_ns: float | None = _c(1e-6, design=True)        # tile clock period: one PWM input level
+    mvm_overhead_ns: float | None = _c(design=True)    # per MVM, not hidden by pipelining
     digital_clock_GHz: float | None = _f(1e-6, 1e3, design=True, default=None)
     digital_lanes_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)  # add/mult per cycle
     attention_macs_per_cycle_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)
@@ -182,22 +252,22 @@ class LatencySpec:
 class LogicAreaSpec:
     """Standard-cell areas published at a reference node; the estimator scales them by (node / node_nm)^2."""
     node_nm: float | None = _f(1, 1000, default=None)
-    add32_um2: float | None = _f(0.0, default=None)             # 32-bit integer adder
-    mult32_um2: float | None = _f(0.0, default=None)            # 32-bit integer multiplier (area ~ width^2)
-    register_um2_per_bit: float | None = _f(0.0, default=None)
-    comparator32_um2: float | None = _f(0.0, default=None)
+    add32_um2: float | None = _c()             # 32-bit integer adder
+    mult32_um2: float | None = _c()            # 32-bit integer multiplier (area ~ width^2)
+    register_um2_per_bit: float | None = _c()
+    comparator32_um2: float | None = _c()
 
 
 @dataclass(frozen=True)
 class AreaSpec:
     """Silicon area per component; the converters' in adc.cco / adc.sar."""
-    weight_cell_um2: float | None = _f(0.0, default=None)       # one weight: all its devices and access devices
-    wordline_driver_um2: float | None = _f(0.0, default=None)   # per row: the input-line driver (analog)
-    tile_control_um2: float | None = _f(0.0, default=None)      # per tile: sequencer, clock buffers
-    columns_per_ldpu_lane: float | None = _f(1.0, design=True, default=None)  # local digital unit: lanes
-    router_flits_per_port: float | None = _f(0.0, design=True, default=None)  # 5-port mesh router buffers
-    sram_KiB_per_tile: float | None = _f(0.0, design=True, default=None)      # local activation buffer
-    sram_bitcell_um2: float | None = _f(0.0, default=None)
+    weight_cell_um2: float | None = _c()       # one weight: all its devices and access devices
+    wordline_driver_um2: float | None = _c()   # per row: the input-line driver (analog)
+    tile_control_um2: float | None = _c()      # per tile: sequencer, clock buffers
+    columns_per_ldpu_lane: float | None = _c(1.0, design=True)  # local digital unit: lanes
+    router_flits_per_port: float | None = _c(design=True)  # 5-port mesh router buffers
+    sram_KiB_per_tile: float | None = _c(design=True)      # local activation buffer
+    sram_bitcell_um2: float | None = _c()
     sram_array_efficiency: float | None = _f(0.01, 1.0, default=None)  # bit cells / macro area
     logic: LogicAreaSpec | None = _f(default=None)
 
@@ -205,8 +275,8 @@ class AreaSpec:
 @dataclass(frozen=True)
 class StaticSpec:
     """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit)."""
-    logic_mW_per_mm2: float | None = _f(0.0, default=None)
-    sram_pW_per_bit: float | None = _f(0.0, default=None)
+    logic_mW_per_mm2: float | None = _c()
+    sram_pW_per_bit: float | None = _c()
     idle_tiles_gated: bool | None = _f(default=None)  # tiles without work are power-gated (PCM keeps weights)
 
 
@@ -214,16 +284,16 @@ class StaticSpec:
 class MemorySpec:
     """Off-chip memory and the KV cache of decoders (estimator only; docs/estimator.md, "Decoder inference")."""
     kv_cache_bits: int | None = _f(2, 32, default=None)     # bits per cached K or V element
-    dram_GBps: float | None = _f(1e-6, default=None)        # where the KV cache goes when the SRAM cannot hold it
-    dram_pJ_per_byte: float | None = _f(0.0, default=None)  # off-chip traffic (interface energy, not node-scaled)
+    dram_GBps: float | None = _c(1e-6)        # where the KV cache goes when the SRAM cannot hold it
+    dram_pJ_per_byte: float | None = _c()  # off-chip traffic (interface energy, not node-scaled)
 
 
 @dataclass(frozen=True)
 class ChipLinkSpec:
     """The link between chips: activations of consecutive layers placed on different chips cross it."""
-    GBps: float | None = _f(1e-6, default=None)             # per chip, each direction
-    pJ_per_bit: float | None = _f(0.0, default=None)
-    latency_ns: float | None = _f(0.0, default=None)        # one crossing, before the first byte arrives
+    GBps: float | None = _c(1e-6)             # per chip, each direction
+    pJ_per_bit: float | None = _c()
+    latency_ns: float | None = _c()        # one crossing, before the first byte arrives
 
 
 @dataclass(frozen=True)
@@ -283,24 +353,28 @@ class DigitalBaselineSpec:
     array_cols: int = _f(1, 1 << 16)
     clock_GHz: float = _f(1e-6, 1e3)
     mac_precision: str = _f(choices=("int8",))
-    weight_buffer_MiB: float = _f(0.0)           # weights that fit here stay on chip; otherwise DRAM
-    weight_buffer_pJ_per_byte: float = _f(0.0)   # one weight read, at the chip's digital reference node
-    dram_GBps: float = _f(1e-6)
-    dram_pJ_per_byte: float = _f(0.0)            # off-chip weight traffic (interface energy, not node-scaled)
+    weight_buffer_MiB: float = _f(0.0, COST_MAX)  # weights that fit here stay on chip; otherwise DRAM
+    weight_buffer_pJ_per_byte: float = _f(0.0, COST_MAX)  # one weight read, at the chip's digital reference node
+    dram_GBps: float = _f(1e-6, COST_MAX)
+    dram_pJ_per_byte: float = _f(0.0, COST_MAX)  # off-chip weight traffic (interface energy, not node-scaled)
+    # energy of one INT8 MAC at chip scope (operand delivery, control, clock, its share of the chip's power) over
+    # the bare multiplier and adder: calibrated on published digital chips (hw_specs/validation.yaml); 1 = bare
+    mac_overhead: float = _f(1.0, 1e4, default=1.0)
     source_file: str = field(default="", metadata={"internal": True})
 
 
 def builtin_spec_names() -> list[str]:
-    """The chip specs shipped in hw_specs/ (digital baseline specs excluded)."""
-    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml") if not _is_baseline_file(p))
+    """The chip specs shipped in hw_specs/ (digital baseline specs and the validation set excluded: they have a
+    `kind`)."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.yaml") if _file_kind(p) is None)
 
 
-def _is_baseline_file(path: Path) -> bool:
+def _file_kind(path: Path) -> str | None:
     try:
         raw = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, OSError):
-        return False
-    return isinstance(raw, dict) and raw.get("kind") == BASELINE_KIND
+        return None
+    return raw.get("kind") if isinstance(raw, dict) else None
 
 
 def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBaselineSpec:
@@ -315,8 +389,12 @@ def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBase
     return _build(DigitalBaselineSpec, raw, "", path)
 
 
+_PARSED: dict[tuple[str, str], dict] = {}  # (path, the file's text) -> its parse: specs are re-read often
+
+
 def _read_yaml_mapping(path: Path) -> dict:
-    """The spec file as a dict; one UserError for an unreadable, oversized, non-UTF-8 or hostile file."""
+    """The spec file as a dict (a fresh copy); one UserError for an unreadable, oversized, non-UTF-8 or hostile
+    file."""
     try:
         size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
@@ -327,6 +405,15 @@ def _read_yaml_mapping(path: Path) -> dict:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); save the spec as UTF-8") \
             from None
+    key = (str(path), text)
+    if key not in _PARSED:
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        _PARSED[key] = _parse_yaml_mapping(path, text)
+    return copy.deepcopy(_PARSED[key])
+
+
+def _parse_yaml_mapping(path: Path, text: str) -> dict:
     try:
         raw = load_yaml(text)
     except SpecYamlError as exc:
@@ -341,8 +428,10 @@ def load_hw_spec(path_or_name: str | Path, overrides: Mapping[str, Any] | None =
     Every problem of the file and the overrides is reported at once, in one UserError."""
     path = _resolve_spec_path(path_or_name)
     raw = _read_yaml_mapping(path)
-    if raw.get("kind") == BASELINE_KIND:
-        raise UserError(f"{path}: is a digital baseline spec (kind: {BASELINE_KIND}), not an AIMC chip; "
+    if raw.get("kind") is not None:
+        what = "digital baseline spec" if raw["kind"] == BASELINE_KIND else "validation set" \
+            if raw["kind"] == "validation" else f"{show(raw['kind'])} file"
+        raise UserError(f"{path}: is a {what} (kind: {show(raw['kind'])}), not an AIMC chip spec; "
                         f"give a chip spec: {', '.join(builtin_spec_names())}")
     if "overrides" in raw:  # internal: not the file's to set
         raise UserError(f"{path}: unknown field 'overrides'")
@@ -380,7 +469,7 @@ def _cross_field_problems(spec: HardwareSpec) -> list[str]:
 
 
 # Sections whose numbers are component prices, each from a source with an uncertainty (docs/estimator.md).
-COST_SECTIONS = ("energy", "latency", "area", "static", "adc.cco", "adc.sar")
+COST_SECTIONS = ("energy", "latency", "area", "static")  # and every converter section adc.<name>
 _NOT_UNCERTAIN = {"node_nm"}  # where a published figure was measured: a definition, not an estimate
 
 
@@ -400,7 +489,7 @@ def cost_number_fields(design: bool = True) -> list[str]:
                     and (design or not f.metadata.get("design")):
                 names.append(prefix + name)
 
-    for section in COST_SECTIONS:
+    for section in COST_SECTIONS + tuple(f"adc.{name}" for name in CONVERTER_SECTIONS):
         cls: Any = HardwareSpec
         for part in section.split("."):
             cls = _unwrap_optional(_hint(cls, part))[1]

@@ -7,36 +7,25 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import LogLocator
 
-from reports.cost_charts import EXTRA_COMPONENT_COLORS, EXTRA_COMPONENT_LABELS
 from reports.fmt import si
 from reports.mapping_view import split_group
-from reports.schema import AccuracyJson, CostJson, DriftResult
+from reports.schema import COMPONENT_STYLES, AccuracyJson, CostJson, DriftResult
 from reports.svgfig import legend_outside, new_figure, style, to_svg
 
-# One color per energy component, shared by every chart (AIMC components, then the digital baseline's).
-COMPONENT_COLORS = {
-    "tile_array": "#2f5f98", "dac": "#8db8e3", "adc": "#e07b39", "accumulation": "#e9b63d",
-    "attention_int6": "#8061a9", "attention_int8": "#8061a9", "softmax": "#b07aa1", "layernorm": "#2a9d8f",
-    "gelu": "#6b8e23", "elementwise": "#9aa5b1", "digital_matmul": "#c44e52", "sram": "#17becf",
-    "network": "#5f6b7a", "static": "#3b3b3b", "mac": "#c44e52", "weight_fetch": "#7a1f2b", "other": "#cfd6df",
-}
-COMPONENT_LABELS = {
-    "tile_array": "tile arrays", "dac": "DACs", "adc": "ADCs", "accumulation": "partial-sum accumulation",
-    "attention_int6": "INT6 attention", "attention_int8": "INT8 attention", "softmax": "softmax",
-    "layernorm": "layer norm", "gelu": "GELU", "elementwise": "element-wise", "digital_matmul": "digital matmul",
-    "sram": "SRAM", "network": "on-chip network", "static": "static power", "mac": "INT8 MACs",
-    "weight_fetch": "weight fetch (DRAM)", "other": "other",
-}
+# One color and label per cost component, shared by every chart: reports/schema.py COMPONENT_STYLES ("other": the
+# charts' remainder bar)
+COMPONENT_COLORS = {name: color for name, (_, color) in COMPONENT_STYLES.items()} | {"other": "#cfd6df"}
+COMPONENT_LABELS = {name: label for name, (label, _) in COMPONENT_STYLES.items()} | {"other": "other"}
 AIMC_COLOR, BASELINE_COLOR = "#2f5f98", "#c44e52"
 INK, MUTED = "#1d2433", "#5f6b7a"
 
 
 def component_label(name: str) -> str:
-    return COMPONENT_LABELS.get(name) or EXTRA_COMPONENT_LABELS.get(name) or name.replace("_", " ")
+    return COMPONENT_LABELS.get(name) or name.replace("_", " ")
 
 
 def component_color(name: str) -> str:
-    return COMPONENT_COLORS.get(name) or EXTRA_COMPONENT_COLORS.get(name) or "#9aa5b1"
+    return COMPONENT_COLORS.get(name) or "#9aa5b1"
 
 
 _color = component_color

@@ -23,6 +23,33 @@ from reports.typed_json import Record, SchemaError, check, optional, required, w
 # The schema_version every JSON output carries; a reader refuses files of another version.
 SCHEMA_VERSION = 1
 
+# The cost components: the keys of cost.json's energy_by_component_J (chip and baseline) and area by_component_mm2,
+# each with its label and color in the report. The one list of them: the estimator prices these names
+# (compiler/backends/estimator/components.py gives each its role) and reports/charts.py draws them.
+COMPONENT_STYLES: dict[str, tuple[str, str]] = {
+    "tile_array": ("tile arrays", "#2f5f98"),
+    "dac": ("DACs", "#8db8e3"),
+    "adc": ("ADCs", "#e07b39"),
+    "local_digital": ("local digital unit", "#d9a441"),
+    "control": ("control & clock", "#7f8c9b"),
+    "accumulation": ("partial-sum accumulation", "#e9b63d"),
+    "attention_int6": ("INT6 attention", "#8061a9"),
+    "attention_int8": ("INT8 attention", "#8061a9"),
+    "softmax": ("softmax", "#b07aa1"),
+    "layernorm": ("layer norm", "#2a9d8f"),
+    "gelu": ("GELU", "#6b8e23"),
+    "elementwise": ("element-wise", "#9aa5b1"),
+    "digital_matmul": ("digital matmul", "#c44e52"),
+    "sram": ("SRAM", "#17becf"),
+    "network": ("on-chip network", "#5f6b7a"),
+    "chip_link": ("chip-to-chip links", "#4b6584"),
+    "static": ("static power", "#3b3b3b"),
+    "mac": ("INT8 MACs", "#c44e52"),
+    "weight_fetch": ("weight fetch (DRAM)", "#7a1f2b"),
+    "digital_units": ("digital lanes", "#6b8e23"),
+    "attention_units": ("attention MACs", "#8061a9"),
+}
+
 __all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "AccuracyJson", "HwaJson",
            "SweepJson"]
 
@@ -212,6 +239,28 @@ class Peak(Record):
     tile_area_mm2: float | None = written()
     tops_per_mm2: float | None = written()
     static_power_W: float | None = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationFigure(Record):
+    chip: str = written("")
+    metric: str = written("")
+    published: float = written()
+    predicted: float = written()
+    error: float = written()                      # predicted / published - 1, leave-one-out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Validation(Record):
+    """How far off the cost model was on published silicon (hw_specs/validation.yaml; `aimc-compile validate`)."""
+    method: str = written("")
+    chips: list[str] = written([])                # AIMC chips the chip model was validated on
+    figures: list[ValidationFigure] = written([])
+    max_abs_error_tops_per_w: float | None = written()
+    baseline_chips: list[str] = written([])       # digital chips the baseline was calibrated and validated on
+    baseline_figures: list[ValidationFigure] = written([])
+    baseline_max_abs_error_tops_per_w: float | None = written()
+    warnings: list[str] = written([])             # where this chip lies outside what the validation covers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,6 +457,7 @@ class CostJson(Record):
     strategies: list[Strategy] = optional([])
     links: Links | None = optional()              # chip-to-chip traffic of the inference
     decode: Decode | None = optional()            # causal LMs: prefill and decode
+    validation: Validation | None = optional()    # the cost model against published silicon
 
 
 # --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----

@@ -96,8 +96,12 @@ def test_energy_at_least_linear_in_seq_len_attention_quadratic(tiny_placed):
 def test_more_adc_bits_cost_more_adc_energy(tiny_placed):
     base = estimate(_with_hw(tiny_placed), batch=1, seq_len=16)
     more = estimate(_with_hw(tiny_placed, **{"adc.bits": 10}), batch=1, seq_len=16)
-    # Walden figure of merit: energy per conversion = FOM x 2^bits
-    assert more.energy_by_component_J["adc"] == pytest.approx(4 * base.energy_by_component_J["adc"], rel=1e-9)
+    # the oscillator counts for max(window, full-scale count): 2^10 x 300 ps = 307.2 ns outlasts the 127 ns window
+    cco = tiny_placed.hw.adc.cco
+    per = {b: cco.oscillator_uW * 1e-6 * max(127e-9, 2 ** b * 300e-12) + b * cco.readout_fJ_per_bit * 1e-15
+           for b in (8, 10)}
+    assert more.energy_by_component_J["adc"] == pytest.approx(
+        base.energy_by_component_J["adc"] * per[10] / per[8], rel=1e-9)
     assert more.energy_J > base.energy_J
     assert more.latency_s >= base.latency_s  # 2^10 x 300 ps outlasts the 127 ns input window
 
@@ -113,7 +117,9 @@ def test_one_linear_layer_matches_hand_count(linear_placed):
     parts = cost.energy_by_component_J
     assert parts["tile_array"] == pytest.approx(8 * (512 * 512 * cell + 512 * bitline), rel=1e-9)
     assert parts["dac"] == pytest.approx(8 * 512 * row, rel=1e-9)
-    assert parts["adc"] == pytest.approx(8 * 512 * 18.5e-15 * 2 ** 8, rel=1e-9)   # Walden FOM x 2^bits
+    cco = linear_placed.hw.adc.cco                     # oscillator power x the 127 ns window + counter readout
+    assert parts["adc"] == pytest.approx(8 * 512 * (cco.oscillator_uW * 1e-6 * 127e-9 + 8 * cco.readout_fJ_per_bit
+                                                    * 1e-15), rel=1e-9)
     assert parts["local_digital"] == pytest.approx(8 * 512 * (1.1 + 0.4) * 1e-12 * scale, rel=1e-9)
     assert parts["control"] == pytest.approx(8 * 1024 * 5e-15 * 0.8 ** 2 * 127, rel=1e-9)  # lanes x cycles
     hop_mm = math.sqrt(512 * 512 * 2.0) / 1e3            # the side of the tile's PCM array
@@ -159,7 +165,7 @@ def test_hermes_peak_time_comes_from_its_published_clock_and_converter():
     assert math.fsum(peak.energy_by_component_J.values()) == pytest.approx(peak.mvm_energy_J, rel=REL)
 
 
-@pytest.mark.parametrize("field", ["adc.cco.fom_fJ_per_step", "energy.digital.fp16_mult_pJ",
+@pytest.mark.parametrize("field", ["adc.cco.oscillator_uW", "energy.digital.fp16_mult_pJ",
                                    "latency.pwm_step_ns", "adc.bits", "area.weight_cell_um2",
                                    "static.sram_pW_per_bit", "adc.architecture"])
 def test_missing_action_cost_is_a_clear_error(tiny_placed, field):

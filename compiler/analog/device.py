@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from compiler.errors import UserError
 from compiler.hw_spec import ClippedLinear, DeviceSpec
 
 # aihwkit clips the relative conductance before taking its log (drift statistics); a device programmed to
@@ -38,6 +39,11 @@ QS_POWER_FLOOR = 1e-3
 class PCMDevice:
     """The device model of one spec; all methods take and return normalized conductances g = G / g_max."""
     spec: DeviceSpec
+
+    def __post_init__(self) -> None:
+        if self.spec.type != "PCM":  # another registered device type has a cost model, not a device model here
+            raise UserError(f"device.type {self.spec.type!r}: the simulator models PCM devices only; estimate the cost "
+                            f"without --simulate, or give a PCM spec")
 
     # --- programming ---------------------------------------------------------------------------------
     def programming_sigma(self, g_target: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,10 @@ import math
 from dataclasses import dataclass
 
 from compiler.hw_spec import HardwareSpec
-from compiler.backends.estimator.adc import converter_area_um2
+from compiler.backends.estimator.components import CHIP_COMPONENTS
+from compiler.backends.estimator.converters import converter_area_um2
 from compiler.backends.estimator.fields import UM2_PER_MM2, require
 
-# a tile's silicon: its energy components (chip.TILE_COMPONENTS) and its local SRAM
-AREA_TILE_COMPONENTS = ("tile_array", "adc", "dac", "local_digital", "control", "network", "sram")
-CHIP_COMPONENTS = AREA_TILE_COMPONENTS + ("digital_units", "attention_units")
 ROUTER_PORTS = 5  # a 2D mesh router: four neighbours and the tile
 PRECISION_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8}
 
@@ -80,8 +78,7 @@ def tile_area_um2(hw: HardwareSpec, logic: Logic | None = None) -> dict[str, flo
     dac_bits = require(hw, "dac.bits", "input resolution; an ideal (null) DAC has no cost model")
     per_row = (require(hw, "area.wordline_driver_um2", "area of an input-line driver")
                + dac_bits * logic.register_per_bit + logic.comparator32 * dac_bits / 32)
-    adc = converter_area_um2(hw, logic.register_per_bit)
-    sharing = hw.adc.cco.columns_per_adc if hw.adc.architecture == "cco" else hw.adc.sar.columns_per_adc
+    adc, sharing = converter_area_um2(hw, logic.register_per_bit)
     lane = logic.lane(PRECISION_BITS[hw.digital.other_precision])
     ldpu = require(hw, "energy.local_digital_unit", "whether a local digital unit scales each column output")
     per_lane = require(hw, "area.columns_per_ldpu_lane", "columns served by one local digital lane")

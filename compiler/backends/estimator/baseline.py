@@ -1,7 +1,8 @@
 """The same workload priced on a digital INT8 accelerator (hw_specs/digital_int8.yaml), for comparison.
 
 Only what differs comes from the baseline spec: its systolic MAC arrays (weight-stationary, 8-bit multiply,
-32-bit accumulate), its on-chip weight memory and its DRAM. What both chips have is priced with the AIMC chip's
+32-bit accumulate; a MAC at `mac_overhead` x the bare multiply and add, calibrated on published digital chips), its
+on-chip weight memory and its DRAM. What both chips have is priced with the AIMC chip's
 own numbers, so that the comparison isolates the weight products: the node and supply, the digital primitives
 (MACs from the int8 multiply and int32 add), the vector lanes and their clock (softmax, LayerNorm, GELU,
 residuals with the same recipes), the activation SRAM per byte and per tile, the standard cells and the leakage.
@@ -17,15 +18,11 @@ from dataclasses import dataclass
 
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.area import PRECISION_BITS, chip_area, logic_cells
+from compiler.backends.estimator.components import BASELINE_COMPONENTS, COMPONENT_OF_CLASS
 from compiler.backends.estimator.fields import PJ, UM2_PER_MM2
 from compiler.backends.estimator.prices import DigitalPrices, DigitalThroughput, digital_prices, digital_throughput
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
-BASELINE_COMPONENTS = ("mac", "weight_fetch", "accumulation", "attention_int8", "softmax", "layernorm", "gelu",
-                       "elementwise", "sram", "static")
-_COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
-                       "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
-                       "embedding": "elementwise"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec, hw: Hardwar
     in_dram = weight_bytes > spec.weight_buffer_MiB * 2 ** 20
     fetch_J = spec.dram_pJ_per_byte * PJ if in_dram else spec.weight_buffer_pJ_per_byte * PJ * digital.scale
     machine = _Machine(spec, digital, digital_throughput(hw), spec.clock_GHz * 1e9,
-                       digital.int8_mult_J + digital.int32_add_J, fetch_J, in_dram)
+                       (digital.int8_mult_J + digital.int32_add_J) * spec.mac_overhead, fetch_J, in_dram)
     energy = dict.fromkeys(BASELINE_COMPONENTS, 0.0)
     latency = math.fsum([_layer(w, machine, energy) for w in workload.analog]
                         + [_digital(w, machine, energy) for w in workload.digital])
@@ -117,7 +114,7 @@ def _digital(w: DigitalWork, m: _Machine, energy: dict) -> float:
         energy["mac"] += w.macs * m.mac_J
         return m.array_time_s(w.macs)
     mults, adds = RECIPES[w.op_class]
-    energy[_COMPONENT_OF_CLASS[w.op_class]] += w.elements * d.recipe_J(mults, adds)
+    energy[COMPONENT_OF_CLASS[w.op_class]] += w.elements * d.recipe_J(mults, adds)
     return m.lanes.lane_time_s(w.elements * (mults + adds))
 
 
@@ -147,5 +144,7 @@ def _assumptions(spec: DigitalBaselineSpec, hw: HardwareSpec, m: _Machine, weigh
         f"shared with the AIMC chip ({hw.name}): {hw.technology_nm:g} nm node, digital primitives, "
         f"{m.lanes.lanes:g} {bits}-bit vector lanes, activation SRAM at {m.digital.sram_read_J_per_byte / PJ:.3f} "
         f"pJ/byte, standard cells and leakage",
-        "ideal: no instruction, control or data-layout overhead; every weight tile fully used but for its fill",
+        f"a MAC costs {spec.mac_overhead:g} x a bare INT8 multiply + INT32 add: the energy per op of published digital "
+        f"chips at their power and peak (calibrated, hw_specs/validation.yaml); every weight tile fully used but for "
+        f"its fill",
     )

@@ -16,17 +16,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
-                                                digital_throughput, tile_prices)
+                                                digital_throughput, segment_time, tile_mvm_energy, tile_prices)
 from compiler.backends.estimator.schedule import Stage
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
-TILE_COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "network")
-COMPONENTS = ("tile_array", "dac", "adc", "local_digital", "control", "accumulation", "attention_int6", "softmax",
-              "layernorm", "gelu", "elementwise", "digital_matmul", "sram", "network", "chip_link", "static")
-COMPONENT_OF_CLASS = {"softmax": "softmax", "layernorm": "layernorm", "gelu": "gelu", "tanh": "elementwise",
-                      "mul": "elementwise", "div": "elementwise", "elementwise": "elementwise",
-                      "embedding": "elementwise", "attention": "attention_int6", "matmul": "digital_matmul"}
 DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
 
 
@@ -39,23 +34,6 @@ def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float
     stages = [_analog_stage(w, tile, digital, fill) for w in workload.analog]
     stages += [_digital_stage(w, hw, digital, throughput) for w in workload.digital]
     return stages
-
-
-def tile_mvm_energy(tile: TilePrices, rows: int, cols: int, fill: float = 1.0) -> dict[str, float]:
-    """Energy of one MVM on a rows x cols segment, by component (no partial sums, no bias, no SRAM)."""
-    return {
-        "tile_array": rows * cols * tile.cell_J * fill + cols * tile.bitline_J_per_col,
-        "dac": rows * tile.row_J,
-        "adc": cols * tile.adc_J_per_col,
-        "local_digital": cols * tile.local_digital_J_per_col,
-        "control": tile.control_J,
-        "network": (rows * tile.input_bits + cols * tile.output_bits) * tile.network_J_per_bit,
-    }
-
-
-def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
-    """Tile occupancy of one MVM: the MVM itself, or the link transfer if that is slower (they overlap)."""
-    return max(tile.mvm_time_s, (rows * tile.input_bits + cols * tile.output_bits) / tile.link_bits_per_s)
 
 
 def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fill: Mapping[int, float]) -> Stage:

@@ -10,11 +10,14 @@ from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_sp
 from compiler.ir import PlacedGraph
 from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
-from compiler.backends.estimator.chip import COMPONENTS, price_on_chip, tile_mvm_energy
+from compiler.backends.estimator.calibration import validation_summary
+from compiler.backends.estimator.chip import price_on_chip
+from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.peak import peak_throughput
-from compiler.backends.estimator.prices import PRECISION_BYTES, digital_prices, tile_prices
+from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
+                                                tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule
@@ -72,6 +75,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
             raise UserError(f"{name} must be a positive integer, got {value!r}")
     base = baseline if isinstance(baseline, DigitalBaselineSpec) else load_baseline_spec(baseline)
     hw = placed.hw
+    check_prices(hw)  # every field present, every derived price finite: one UserError before any work
     pulses = pulse_pricing(placed, calibration, input_fill)
     chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
     template = WorkloadTemplate(placed)
@@ -97,7 +101,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
         links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len)
         if gen_len is not None and is_causal_lm(template) else None,
-        replicas=placed.replicas)
+        replicas=placed.replicas, validation=validation_summary(hw))
 
 
 def inference_schedule(placed: PlacedGraph, seq_len: int,

@@ -2,7 +2,7 @@
 
 This is the figure chips are quoted with (HERMES: 63.1 TOPS at 9.76 TOPS/W in 1-phase mode, Le Gallo
 et al., Nature Electronics 2023). It is built from the same per-action prices as the workload
-estimate (compiler.backends.estimator.chip.tile_mvm_energy): ops = 2 x rows x cols per MVM, one
+estimate (compiler.backends.estimator.prices.tile_mvm_energy): ops = 2 x rows x cols per MVM, one
 input vector in and one output vector out over the on-chip network per MVM, the chip's static power
 (every tile powered) shared by the tiles, and the chip's area for TOPS/mm^2. The derivation for HERMES and
 for Ambrogio et al.'s chip is in docs/estimator.md.
@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.area import chip_area
-from compiler.backends.estimator.chip import segment_time, tile_mvm_energy
-from compiler.backends.estimator.prices import tile_prices
+from compiler.backends.estimator.prices import segment_time, tile_mvm_energy, tile_prices
 from compiler.backends.estimator.static import static_power, total_W
 
 

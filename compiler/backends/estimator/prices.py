@@ -5,8 +5,8 @@ field: never a silent zero. Digital primitives are published at a reference node
 0.9 V) and scaled to the chip's node as switched capacitance times supply squared: E = E_ref * (node / node_ref)
 * (vdd / vdd_ref)^2 (first-order CMOS scaling: gate and wire capacitance shrink with feature size). A tile's
 prices are split by what they scale with (docs/estimator.md, 2): the array per cell and per bit-line length, the
-input drivers per row and per input level, the converter per column and 2^bits, the local digital unit per
-column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
+input drivers per row and per input level, the converter per column by its model (converters.py), the local
+digital unit per column, the clock per row and column lane and per cycle, the network per bit and per tile pitch.
 """
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
-from compiler.backends.estimator.adc import Converter, converter
+from compiler.backends.estimator.converters import Converter, converter
+from compiler.backends.estimator.devices import cell_read_power_W
 from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.fields import FF, NS, PJ, require
 from compiler.backends.estimator.static import static_power
@@ -102,7 +104,6 @@ class TilePrices:
 def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TilePrices:
     digital = digital or digital_prices(hw, "energy", hw.digital.other_precision)
     dac_bits = require(hw, "dac.bits", "input resolution; an ideal (null) DAC has no cost model")
-    adc = converter(hw)
     step = require(hw, "latency.pwm_step_ns", "duration of one input pulse level (the tile clock)") * NS
     overhead = require(hw, "latency.mvm_overhead_ns", "per-MVM time not hidden by pipelining") * NS
     if hw.dac.encoding == "PWM":  # signed PWM: sign on the line polarity, |x| up to 2^(b-1) - 1 levels
@@ -112,13 +113,13 @@ def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TileP
     else:  # amplitude: one pulse whose voltage carries the value
         phases, levels = 1, 1
     window = levels * step
+    adc = converter(hw, window)
     convert = adc.tile_time_s(hw.tile.cols)
     phase_time = max(window, convert) if adc.during_input else window + convert
     mvm_time = phases * phase_time + overhead
     volts = require(hw, "energy.read_voltage_V", "read bias of the crossbar")
     vdd = require(hw, "energy.vdd_V", "logic supply at the chip's node")
-    g_frac = require(hw, "energy.mean_conductance_fraction", "mean conductance of a weight cell")
-    cell_power = g_frac * hw.device.g_max_uS * 1e-6 * volts ** 2  # G V^2, watts
+    cell_power = cell_read_power_W(hw)  # by the device technology's model (devices.py)
     c_bitline = require(hw, "energy.bitline_fF_per_cell", "bit-line capacitance per cell") * FF
     c_wordline = require(hw, "energy.wordline_fF_per_cell", "input-line capacitance per cell") * FF
     c_clock = require(hw, "energy.clock_fF_per_lane", "clock load per row and column lane") * FF
@@ -140,6 +141,23 @@ def tile_prices(hw: HardwareSpec, digital: DigitalPrices | None = None) -> TileP
         output_bits=wires if wires is not None else 8 * math.ceil(adc.bits / 8),
         network_J_per_bit=wire * hop_mm, hop_mm=hop_mm,
         link_bits_per_s=link * hw.tile.cols / step, mvm_overhead_s=overhead)
+
+
+def tile_mvm_energy(tile: TilePrices, rows: int, cols: int, fill: float = 1.0) -> dict[str, float]:
+    """Energy of one MVM on a rows x cols segment, by component (no partial sums, no bias, no SRAM)."""
+    return {
+        "tile_array": rows * cols * tile.cell_J * fill + cols * tile.bitline_J_per_col,
+        "dac": rows * tile.row_J,
+        "adc": cols * tile.adc_J_per_col,
+        "local_digital": cols * tile.local_digital_J_per_col,
+        "control": tile.control_J,
+        "network": (rows * tile.input_bits + cols * tile.output_bits) * tile.network_J_per_bit,
+    }
+
+
+def segment_time(tile: TilePrices, rows: int, cols: int) -> float:
+    """Tile occupancy of one MVM: the MVM itself, or the link transfer if that is slower (they overlap)."""
+    return max(tile.mvm_time_s, (rows * tile.input_bits + cols * tile.output_bits) / tile.link_bits_per_s)
 
 
 @dataclass(frozen=True)
@@ -165,8 +183,26 @@ def digital_throughput(hw: HardwareSpec) -> DigitalThroughput:
 
 
 def check_prices(hw: HardwareSpec) -> None:
-    """Read every field the estimator prices `hw` with: a missing one is the same UserError, raised before
-    any work (the CLI calls it before the model loads)."""
-    tile_prices(hw)
-    digital_throughput(hw)
-    static_power(hw, chip_area(hw), tiles=hw.tile.count, chips=1)
+    """Read every field the estimator prices `hw` with, and check that every derived price is finite: a missing
+    field or a price beyond a float is one UserError, raised before any work (the CLI calls it before the model
+    loads; estimate() at its start)."""
+    digital = digital_prices(hw, "energy", hw.digital.other_precision)
+    tile = tile_prices(hw, digital)
+    throughput = digital_throughput(hw)
+    area = chip_area(hw)
+    leakage = static_power(hw, area, tiles=hw.tile.count, chips=1)
+    derived = {**{f"tile.{k}": v for k, v in vars(tile).items() if isinstance(v, (int, float))},
+               **{f"digital.{k}": v for k, v in vars(digital).items() if isinstance(v, (int, float))},
+               **{f"throughput.{k}": v for k, v in vars(throughput).items()},
+               **{f"area.{k}": v for k, v in area.tile_um2.items()}, **{f"area.{k}": v for k, v in
+                                                                        area.shared_um2.items()},
+               **{f"static.{k}": v for k, v in leakage.items()},
+               "converter.energy_J": tile.converter.energy_J, "converter.time_s": tile.converter.time_s}
+    bad = [name for name, value in derived.items() if not math.isfinite(value) or abs(value) > MAX_PRICE]
+    if bad:
+        where = getattr(hw, "source_file", "") or hw.name
+        raise UserError(f"{where}: the derived price {bad[0]} = {derived[bad[0]]:g} is beyond any chip; check the "
+                        f"spec's cost fields (docs/specs.md gives their units and bounds)")
+
+
+MAX_PRICE = 1e30  # no derived price (J, s, um^2, W) of a physical chip comes near; beyond it sums overflow

@@ -80,6 +80,7 @@ class CostReport:
     replicas: int = 1
     links: LinkTraffic = NO_TRAFFIC              # activations crossing chips in this inference
     decode: DecodeCost | None = None             # causal LMs: prefill and decode (decode.py)
+    validation: dict | None = None               # calibration.validation_summary: chips, errors, warnings
 
     @property
     def area_mm2(self) -> float:
@@ -217,4 +218,5 @@ class CostReport:
             },
             "links": self.links.to_json(),
             **({"decode": self.decode.to_json()} if self.decode is not None else {}),
+            **({"validation": self.validation} if self.validation is not None else {}),
         }

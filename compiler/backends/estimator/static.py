@@ -11,9 +11,9 @@ import math
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.area import ChipArea
+from compiler.backends.estimator.components import LEAKING_LOGIC
 from compiler.backends.estimator.fields import require
 
-LEAKING_LOGIC = ("dac", "local_digital", "control", "network", "digital_units", "attention_units")
 
 
 def static_power(hw: HardwareSpec, area: ChipArea, tiles: int, chips: int) -> dict[str, float]:
