@@ -38,11 +38,11 @@ USAGE = f"""aimc-compile [compile] MODEL --hw SPEC [--out DIR] [options]
        aimc-compile report DIR
        aimc-compile compare DIR [DIR ...] [--out FILE_OR_DIR]
        {SWEEP_USAGE}
+       aimc-compile validate [--json PATH]                            the cost model against published silicon
        aimc-compile --version"""
-COMMANDS = ("compile", "report", "compare", "sweep")
-# subcommands that parse their own arguments: name -> the module whose main(argv) -> int runs them (a future
-# `validate` goes here as "compiler.validate")
-DELEGATED: dict[str, str] = {}
+# subcommands that parse their own arguments: name -> the module whose main(argv) -> int runs them
+DELEGATED: dict[str, str] = {"validate": "compiler.backends.estimator.validate"}
+COMMANDS = ("compile", "report", "compare", "sweep", *DELEGATED)
 COMPARE_OUT = Path("aimc-out") / "compare"
 class _Parser(argparse.ArgumentParser):
     """argparse with the house error format: one line, exit status 2."""

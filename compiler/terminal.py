@@ -77,6 +77,20 @@ def say_cost(cost, config, data: dict) -> None:
          f"(batch {config.shapes.batch}, seq {config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
     if cost.decode is not None:
         progress.say(decode_line(data["decode"]))
+    if validation := data.get("validation"):
+        progress.say(validation_line(validation))
+    for warning in (validation or {}).get("warnings", []):
+        warn(f"warning: {warning}")
+
+
+def validation_line(validation: dict) -> str:
+    """How far the cost model was off on published silicon, leave-one-out: the trust a reader should give it."""
+    def worst(error):
+        return f"within {100 * error:.0f} %" if error is not None else "not validated"
+    return (f"validated: chip model on {', '.join(validation['chips']) or 'no chip'} "
+            f"(TOPS/W {worst(validation['max_abs_error_tops_per_w'])} leave-one-out); digital baseline on "
+            f"{', '.join(validation['baseline_chips']) or 'no chip'} "
+            f"({worst(validation['baseline_max_abs_error_tops_per_w'])}); aimc-compile validate for the table")
 
 
 def say_accuracy(accuracy: dict, without_hwa: dict | None) -> None:

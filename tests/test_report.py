@@ -201,6 +201,11 @@ def test_cost_and_accuracy_sections(mapping_dir: Path, tiny_placed) -> None:
     page = _parse(html)
     assert {"cost", "fig-components", "fig-baseline", "fig-layers", "fig-sweep", "cost-table"} <= page.ids
     assert "accuracy" not in page.ids
+    # how far the cost model was off on published silicon: every figure of cost.json's validation, one row each
+    validation = cost["validation"]
+    assert {"cost-validation", "cost-validation-table"} <= page.ids and validation["chips"]
+    rows = re.search(r'id="cost-validation-table">.*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    assert rows.count("<tr>") == len(validation["figures"]) + len(validation["baseline_figures"]) > 0
     assert si(cost["totals"]["energy_per_inference_J"], "J") in html
     assert html.count('<svg class="chart"') == 5
     (mapping_dir / "accuracy.json").write_text(json.dumps(accuracy_fixture(tiny_placed)))

@@ -20,7 +20,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # search, FP reference, chips)
 SIMULATE = ["--hw", "pcm_1M", "--simulate", "--eval-sentences", "32", "--drift-times", "1h", "--seeds", "1", "--calibration", "4",
             "--seq-len", "32"]
-STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "simulating:", "simulator:", "accuracy:",
+STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "validated:", "simulating:", "simulator:", "accuracy:",
           "accuracy, PT optimization off:", "done in ")
 
 
@@ -163,3 +163,11 @@ def test_real_weights_do_not_warn(monkeypatch) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", models.RandomWeightsWarning)
         models.load_model(MINILM, seq_len=16)
+
+
+def test_validation_line_names_the_chips_and_the_worst_errors():
+    from compiler.terminal import validation_line
+    line = validation_line({"chips": ["HERMES", "Ambrogio 2023"], "max_abs_error_tops_per_w": 0.134,
+                            "baseline_chips": ["TPU v4i"], "baseline_max_abs_error_tops_per_w": None})
+    assert "HERMES, Ambrogio 2023" in line and "within 13 %" in line
+    assert "TPU v4i (not validated)" in line and "\n" not in line
