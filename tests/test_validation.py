@@ -104,6 +104,8 @@ def test_validate_prints_the_table_and_writes_json(tmp_path, capsys):
     for row in validation_rows():
         assert row.chip in out and f"{100 * row.error:+.1f} %" in out
     assert main(["--nope"]) == 2
+    from compiler.cli import main as cli_main  # the subcommand runs the same table
+    assert cli_main(["validate"]) == 0 and capsys.readouterr().out.startswith("chip ")
 
 
 def test_the_docs_show_the_table():
