@@ -31,11 +31,9 @@ if TYPE_CHECKING:
 class Kind(str, Enum):
     """Where a node runs. ATTENTION_MATMUL: a matmul of two activations (attention's QK^T and AV) on the digital
     unit in integers of `digital.attention_bits` (a spec field): its JSON value "digital_int6" is the schema's
-    spelling from when the bits were fixed at 6 (docs/outputs.md). DIGITAL_INT is its former name, kept as an
-    alias until every caller says ATTENTION_MATMUL."""
+    spelling from when the bits were fixed at 6 (docs/outputs.md)."""
     ANALOG = "analog"
     ATTENTION_MATMUL = "digital_int6"
-    DIGITAL_INT = "digital_int6"  # alias of ATTENTION_MATMUL (the same member)
     DIGITAL = "digital"
 
 

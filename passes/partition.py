@@ -1,7 +1,7 @@
 """Partition: decide where each node of the exported graph runs.
 
 - aten.linear (and GPT-2's Conv1D, exported as aten.addmm with a (in, out) weight) -> ANALOG tiles;
-- matmuls of two activations (attention's QK^T and AV) -> DIGITAL_INT units; one whose first operand
+- matmuls of two activations (attention's QK^T and AV) -> ATTENTION_MATMUL units; one whose first operand
   is a softmax output (P of P·V) is marked `operand_is_probability`: the integer unit quantizes P
   unsigned over [0, 1] (compiler/analog/integer.py);
 - everything else -> DIGITAL.
@@ -47,7 +47,7 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
         elif op in _EXPERT_OPS and _stacked_weight(node, params) is not None:
             placed.placements[node.name] = _expert_placement(node, op, module, params)
         elif op in _MATMUL_OPS and not any(_param_name(a, params) for a in node.args):
-            placed.placements[node.name] = Placement(node.name, Kind.DIGITAL_INT, op, module,
+            placed.placements[node.name] = Placement(node.name, Kind.ATTENTION_MATMUL, op, module,
                                                      in_features=_static(_shape(node.args[0])[-1]),
                                                      out_features=_static(_shape(node)[-1]),
                                                      operand_is_probability=is_softmax_output(node.args[0]))

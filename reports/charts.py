@@ -137,7 +137,7 @@ def energy_per_layer(cost: CostJson, top: int = 6) -> str:
 def sweep(cost: CostJson) -> str:
     """Energy and latency against the sweep axis (sequence length), AIMC against the digital baseline."""
     points = cost.sweep.points
-    axis = cost.sweep.axis                      # "seq_len" or "batch": a field of SweepPoint and of CostJson
+    axis = cost.sweep.axis                      # "seq_len" or "batch": a field of SeriesPoint and of CostJson
     xs = [getattr(p, axis) for p in points]
     current = getattr(cost, axis)
     fig, axes = new_figure(11.4, 2.8, ncols=2)

@@ -285,7 +285,7 @@ class Baseline(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepPoint(Record):
+class SeriesPoint(Record):
     batch: int = required()
     seq_len: int = required()
     energy_J: float = required()
@@ -296,8 +296,8 @@ class SweepPoint(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Sweep(Record):
-    axis: str = required(choices=("seq_len", "batch"))  # a field name of SweepPoint: the reader looks it up
-    points: list[SweepPoint] = written([])
+    axis: str = required(choices=("seq_len", "batch"))  # a field name of SeriesPoint: the reader looks it up
+    points: list[SeriesPoint] = written([])
 
 
 @dataclass(frozen=True, kw_only=True)

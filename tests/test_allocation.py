@@ -48,7 +48,7 @@ def test_partition_kinds(roberta_placed_naive):
     kinds = {}
     for p in roberta_placed_naive.placements.values():
         kinds.setdefault(p.kind, []).append(p)
-    assert len(kinds[Kind.DIGITAL_INT]) == 24  # QK^T and AV in each of 12 layers
+    assert len(kinds[Kind.ATTENTION_MATMUL]) == 24  # QK^T and AV in each of 12 layers
     assert all(p.op == "aten.linear.default" for p in kinds[Kind.ANALOG])
     assert any(p.op == "aten.softmax.int" for p in kinds[Kind.DIGITAL])
     assert any(p.op == "aten.layer_norm.default" for p in kinds[Kind.DIGITAL])

@@ -147,11 +147,11 @@ def bert_placed():
 @pytest.mark.parametrize("build", [_tiny_gpt2, "bert"])
 def test_partition_marks_the_softmax_operand(build, bert_placed):
     placed = bert_placed[2] if build == "bert" else compile_model(*build(), load_hw_spec("pcm_1M", overrides=IDEAL))
-    matmuls = [p for p in placed.placements.values() if p.kind is Kind.DIGITAL_INT]
+    matmuls = [p for p in placed.placements.values() if p.kind is Kind.ATTENTION_MATMUL]
     assert len(matmuls) == 4                              # QK^T and P·V in each of 2 layers
     for qk, pv in zip(matmuls[0::2], matmuls[1::2]):      # graph order: QK^T, then P·V
         assert not qk.operand_is_probability and pv.operand_is_probability
-    assert all(not p.operand_is_probability for p in placed.placements.values() if p.kind is not Kind.DIGITAL_INT)
+    assert all(not p.operand_is_probability for p in placed.placements.values() if p.kind is not Kind.ATTENTION_MATMUL)
 
 
 def test_simulator_quantizes_p_unsigned(bert_placed, monkeypatch):

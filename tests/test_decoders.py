@@ -79,7 +79,7 @@ def test_decoder_linears_analog_once_and_attention_digital(name):
     weights = sum(i * o for i, o in expected.values())
     assert sum(p.in_features * p.out_features for p in analog) == weights
     # attention: QK^T and PV per layer on the digital unit, nothing else there (rotary's matmul included)
-    digital_int = [p for p in placed.placements.values() if p.kind is Kind.DIGITAL_INT]
+    digital_int = [p for p in placed.placements.values() if p.kind is Kind.ATTENTION_MATMUL]
     assert len(digital_int) == 2 * config.num_hidden_layers
     assert all(p.module.endswith("self_attn") for p in digital_int)
     assert sum(p.operand_is_probability for p in digital_int) == config.num_hidden_layers

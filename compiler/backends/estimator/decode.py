@@ -68,7 +68,7 @@ def kv_geometry(config: Any, hw: HardwareSpec) -> KvGeometry:
 
 
 @dataclass(frozen=True)
-class Point:
+class PhasePoint:
     """One priced workload (a prefill, or one decode step of `batch` sequences)."""
     batch: int
     context: int                     # keys attended (prefill: the prompt length)
@@ -100,8 +100,8 @@ def _rate(tokens: float, seconds: float) -> float | None:
 class Generation:
     """Prefill of the prompt and gen_len decode steps, at one batch."""
     batch: int
-    prefill: Point
-    steps: tuple[Point, ...]         # sampled contexts s + 1 .. s + gen_len
+    prefill: PhasePoint
+    steps: tuple[PhasePoint, ...]         # sampled contexts s + 1 .. s + gen_len
     gen_len: int
     kv_bytes: float                  # at the final context
     kv_location: str
@@ -163,7 +163,7 @@ class DecodeCost:
     sram_bytes: float                # activation SRAM of the chips the model spans
     run: Generation                  # at the run's batch
     by_batch: tuple[Generation, ...]
-    curve: tuple[Point, ...]         # one decode step per context, at the run's batch
+    curve: tuple[PhasePoint, ...]         # one decode step per context, at the run's batch
     lm_head: tuple[str, ...]         # blocks run on the last position only in prefill
     baseline_weights: str            # where the baseline's weights live
     baseline_weight_bytes: int
@@ -349,7 +349,7 @@ class DecodeModel:
 
     # --- one workload --------------------------------------------------------------------------
     def price(self, workload: Workload, kv_read: float, kv_write: float, location: str,
-              baseline_location: str) -> Point:
+              baseline_location: str) -> PhasePoint:
         hw = self.hw
         key = (workload.batch, workload.seq_len)
         analog = self._analog.get(key) if workload.seq_len == 1 else None
@@ -387,7 +387,7 @@ class DecodeModel:
             kv_s = (kv_read + kv_write) * per_s
             base_J = b.energy_J + (kv_read + kv_write) * per_J + b.static_power_W * kv_s
             base_s = b.latency_s + kv_s
-        return Point(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
+        return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
                      kv_bytes_moved=kv_read + kv_write, kv_location=location, links=traffic,
                      attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
                      baseline_kv_location=baseline_location)
@@ -395,13 +395,13 @@ class DecodeModel:
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
 
-    def prefill(self, batch: int, seq_len: int, location: str, baseline_location: str) -> Point:
+    def prefill(self, batch: int, seq_len: int, location: str, baseline_location: str) -> PhasePoint:
         work = role_workload(self.template, batch, seq_len, seq_len, causal=True, last_only=self.heads,
                              plan=self._plan)
         p = self.price(work, 0.0, self.kv.bytes(seq_len, batch), location, baseline_location)
         return _at(p, seq_len)
 
-    def step(self, batch: int, context: int, location: str, baseline_location: str) -> Point:
+    def step(self, batch: int, context: int, location: str, baseline_location: str) -> PhasePoint:
         work = role_workload(self.template, batch, 1, context, causal=False, cache_operands=True, plan=self._plan)
         p = self.price(work, self.kv.bytes(context - 1, batch), self.kv.bytes(1, batch), location,
                        baseline_location)
@@ -418,7 +418,7 @@ class DecodeModel:
                           steps=tuple(self.step(batch, c, loc, base_loc) for c in contexts), gen_len=gen_len,
                           kv_bytes=kv_bytes, kv_location=loc, baseline_kv_location=base_loc)
 
-    def curve(self, batch: int, contexts: list[int]) -> list[Point]:
+    def curve(self, batch: int, contexts: list[int]) -> list[PhasePoint]:
         out = []
         for c in contexts:
             kv = self.kv.bytes(c, batch)
@@ -427,7 +427,7 @@ class DecodeModel:
         return out
 
 
-def _at(p: Point, context: int) -> Point:
+def _at(p: PhasePoint, context: int) -> PhasePoint:
     return replace(p, context=context)
 
 

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.ir import PlacedGraph
@@ -19,13 +20,13 @@ from compiler.backends.estimator.peak import peak_throughput
 from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
                                                 tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
-from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SweepPoint
+from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
-SWEEP_SEQ_LENS = (16, 32, 64, 128, 256, 512, 1024, 2048)
+SEQ_LEN_SERIES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -60,7 +61,7 @@ class _Evaluation:
         return math.fsum(j for s in self.stages for j in s.energy_J.values()) + self.static_J
 
 
-def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = 128,
+def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
              baseline: str | DigitalBaselineSpec = "digital_int8", calibration: Any = None,
              input_fill: Mapping[int, float] | None = None, sensitivity: bool = True,
              gen_len: int | None = None) -> CostReport:
@@ -195,17 +196,17 @@ def _action_energies(hw: HardwareSpec) -> dict[str, float]:
 
 
 def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], chip: _Chip,
-           base: DigitalBaselineSpec, batch: int, seq_len: int, main: _Evaluation) -> tuple[str, list[SweepPoint]]:
+           base: DigitalBaselineSpec, batch: int, seq_len: int, main: _Evaluation) -> tuple[str, list[SeriesPoint]]:
     """Energy and latency of the chip and of the digital baseline along sequence length (or batch)."""
     if template.has_sequence_dim:
-        limit = template.max_seq_len or max(SWEEP_SEQ_LENS)
-        values = sorted({s for s in SWEEP_SEQ_LENS if s <= limit} | {seq_len})
+        limit = template.max_seq_len or max(SEQ_LEN_SERIES)
+        values = sorted({s for s in SEQ_LEN_SERIES if s <= limit} | {seq_len})
         axis, settings = "seq_len", [(batch, s) for s in values]
     else:
         axis, settings = "batch", [(b, seq_len) for b in sorted(set(SWEEP_BATCHES) | {batch})]
     points = []
     for b, s in settings:
         ev = main if (b, s) == (batch, seq_len) else _evaluate(forward(b, s), chip, base)
-        points.append(SweepPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
+        points.append(SeriesPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
                                  baseline_energy_J=ev.baseline.energy_J, baseline_latency_s=ev.baseline.latency_s))
     return axis, points

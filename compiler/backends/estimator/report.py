@@ -34,7 +34,7 @@ class StageCost:
 
 
 @dataclass(frozen=True)
-class SweepPoint:
+class SeriesPoint:
     batch: int
     seq_len: int
     energy_J: float
@@ -67,7 +67,7 @@ class CostReport:
     peak: PeakThroughput
     baseline: BaselineCost
     sweep_axis: str
-    sweep: tuple[SweepPoint, ...]
+    sweep: tuple[SeriesPoint, ...]
     area: ChipArea                               # one chip
     chips: int                                   # chips the model spans
     tiles_used: int

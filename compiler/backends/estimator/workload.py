@@ -293,7 +293,7 @@ def layer_group(module: str) -> str:
 
 
 def _op_class(op: str, kind: Kind) -> str:
-    if kind is Kind.DIGITAL_INT:
+    if kind is Kind.ATTENTION_MATMUL:
         return "attention"
     if op in DIGITAL_MATMUL_OPS:
         return "matmul"

@@ -7,7 +7,7 @@ dynamic in batch and sequence length):
 - each weight block becomes one block module call placed before its first layer (`AnalogBlock` here, a
   training block in compiler/training); each analog layer's node becomes the block output (or its slice of
   it, for fused Q, K, V: the block runs once per input);
-- each DIGITAL_INT matmul becomes compiler.analog.integer.attention_matmul at hw.digital.attention_bits
+- each ATTENTION_MATMUL matmul becomes compiler.analog.integer.attention_matmul at hw.digital.attention_bits
   (unchanged if null);
 - every other node runs as in the FP model.
 The result takes the model's own arguments and returns the model's own output structure.
@@ -239,7 +239,7 @@ def _lower_block(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], plac
 
 def _lower_attention(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], placed: PlacedGraph,
                      hw: HardwareSpec, fused: bool, ste: bool = False) -> None:
-    """Each DIGITAL_INT matmul -> integer.attention_matmul at the spec's bits and scale granularity, P
+    """Each ATTENTION_MATMUL matmul -> integer.attention_matmul at the spec's bits and scale granularity, P
     unsigned where the partition traced the first operand to a softmax; `ste`: straight-through (training).
     The model's `attention_mask` input, where it has one, keeps padded tokens out of the dynamic scales:
     on the chip each sequence runs alone, unpadded."""
@@ -247,7 +247,7 @@ def _lower_attention(gm: torch.fx.GraphModule, nodes: dict[str, torch.fx.Node], 
     mask = nodes.get("attention_mask")
     mask = mask if mask is not None and mask.op == "placeholder" else None
     for p in placed.placements.values():
-        if p.kind is not Kind.DIGITAL_INT:
+        if p.kind is not Kind.ATTENTION_MATMUL:
             continue
         node = nodes[p.node]
         a, b = node.args[0], node.args[1]
