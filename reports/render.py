@@ -36,6 +36,7 @@ def _load(cls: type, path: Path, required: bool = False):
     data = _read_json(path, required)
     if data is None and path.is_file():  # the file holds JSON null
         raise SchemaError(f"{path}: expected a JSON object at the top level, got null; {_REWRITE}")
+    check_version(data, path)
     return _typed(cls, data, path)
 
 
@@ -53,9 +54,10 @@ def _read_json(path: Path, required: bool) -> object | None:
 
 
 def check_version(data: object, path: Path | str) -> None:
-    """The one check of a file's schema_version, for every reader (report, compare): a file of another version
-    than this aimc-compile writes is refused (none: an older or hand-made file, read as version 1)."""
-    version = getattr(data, "schema_version", None)
+    """The one check of a file's schema_version (`data` as json.load returns it), for every reader (report,
+    compare), before its fields: a file of another version than this aimc-compile writes is refused (none: an
+    older or hand-made file, read as version 1)."""
+    version = data.get("schema_version") if isinstance(data, dict) else None
     if version is not None and version != SCHEMA_VERSION:
         raise SchemaError(f"{path}: schema_version {version}, but this aimc-compile reads version {SCHEMA_VERSION}; "
                           f"re-run that compile with this version")
@@ -153,7 +155,8 @@ def environment() -> jinja2.Environment:
 def _check_sizes(m: MappingJson, path: str) -> None:
     """Counts and indices the report expands or draws, within MAX_TILES_READ / MAX_SEGMENTS_READ."""
     tiles = [m.tiles_used, m.tiles_per_chip, m.tiles_available, m.chips_used, *m.tile_utilization,
-             *(s.tile for s in m.segments), *(r.tile + r.count for r in m.segment_runs)]
+             *(s.tile for s in m.segments), *(r.tile + r.count for r in m.segment_runs),
+             *(t.tile for e in m.layers for t in e.tiles)]
     largest = max((t for t in tiles if t is not None), default=0)
     segments = len(m.segments) + sum(r.count for r in m.segment_runs)
     if largest > MAX_TILES_READ or segments > MAX_SEGMENTS_READ:
@@ -182,12 +185,10 @@ def render_report(mapping: dict, cost: dict | None = None, accuracy: dict | None
                   command: str | None = None) -> str:
     """The report page as a string, from the content of mapping.json, cost.json and accuracy.json as
     json.load returns it; SchemaError when one does not match its definition (reports/schema.py)."""
-    typed = {name: _typed(cls, data, name) for name, cls, data in (("mapping.json", MappingJson, mapping),
-                                                                   ("cost.json", CostJson, cost),
-                                                                   ("accuracy.json", AccuracyJson, accuracy))}
-    for name, data in typed.items():
+    for name, data in (("mapping.json", mapping), ("cost.json", cost), ("accuracy.json", accuracy)):
         check_version(data, name)
-    return _render(typed["mapping.json"], typed["cost.json"], typed["accuracy.json"], command)
+    return _render(_typed(MappingJson, mapping, "mapping.json"), _typed(CostJson, cost, "cost.json"),
+                   _typed(AccuracyJson, accuracy, "accuracy.json"), command)
 
 
 def _render(mapping: MappingJson, cost: CostJson | None, accuracy: AccuracyJson | None, command: str | None) -> str:
@@ -207,13 +208,9 @@ def read_outputs(out_dir: Path) -> tuple[MappingJson, CostJson | None, AccuracyJ
     """out_dir's mapping.json (required), cost.json and accuracy.json (None when missing), read through their
     definitions; mapping.json's derivable fields completed. SchemaError naming the file otherwise."""
     out_dir = Path(out_dir)
-    files = {"mapping.json": _load(MappingJson, out_dir / "mapping.json", required=True),
-             "cost.json": _load(CostJson, out_dir / "cost.json"),
-             "accuracy.json": _load(AccuracyJson, out_dir / "accuracy.json")}
-    for name, data in files.items():
-        check_version(data, out_dir / name)
-    return (_complete_mapping(files["mapping.json"], str(out_dir / "mapping.json")), files["cost.json"],
-            files["accuracy.json"])
+    mapping = _load(MappingJson, out_dir / "mapping.json", required=True)
+    return (_complete_mapping(mapping, str(out_dir / "mapping.json")), _load(CostJson, out_dir / "cost.json"),
+            _load(AccuracyJson, out_dir / "accuracy.json"))
 
 
 def write_report(out_dir: Path, command: str | None = None) -> Path:
