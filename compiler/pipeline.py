@@ -9,13 +9,13 @@ from compiler.errors import UserError
 from compiler.frontend import export_model
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.ir import PlacedGraph
-from compiler.models import model_info
+from compiler.models import inference_seq_len, model_info
 
 
 def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, allocation: str = "auto",
                   calibration: Any = None, pt_column_range: bool = True,
                   pt_input_range: bool = True, objective: str | None = None, max_tiles: int | None = None,
-                  max_latency_s: float | None = None, seq_len: int = 128) -> PlacedGraph:
+                  max_latency_s: float | None = None, seq_len: int | None = None) -> PlacedGraph:
     """Map `model` onto the chip `hw`; returns the PlacedGraph (mapping, and the backends behind it).
 
     `example` is a tensor, a tuple of positional inputs or a dict of keyword inputs.
@@ -25,12 +25,15 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     conductance range (`pt_column_range`) and per-tile input range search (`pt_input_range`).
     `allocation`: "auto" (default) searches the strategies for `objective` ("balanced": the fewest tiles within
     2 % of the best latency; "tiles", "latency", "throughput") under `max_tiles` / `max_latency_s`, pricing one
-    inference of `seq_len` tokens (compiler/placement.py); "naive", "fused", "packed", "slack" pick one.
+    inference of `seq_len` tokens (compiler/placement.py; default 128, fewer if the model's positions end
+    sooner; a length below 1 or beyond the positions is refused as estimate() refuses it); "naive", "fused",
+    "packed", "slack" pick one.
     """
     from compiler.placement import place
     from passes import calibrate_ranges, partition
     from passes.tile_allocation import replicate
 
+    seq_len = inference_seq_len(model, seq_len)  # before any work: the check estimate() makes too
     if not isinstance(hw, HardwareSpec):
         hw = load_hw_spec(hw)
     exported = export_model(model, example)
