@@ -504,8 +504,8 @@ def _say(line: str) -> None:
 def _terminate(signum: int, frame) -> None:
     """SIGTERM (timeout, CI cancel, kill) or SIGHUP (the terminal closed): unwind like SIGINT, so `finally`
     and `with` clean up."""
-    print("aimc-compile: terminated" if signum != getattr(signal, "SIGHUP", None) else
-          "aimc-compile: hung up (the terminal closed)", file=sys.stderr)
+    hangup = signum == getattr(signal, "SIGHUP", None)
+    print(f"aimc-compile: terminated{' (SIGHUP: the terminal closed)' if hangup else ''}", file=sys.stderr)
     raise SystemExit(128 + signum)
 
 
