@@ -83,7 +83,11 @@ class OutputDir:
             self._make_dirs()
             self._lock_fd = _lock(self.path / LOCK, self.path)
             _check_not_link(self.path / MANIFEST, self.path)
-            recover(self.path)
+            deferred = _DeferredSignals()  # a roll back runs to its end too
+            try:
+                recover(self.path)
+            finally:
+                deferred.release()
             self._check_conflicts()
             self.staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.path))
         except OSError as exc:
