@@ -522,7 +522,8 @@ class _DeferredSignals:
         self.caught: int | None = None
         self.saved = {}
         if threading.current_thread() is threading.main_thread():
-            self.saved = {s: signal.signal(s, self._note) for s in _DEFERRED if signal.getsignal(s) is not signal.SIG_IGN}
+            self.saved = {s: signal.signal(s, self._note) for s in _DEFERRED
+                          if signal.getsignal(s) is not signal.SIG_IGN}
 
     def _note(self, signum: int, frame) -> None:
         self.caught = self.caught or signum

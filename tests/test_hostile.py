@@ -1,7 +1,8 @@
 """Issue 25, the output folder: nothing of the user's lost, no link followed, a killed swap recovered.
 
 Each test is a case of the issue (numbered as there) or of the class it belongs to, on compiler/outputs.py
-directly (fast); end-to-end CLI runs: test_hostile_cli.py.
+directly (fast). Reports and compare: test_hostile_reports.py; models, the API and the terminal:
+test_hostile_inputs.py; the CLI end to end (case 1, SIGHUP): test_reliability.py.
 """
 from __future__ import annotations
 

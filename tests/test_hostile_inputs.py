@@ -59,7 +59,8 @@ def test_a_tiny_vocabulary_still_loads(tmp_path):
 
 def test_config_cases_through_the_cli(tmp_path):
     cases = (({"vocab_size": 4}, None), ({"num_attention_heads": 0}, "num_attention_heads 0"),
-             ({"hidden_size": -8}, "hidden_size -8"), ({"hidden_size": 130, "num_attention_heads": 4}, "not a multiple"))
+             ({"hidden_size": -8}, "hidden_size -8"),
+             ({"hidden_size": 130, "num_attention_heads": 4}, "not a multiple"))
     for i, (changes, needle) in enumerate(cases):
         code, err = _cli(_config_only(tmp_path, **changes), "--hw", "pcm_1M", "--seq-len", "8", "--out",
                          tmp_path / f"out{i}")
@@ -111,7 +112,7 @@ def test_a_module_without_a_config_has_no_position_limit():
 
 # --- case 15: transformers' "Writing model shards" follows the progress level ------------------------------
 
-def test_saving_a_checkpoint_draws_no_bar_off_a_terminal_or_quiet(tmp_path, monkeypatch):
+def test_saving_a_checkpoint_draws_no_bar_off_a_terminal_or_quiet(tmp_path):
     from compiler.training.finetune import save_finetuned
     model, _ = load_model(str(_config_only(tmp_path)), seq_len=8)
     for level in (progress.QUIET, progress.NORMAL):

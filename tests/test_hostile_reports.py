@@ -20,7 +20,6 @@ from reports import write_report
 from reports.compare import compare_runs
 from reports.fmt import csv_cell, csv_row
 from reports.render import MAX_SEGMENTS_READ, MAX_TILES_READ
-from reports.schema import SchemaError
 
 LAYERS = [{"name": "fc", "node": "linear", "kind": "analog", "in_features": 8, "out_features": 4,
            "tiles": [{"tile": 0, "rows": [0, 8], "cols": [0, 4], "in_features": [0, 8], "out_features": [0, 4]}]}]
