@@ -236,3 +236,29 @@ def test_safe_name_makes_a_name_of_any_text():
     assert safe_name("..") == "run" and safe_name("../../etc") == "_.._etc"
     assert safe_name("a/b\x1b[2Jc\n") == "a_b__2Jc_" and safe_name(".hidden") == "hidden"
     assert len(safe_name("x" * 1000)) == 100 and safe_name("Llama-3.1-8B") == "Llama-3.1-8B"
+
+
+_KILLED_RECOVERY = """
+import os, signal, sys
+from pathlib import Path
+import compiler.outputs as outputs
+def move(source, target):
+    os.kill(os.getpid(), signal.SIGKILL)
+outputs._move = move
+with outputs.OutputDir(Path(sys.argv[1]), "killed again"):
+    pass
+"""
+
+
+def test_a_roll_back_killed_halfway_is_finished_by_the_run_after(tmp_path):
+    out = tmp_path / "out"
+    _publish(out, {"mapping.json": "old", "report.html": "old report", "accuracy.json": "old accuracy"})
+    before = _snapshot(out)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run([sys.executable, "-c", _KILLER, str(out), "5", "SIGKILL"], cwd=REPO, env=env)
+    second = subprocess.run([sys.executable, "-c", _KILLED_RECOVERY, str(out)], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert first.returncode == second.returncode == -signal.SIGKILL
+    with OutputDir(out, "third"):
+        pass
+    assert _snapshot(out) == before
