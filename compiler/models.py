@@ -90,6 +90,7 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     checkpoint, source = _find_checkpoint(name_or_path)
     if checkpoint is not None and _has_weights(checkpoint):
         data = _config_json(checkpoint)
+        check_config(_local_config(checkpoint), checkpoint / "config.json")  # before from_pretrained allocates
         model_key = source if source in DEFAULT_TASK else data.get("model_type", "")
         task = task or DEFAULT_TASK.get(model_key) or _default_task(data)
         model, new_weights = _from_checkpoint(checkpoint, task, num_labels)

@@ -52,6 +52,16 @@ def test_config_dimensions_are_one_line_before_building(tmp_path, changes, needl
     assert "config.json" in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_checkpoint_with_weights_is_checked_before_its_weights_are_allocated(tmp_path):
+    from transformers import BertConfig, BertModel
+    folder = tmp_path / "real"
+    BertModel(BertConfig(**{k: v for k, v in BERT.items() if k != "model_type"})).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 2 ** 24, "num_attention_heads": 1}))
+    with pytest.raises(UserError, match="hidden_size 16777216 must be an integer"):
+        load_model(str(folder), task="feature-extraction", seq_len=8)
+
+
 def test_a_tiny_vocabulary_still_loads(tmp_path):
     model, example = load_model(str(_config_only(tmp_path, vocab_size=4)), seq_len=8)
     assert int(example["input_ids"].max()) < 4
