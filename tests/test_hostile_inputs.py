@@ -152,3 +152,15 @@ def test_escape_sequences_in_a_spec_name_and_a_model_folder_are_shown_escaped(tm
     assert "\x1b" not in err and "\x07" not in err and "\r" not in err, repr(err)
     assert not any(line.startswith("fake: line") for line in err.splitlines()), err
     assert "pcm\\x1b[2J\\x1b]0;owned\\x07\\nfake: line" in err and "m\\x1b[31mred\\rX" in err
+
+
+@pytest.mark.parametrize("field", ["vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                   "intermediate_size", "max_position_embeddings", "pad_token_id"])
+@pytest.mark.parametrize("value", [-1, 0, 1, 3, 10 ** 12, 2 ** 63, 1.5, True, "x", [4]])
+def test_every_config_dimension_at_its_extremes_loads_or_is_one_line(tmp_path, field, value):
+    try:
+        model, example = load_model(str(_config_only(tmp_path, **{field: value})), seq_len=8, materialize=False)
+    except UserError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600, exc
+    else:
+        assert model.aimc_info.weights == "none" and example["input_ids"].shape == (1, 8)
