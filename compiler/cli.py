@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_command(args, command)
         return 0
     except (UserError, SchemaError) as exc:
-        print(f"aimc-compile: error: {exc}", file=sys.stderr)
+        print(f"aimc-compile: error: {progress.printable(exc)}", file=sys.stderr)  # names may hold escapes
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("aimc-compile: interrupted", file=sys.stderr)
@@ -202,7 +202,7 @@ def _report_command(args: argparse.Namespace) -> int:
         raise UserError(f"{out}: no mapping.json there; give a directory written by aimc-compile")
     from reports import write_report
     path = write_report(out)
-    print(f"report: {path}")
+    print(f"report: {progress.printable(path)}")
     return 0
 
 
@@ -214,7 +214,7 @@ def _compare_command(args: argparse.Namespace) -> int:
             raise UserError(f"{folder}: {what}; give output directories written by aimc-compile")
     from reports.compare import compare_runs
     html, csv = compare_runs([Path(d) for d in args.dirs], Path(args.out) if args.out else COMPARE_OUT)
-    print(f"compare: {html} and {csv}")
+    print(f"compare: {progress.printable(html)} and {progress.printable(csv)}")
     return 0
 
 
@@ -225,7 +225,8 @@ def compile_command(args: argparse.Namespace, command: str) -> Path:
     """`aimc-compile compile`: the flags as a RunConfig, run into --out (compiler/runner.py)."""
     from compiler.runner import run
     config = config_from_args(args)
-    out = Path(args.out or Path("aimc-out") / args.model.rstrip("/").split("/")[-1])
+    from compiler.outputs import safe_name  # a model named `..` must not make the current folder the output
+    out = Path(args.out or Path("aimc-out") / safe_name(args.model.rstrip("/").split("/")[-1], "model"))
     result = run(config, out, command=command)
     # the final line: printed even with --quiet
     progress.say(f"done in {result.seconds:.1f} s; report: {out / 'report.html'}", progress.QUIET)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from compiler import progress, sentences
+from compiler.config import DEFAULT_SEQ_LEN  # compile_model's inference length when none is given
 from compiler.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -71,7 +72,7 @@ def model_info(model: torch.nn.Module) -> ModelInfo:
     return info
 
 
-def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, batch: int = 1,
+def load_model(name_or_path: str, task: str | None = None, seq_len: int = DEFAULT_SEQ_LEN, batch: int = 1,
                num_labels: int = 2, materialize: bool = True) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     """Return (model in eval mode with eager attention, example inputs as keyword arguments).
 
@@ -90,6 +91,7 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     checkpoint, source = _find_checkpoint(name_or_path)
     if checkpoint is not None and _has_weights(checkpoint):
         data = _config_json(checkpoint)
+        check_config(_local_config(checkpoint), checkpoint / "config.json")  # before from_pretrained allocates
         model_key = source if source in DEFAULT_TASK else data.get("model_type", "")
         task = task or DEFAULT_TASK.get(model_key) or _default_task(data)
         model, new_weights = _from_checkpoint(checkpoint, task, num_labels)
@@ -99,6 +101,7 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = 128, b
     else:
         if checkpoint is not None:  # a directory with a config.json and no weights: the architecture alone
             config, data = _local_config(checkpoint), _config_json(checkpoint)
+            check_config(config, checkpoint / "config.json")
         else:
             config, data, source = *_bundled_config(name_or_path), "bundled config"
         task = task or DEFAULT_TASK.get(config.model_type) or _default_task(data)
@@ -136,8 +139,72 @@ def example_inputs(model: torch.nn.Module, batch: int, seq_len: int,
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
-    ids = torch.randint(5, vocab, (batch, seq_len), generator=generator)
+    low = _FIRST_ORDINARY_ID if vocab > _FIRST_ORDINARY_ID else 0  # past the special tokens, if there are others
+    ids = torch.randint(low, vocab, (batch, seq_len), generator=generator)
     return {"input_ids": ids, "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
+
+
+_FIRST_ORDINARY_ID = 5  # random example ids start here: 0-4 are special tokens ([PAD], [CLS], ...) in most vocabularies
+# (config attribute, least, most): the dimensions a config.json gives, bounded before anything is built. The
+# upper bounds are 8x or more the largest published models (Llama-3.1-405B: hidden 16384, 126 layers, 128 heads,
+# FFN 53248; Gemma: 256,000 tokens; 128k-1M positions), so that a small file cannot demand terabytes.
+CONFIG_BOUNDS = (("vocab_size", 1, 2 ** 22), ("hidden_size", 1, 2 ** 17), ("num_hidden_layers", 1, 2 ** 12),
+                 ("num_attention_heads", 1, 2 ** 12), ("num_key_value_heads", 1, 2 ** 12),
+                 ("intermediate_size", 1, 2 ** 20), ("max_position_embeddings", 2, 2 ** 24), ("head_dim", 1, 2 ** 14),
+                 ("num_local_experts", 1, 2 ** 12), ("num_experts_per_tok", 1, 2 ** 12))
+
+
+def check_config(config, where: Path | str) -> None:
+    """A model config's dimensions before the model is built: each an integer within CONFIG_BOUNDS, the hidden
+    size a multiple of the heads, the key/value heads a divisor of the heads, the padding id inside the
+    vocabulary. One UserError line naming `where`, the field and the rule."""
+    values = {}
+    for name, least, most in CONFIG_BOUNDS:
+        value = getattr(config, name, None)  # attribute_map: GPT-2's n_embd is hidden_size, n_layer ...
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+            raise UserError(f"{where}: {name} {_short(repr(value))} must be an integer from {least} to {most:,}")
+        values[name] = value
+    hidden, heads, kv = (values.get(k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads"))
+    if hidden and heads and "head_dim" not in values and hidden % heads:
+        raise UserError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads} (each head "
+                        f"takes hidden_size / num_attention_heads of the dimensions); fix the config")
+    if heads and kv and heads % kv:
+        raise UserError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}; "
+                        f"fix the config")
+    experts, chosen = values.get("num_local_experts"), values.get("num_experts_per_tok")
+    if experts and chosen and chosen > experts:
+        raise UserError(f"{where}: num_experts_per_tok {chosen} exceeds num_local_experts {experts}; fix the config")
+    pad, vocab = getattr(config, "pad_token_id", None), values.get("vocab_size")
+    if isinstance(pad, int) and vocab and not 0 <= pad < vocab:
+        raise UserError(f"{where}: pad_token_id {pad} is outside the vocabulary (vocab_size {vocab}); fix the config")
+    if "max_position_embeddings" in values and max_positions(config) < 2:
+        raise UserError(f"{where}: max_position_embeddings {values['max_position_embeddings']} leaves fewer than 2 "
+                        f"positions (RoBERTa keeps pad_token_id + 1 of them); fix the config")
+
+
+
+
+def inference_seq_len(model: torch.nn.Module, seq_len: object = None) -> int:
+    """The sequence length compile_model prices one inference at: `seq_len` checked (check_seq_len) against the
+    model's positions; None: DEFAULT_SEQ_LEN, or the model's positions if fewer."""
+    config = getattr(model, "config", None)
+    limit = max_positions(config) if config is not None else None
+    limit = limit if limit is not None and limit < 1 << 30 else None
+    if seq_len is None:
+        return min(DEFAULT_SEQ_LEN, limit) if limit is not None and limit >= 1 else DEFAULT_SEQ_LEN
+    return check_seq_len(seq_len, limit)
+
+
+def check_seq_len(seq_len: object, limit: int | None, what: str = "seq_len") -> int:
+    """The one check of a sequence length given to the API (compile_model, estimate): a positive integer, at
+    most the model's `limit` positions (None: no limit known). A UserError line otherwise."""
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise UserError(f"{what} must be a positive integer (got {_short(repr(seq_len))})")
+    if limit is not None and seq_len > limit:
+        raise UserError(f"{what} {seq_len} exceeds the {limit} positions this model accepts")
+    return seq_len
 
 
 def _find_checkpoint(name_or_path: str) -> tuple[Path | None, str]:
@@ -223,7 +290,7 @@ def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> tuple[torc
     kwargs: dict[str, Any] = {"attn_implementation": "eager", "local_files_only": True, "output_loading_info": True}
     if task == "sequence-classification":
         kwargs["num_labels"] = num_labels
-    with warnings.catch_warnings(), _transformers_bars():
+    with warnings.catch_warnings(), transformers_bars():
         warnings.simplefilter("ignore")
         try:
             model, loading = _auto_class(task).from_pretrained(str(checkpoint), **kwargs)
@@ -233,9 +300,9 @@ def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> tuple[torc
 
 
 @contextlib.contextmanager
-def _transformers_bars():
-    """transformers' own bars ("Loading weights") follow ours: off unless stderr is a terminal
-    (compiler.progress), and as they were afterwards."""
+def transformers_bars():
+    """transformers' own bars ("Loading weights", "Writing model shards") follow ours: off unless stderr is a
+    terminal and the level is not --quiet (compiler.progress), and as they were afterwards."""
     from transformers.utils import logging as hf_logging
     shown = hf_logging.is_progress_bar_enabled()
     if shown and not progress.bars_shown():
@@ -306,9 +373,14 @@ def _build(config, task: str, device: str | None) -> torch.nn.Module:
     try:
         with torch.device(device) if device else contextlib.nullcontext():
             return _auto_class(task).from_config(config, attn_implementation="eager")
-    except ValueError as exc:  # e.g. DistilBERT has no causal-lm head in transformers
-        raise UserError(f"{config.model_type} models have no {task} head in transformers ({_reason(exc)}); "
-                        f"choose another --task") from None
+    except ValueError as exc:
+        if "Unrecognized configuration class" in str(exc):  # e.g. DistilBERT has no causal-lm head in transformers
+            raise UserError(f"{config.model_type} models have no {task} head in transformers ({_reason(exc)}); "
+                            f"choose another --task") from None
+        raise UserError(f"{config.model_type} config: transformers cannot build the model ({_reason(exc)})") from None
+    except Exception as exc:  # a combination of values check_config does not know: still one line
+        raise UserError(f"{config.model_type} config: transformers cannot build the model "
+                        f"({type(exc).__name__}: {_reason(exc)})") from None
 
 
 def _load_tokenizer(checkpoint: Path):

@@ -5,18 +5,17 @@ from typing import Any
 
 import torch
 
-from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.frontend import export_model
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.ir import PlacedGraph
-from compiler.models import model_info
+from compiler.models import inference_seq_len, model_info
 
 
 def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, allocation: str = "auto",
                   calibration: Any = None, pt_column_range: bool = True,
                   pt_input_range: bool = True, objective: str | None = None, max_tiles: int | None = None,
-                  max_latency_s: float | None = None, seq_len: int = DEFAULT_SEQ_LEN,
+                  max_latency_s: float | None = None, seq_len: int | None = None,
                   exported: Any = None) -> PlacedGraph:
     """Map `model` onto the chip `hw`; returns the PlacedGraph (mapping, and the backends behind it).
 
@@ -27,7 +26,9 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     conductance range (`pt_column_range`) and per-tile input range search (`pt_input_range`).
     `allocation`: "auto" (default) searches the strategies for `objective` ("balanced": the fewest tiles within
     2 % of the best latency; "tiles", "latency", "throughput") under `max_tiles` / `max_latency_s`, pricing one
-    inference of `seq_len` tokens (compiler/placement.py); "naive", "fused", "packed", "slack" pick one.
+    inference of `seq_len` tokens (compiler/placement.py; default compiler.config.DEFAULT_SEQ_LEN, fewer if the
+    model's positions end sooner; a length below 1 or beyond the positions is refused as estimate() refuses it);
+    "naive", "fused", "packed", "slack" pick one.
     `exported`: this model's torch.export program for `example` when the caller has it already (a sweep exports
     a model once per shape); the passes read it and never change it.
     """
@@ -35,6 +36,7 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     from passes import calibrate_ranges, partition
     from passes.tile_allocation import replicate
 
+    seq_len = inference_seq_len(model, seq_len)  # before any work: the check estimate() makes too
     if not isinstance(hw, HardwareSpec):
         hw = load_hw_spec(hw)
     if exported is None:

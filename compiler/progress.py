@@ -3,13 +3,17 @@
 A tqdm bar redraws itself with carriage returns; written into a pipe or a log file it becomes one long line
 that swallows the log lines around it (`aimc-compile ... 2>&1 | grep ^mapped` then misses them). So a bar is
 drawn only when stderr is a terminal. Elsewhere `bar` returns a stand-in that counts silently and, at the
-verbose level, says one line per finished part of a stage. `say` writes the CLI's stage lines at a level.
+verbose level, says one line per finished part of a stage. `say` writes the CLI's stage lines at a level,
+through `printable`: a model or spec name is untrusted text, and its control characters (an escape sequence
+that clears the screen or sets the window title, a carriage return or newline that forges a line) are shown
+escaped, never sent to the terminal.
 The CLI sets the level (--quiet, --verbose); the Python API runs at the normal level. Standard library only
 (tqdm is imported when a bar is drawn).
 """
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -43,11 +47,23 @@ def bars_shown() -> bool:
     return _level > QUIET and on_terminal()
 
 
+# C0 and C1 controls (ESC, CSI, BEL, CR, LF, ...), DEL, and the Unicode line separators and bidirectional
+# overrides that make a terminal show text in another order than it is
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """`text` for a terminal: every control character escaped as Python writes it (`\\x1b`, `\\n`,
+    `\\u202e`), the rest unchanged. For any line that carries a name or path from the user or a file."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
+
 def say(message: str, level: int = NORMAL) -> None:
-    """One line on stderr at `level` and above (QUIET: always; warnings and a run's final line). Flushed at
-    once, so that in a pipe it keeps its place among the lines of other writers."""
+    """One line on stderr at `level` and above (QUIET: always; warnings and a run's final line), its control
+    characters escaped (printable). Flushed at once, so that in a pipe it keeps its place among the lines of
+    other writers."""
     if _level >= level:
-        print(message, file=sys.stderr, flush=True)
+        print(printable(message), file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
@@ -103,7 +119,7 @@ class _Lines:
         if self._lines and self._count:
             unit = self._unit if self._count == 1 else _plural(self._unit)
             postfix = f"; {self._postfix}" if self._postfix else ""
-            print(f"  {self._desc}: {self._count} {unit} in {now - self._started:.1f} s{postfix}",
+            print(printable(f"  {self._desc}: {self._count} {unit} in {now - self._started:.1f} s{postfix}"),
                   file=sys.stderr, flush=True)
         self._count, self._started = 0, now
 

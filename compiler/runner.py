@@ -154,6 +154,13 @@ class Session:
         return export_model(model, example)
 
 
+def input_paths(config: RunConfig) -> tuple[str | None, ...]:
+    """What a run reads from disk (those that are paths: a model folder, a spec file, evaluation and training
+    data): the output folder never removes or replaces them, even when they lie inside it."""
+    return (config.model, config.hw, config.simulation and config.simulation.eval_data,
+            config.hwa and config.hwa.data)
+
+
 def run(config: RunConfig, out: str | Path | None = None, *, command: str | None = None,
         evaluate: Callable | None = None, session: Session | None = None, checked: Checked | None = None,
         report: bool = True) -> RunResult:
@@ -170,7 +177,7 @@ def run(config: RunConfig, out: str | Path | None = None, *, command: str | None
         result = _run(config, checked, None, None, command, evaluate, session or Session(1))
     else:
         out = Path(out)
-        with OutputDir(out, command) as output:  # checks out, locks it, stages inside it
+        with OutputDir(out, command, inputs=input_paths(config)) as output:  # checks out, locks, stages inside
             result = _run(config, checked, out, output.staging, command, evaluate, session or Session(1))
             if report:
                 with _timed("report written"):

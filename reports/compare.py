@@ -21,10 +21,11 @@ from typing import Any, Callable
 
 from reports import compare_charts
 from reports.charts import accuracy_series, component_label, metric_label
-from reports.fmt import integer, pct, si, _sig
+from reports.fmt import csv_row, integer, pct, si, _sig
 from reports.power import cost_power_W, peak_figures
-from reports.render import environment, flatten_spec, overridden_rows, read_outputs, spec_value, write_file
-from reports.schema import SCHEMA_VERSION, AccuracyJson, CostJson, MappingJson, SchemaError
+from reports.render import (check_replaceable, environment, flatten_spec, overridden_rows, read_outputs, spec_value,
+                            write_file)
+from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError
 from reports.sections import HEADLINE_METRICS
 
 __all__ = ["compare_runs", "load_runs", "comparison_rows"]
@@ -54,8 +55,9 @@ class Row:
 
 
 def load_runs(dirs: list[Path]) -> list[Run]:
-    """Each directory's outputs through their definitions; SchemaError (one line) for a missing, unreadable,
-    invalid or newer-schema file, or a directory given twice."""
+    """Each directory's outputs through their definitions (reports/render.py's read_outputs, which also refuses
+    another schema_version); SchemaError (one line) for a missing, unreadable, invalid or newer-schema file,
+    or a directory given twice."""
     if not dirs:
         raise SchemaError("compare: give at least one output directory of aimc-compile")
     seen: dict[Path, Path] = {}
@@ -68,11 +70,6 @@ def load_runs(dirs: list[Path]) -> list[Run]:
     runs = []
     for folder, label in zip(map(Path, dirs), labels):
         mapping, cost, accuracy = read_outputs(folder)
-        for name, data in (("mapping.json", mapping), ("cost.json", cost), ("accuracy.json", accuracy)):
-            version = getattr(data, "schema_version", None)
-            if version is not None and version != SCHEMA_VERSION:
-                raise SchemaError(f"{folder / name}: schema_version {version}, but this aimc-compile reads version "
-                                  f"{SCHEMA_VERSION}; re-run that compile with this version")
         report = folder / "report.html"
         runs.append(Run(folder, label, mapping, cost, accuracy, report if report.is_file() else None))
     return runs
@@ -288,15 +285,28 @@ def _targets(out: Path) -> tuple[Path, Path]:
     return html, table
 
 
+_CSV_HEADER = ("group", "field", "unit", "differs")
+
+
+def is_comparison(head: str) -> bool:
+    """Whether a page (its first 64 kB) is a compare.html of aimc-compile (its title says so)."""
+    return head.startswith("<!DOCTYPE html>") and "runs compared · aimc-compile</title>" in head
+
+
+def is_comparison_table(head: str) -> bool:
+    """Whether a CSV file (its first 64 kB) is a compare.csv of aimc-compile (its header says so)."""
+    return head.startswith(",".join(_CSV_HEADER) + ",")
+
+
 def comparison_csv(runs: list[Run], rows: list[Row]) -> str:
     """group, field, unit, differs, then one column per run; numbers in SI units, full precision."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["group", "field", "unit", "differs"] + [run.label for run in runs])
-    for row in rows:
-        writer.writerow([row.group, row.key, row.unit, "yes" if row.differs else ""]
-                        + ["" if v is None else json.dumps(v) if isinstance(v, (list, dict, bool)) else v
-                           for v in row.values])
+    writer.writerow(csv_row([*_CSV_HEADER, *(run.label for run in runs)]))
+    for row in rows:  # labels, keys and spec values come from folder names and files: neutralized (csv_row)
+        writer.writerow(csv_row([row.group, row.key, row.unit, "yes" if row.differs else ""]
+                                + ["" if v is None else json.dumps(v) if isinstance(v, (list, dict, bool)) else v
+                                   for v in row.values]))
     return buffer.getvalue()
 
 
@@ -327,6 +337,10 @@ def compare_runs(dirs: list[Path], out: Path) -> tuple[Path, Path]:
     runs = load_runs([Path(d) for d in dirs])
     rows = comparison_rows(runs)
     html, table = _targets(Path(out))
-    write_file(table, comparison_csv(runs, rows), "the comparison table")
-    write_file(html, render_comparison(runs, rows, html), "the comparison")
+    # both checked before either is written: a file of the user's (notes.csv beside --out notes.html, a run's
+    # report.html) is never replaced, and never half the comparison written
+    check_replaceable(table, "a comparison table", is_comparison_table)
+    check_replaceable(html, "a comparison page", is_comparison)
+    write_file(table, comparison_csv(runs, rows), "a comparison table", is_comparison_table)
+    write_file(html, render_comparison(runs, rows, html), "a comparison page", is_comparison)
     return html, table

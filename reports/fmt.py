@@ -1,4 +1,4 @@
-"""Number formatting for the report: SI prefixes, percentages, ranges."""
+"""Number formatting for the report: SI prefixes, percentages, ranges; CSV cells a spreadsheet shows as text."""
 from __future__ import annotations
 
 import math
@@ -59,3 +59,21 @@ def span(lo: float | None, hi: float | None, digits: int = 3) -> str:
     if math.isclose(lo, hi, rel_tol=1e-9, abs_tol=0.0):
         return _sig(lo, digits)
     return f"{_sig(lo, digits)} – {_sig(hi, digits)}"
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP, "CSV Injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell from untrusted text (a folder name, a spec key or value) that a spreadsheet shows as text and
+    never runs: a string starting with = + - @ tab or carriage return gets a leading apostrophe, as OWASP
+    advises. Numbers stay numbers (a negative number is no string)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(cells) -> list:
+    """Every cell of a CSV row through csv_cell: compare.csv's rows, and any other table written from files."""
+    return [csv_cell(cell) for cell in cells]

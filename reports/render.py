@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import stat
+import uuid
 from pathlib import Path
+from typing import Callable
 
 import jinja2
 
 from reports import charts, fmt
 from reports.mapping_view import build_mapping_view
 from reports.power import build_power_section
-from reports.schema import AccuracyJson, CostJson, MappingJson, SchemaError
+from reports.schema import SCHEMA_VERSION, AccuracyJson, CostJson, MappingJson, SchemaError
 from reports.decoding_section import build_decoding_section
 from reports.sections import build_accuracy_section, build_cost_section
 from reports.tilemap import render_chip_map, render_tile_map
@@ -21,6 +25,10 @@ REPORT_NAME = "report.html"
 # The command is embedded in the page so that a re-render (`aimc-compile report DIR`) can keep it.
 _COMMAND_RE = re.compile(r'<script type="application/json" id="report-command">(.*?)</script>', re.S)
 _REWRITE = "re-run aimc-compile to rewrite it"
+# What a mapping.json may ask the report to draw or expand: 16x the tiles of Llama-3.1-70B (265,128, packed),
+# so that a small hand-made file cannot demand gigabytes (a run of 10^15 segments, a tile index of 2^50)
+MAX_TILES_READ = 2 ** 22
+MAX_SEGMENTS_READ = 2 ** 23
 
 
 def _load(cls: type, path: Path, required: bool = False):
@@ -28,6 +36,7 @@ def _load(cls: type, path: Path, required: bool = False):
     data = _read_json(path, required)
     if data is None and path.is_file():  # the file holds JSON null
         raise SchemaError(f"{path}: expected a JSON object at the top level, got null; {_REWRITE}")
+    check_version(data, path)
     return _typed(cls, data, path)
 
 
@@ -40,6 +49,18 @@ def _read_json(path: Path, required: bool) -> object | None:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SchemaError(f"{path}: cannot read it as JSON ({_first_line(exc)}); {_REWRITE}") from None
+    except RecursionError:  # [[[[...]]]] nested deeper than Python's parser goes
+        raise SchemaError(f"{path}: cannot read it as JSON (nested too deeply); {_REWRITE}") from None
+
+
+def check_version(data: object, path: Path | str) -> None:
+    """The one check of a file's schema_version (`data` as json.load returns it), for every reader (report,
+    compare), before its fields: a file of another version than this aimc-compile writes is refused (none: an
+    older or hand-made file, read as version 1)."""
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version is not None and version != SCHEMA_VERSION:
+        raise SchemaError(f"{path}: schema_version {version}, but this aimc-compile reads version {SCHEMA_VERSION}; "
+                          f"re-run that compile with this version")
 
 
 def _first_line(exc: Exception) -> str:
@@ -131,8 +152,22 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _complete_mapping(m: MappingJson) -> MappingJson:
+def _check_sizes(m: MappingJson, path: str) -> None:
+    """Counts and indices the report expands or draws, within MAX_TILES_READ / MAX_SEGMENTS_READ."""
+    tiles = [m.tiles_used, m.tiles_per_chip, m.tiles_available, m.chips_used, *m.tile_utilization,
+             *(s.tile for s in m.segments), *(r.tile + r.count for r in m.segment_runs),
+             *(t.tile for e in m.layers for t in e.tiles)]
+    largest = max((t for t in tiles if t is not None), default=0)
+    segments = len(m.segments) + sum(r.count for r in m.segment_runs)
+    if largest > MAX_TILES_READ or segments > MAX_SEGMENTS_READ:
+        what = f"{segments} segments" if segments > MAX_SEGMENTS_READ else f"a tile count or index of {largest}"
+        raise SchemaError(f"{path}: {what}, beyond what the report draws ({MAX_TILES_READ} tiles, "
+                          f"{MAX_SEGMENTS_READ} segments); {_REWRITE}")
+
+
+def _complete_mapping(m: MappingJson, path: str = "mapping.json") -> MappingJson:
     """mapping.json with the fields an older or hand-made file lacks derived from the required ones."""
+    _check_sizes(m, path)
     util = m.tile_utilization
     per_chip = m.tiles_per_chip if m.tiles_per_chip is not None else (m.tiles_available or m.tiles_used)
     tiles = list(util) or [0]
@@ -150,6 +185,8 @@ def render_report(mapping: dict, cost: dict | None = None, accuracy: dict | None
                   command: str | None = None) -> str:
     """The report page as a string, from the content of mapping.json, cost.json and accuracy.json as
     json.load returns it; SchemaError when one does not match its definition (reports/schema.py)."""
+    for name, data in (("mapping.json", mapping), ("cost.json", cost), ("accuracy.json", accuracy)):
+        check_version(data, name)
     return _render(_typed(MappingJson, mapping, "mapping.json"), _typed(CostJson, cost, "cost.json"),
                    _typed(AccuracyJson, accuracy, "accuracy.json"), command)
 
@@ -172,7 +209,7 @@ def read_outputs(out_dir: Path) -> tuple[MappingJson, CostJson | None, AccuracyJ
     definitions; mapping.json's derivable fields completed. SchemaError naming the file otherwise."""
     out_dir = Path(out_dir)
     mapping = _load(MappingJson, out_dir / "mapping.json", required=True)
-    return (_complete_mapping(mapping), _load(CostJson, out_dir / "cost.json"),
+    return (_complete_mapping(mapping, str(out_dir / "mapping.json")), _load(CostJson, out_dir / "cost.json"),
             _load(AccuracyJson, out_dir / "accuracy.json"))
 
 
@@ -186,19 +223,57 @@ def write_report(out_dir: Path, command: str | None = None) -> Path:
     out_dir = Path(out_dir)
     mapping, cost, accuracy = read_outputs(out_dir)
     target = out_dir / REPORT_NAME
+    check_replaceable(target, "a report", is_report)
     if command is None:
         command = mapping.command or _previous_command(target)
-    write_file(target, _render(mapping, cost, accuracy, command), "the report")
+    write_file(target, _render(mapping, cost, accuracy, command), "the report", is_report)
     return target
 
 
-def write_file(target: Path, text: str, what: str) -> None:
-    """Write `text` to `target` whole or not at all (a hidden partial file, then a rename); a folder or disk
-    that refuses is one SchemaError line, like an unreadable input."""
-    partial = target.with_name(f".{target.name}.partial")
+def is_report(head: str) -> bool:
+    """Whether a page (its first 64 kB) is a report.html of aimc-compile (its title says so)."""
+    return head.startswith("<!DOCTYPE html>") and "· aimc-compile report</title>" in head
+
+
+def check_replaceable(target: Path, what: str, ours: Callable[[str], bool] | None = None) -> None:
+    """Refuse (SchemaError) to replace `target` if it is a link or not a plain file, or, with `ours`, a file
+    whose beginning `ours` does not recognize as written by aimc-compile: the user's, whatever its name."""
     try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(target)
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SchemaError(f"{target}: cannot reach it ({exc.strerror or exc}); give another output path") from None
+    if not stat.S_ISREG(mode):
+        raise SchemaError(f"{target}: a link or not a plain file; aimc-compile writes through no link and replaces "
+                          f"only files it wrote: move it away or give another output path")
+    if ours is not None and not ours(_head(target)):
+        raise SchemaError(f"{target}: not {what} written by aimc-compile, so it may be yours; move it away or give "
+                          f"another output path")
+
+
+def _head(path: Path, size: int = 65536) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(size).decode("utf-8", errors="replace")
+
+
+def write_file(target: Path, text: str, what: str, ours: Callable[[str], bool] | None = None) -> None:
+    """Write `text` to `target` whole or not at all (a new hidden partial file, never one followed through a
+    link, then a rename); refused if `target` is a link, not a plain file, or (with `ours`, see
+    check_replaceable) a file aimc-compile did not write. A folder or disk that refuses is one SchemaError
+    line, like an unreadable input."""
+    target = Path(target)
+    check_replaceable(target, what, ours)
+    partial = target.with_name(f".{target.name[:200]}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(partial, target)
     except OSError as exc:  # a read-only folder or disk, a full disk
         try:
             partial.unlink(missing_ok=True)

@@ -206,3 +206,19 @@ def test_a_full_disk_while_writing_json_is_one_line_with_the_path(tiny_bert, tmp
     line = err.strip().splitlines()[-1]
     assert line.startswith("aimc-compile: error:") and "cost.json: cannot write it (No space left on device)" in line
     assert not (out / "mapping.json").exists()  # nothing half-written is published
+
+
+def test_error_lines_escape_control_characters_of_names(capsys, tmp_path, monkeypatch):
+    """A folder name carrying a terminal escape (clear screen) is shown escaped on the error line, never raw."""
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "m\x1b[2Jx"
+    evil.mkdir()
+    code, err = _run(capsys, str(evil), "--hw", "pcm_1M")
+    error = err.splitlines()[-1]
+    assert code == 2 and "\x1b" not in err and error.startswith("aimc-compile: error: ") and "\\x1b[2J" in error
+
+
+def test_the_default_output_folder_is_a_safe_name(tmp_path, monkeypatch):
+    """`aimc-compile ..` would otherwise write into aimc-out/.. (the current folder)."""
+    from compiler.outputs import safe_name
+    assert safe_name("..", "model") == "model" and safe_name("roberta-base", "model") == "roberta-base"

@@ -206,7 +206,8 @@ def test_the_cli_with_any_set_succeeds_or_exits_2_and_writes_only_into_out(tiny,
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10),
-              st.sampled_from(["x" * 100_000, "</script><!--", -1, 0, 10**30])),
+              st.sampled_from(["x" * 100_000, "</script><!--", -1, 0, 10**30, 2**50, 2**53, "=cmd|' /C calc'!A0",
+                               "\x1b[2J\r\nfake"])),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6)
 

@@ -212,7 +212,8 @@ def test_publishing_onto_another_filesystem(published, tmp_path, checkpoints):
         assert (mount / "across" / "f.txt").read_text() == "x" and not (tmp_path / "across").exists()
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130),
+                                            (signal.SIGHUP, 128 + signal.SIGHUP)])
 def test_signals_clean_up_the_staging_folder(checkpoints, tmp_path, signum, status):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -227,6 +228,19 @@ def test_signals_clean_up_the_staging_folder(checkpoints, tmp_path, signum, stat
     assert proc.returncode == status, err
     assert "Traceback" not in err and ("terminated" in err or "interrupted" in err), err
     assert not out.exists() or not [p for p in out.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_compiling_the_checkpoint_an_earlier_run_fine_tuned_into_the_same_folder_keeps_it(checkpoints, tmp_path):
+    out = tmp_path / "proj"
+    with OutputDir(out, "aimc-compile ... --hwa-finetune") as output:  # an earlier run's checkpoint, as it publishes it
+        shutil.copytree(checkpoints["cls"], output.staging / "hwa_model")
+        (output.staging / "hwa.json").write_text("{}")
+        output.publish()
+    (out / "hwa_model" / "mine.txt").write_text("mine")
+    before = _snapshot(out / "hwa_model")
+    code, err = _cli(out / "hwa_model", "--hw", "pcm_1M", "--seq-len", "8", "--out", out)
+    assert code == 0, err
+    assert _snapshot(out / "hwa_model") == before and not (out / "hwa.json").exists()
 
 
 def test_a_second_run_on_the_same_folder_fails_at_once(tmp_path, no_model):

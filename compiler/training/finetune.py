@@ -35,7 +35,7 @@ from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec, load_hw_spec
 from compiler.training.data import TrainingSet, load_training_data
 from compiler.training.hardware import HwaNoiseConfig, TrainingChip
-from compiler.models import ModelInfo, model_info
+from compiler.models import ModelInfo, model_info, transformers_bars
 from compiler.progress import bar as progress_bar
 
 TEACHER_CACHE_LIMIT = 50_000_000  # cache the teacher's outputs up to this many values (200 MB float32)
@@ -140,7 +140,8 @@ def save_finetuned(model: nn.Module, directory: str | Path) -> Path:
     if not hasattr(model, "save_pretrained"):
         raise UserError(f"{type(model).__name__} is not a Hugging Face model: it cannot be saved as a checkpoint")
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(directory))
+    with transformers_bars():  # "Writing model shards": a bar only where ours are drawn (not with -q, not in a pipe)
+        model.save_pretrained(str(directory))
     tokenizer = model_info(model).tokenizer
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
