@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reports import compare_charts
-from reports.charts import accuracy_series, component_label, metric_label
+from reports.charts import accuracy_series, component_label, metric_label, ratio_words
 from reports.fmt import csv_row, integer, pct, si, _sig
 from reports.power import cost_power_W, peak_figures
 from reports.render import (check_replaceable, environment, flatten_spec, overridden_rows, read_outputs, spec_value,
@@ -145,9 +145,11 @@ def comparison_rows(runs: list[Run]) -> list[Row]:
              lambda r: (p := _peak(r, True)) and p.tops, lambda v: _sig(v, 3)),
         _row("cost", "peak_power_system_W", "peak power, all chips used", "W", runs,
              lambda r: (p := _peak(r, True)) and p.power_W, lambda v: si(v, "W")),
-        _row("cost", "baseline_energy_ratio", "energy vs digital INT8", "x less", runs,
-             _cost(lambda c: c.baseline.energy_ratio if c.baseline else None), lambda v: f"{_sig(v, 3)}×"),
+        _row("cost", "baseline_energy_ratio", "energy vs digital INT8 (baseline / AIMC)", "ratio", runs,
+             _cost(lambda c: c.baseline.energy_ratio if c.baseline else None),
+             lambda v: ratio_words(v, "less", "more") if v > 0 else "—"),
     ]
+    rows += _range_rows(runs) + _decode_rows(runs)
     mm2 = lambda v: f"{_sig(v, 3)} mm²"  # noqa: E731
     for key, label, unit, get, show in (  # where the estimate has them (cost.json of issue 16 on)
             ("static_power_W", "static power", "W", _field("totals", "static_power_W"), lambda v: si(v, "W")),
@@ -158,6 +160,47 @@ def comparison_rows(runs: list[Run]) -> list[Row]:
         if any(get(run) is not None for run in runs):
             rows.append(_row("cost", key, label, unit, runs, get, show))
     rows += _component_rows(runs) + _accuracy_rows(runs) + _spec_rows(runs)
+    return rows
+
+
+# the estimator's uncertainty ranges (cost.json sensitivity.ranges: low, estimate, high; energy per batch)
+RANGES = (("energy_J", "energy / batch", "J"), ("latency_s", "latency", "s"), ("area_mm2", "area", "mm2"))
+
+
+def _range_rows(runs: list[Run]) -> list[Row]:
+    """Low and high ends of energy, latency and area, where the runs' estimates carry ranges."""
+    def end(metric: str, index: int) -> Callable[[Run], Any]:
+        def get(run: Run) -> Any:
+            ranges = run.cost.sensitivity.ranges if run.cost and run.cost.sensitivity else {}
+            return ranges[metric][index] if metric in ranges else None
+        return get
+    rows = []
+    for metric, label, unit in RANGES:
+        show = (lambda v: f"{_sig(v, 3)} mm²") if unit == "mm2" else (lambda v, unit=unit: si(v, unit))
+        for index, side in ((0, "low"), (2, "high")):
+            row = _row("cost range", f"{metric}.{side}", f"{label}, {side} end", unit, runs, end(metric, index), show)
+            if any(v is not None for v in row.values):
+                rows.append(row)
+    return rows
+
+
+# a causal LM's serving figures (cost.json decode): what an architect compares decoders by
+DECODE_ROWS = (("ttft_s", "time to first token", "s", lambda v: si(v, "s")),
+               ("tokens_per_s", "tokens/s (decode)", "1/s", lambda v: si(v, "/s")),
+               ("energy_per_token_J", "energy / token (decode)", "J", lambda v: si(v, "J")),
+               ("baseline_ttft_s", "baseline: time to first token", "s", lambda v: si(v, "s")),
+               ("baseline_tokens_per_s", "baseline: tokens/s", "1/s", lambda v: si(v, "/s")),
+               ("baseline_energy_per_token_J", "baseline: energy / token", "J", lambda v: si(v, "J")))
+
+
+def _decode_rows(runs: list[Run]) -> list[Row]:
+    """Decode figures where any run is a causal LM (the others show —)."""
+    rows = []
+    for key, label, unit, show in DECODE_ROWS:
+        row = _row("decode", key, label, unit, runs,
+                   _cost(lambda c, key=key: getattr(c.decode, key) if c.decode else None), show)
+        if any(v is not None for v in row.values):
+            rows.append(row)
     return rows
 
 

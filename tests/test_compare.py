@@ -162,3 +162,33 @@ def test_compare_imports_neither_torch_nor_the_compiler(runs, tmp_path) -> None:
            "sys.exit(code or ('torch' in sys.modules) * 3)")
     done = subprocess.run([sys.executable, "-c", cli], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr          # 3: the CLI imported torch
+
+
+def test_ranges_and_decode_figures_are_compared(runs, tmp_path) -> None:
+    """compare.csv carries the estimator's low and high ends of energy, latency and area; a causal LM adds its
+    decode figures (TTFT, tokens/s, J/token), empty for the encoders beside it."""
+    import transformers
+    from compiler import load_model
+    decoder = tmp_path / "decoder"
+    config = transformers.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    (tmp_path / "llama").mkdir()
+    (tmp_path / "llama" / "config.json").write_text(config.to_json_string())
+    model, example = load_model(str(tmp_path / "llama"), seq_len=8, materialize=False)
+    placed = compile_model(model, example, load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32}))
+    decoder.mkdir()
+    (decoder / "mapping.json").write_text(json.dumps(mapping_json(placed)))
+    cost = cost_json(placed.estimate(batch=1, seq_len=8, gen_len=4))
+    (decoder / "cost.json").write_text(json.dumps(cost))
+    _, table = compare_runs([runs[0], decoder], tmp_path / "cmp")
+    rows = _csv(table)
+    for run, data in ((runs[0], json.loads((runs[0] / "cost.json").read_text())), (decoder, cost)):
+        for metric in ("energy_J", "latency_s", "area_mm2"):
+            low, estimate, high = data["sensitivity"]["ranges"][metric]
+            assert float(rows["cost range", f"{metric}.low"][run.name]) == low <= estimate
+            assert float(rows["cost range", f"{metric}.high"][run.name]) == high >= estimate
+    for key in ("ttft_s", "tokens_per_s", "energy_per_token_J"):
+        assert float(rows["decode", key]["decoder"]) == cost["decode"][key] > 0
+        assert rows["decode", key][runs[0].name] == ""
+    ratio = rows["cost", "baseline_energy_ratio"]
+    assert ratio["unit"] == "ratio" and float(ratio["decoder"]) == cost["baseline"]["energy_ratio"]
