@@ -18,7 +18,8 @@ from typing import Any, Mapping
 import yaml
 
 from compiler.errors import UserError
-from compiler.spec_check import (BAD, MAX_SPEC_BYTES, SpecYamlError, collect, field_hint as _hint, load_yaml,
+from compiler.spec_check import (BAD, MAX_SPEC_BYTES, SpecYamlError, collect, field_hint as _hint, forget_type_hints,
+                                 load_yaml,
                                  public_fields, raise_problems, show, unwrap_optional as _unwrap_optional)
 
 
@@ -189,6 +190,7 @@ def register_converter_section(name: str, cls: type) -> None:
             raise ValueError(f"converter name {name!r}: expected an identifier other than bits, architecture")
         CONVERTER_SECTIONS[name] = cls
     AdcSpec = _adc_spec_class()
+    forget_type_hints()  # HardwareSpec's hints resolved the old AdcSpec
 
 
 @dataclass(frozen=True)

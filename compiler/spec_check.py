@@ -185,6 +185,11 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def forget_type_hints() -> None:
+    """After a spec class is rebuilt (a converter section registered), hints naming it resolve anew."""
+    _type_hints.cache_clear()
+
+
 def collect(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
     """cls(**data) with every field converted and checked; BAD after adding each problem to `problems`."""
     where = prefix.rstrip(".") or "top level"
