@@ -168,9 +168,9 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                            "higher_is_better": METRIC_DESCRIPTIONS.get(name, ("", True))[1]}
                     for name in (per_seed[0][0] if per_seed and per_seed[0] else {})},
         "fp_reference": {"task": _clean(fp_task)},
-        "results": [_summarize(t, rows) for t, rows in zip(times, per_seed)],
+        "results": [_summarize(t, rows, inputs.examples) for t, rows in zip(times, per_seed)],
         **({"pt_optimization": True,
-            "results_without_pt_opt": [_summarize(t, rows)
+            "results_without_pt_opt": [_summarize(t, rows, inputs.examples)
                                        for t, rows in zip(times, per_variant["results_without_pt_opt"])]}
            if compare_without_pt else {}),
         "notes": inputs.notes + readout.notes,
@@ -415,22 +415,87 @@ CI_LEVEL = 0.95  # the two-sided confidence level of every interval over seeds (
 RESULT_KEYS = ("results", "results_without_pt_opt", "results_without_hwa")  # per-drift-time result lists
 
 
-def _summarize(drift: DriftTime, rows: list[dict[str, float]]) -> dict:
+def _summarize(drift: DriftTime, rows: list[dict[str, float]], examples: int | None = None) -> dict:
     names = list(rows[0]) if rows else []
     return summarize_per_seed(drift.label, drift.seconds,
-                              {n: [_clean_value(row[n]) for row in rows] for n in names})
+                              {n: [_clean_value(row[n]) for row in rows] for n in names}, examples)
 
 
-def summarize_per_seed(label: str, seconds: float, per_seed: Mapping[str, Sequence[float | None]]) -> dict:
-    """One drift time's entry of accuracy.json from its per-seed values (None = not finite): mean, sample std
-    and the half-width of the 95 % confidence interval of the mean over seeds, per metric. Computed from the
-    per-seed values alone, so merged seed lists (merge_accuracy) give the same numbers as one run."""
+def summarize_per_seed(label: str, seconds: float, per_seed: Mapping[str, Sequence[float | None]],
+                       examples: int | None = None) -> dict:
+    """One drift time's entry of accuracy.json from its per-seed values (None = not finite): mean, sample std,
+    the half-width of the 95 % confidence interval of the mean over seeds (ci95, on the metric's own scale) and
+    that interval kept inside the metric's range (low, high: bounded_interval; `examples` the evaluation set's
+    size, for the fractions), per metric. Computed from the per-seed values alone, so merged seed lists
+    (merge_accuracy) give the same numbers as one run."""
     per_seed = {n: list(v) for n, v in per_seed.items()}
+    bounds = {n: bounded_interval(v, metric_range(n), examples) for n, v in per_seed.items()}
     return {"label": label, "seconds": seconds,
             "mean": {n: _finite_mean(v) for n, v in per_seed.items()},
             "std": {n: _finite_std(v) for n, v in per_seed.items()},
             "ci95": {n: ci_half_width(v) for n, v in per_seed.items()},
+            "low": {n: b[0] for n, b in bounds.items()},
+            "high": {n: b[1] for n, b in bounds.items()},
             "per_seed": per_seed}
+
+
+# The range of each metric (lowest, highest; None = unbounded): fractions of examples in [0, 1], cosines and
+# correlations in [-1, 1], relative errors and divergences in [0, inf); a metric not named here: unbounded.
+_FRACTIONS = ("top1_agreement", "retrieval_agreement", "task_accuracy", "task_f1", "next_token_top1_agreement",
+              "gen_prefix_match_fraction")
+_CORRELATIONS = ("embedding_cosine_mean", "embedding_cosine_min", "task_matthews_corr", "task_pearson",
+                 "task_spearman")
+_POSITIVE = ("output_rel_l2", "embedding_rel_l2", "next_token_kl_nats", "gen_prefix_match_tokens")
+
+
+def metric_range(name: str) -> tuple[float, float | None] | None:
+    """(lowest, highest or None) of a metric's values; None for a metric of unknown range."""
+    if name in _CORRELATIONS:
+        return (-1.0, 1.0)
+    if name in _POSITIVE:
+        return (0.0, None)
+    return (0.0, 1.0) if name in _FRACTIONS else None
+
+
+def bounded_interval(values: Sequence[float | None], bounds: tuple[float, float | None] | None,
+                     examples: int | None = None, level: float = CI_LEVEL) -> tuple[float | None, float | None]:
+    """The `level` interval of the mean over seeds inside the metric's range: Student's t over the per-seed
+    values on a scale where the range is the whole line, mapped back. [0, 1] (fractions): the empirical logit
+    log((k + 1/2) / (n - k + 1/2)) of the k = value * n successes in `examples` = n (Cox's correction keeps 0 and
+    1 finite; without n, values are kept 1e-9 inside); [-1, 1] (cosines, correlations): Fisher's z = atanh;
+    [0, inf) (relative errors): log (a value at 0 leaves the interval unset); a metric of unknown range
+    (`bounds` None): the plain t-interval. The seeds, not the examples, are the independent draws (examples of one
+    chip share its noise), which is why this is not a Wilson interval over all the examples. (None, None) with
+    fewer than two finite values. The interval is of the mean on the transformed scale, mapped back; with
+    a wide spread it can sit off the arithmetic mean (`mean` in accuracy.json)."""
+    finite = _finite(values)
+    if len(finite) < 2:
+        return None, None
+    if bounds is None:  # unknown range: the plain t-interval
+        mean, half = float(np.mean(finite)), ci_half_width(finite, level)
+        return mean - half, mean + half
+    lo, hi = bounds
+    if hi is None:
+        if any(v <= lo for v in finite):
+            return None, None
+        forward, back = (lambda v: math.log(v - lo)), (lambda z: lo + math.exp(z))
+    else:
+        width = hi - lo
+        if lo == 0.0 and hi == 1.0 and examples:
+            forward = lambda v: math.log((min(max(v, 0.0), 1.0) * examples + 0.5) /
+                                         ((1 - min(max(v, 0.0), 1.0)) * examples + 0.5))
+            back = lambda z: (math.exp(z) * (examples + 0.5) - 0.5) / (examples * (1 + math.exp(z)))
+        else:
+            eps = 1e-9
+            forward = lambda v: math.atanh(min(max(2 * (v - lo) / width - 1, -1 + eps), 1 - eps))
+            back = lambda z: lo + width * (math.tanh(z) + 1) / 2
+    z = [forward(v) for v in finite]
+    half = student_t_quantile((1 + level) / 2, len(z) - 1) * float(np.std(z, ddof=1)) / math.sqrt(len(z))
+    mid = float(np.mean(z))
+    low, high = back(mid - half), back(mid + half)
+    if hi is not None:
+        low, high = max(low, lo), min(high, hi)
+    return float(max(low, lo)), float(high)
 
 
 def _finite(values: Sequence[float | None]) -> list[float]:
@@ -527,7 +592,7 @@ def merge_accuracy(parts: Sequence[dict]) -> dict:
             names = list(row["per_seed"])
             rows.append(summarize_per_seed(row["label"], row["seconds"],
                                            {n: [v for p in parts for v in p[key][slot]["per_seed"][n]]
-                                            for n in names}))
+                                            for n in names}, (first.get("eval") or {}).get("examples")))
         merged[key] = rows
     return merged
 
