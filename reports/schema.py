@@ -541,6 +541,7 @@ class SweepAxis(Record):
     name: str = required()                           # as given: "adc.bits", "tile.rows+tile.cols", "allocation"
     kind: str = required(choices=("spec", "option"))
     keys: list[str] = written([])                    # the spec keys it sets (several joined by +)
+    coupled: bool = written(False)                   # each value sets each key its own item ("256,256,2048")
     values: list[str] = required()
 
 
@@ -606,6 +607,7 @@ class SweepRun(Record):
     pareto_means: bool = written(False)              # on the front of energy vs the accuracy means
     better_than: list[str] = written([])             # the points (names) whose accuracy this one beats, resolved
     versus: Versus | None = written()                # against the reference point (null: it is the reference)
+    derived: dict[str, str] = written({})            # spec keys the sweep derived for it (iso-capacity: tile.count)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -620,6 +622,7 @@ class SweepJson(Record):
     points: list[SweepRun] = required()
     elapsed_s: float = written()
     reference: str | None = written()                # the reference point's name (its folder)
+    iso_capacity: bool = written(False)              # tile.count derived so every chip holds the same weights
     summary: list[str] = written([])                 # what the sweep says, in lines (sweep.html, the terminal)
 
 

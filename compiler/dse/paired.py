@@ -122,7 +122,8 @@ def summary_lines(rows: list[dict], index: int | None, axes: list[str]) -> list[
     if index is None:
         return []
     ref = rows[index]
-    name = lambda row: ", ".join(f"{k}={v}" for k, v in row["values"].items() if k in axes) or row["name"]
+    name = lambda row: (", ".join(f"{k}={v}" for k, v in row["values"].items() if k in axes) or row["name"]) + \
+        "".join(f" ({k}={v})" for k, v in (row.get("derived") or {}).items())
     metric = ref.get("metric")
     lines = []
     last = max((a for a in ref.get("accuracy") or [] if a.get("mean") is not None), key=lambda a: a["seconds"],

@@ -57,10 +57,12 @@ class SweepResult:
 def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *,
               address: str | None = None, num_cpus: int | None = None, executor: str = "ray",
               seed_tasks: str = "auto", command: str = "aimc-compile sweep",
-              point_reports: bool = True, reference: dict[str, str] | None = None) -> SweepResult:
+              point_reports: bool = True, reference: dict[str, str] | None = None,
+              iso_capacity: bool = False) -> SweepResult:
     """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`.
     `point_reports`: each point's report.html too (rendering one costs more than a cost-only point's compile).
-    `reference`: axis -> value of the point every other is compared with (default: the grid's first point)."""
+    `reference`: axis -> value of the point every other is compared with (default: the grid's first point).
+    `iso_capacity`: points that change the tile size get the tile count that keeps the chip's capacity."""
     from compiler.outputs import OutputDir
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
@@ -71,7 +73,7 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
     if address is not None and executor != "ray":
         raise UserError("--address runs the sweep on a Ray cluster; it needs the ray executor")
     started = time.perf_counter()
-    labelled = expand(models, base, axes)
+    labelled = expand(models, base, axes, iso_capacity)
     points = validate(labelled)  # one line per invalid point, before anything runs; one per configuration
     reference = check_reference(reference, points, axes)
     out = Path(out)
@@ -104,7 +106,7 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
             else:
                 where = _run_ray(todo, finished, address, num_cpus, seed_tasks)
         rows = [_row(point, records[point.key]) for point in points]
-        data = sweep_json(points, axes, rows, where, time.perf_counter() - started, reference)
+        data = sweep_json(points, axes, rows, where, time.perf_counter() - started, reference, iso_capacity)
         write_sweep_json(output.staging / "sweep.json", data)
         from compiler.runner import render_sweep
         render_sweep(output.staging)  # sweep.csv and sweep.html from sweep.json
@@ -343,7 +345,8 @@ def _row(point: GridPoint, record: dict) -> dict:
     the run's results, or read back from its folder when cached)."""
     row = {"name": point.name, "key": point.key, "values": dict(point.values), "labels": point.labels,
            "status": record["status"], "error": record["error"], "seconds": record["seconds"],
-           "command": point.command(), "dir": f"{POINTS}/{point.name}", "model": point.config.model}
+           "command": point.command(), "dir": f"{POINTS}/{point.name}", "model": point.config.model,
+           "derived": dict(point.derived)}
     if record["status"] == "failed":
         row.update(report=None, **NO_FIGURES)
     else:

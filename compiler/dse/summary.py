@@ -114,7 +114,7 @@ def mark_pareto(rows: list[dict]) -> list[dict]:
 
 
 def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: float,
-               reference: dict[str, str] | None = None) -> dict:
+               reference: dict[str, str] | None = None, iso_capacity: bool = False) -> dict:
     """The content of sweep.json: the axes, one row per distinct configuration, the front marked, each point
     against the reference point (`reference`: axis -> value; default the grid's first point) and the summary."""
     from compiler.dse.paired import pick_reference, summary_lines, versus_reference
@@ -122,7 +122,8 @@ def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: 
     from reports.schema import SCHEMA_VERSION
     first = points[0].config
     models = sorted({p.config.model for p in points})
-    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values)} for a in axes]
+    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values),
+                   "coupled": bool(getattr(a, "coupled", False))} for a in axes]
     if len(models) > 1 and not any(a.name == "model" for a in axes):
         shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": models})
     index = pick_reference(rows, reference)
@@ -134,7 +135,7 @@ def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: 
     return {"schema_version": SCHEMA_VERSION, "hw": first.hw, "models": models, "axes": shown_axes,
             "simulate": first.simulation is not None,
             "seeds": first.simulation.seeds if first.simulation is not None else None,
-            "executor": where, "points": rows, "elapsed_s": elapsed,
+            "executor": where, "points": rows, "elapsed_s": elapsed, "iso_capacity": iso_capacity,
             "reference": rows[index]["name"] if index is not None else None,
             "summary": summary_lines(rows, index, names)}
 
