@@ -684,7 +684,7 @@ def simulator_line(result: dict) -> str:
 
 def summary_lines(result: dict) -> list[str]:
     """One line per drift time: the headline metrics, mean +- std over seeds and [the 95 % confidence interval
-    of the mean] (for the terminal; with one seed, the value alone)."""
+    of the mean, inside the metric's range: low, high] (for the terminal; with one seed, the value alone)."""
     headline = [n for n in ("embedding_cosine_mean", "retrieval_agreement", "top1_agreement", "output_rel_l2")
                 if n in result["metrics"]] + [n for n in result["metrics"] if n.startswith("task_")]
     lines = []
@@ -692,10 +692,13 @@ def summary_lines(result: dict) -> list[str]:
         parts, spread = [], False
         for name in headline:
             mean, std, ci = row["mean"].get(name), row["std"].get(name), row.get("ci95", {}).get(name)
+            low, high = row.get("low", {}).get(name), row.get("high", {}).get(name)
+            if low is None and ci is not None:  # a result from before low/high: the symmetric interval
+                low, high = mean - ci, mean + ci
             if mean is not None:
                 parts.append(f"{name} {mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
-                             + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if ci is not None else ""))
-                spread = spread or ci is not None
+                             + (f" [{low:.4f}, {high:.4f}]" if low is not None else ""))
+                spread = spread or low is not None
         lines.append(f"t={row['label']}" + (f" (mean +- std [95% CI], {len(result['seeds'])} seeds)"
                                             if spread else "") + ": " + ", ".join(parts))
     return lines
