@@ -68,7 +68,31 @@ def test_resolved_front_and_reference() -> None:
     assert lines[0].startswith("reference: adc.bits=8 (embedding_cosine_mean 0.9524 at t=1d, 5 seeds)")
     worse = next(line for line in lines if line.startswith("resolved worse"))
     assert "adc.bits=6: -0.0106" in worse and "energy -33 %" in worse and "adc.bits=7" not in worse
-    assert any(line.startswith("not resolved") and "adc.bits=7" in line for line in lines)
+    assert any(line.startswith("not resolved from the reference") and "adc.bits=7" in line for line in lines)
+
+
+def sweep_folder(folder) -> None:
+    """A sweep folder as the MiniLM ADC-bits x tile-size sweep writes it (two axes, a coupled one, iso-capacity
+    tile counts, 5 seeds), from hand-made rows: sweep.json, sweep.csv, sweep.html (the browser layout test)."""
+    from types import SimpleNamespace
+
+    from compiler.dse.summary import sweep_json, write_sweep_json
+    from reports.sweep import write_sweep_files
+    config = SimpleNamespace(hw="pcm_1M", model="sentence-transformers/all-MiniLM-L6-v2",
+                             simulation=SimpleNamespace(seeds=5))
+    axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("6", "7", "8")),
+            SimpleNamespace(name="tile.rows+tile.cols+tile.count", kind="spec", coupled=True,
+                            keys=("tile.rows", "tile.cols", "tile.count"), values=("256,256,2048", "512,512,512"))]
+    rows = []
+    for k, row in enumerate(ROWS[:3] * 2):
+        tiles = "256,256,2048" if k < 3 else "512,512,512"
+        values = {"adc.bits": row["values"]["adc.bits"], "tile.rows+tile.cols+tile.count": tiles}
+        rows.append({**row, "name": f"adc.bits-{values['adc.bits']}_tile-{tiles.replace(',', '-')}-0123456789ab",
+                     "values": values, "labels": [values], "derived": {"tile.count": tiles.split(",")[2]},
+                     "energy_J": row["energy_J"] * (1.2 if k < 3 else 1.0), "area_mm2": 372.0 if k < 3 else 313.0})
+    write_sweep_json(folder / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows,
+                                                       "ray, embedded on this machine (2 CPUs)", 123.6, None, True))
+    write_sweep_files(folder)
 
 
 def test_sweep_json_csv_and_page(tmp_path) -> None:

@@ -151,9 +151,11 @@ def summary_lines(rows: list[dict], index: int | None, axes: list[str]) -> list[
             groups["not resolved"].append(text)
         else:
             groups["resolved better" if (diff["mean"] > 0) == higher else "resolved worse"].append(text)
+    words = {"resolved better": "resolved better than the reference", "resolved worse":
+             "resolved worse than the reference", "not resolved": "not resolved from the reference"}
     for label, items in groups.items():
         if items:
-            lines.append(f"{label} than the reference on {metric} (paired 95 % interval over seeds): "
+            lines.append(f"{words[label]} on {metric} (difference, paired 95 % interval over seeds): "
                          + "; ".join(items))
     if costs_only:
         lines.append("against the reference: " + "; ".join(costs_only))
