@@ -39,6 +39,7 @@ def _row(name, bits, energy, per_seed, area=10.0):
     return {"name": name, "key": name * 4, "values": {"adc.bits": bits}, "labels": [{"adc.bits": bits}],
             "status": "computed", "error": None, "seconds": 1.0, "command": "aimc-compile compile m",
             "dir": f"points/{name}", "report": None, "model": "m", "tiles": 4, "chips": 1, "tops_per_w": 1.0,
+            "derived": {},
             "energy_J": energy, "latency_s": 1e-3, "area_mm2": area,
             "metric": "embedding_cosine_mean", "higher_is_better": True, "seeds": list(range(len(per_seed))),
             "accuracy": [{"label": "1d", "seconds": 86400.0, "mean": mean, "std": None, "ci95": None,
