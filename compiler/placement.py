@@ -132,7 +132,8 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
     allocate_tiles(placed, "slack", busy=busy, period=period)
     slack = measure("slack", "slack")
     packed = next((c for c in out if c.name == "packed"), None)
-    if allocation == "auto" and max_tiles is not None and packed is not None and packed.tiles <= max_tiles < slack.tiles:
+    if allocation == "auto" and max_tiles is not None and packed is not None \
+            and packed.tiles <= max_tiles < slack.tiles:
         _between(placed, busy, period, measure)
     if allocation == "auto" and objective in ("latency", "throughput"):
         _replicate_greedy(placed, schedules, slack, objective, max_tiles, measure)

@@ -232,7 +232,8 @@ def test_summary_lines_show_the_confidence_interval():
 def test_bounded_intervals_stay_inside_the_range():
     """The 2-seed retrieval agreement of issue 26 (0.0469 [-0.5487, 0.6425] as a symmetric interval), a cosine
     near 1, a saturated fraction: low/high inside [0, 1] and [-1, 1]; the logit interval by hand."""
-    from compiler.evaluation.accuracy import bounded_interval, ci_half_width, metric_range, summarize_per_seed
+    from compiler.evaluation.accuracy import summarize_per_seed
+    from compiler.evaluation.intervals import bounded_interval, ci_half_width, metric_range
     values = [0.0, 0.03125]   # 0 and 1 of 32 sentences
     assert 0.015625 - ci_half_width(values) < 0
     low, high = bounded_interval(values, metric_range("retrieval_agreement"), 32)

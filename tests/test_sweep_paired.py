@@ -118,6 +118,7 @@ def test_sweep_json_csv_and_page(tmp_path) -> None:
     rows = list(csv.DictReader(io.StringIO(sweep_csv(sweep))))
     assert rows[0]["vs_reference.mean"] == "reference"
     assert rows[2]["vs_reference.resolved"] == "yes" and rows[1]["vs_reference.resolved"] == "no"
-    assert float(rows[2]["vs_reference.low"]) < float(rows[2]["vs_reference.mean"]) < float(rows[2]["vs_reference.high"]) < 0
+    low, mean, high = (float(rows[2][f"vs_reference.{k}"]) for k in ("low", "mean", "high"))
+    assert low < mean < high < 0
     html = render_sweep(sweep)
     assert 'id="says"' in html and "resolved worse than the reference" in html and "not resolved" in html

@@ -101,7 +101,8 @@ def parse_axis(text: str) -> Axis:
         ok = sep and key and items and all(items)
     if not ok:
         raise UserError(f"--grid {text[:80]!r}: expected KEY=V1,V2,... (e.g. --grid adc.bits=6,7,8), or keys that "
-                        f"move together K1+K2=A1,A2;B1,B2 (e.g. tile.rows+tile.cols+tile.count=256,256,2048;512,512,512)")
+                        f"move together K1+K2=A1,A2;B1,B2 (e.g. "
+                        f"tile.rows+tile.cols+tile.count=256,256,2048;512,512,512)")
     return make_axis(key, items, f"--grid {text[:60]!r}")
 
 

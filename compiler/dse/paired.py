@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from compiler.evaluation.accuracy import CI_LEVEL, student_t_quantile
+from compiler.evaluation.intervals import CI_LEVEL, student_t_quantile
 
 
 def paired_difference(values: dict[int, float | None], reference: dict[int, float | None],
