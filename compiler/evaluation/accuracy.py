@@ -53,7 +53,8 @@ METRIC_DESCRIPTIONS = {
     "embedding_cosine_mean": ("mean cosine similarity of analog to FP sentence embeddings (mean pooling)", True),
     "embedding_cosine_min": ("lowest cosine similarity of an analog to its FP sentence embedding", True),
     "embedding_rel_l2": ("relative L2 error of the sentence embeddings over the evaluation set", False),
-    "retrieval_agreement": ("fraction of sentences i whose analog embedding's nearest FP embedding is FP sentence i", True),
+    "retrieval_agreement": ("fraction of sentences i whose analog embedding's nearest FP embedding is FP sentence i "
+                            "(secondary: it saturates at 1 while the cosine is far from 1; docs/accuracy.md)", True),
 }
 
 
