@@ -5,6 +5,10 @@ with the estimator's pipeline schedule (one inference of `seq_len` tokens), and 
 budget. Candidates:
 - naive, fused, packed: as the pass defines them;
 - slack: packing limited to the pipeline's slack (each tile's busy time within fused's period);
+- between slack and packed, when a --max-tiles budget falls between them: slack with the k least busy blocks
+  packed freely (their pieces count no busy time, so they fill the room other tiles leave), for a few k from
+  1 to all blocks: fewer tiles as k grows, latency paid only where the packed blocks share tiles with busy
+  ones (named "slack, k least busy packed");
 - replicated: slack plus copies of the blocks that stretch the schedule most, greedily, while tiles remain
   (the budget, else the chips the mapping already uses); tokens alternate copies;
 - replicas (throughput only): whole copies of the fastest mapping, each on chips of its own, each serving whole
@@ -29,6 +33,7 @@ from passes.tile_allocation import STRATEGIES, allocate_tiles, replicate
 ALLOCATIONS = ("auto",) + STRATEGIES
 BALANCED_SLACK = 0.02          # the default objective: fewest tiles within 2 % of the best latency
 GREEDY_TRIES = 3               # blocks tried per replication step (the ones that stretch the schedule most)
+BETWEEN_STEPS = 6              # mappings tried between slack and packed when the budget falls between them
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Candidate:
     copies: dict[str, int] = field(default_factory=dict)
     bottleneck: str | None = None   # the resource that sets the period (the schedule's)
     replicas: int = 1               # whole copies of the mapping, each on its own chips (tiles counts them all)
+    packed_blocks: tuple[str, ...] = ()  # slack only: blocks packed freely (no busy time counted)
 
     @property
     def throughput_per_s(self) -> float | None:
@@ -125,11 +131,32 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
     busy, period = _piece_busy(placed, stages), timing.period_s
     allocate_tiles(placed, "slack", busy=busy, period=period)
     slack = measure("slack", "slack")
+    packed = next((c for c in out if c.name == "packed"), None)
+    if allocation == "auto" and max_tiles is not None and packed is not None \
+            and packed.tiles <= max_tiles < slack.tiles:
+        _between(placed, busy, period, measure)
     if allocation == "auto" and objective in ("latency", "throughput"):
         _replicate_greedy(placed, schedules, slack, objective, max_tiles, measure)
     if allocation == "auto" and objective == "throughput":
         out.extend(_whole_replicas(placed, out, max_tiles))
     return out
+
+
+def _between(placed: PlacedGraph, busy: dict[str, float], period: float, measure) -> None:
+    """Mappings between slack and packed: slack with the k least busy blocks packed freely, for up to
+    BETWEEN_STEPS values of k spread over 1 .. all blocks (the budget then picks the one that fits)."""
+    order = sorted(busy, key=lambda b: (busy[b], b))
+    steps = sorted({max(1, round(len(order) * i / BETWEEN_STEPS)) for i in range(1, BETWEEN_STEPS + 1)})
+    seen = set()
+    for k in steps:
+        relaxed = tuple(order[:k])
+        allocate_tiles(placed, "slack", busy={b: 0.0 if b in relaxed else t for b, t in busy.items()}, period=period)
+        if placed.tiles_used in seen:
+            continue
+        seen.add(placed.tiles_used)
+        c = measure(f"slack, {k} least busy packed", "slack")
+        c.packed_blocks = relaxed
+    allocate_tiles(placed, "slack", busy=busy, period=period)  # slack again: replication starts from it
 
 
 def _whole_replicas(placed: PlacedGraph, tried: list[Candidate], max_tiles: int | None) -> list[Candidate]:
@@ -144,7 +171,8 @@ def _whole_replicas(placed: PlacedGraph, tried: list[Candidate], max_tiles: int 
     chips = -(-base.tiles // per_chip)  # a replica's chips (tiles are numbered from 0, chip by chip)
     most = min(max_tiles // base.tiles, placed.hw.tile.max_chips // chips)
     return [Candidate(f"{base.name} x{n}", base.strategy, n * base.tiles, base.latency_s, base.period_s,
-                      dict(base.copies), base.bottleneck, replicas=n) for n in range(2, most + 1)]
+                      dict(base.copies), base.bottleneck, replicas=n, packed_blocks=base.packed_blocks)
+            for n in range(2, most + 1)]
 
 
 def _piece_busy(placed: PlacedGraph, stages) -> dict[str, float]:
@@ -240,4 +268,5 @@ def _apply(placed: PlacedGraph, schedules: _Schedules | None, chosen: Candidate)
         return
     allocate_tiles(placed, "fused")
     stages, timing = schedules()
-    allocate_tiles(placed, "slack", busy=_piece_busy(placed, stages), period=timing.period_s)
+    busy = {b: 0.0 if b in chosen.packed_blocks else t for b, t in _piece_busy(placed, stages).items()}
+    allocate_tiles(placed, "slack", busy=busy, period=timing.period_s)

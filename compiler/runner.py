@@ -310,8 +310,12 @@ def gen_len(placed, config: RunConfig) -> int | None:
 
 
 def _estimate_cost(placed, config: RunConfig):
+    """The estimate, with the range pass's calibration statistics when the placement kept them, so PWM input
+    pulses are priced by the measured inputs (without them: full length, an upper bound on the array energy).
+    `placed.calibration_stats` is set by compiler.pipeline.compile_model from passes.calibrate_ranges."""
     from compiler.backends.estimator import estimate
-    return estimate(placed, batch=config.shapes.batch, seq_len=config.shapes.seq_len, gen_len=gen_len(placed, config))
+    return estimate(placed, batch=config.shapes.batch, seq_len=config.shapes.seq_len, gen_len=gen_len(placed, config),
+                    calibration=getattr(placed, "calibration_stats", None))
 
 
 def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult):

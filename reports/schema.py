@@ -500,6 +500,10 @@ class DriftResult(Record):
     std: dict[str, float | None] = written({})
     ci95: dict[str, float | None] = written({})  # {} in files from before it was recorded
     per_seed: dict[str, list[float | None]] = written({})
+    # the 95 % interval of the mean inside the metric's range (a bounded metric's interval on a transformed
+    # scale, compiler/evaluation/accuracy.py bounded_interval); {} in files from before it was recorded
+    low: dict[str, float | None] = written({})
+    high: dict[str, float | None] = written({})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -587,6 +591,7 @@ class SweepAxis(Record):
     name: str = required()                           # as given: "adc.bits", "tile.rows+tile.cols", "allocation"
     kind: str = required(choices=("spec", "option"))
     keys: list[str] = written([])                    # the spec keys it sets (several joined by +)
+    coupled: bool = written(False)                   # each value sets each key its own item ("256,256,2048")
     values: list[str] = required()
 
 
@@ -598,6 +603,30 @@ class SweepAccuracy(Record):
     mean: float | None = written()
     std: float | None = written()
     ci95: float | None = written()
+    low: float | None = written()                    # the interval inside the metric's range (accuracy.json)
+    high: float | None = written()
+    per_seed: list[float | None] = written([])       # in the order of the point's `seeds`
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedDifference(Record):
+    """The point's headline metric minus the reference's, per shared seed, at the longest drift time: mean and
+    Student's t 95 % interval over the seeds (compiler/dse/paired.py); resolved: the interval excludes 0."""
+    n: int = required(min=1)
+    mean: float = required()
+    ci95: float | None = written()
+    low: float | None = written()
+    high: float | None = written()
+    resolved: bool = written(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Versus(Record):
+    """A point against the sweep's reference point."""
+    accuracy: PairedDifference | None = written()
+    energy_ratio: float | None = written()
+    latency_ratio: float | None = written()
+    area_ratio: float | None = written()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -623,7 +652,12 @@ class SweepRun(Record):
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])
-    pareto: bool = written(False)                    # on the front of energy vs accuracy (longest drift time)
+    seeds: list[int] = written([])                   # the chip instances simulated (shared by every point)
+    pareto: bool = written(False)                    # not dominated by a resolved difference (docs/sweep.md)
+    pareto_means: bool = written(False)              # on the front of energy vs the accuracy means
+    better_than: list[str] = written([])             # the points (names) whose accuracy this one beats, resolved
+    versus: Versus | None = written()                # against the reference point (null: it is the reference)
+    derived: dict[str, str] = written({})            # spec keys the sweep derived for it (iso-capacity: tile.count)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -637,6 +671,9 @@ class SweepJson(Record):
     executor: str = written("")                      # where the points ran, in words
     points: list[SweepRun] = required()
     elapsed_s: float = written()
+    reference: str | None = written()                # the reference point's name (its folder)
+    iso_capacity: bool = written(False)              # tile.count derived so every chip holds the same weights
+    summary: list[str] = written([])                 # what the sweep says, in lines (sweep.html, the terminal)
 
 
 FILES: dict[str, type[Record]] = {"mapping.json": MappingJson, "cost.json": CostJson,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from reports import charts, cost_charts, decode_charts
+from reports import charts, cost_charts, decode_charts, placement_chart
 from reports.schema import AccuracyJson, CostJson, CostLayer, DriftResult, Stage
 
 # The metric a summary card shows per drift time: the task's own metric when there is one, else the
@@ -91,6 +91,8 @@ def build_cost_section(cost: CostJson) -> CostSection:
         figures["decode"] = svg
     if cost.schedule and cost.schedule.tile_utilization:
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
+    if (svg := placement_chart.frontier(cost.strategies)) is not None:
+        figures["placement"] = svg
     if cost.area:
         section.area_components = _component_rows(cost.area.by_component_mm2)
     if cost.static:

@@ -43,6 +43,27 @@ def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = Fa
     return front
 
 
+def front_of(rows: list[tuple[SweepRun, float, float]], lower_y_is_better: bool) -> set[int]:
+    """Indices of the (point, cost x, accuracy y) rows on the front: with per-seed accuracy (`better_than` in
+    sweep.json, compiler/dse/paired.py), a point is dominated only by a point of no more cost whose accuracy is
+    resolved better; without it (one seed, no --simulate), by the means (pareto_front)."""
+    if not rows or not all(p.seeds and any(a.per_seed for a in p.accuracy) for p, _, _ in rows):
+        return set(pareto_front([(x, y) for _, x, y in rows], lower_y_is_better))
+    return {i for i, (p, x, _) in enumerate(rows)
+            if not any(j != i and x2 <= x and p.name in q.better_than for j, (q, x2, _) in enumerate(rows))}
+
+
+def last_interval(point: SweepRun) -> tuple[float, float] | None:
+    """(low, high) of the headline metric at the longest drift time (inside its range), or None."""
+    simulated = [a for a in point.accuracy if a.mean is not None]
+    if not simulated:
+        return None
+    last = max(simulated, key=lambda a: a.seconds)
+    if last.low is not None and last.high is not None:
+        return last.low, last.high
+    return (last.mean - last.ci95, last.mean + last.ci95) if last.ci95 is not None else None
+
+
 # --- sweep.csv and sweep.html ---------------------------------------------------------------------------
 
 def _read(path: Path) -> Any:
@@ -66,21 +87,29 @@ def drift_labels(sweep: SweepJson) -> list[tuple[str, float]]:
 
 
 def sweep_csv(sweep: SweepJson) -> str:
-    """One row per point: the grid values, status, figures (SI units), the accuracy metric's mean, std and 95 %
-    confidence half-width per drift time, Pareto membership, the point's report and command."""
+    """One row per point: the grid values, status, figures (SI units), the accuracy metric's mean, std, 95 %
+    confidence half-width and interval (low, high) per drift time, the paired difference to the reference point
+    and the energy and area ratios to it, Pareto membership, the point's report and command."""
     axes = [a.name for a in sweep.axes]
     drifts = [label for label, _ in drift_labels(sweep)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["point", "status", "error", *axes, *(c for _, c, _ in FIGURES), "metric",
-                     *(f"{d}.{s}" for d in drifts for s in ("mean", "std", "ci95")), "pareto", "report", "command"])
+                     *(f"{d}.{s}" for d in drifts for s in ("mean", "std", "ci95", "low", "high")),
+                     "vs_reference.mean", "vs_reference.low", "vs_reference.high", "vs_reference.resolved",
+                     "energy_vs_reference", "area_vs_reference", "pareto", "report", "command"])
     for p in sweep.points:
         by_label = {a.label: a for a in p.accuracy}
         cells = [p.name, p.status, p.error or "", *(p.values.get(a, "") for a in axes),
                  *(_cell(getattr(p, f)) for f, _, _ in FIGURES), p.metric or ""]
         for d in drifts:
             a = by_label.get(d)
-            cells += [_cell(a.mean), _cell(a.std), _cell(a.ci95)] if a else ["", "", ""]
+            cells += [_cell(a.mean), _cell(a.std), _cell(a.ci95), _cell(a.low), _cell(a.high)] if a else [""] * 5
+        versus = p.versus
+        diff = versus.accuracy if versus else None
+        cells += [_cell(diff.mean), _cell(diff.low), _cell(diff.high), "yes" if diff.resolved else "no"] if diff \
+            else ["reference" if p.name == sweep.reference else ""] + [""] * 3
+        cells += [_cell(versus.energy_ratio), _cell(versus.area_ratio)] if versus else ["", ""]
         writer.writerow(cells + ["yes" if p.pareto else "", p.report or "", p.command])
     return buffer.getvalue()
 
@@ -118,4 +147,5 @@ def render_sweep(sweep: SweepJson) -> str:
         pareto_chart=sweep_charts.pareto(sweep, metric), area_chart=sweep_charts.pareto_area(sweep, metric),
         axis_charts=[(axis, sweep_charts.axis_effect(sweep, axis, metric)) for axis in sweep.axes],
         counts={s: sum(1 for p in sweep.points if p.status == s) for s in ("computed", "cached", "failed")},
+        has_versus=any(p.versus is not None and p.versus.accuracy is not None for p in sweep.points),
         isfinite=math.isfinite, basename=os.path.basename)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from reports.charts import AIMC_COLOR, INK, MUTED, metric_label
 from reports.schema import SweepAxis, SweepJson, SweepRun
 from reports.svgfig import legend_outside, new_figure, to_svg
-from reports.sweep import final_accuracy, pareto_front
+from reports.sweep import final_accuracy, front_of, last_interval, pareto_front
 
 FRONT_COLOR, OTHER_COLOR = "#e07b39", "#9fb6d6"
 
@@ -15,22 +15,36 @@ def _short(point: SweepRun, sweep: SweepJson) -> str:
 
 
 def _scatter(ax, sweep: SweepJson, rows: list[tuple[SweepRun, float, float]], lower_y: bool) -> None:
-    front = set(pareto_front([(x, y) for _, x, y in rows], lower_y))
+    """The points with their 95 % intervals (error bars); orange: not dominated by a resolved difference; the
+    line joins the front of the means; hollow orange: on the resolved front, off the means' front (what
+    beats it is not resolved)."""
+    means = set(pareto_front([(x, y) for _, x, y in rows], lower_y))
+    front = front_of(rows, lower_y)
     for k, (point, x, y) in enumerate(rows):
         on = k in front
-        ax.scatter([x], [y], s=46 if on else 30, color=FRONT_COLOR if on else OTHER_COLOR, zorder=3,
-                   edgecolor="white", linewidth=0.6)
+        interval = last_interval(point) if sweep.simulate else None
+        color = FRONT_COLOR if on else OTHER_COLOR
+        if interval is not None:
+            ax.errorbar([x], [y], yerr=[[max(y - interval[0], 0.0)], [max(interval[1] - y, 0.0)]], fmt="none",
+                        ecolor=color, elinewidth=1.0, capsize=2.5, zorder=2)
+        ax.scatter([x], [y], s=46 if on else 30, color=color if (on and k in means) or not on else "white",
+                   zorder=3, edgecolor=color if on and k not in means else "white", linewidth=1.2 if on else 0.6)
         ax.annotate(_short(point, sweep), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7.5,
                     color=INK if on else MUTED)
-    ordered = sorted((rows[k][1], rows[k][2]) for k in front)
+    ordered = sorted((rows[k][1], rows[k][2]) for k in means)
     if len(ordered) > 1:
         ax.plot([x for x, _ in ordered], [y for _, y in ordered], color=FRONT_COLOR, linewidth=1.2, zorder=2,
-                drawstyle="steps-post" if not lower_y else "default")
+                drawstyle="steps-post" if not lower_y else "default", alpha=0.7)
     xs = [x for _, x, _ in rows]
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
-    ax.scatter([], [], color=FRONT_COLOR, label="Pareto front")
-    ax.scatter([], [], color=OTHER_COLOR, label="dominated")
+    ax.scatter([], [], color=FRONT_COLOR, label="front (means)")
+    if front - means:
+        ax.scatter([], [], color="white", edgecolor=FRONT_COLOR, linewidth=1.2, label="not resolved as dominated")
+    ax.scatter([], [], color=OTHER_COLOR, label="dominated (resolved)" if front != means or sweep.simulate
+               else "dominated")
+    if sweep.simulate and any(last_interval(p) for p, _, _ in rows):
+        ax.plot([], [], color=MUTED, marker="|", markersize=9, linestyle="none", label="95 % interval over seeds")
     legend_outside(ax)
 
 

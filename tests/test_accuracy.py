@@ -217,12 +217,42 @@ def test_summary_lines_show_the_confidence_interval():
     from compiler.evaluation.accuracy import summarize_per_seed, summary_lines
     result = {"seeds": [0, 1, 2], "metrics": {"output_rel_l2": {}},
               "results": [summarize_per_seed("1h", 3600.0, {"output_rel_l2": [0.1, 0.2, 0.3]})]}
-    half = 4.30265272974946 * 0.1 / math.sqrt(3)
+    # a relative error lives in [0, inf): the t-interval of the log values, mapped back (docs/accuracy.md)
+    logs = [math.log(v) for v in (0.1, 0.2, 0.3)]
+    mid = sum(logs) / 3
+    half = 4.30265272974946 * math.sqrt(sum((v - mid) ** 2 for v in logs) / 2) / math.sqrt(3)
     assert summary_lines(result) == [f"t=1h (mean +- std [95% CI], 3 seeds): output_rel_l2 0.2000 +- 0.1000 "
-                                     f"[{0.2 - half:.4f}, {0.2 + half:.4f}]"]
+                                     f"[{math.exp(mid - half):.4f}, {math.exp(mid + half):.4f}]"]
+    assert result["results"][0]["ci95"]["output_rel_l2"] == pytest.approx(4.30265272974946 * 0.1 / math.sqrt(3))
     one = {"seeds": [0], "metrics": {"output_rel_l2": {}},
            "results": [summarize_per_seed("1h", 3600.0, {"output_rel_l2": [0.25]})]}
     assert summary_lines(one) == ["t=1h: output_rel_l2 0.2500"]
+
+
+def test_bounded_intervals_stay_inside_the_range():
+    """The 2-seed retrieval agreement of issue 26 (0.0469 [-0.5487, 0.6425] as a symmetric interval), a cosine
+    near 1, a saturated fraction: low/high inside [0, 1] and [-1, 1]; the logit interval by hand."""
+    from compiler.evaluation.accuracy import summarize_per_seed
+    from compiler.evaluation.intervals import bounded_interval, ci_half_width, metric_range
+    values = [0.0, 0.03125]   # 0 and 1 of 32 sentences
+    assert 0.015625 - ci_half_width(values) < 0
+    low, high = bounded_interval(values, metric_range("retrieval_agreement"), 32)
+    z = [math.log((k + 0.5) / (32 - k + 0.5)) for k in (0, 1)]
+    mid, half = sum(z) / 2, 12.706204736174698 * abs(z[1] - z[0]) / math.sqrt(2) / math.sqrt(2)
+    back = lambda v: (math.exp(v) * 32.5 - 0.5) / (32 * (1 + math.exp(v)))
+    assert (low, high) == pytest.approx((max(back(mid - half), 0.0), min(back(mid + half), 1.0)), abs=1e-12)
+    assert 0.0 <= low < high <= 1.0
+    low, high = bounded_interval([0.999, 0.99, 0.995], metric_range("embedding_cosine_mean"))
+    assert -1.0 <= low < 0.99 and 0.999 < high <= 1.0
+    z = [math.atanh(v) for v in (0.999, 0.99, 0.995)]
+    mid = sum(z) / 3
+    half = 4.30265272974946 * math.sqrt(sum((v - mid) ** 2 for v in z) / 2) / math.sqrt(3)
+    assert high == pytest.approx(math.tanh(mid + half), rel=1e-9)
+    assert bounded_interval([1.0, 1.0, 1.0], metric_range("top1_agreement"), 100) == pytest.approx((1.0, 1.0))
+    assert bounded_interval([0.5], (0.0, 1.0), 10) == (None, None)
+    row = summarize_per_seed("1h", 3600.0, {"retrieval_agreement": values, "custom": [1.0, 3.0]}, 32)
+    assert row["low"]["retrieval_agreement"] >= 0 and row["high"]["retrieval_agreement"] <= 1
+    assert row["low"]["custom"] == pytest.approx(2.0 - row["ci95"]["custom"])   # unknown range: plain t
 
 
 # --- the built-in evaluation sentences ---------------------------------------------------------------------

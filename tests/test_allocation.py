@@ -210,6 +210,27 @@ def test_budgets_are_respected_or_refused(roberta_placed_naive, pcm_1m):
     assert next(r for r in placed.strategies if r["chosen"])["latency_s"] <= 250e-6
 
 
+def test_a_budget_between_slack_and_packed_gets_a_mapping_between_them(roberta_placed_naive, pcm_1m):
+    """--max-tiles 400 on roberta-base: slack needs more, packed 327; the search tries slack with the least
+    busy blocks packed and keeps the fastest that fits, where it used to fall back to packed."""
+    from compiler.placement import place
+    placed = _fresh(roberta_placed_naive, pcm_1m)
+    place(placed, "auto")
+    slack = next(r for r in placed.strategies if r["name"] == "slack")
+    packed = next(r for r in placed.strategies if r["name"] == "packed")
+    budget = (slack["tiles"] + packed["tiles"]) // 2
+    assert packed["tiles"] < budget < slack["tiles"]
+    place(placed, "auto", "latency", max_tiles=budget)
+    rows = {r["name"]: r for r in placed.strategies}
+    between = [r for name, r in rows.items() if "least busy packed" in name]
+    assert between and all(packed["tiles"] <= r["tiles"] < slack["tiles"] for r in between)
+    chosen = next(r for r in placed.strategies if r["chosen"])
+    assert "least busy packed" in chosen["name"] and chosen["tiles"] <= budget
+    assert chosen["latency_s"] < packed["latency_s"]       # better than the packed fallback
+    assert placed.tiles_used == chosen["tiles"]              # the chosen mapping is the one applied
+    _assert_each_weight_once_per_copy(placed)
+
+
 def _assert_each_weight_once_per_copy(placed):
     for block in placed.blocks.values():
         for c in range(placed.copies(block.name)):

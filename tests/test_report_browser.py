@@ -270,10 +270,13 @@ def llama_dir(tmp_path_factory) -> Path:
     return root / "out"
 
 
-def test_layout_at_1400_px_report_and_compare(browser, compare_dir: Path, llama_dir: Path) -> None:
+def test_layout_at_1400_px_report_and_compare(browser, compare_dir: Path, llama_dir: Path, tmp_path) -> None:
+    from test_sweep_paired import sweep_folder   # a two-axis simulated sweep's page, without running one
+    sweep_folder(tmp_path)
     pages = {"roberta-base report": compare_dir / "rb-pcm" / "report.html",
              "MiniLM simulated report": compare_dir / "minilm" / "report.html",
              "Llama-architecture report": llama_dir / "report.html",
-             "comparison": compare_dir / "cmp" / "compare.html"}
+             "comparison": compare_dir / "cmp" / "compare.html",
+             "sweep": tmp_path / "sweep.html"}
     found = {name: _layout_problems(browser, path) for name, path in pages.items()}
     assert found == {name: [] for name in pages}

@@ -80,6 +80,17 @@ def test_every_point_equals_the_single_run(swept, tmp_path, capsys) -> None:
     # more ADC bits cost ADC energy: the axis reaches the estimator
     energy = {tuple(p["values"].values()): p["energy_J"] for p in data["points"]}
     assert energy[("32", "8")] > energy[("32", "6")] and energy[("64", "8")] > energy[("64", "6")]
+    # each point against the first, seed by seed at the longest drift time (the accuracy.json per-seed values)
+    reference = data["points"][0]
+    assert data["reference"] == reference["name"] and reference["versus"] is None
+    assert data["summary"][0].startswith("reference: ")
+    ref_seeds = json.loads((out / reference["dir"] / "accuracy.json").read_text())["results"][-1]["per_seed"]
+    for point in data["points"][1:]:
+        own = json.loads((out / point["dir"] / "accuracy.json").read_text())["results"][-1]["per_seed"]
+        diffs = [a - b for a, b in zip(own[point["metric"]], ref_seeds[point["metric"]])]
+        assert point["versus"]["accuracy"]["n"] == 2
+        assert point["versus"]["accuracy"]["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-12)
+        assert point["versus"]["energy_ratio"] == pytest.approx(point["energy_J"] / reference["energy_J"])
     # two points again through the single-run CLI (seeds in one process, not Ray tasks): the same numbers
     for point in (data["points"][0], data["points"][3]):
         single = tmp_path / point["name"]

@@ -21,7 +21,8 @@ DEFAULT_OUT = Path("aimc-out") / "sweep"
 def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]] | None = None, *,
           out: str | Path = DEFAULT_OUT, grid_file: str | Path | None = None,
           overrides: Mapping[str, Any] | None = None, address: str | None = None, num_cpus: int | None = None,
-          executor: str = "ray", seed_tasks: str = "auto", point_reports: bool = True, **options):
+          executor: str = "ray", seed_tasks: str = "auto", point_reports: bool = True,
+          reference: Mapping[str, Any] | None = None, iso_capacity: bool = False, **options):
     """Run a sweep and return its compiler.dse.run.SweepResult (folder, records of sweep.json, counts).
 
     `grid`: axis -> values, e.g. {"adc.bits": [6, 7, 8], "tile.rows+tile.cols": [256, 512],
@@ -32,6 +33,10 @@ def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]
     their own: "auto" (when the cluster has more CPUs than points to run), "always" or "never".
     `point_reports`: each point's report.html (False: sweep.html links no point report; a cost-only point then
     costs little more than its placement search and estimate).
+    `reference`: axis -> value of the point the others are compared with, seed by seed (default: the grid's
+    first point), e.g. {"adc.bits": 8}. `iso_capacity`: a point that changes tile.rows or tile.cols but not
+    tile.count gets the tile count that keeps the chip's capacity (rows x cols x count) that of the base spec.
+    Keys that move together: "tile.rows+tile.cols+tile.count": [[256, 256, 2048], [512, 512, 512]].
     """
     from compiler.config import from_options
     from compiler.dse.grid import load_grid_file, make_axis
@@ -44,7 +49,8 @@ def sweep(models: str | Sequence[str], hw: str, grid: Mapping[str, Sequence[Any]
         models, axes = models + file_models, axes + file_axes
     base = from_options("", hw, overrides or {}, **options)
     return run_sweep(models, base, axes, Path(out), address=address, num_cpus=num_cpus, executor=executor,
-                     seed_tasks=seed_tasks, point_reports=point_reports,
+                     seed_tasks=seed_tasks, point_reports=point_reports, reference=dict(reference or {}),
+                     iso_capacity=iso_capacity,
                      command=f"compiler.sweep({models!r}, {hw!r}, grid={dict(grid or {})!r})")
 
 
@@ -66,8 +72,10 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("models", metavar="MODEL", nargs="*", help="one or more models (several: a model axis)")
     p.add_argument("--hw", required=True, help="hardware spec: a YAML path or a built-in name (pcm_1M, hermes)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                   help="an axis: a dotted spec key (adc.bits=6,7,8), spec keys set together "
-                        "(tile.rows+tile.cols=256,512), model, or an option by its flag name "
+                   help="an axis: a spec key as --set takes it (adc.bits=6,7,8, energy.vdd_V=0.7,0.8), spec keys "
+                        "set together (tile.rows+tile.cols=256,512), keys that move together "
+                        "(tile.rows+tile.cols+tile.count=256,256,2048;512,512,512), model, or an option by its "
+                        "flag name "
                         "(allocation=fused,packed, seq-len=64,128, batch, objective, max-tiles, calibration, "
                         "pt-opt=on,off, ...); "
                         "repeatable: the points are every combination")
@@ -99,6 +107,13 @@ def add_parser(commands) -> argparse.ArgumentParser:
                            help=f"as for compile ({option.flag})")
         else:
             p.add_argument(option.flag, dest=key, default=None, metavar="VALUE", help=f"as for compile ({option.flag})")
+    p.add_argument("--reference", action="append", default=[], metavar="AXIS=VALUE",
+                   help="the point every other is compared with, seed by seed (repeatable: one per axis; default: "
+                        "the grid's first point), e.g. --reference adc.bits=8")
+    p.add_argument("--iso-capacity", action="store_true",
+                   help="a point that changes tile.rows or tile.cols (not tile.count) gets the tile count that keeps "
+                        "the chip's capacity (rows x cols x count) that of --hw with --set: chips that hold the "
+                        "same weights")
     talk = p.add_mutually_exclusive_group()
     talk.add_argument("-q", "--quiet", action="store_true", help="print only warnings, errors and the final line")
     talk.add_argument("-v", "--verbose", action="store_true", help="also a line per finished point off a terminal")
@@ -121,8 +136,15 @@ def command(args: argparse.Namespace, command_line: str) -> int:
     overrides = dict(parse_override(text) for text in args.overrides)
     options = {key: getattr(args, key) for key in OPTIONS if key != "pt_opt"}
     base = from_options("", args.hw, overrides, no_pt_opt=args.no_pt_opt, **options)
+    reference = {}
+    for text in args.reference:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UserError(f"--reference {text[:60]!r}: expected AXIS=VALUE (e.g. --reference adc.bits=8)")
+        reference[key.strip()] = value.strip()
     result = run_sweep(models, base, axes, Path(args.out or DEFAULT_OUT), address=args.address,
                        num_cpus=args.num_cpus, executor=args.executor, seed_tasks=args.seed_tasks,
-                       point_reports=not args.no_point_reports, command=command_line)
+                       point_reports=not args.no_point_reports, command=command_line, reference=reference,
+                       iso_capacity=args.iso_capacity)
     print(f"sweep: {result.path / 'sweep.html'}, sweep.json and sweep.csv")
     return 1 if result.failed else 0  # the other points finished; sweep.json names the failures

@@ -33,18 +33,25 @@ OPTION_AXES = {"model": "model", **{"pt-opt" if name == "pt_opt" else option.fla
                                     for name, option in OPTIONS.items()}}
 
 MAX_POINTS = 10_000  # a grid this large is a typo more often than a plan
-_KEY = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
+CAPACITY_KEYS = ("tile.rows", "tile.cols", "tile.count")  # the weights a chip holds: rows x cols x count
 
 
 @dataclass(frozen=True)
 class Axis:
     name: str                  # as written: "adc.bits", "tile.rows+tile.cols", "allocation"
     kind: str                  # "spec" or "option"
-    values: tuple[str, ...]    # as the command line takes them
+    values: tuple[str, ...]    # as the command line takes them; a coupled axis: one value per key, joined by ","
+    coupled: bool = False      # `a+b=1,2;3,4`: each value sets each key its own value (else all keys one value)
 
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(self.name.split("+")) if self.kind == "spec" else (self.name,)
+
+    def settings(self, value: str) -> dict[str, str]:
+        """key -> value (as written) that one of this axis's values sets."""
+        if self.coupled:
+            return dict(zip(self.keys, value.split(",")))
+        return {key: value for key in self.keys}
 
 
 @dataclass
@@ -61,6 +68,7 @@ class GridPoint:
     folder: Path | None = None         # its run folder, once the sweep folder is known
     report: bool = True                # whether its run writes report.html
     checked: Any = None                # runner.check's result (the resolved spec, ...): the run does not check again
+    derived: dict[str, str] = field(default_factory=dict)        # spec keys the sweep derived (iso-capacity)
 
     @property
     def label(self) -> str:
@@ -78,31 +86,63 @@ class GridPoint:
 
 
 def parse_axis(text: str) -> Axis:
-    """`KEY=V1,V2,...` -> an Axis; a UserError naming what is wrong."""
+    """`KEY=V1,V2,...` or, keys that move together, `K1+K2=A1,A2;B1,B2` -> an Axis; a UserError naming what
+    is wrong."""
     key, sep, values = str(text).partition("=")
     key = key.strip().replace("_", "-") if key.strip().replace("_", "-") in OPTION_AXES else key.strip()
-    items = [v.strip() for v in values.split(",")] if sep else []
-    if not sep or not key or not items or not all(items):
-        raise UserError(f"--grid {text[:80]!r}: expected KEY=V1,V2,... (e.g. --grid adc.bits=6,7,8)")
+    if ";" in values and "+" in key:  # coupled: one group per value, one item per key
+        items = [[v.strip() for v in group.split(",")] for group in values.split(";")]
+        ok = sep and key and items and all(all(group) for group in items)
+    elif ";" in values:  # one key, values holding commas (a list: [0.3,2,-1];[0.26,1.9,-1.1])
+        items = [v.strip() for v in values.split(";")]
+        ok = sep and key and items and all(items)
+    else:
+        items = [v.strip() for v in values.split(",")] if sep else []
+        ok = sep and key and items and all(items)
+    if not ok:
+        raise UserError(f"--grid {text[:80]!r}: expected KEY=V1,V2,... (e.g. --grid adc.bits=6,7,8), or keys that "
+                        f"move together K1+K2=A1,A2;B1,B2 (e.g. "
+                        f"tile.rows+tile.cols+tile.count=256,256,2048;512,512,512)")
     return make_axis(key, items, f"--grid {text[:60]!r}")
 
 
+_SPEC_KEY = re.compile(r"^[^\s=+,;]+$")  # what the spec loader takes as a key is its business (load_hw_spec)
+
+
 def make_axis(key: str, values: list, where: str) -> Axis:
+    """An axis from its key and values. A key that is not an option is a spec key: whether the spec has that
+    field is the spec loader's to say (the points are checked with it before anything runs), so every key
+    `--set` accepts is an axis. Keys joined by + with values that are lists (or tuples) move together, one
+    item per key: `{"tile.rows+tile.cols+tile.count": [[256, 256, 2048], [512, 512, 512]]}`."""
+    key = key.replace("_", "-") if key.replace("_", "-") in OPTION_AXES else key  # seq_len from Python
+    parts = key.split("+")
+    coupled = len(parts) > 1 and bool(values) and all(isinstance(v, (list, tuple)) for v in values)
     if key in OPTION_AXES:
         kind = "option"
-    elif all(_KEY.match(part) for part in key.split("+")):
+    elif all(_SPEC_KEY.match(part) and part not in OPTION_AXES for part in parts):
         kind = "spec"
     else:
-        raise UserError(f"{where}: {key[:60]!r} is neither a dotted spec key (adc.bits, tile.rows+tile.cols) nor "
-                        f"an option ({', '.join(OPTION_AXES)})")
+        raise UserError(f"{where}: {key[:60]!r} is neither a spec key as --set takes it (adc.bits, energy.vdd_V; "
+                        f"several joined by +: tile.rows+tile.cols) nor an option ({', '.join(OPTION_AXES)})")
     if not values:
         raise UserError(f"{where}: axis {key} has no values")
-    shown = tuple(text_value(v) for v in values)
+    if coupled:
+        if any(len(v) != len(parts) for v in values):
+            raise UserError(f"{where}: axis {key} couples {len(parts)} keys: each value needs {len(parts)} items "
+                            f"(got {'; '.join(','.join(text_value(x) for x in v) for v in values)})")
+        shown = tuple(",".join(text_value(x) for x in v) for v in values)
+        if any("," in text_value(x) for v in values for x in v):
+            raise UserError(f"{where}: axis {key}: a coupled value holds a comma")
+    elif len(parts) > 1 and any(isinstance(v, (list, tuple)) for v in values):
+        raise UserError(f"{where}: axis {key}: keys that move together take a list per value, one item per key "
+                        f"([[a1, a2], [b1, b2]])")
+    else:  # a list value of one key is that key's value (a YAML list)
+        shown = tuple(text_value(v) for v in values)
     if len(set(shown)) != len(shown):
-        raise UserError(f"{where}: axis {key} repeats a value ({', '.join(shown)})")
+        raise UserError(f"{where}: axis {key} repeats a value ({'; '.join(shown)})")
     if key == "pt-opt" and not set(shown) <= {"on", "off"}:
         raise UserError(f"{where}: pt-opt takes on and off (got {', '.join(shown)})")
-    return Axis(key, kind, shown)
+    return Axis(key, kind, shown, coupled)
 
 
 def load_grid_file(path: str | Path) -> tuple[list[str], list[Axis]]:
@@ -131,8 +171,11 @@ def load_grid_file(path: str | Path) -> tuple[list[str], list[Axis]]:
     return models, axes
 
 
-def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[GridPoint]:
-    """Every point of the grid, in order (the last axis varies fastest): its values and its config."""
+def expand(models: list[str], base: RunConfig, axes: list[Axis], iso_capacity: bool = False) -> list[GridPoint]:
+    """Every point of the grid, in order (the last axis varies fastest): its values and its config.
+    `iso_capacity`: a point that sets tile.rows or tile.cols but not tile.count gets the tile count that keeps
+    the weights a chip holds (rows x cols x count) those of the base spec (the spec with `--set` applied),
+    rounded up (iso_capacity_count)."""
     import itertools
     axes = list(axes)
     names = [a.name for a in axes]
@@ -158,13 +201,38 @@ def expand(models: list[str], base: RunConfig, axes: list[Axis]) -> list[GridPoi
         overrides, options, config = dict(base.overrides), {}, base
         for axis, value in zip(axes, combination):
             if axis.kind == "spec":
-                overrides.update({key: _yaml_value(value) for key in axis.keys})
+                overrides.update({key: _yaml_value(text) for key, text in axis.settings(value).items()})
             elif axis.name == "model":
                 config = dataclasses.replace(config, model=value)
             else:
                 options[OPTION_AXES[axis.name]] = value
         points.append(GridPoint(values, dataclasses.replace(config, overrides=overrides), options))
+    if iso_capacity:
+        capacity = _base_capacity(base)
+        for point in points:
+            overrides = dict(point.config.overrides)
+            if "tile.count" not in overrides and ("tile.rows" in overrides or "tile.cols" in overrides):
+                rows = int(overrides.get("tile.rows", capacity[0]))
+                cols = int(overrides.get("tile.cols", capacity[1]))
+                count = iso_capacity_count(capacity, rows, cols)
+                point.derived = {"tile.count": str(count)}
+                point.config = dataclasses.replace(point.config, overrides={**overrides, "tile.count": count})
     return points
+
+
+def iso_capacity_count(base: tuple[int, int, int], rows: int, cols: int) -> int:
+    """Tiles per chip of rows x cols that hold at least what `base` (rows, cols, count) holds: the ceiling of
+    base rows x cols x count / (rows x cols)."""
+    if rows < 1 or cols < 1:
+        raise UserError(f"iso-capacity: tile.rows and tile.cols must be >= 1 (got {rows}, {cols})")
+    return -(-base[0] * base[1] * base[2] // (rows * cols))
+
+
+def _base_capacity(base: RunConfig) -> tuple[int, int, int]:
+    """(tile.rows, tile.cols, tile.count) of the sweep's spec with its `--set` overrides."""
+    from compiler.hw_spec import load_hw_spec
+    hw = load_hw_spec(base.hw, dict(base.overrides))
+    return hw.tile.rows, hw.tile.cols, hw.tile.count
 
 
 def _yaml_value(text: str) -> Any:

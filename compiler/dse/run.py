@@ -57,9 +57,12 @@ class SweepResult:
 def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *,
               address: str | None = None, num_cpus: int | None = None, executor: str = "ray",
               seed_tasks: str = "auto", command: str = "aimc-compile sweep",
-              point_reports: bool = True) -> SweepResult:
+              point_reports: bool = True, reference: dict[str, str] | None = None,
+              iso_capacity: bool = False) -> SweepResult:
     """Validate every point, run the missing ones, write sweep.json, sweep.csv and sweep.html into `out`.
-    `point_reports`: each point's report.html too (rendering one costs more than a cost-only point's compile)."""
+    `point_reports`: each point's report.html too (rendering one costs more than a cost-only point's compile).
+    `reference`: axis -> value of the point every other is compared with (default: the grid's first point).
+    `iso_capacity`: points that change the tile size get the tile count that keeps the chip's capacity."""
     from compiler.outputs import OutputDir
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
@@ -70,8 +73,9 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
     if address is not None and executor != "ray":
         raise UserError("--address runs the sweep on a Ray cluster; it needs the ray executor")
     started = time.perf_counter()
-    labelled = expand(models, base, axes)
+    labelled = expand(models, base, axes, iso_capacity)
     points = validate(labelled)  # one line per invalid point, before anything runs; one per configuration
+    reference = check_reference(reference, points, axes)
     out = Path(out)
     records: dict[str, dict] = {}
     with OutputDir(out, command) as output:
@@ -102,7 +106,7 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
             else:
                 where = _run_ray(todo, finished, address, num_cpus, seed_tasks)
         rows = [_row(point, records[point.key]) for point in points]
-        data = sweep_json(points, axes, rows, where, time.perf_counter() - started)
+        data = sweep_json(points, axes, rows, where, time.perf_counter() - started, reference, iso_capacity)
         write_sweep_json(output.staging / "sweep.json", data)
         from compiler.runner import render_sweep
         render_sweep(output.staging)  # sweep.csv and sweep.html from sweep.json
@@ -111,9 +115,28 @@ def run_sweep(models: list[str], base: RunConfig, axes: list[Axis], out: Path, *
     failed = sum(1 for r in records.values() if r["status"] == "failed")
     result = SweepResult(out, data["points"], computed, len(records) - computed - failed, failed,
                          time.perf_counter() - started)
+    for line in data["summary"]:  # what the sweep says (also at the top of sweep.html)
+        progress.say(f"sweep: {line}", progress.QUIET)
     progress.say(f"sweep done in {result.elapsed_s:.1f} s: {computed} computed, {result.cached} cached, "
                  f"{failed} failed; {out / 'sweep.html'}", progress.QUIET)
     return result
+
+
+def check_reference(reference: dict[str, str] | None, points: list[GridPoint], axes: list[Axis]) -> dict | None:
+    """`reference` (axis -> value) with values written as the axes write them; a UserError unless a point of
+    the grid has them all (checked before anything runs)."""
+    if not reference:
+        return None
+    from compiler.config import text_value
+    names = {a.name for a in axes} | {"model"}
+    unknown = sorted(k for k in reference if k not in names)
+    if unknown:
+        raise UserError(f"--reference {', '.join(unknown)}: not an axis of the grid ({', '.join(sorted(names))})")
+    wanted = {k: text_value(v) for k, v in reference.items()}
+    if not any(all(label.get(k) == v for k, v in wanted.items()) for p in points for label in p.labels):
+        raise UserError("--reference " + ", ".join(f"{k}={v}" for k, v in wanted.items())
+                        + ": no point of the grid has these values")
+    return wanted
 
 
 # --- the work of one point (on a worker) ------------------------------------------------------------------
@@ -322,7 +345,8 @@ def _row(point: GridPoint, record: dict) -> dict:
     the run's results, or read back from its folder when cached)."""
     row = {"name": point.name, "key": point.key, "values": dict(point.values), "labels": point.labels,
            "status": record["status"], "error": record["error"], "seconds": record["seconds"],
-           "command": point.command(), "dir": f"{POINTS}/{point.name}", "model": point.config.model}
+           "command": point.command(), "dir": f"{POINTS}/{point.name}", "model": point.config.model,
+           "derived": dict(point.derived)}
     if record["status"] == "failed":
         row.update(report=None, **NO_FIGURES)
     else:

@@ -18,7 +18,7 @@ from typing import Any
 HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
                     "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
 NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
-                  metric=None, higher_is_better=True, accuracy=[])
+                  metric=None, higher_is_better=True, accuracy=[], seeds=[])
 
 
 def figures(files: dict[str, dict]) -> dict[str, Any]:
@@ -43,9 +43,11 @@ def figures(files: dict[str, dict]) -> dict[str, Any]:
         names = list(accuracy.metrics)
         metric = next((m for m in HEADLINE_METRICS if m in names), names[0] if names else None)
         if metric is not None:
-            found.update(metric=metric, higher_is_better=accuracy.metrics[metric].higher_is_better, accuracy=[
+            found.update(metric=metric, higher_is_better=accuracy.metrics[metric].higher_is_better,
+                         seeds=list(accuracy.seeds), accuracy=[
                 {"label": r.label, "seconds": r.seconds, "mean": r.mean.get(metric), "std": r.std.get(metric),
-                 "ci95": r.ci95.get(metric)} for r in accuracy.results])
+                 "ci95": r.ci95.get(metric), "low": r.low.get(metric), "high": r.high.get(metric),
+                 "per_seed": list(r.per_seed.get(metric, []))} for r in accuracy.results])
     return found
 
 
@@ -93,28 +95,49 @@ def _front_axes(row: dict) -> tuple[float, float, bool] | None:
 
 
 def mark_pareto(rows: list[dict]) -> list[dict]:
-    """The rows with `pareto` set: on the front of energy vs accuracy (vs latency without accuracy)."""
+    """The rows with `pareto_means` (on the front of energy vs the accuracy means; vs latency without accuracy)
+    and `pareto`: with per-seed accuracy, a point is off the front only when a point of no more energy is
+    resolved better (compiler/dse/paired.py); without it, `pareto` is `pareto_means`."""
+    from compiler.dse.paired import better_than, resolved_front, seed_values
     usable = [(i, _front_axes(row)) for i, row in enumerate(rows)]
     usable = [(i, axes) for i, axes in usable if axes is not None]
     with_accuracy = [(i, a) for i, a in usable if final_accuracy(rows[i]) is not None]
     usable = with_accuracy or usable  # compare like with like: accuracy when any point has it
     lower = bool(usable) and usable[0][1][2]
     front = {usable[k][0] for k in pareto_front([(a[0], a[1]) for _, a in usable], lower)}
-    return [{**row, "pareto": i in front} for i, row in enumerate(rows)]
+    paired = [i for i, _ in with_accuracy if seed_values(rows[i])]
+    better = better_than(rows, paired)
+    resolved = resolved_front({i: rows[i]["energy_J"] for i in paired}, better) \
+        if paired and len(paired) == len(with_accuracy) else front
+    return [{**row, "pareto": i in resolved, "pareto_means": i in front,
+             "better_than": [rows[j]["name"] for j in better.get(i, [])]} for i, row in enumerate(rows)]
 
 
-def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: float) -> dict:
-    """The content of sweep.json: the axes, one row per distinct configuration, the front marked."""
+def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: float,
+               reference: dict[str, str] | None = None, iso_capacity: bool = False) -> dict:
+    """The content of sweep.json: the axes, one row per distinct configuration, the front marked, each point
+    against the reference point (`reference`: axis -> value; default the grid's first point) and the summary."""
+    from compiler.dse.paired import pick_reference, summary_lines, versus_reference
+    from compiler.errors import UserError
     from reports.schema import SCHEMA_VERSION
     first = points[0].config
     models = sorted({p.config.model for p in points})
-    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values)} for a in axes]
+    shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values),
+                   "coupled": bool(getattr(a, "coupled", False))} for a in axes]
     if len(models) > 1 and not any(a.name == "model" for a in axes):
         shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": models})
+    index = pick_reference(rows, reference)
+    if reference and index is None:
+        raise UserError("--reference " + ", ".join(f"{k}={v}" for k, v in reference.items())
+                        + ": no point of the grid has these values")
+    rows = versus_reference(mark_pareto(rows), index)
+    names = [a["name"] for a in shown_axes if len(a["values"]) > 1] or [a["name"] for a in shown_axes]
     return {"schema_version": SCHEMA_VERSION, "hw": first.hw, "models": models, "axes": shown_axes,
             "simulate": first.simulation is not None,
             "seeds": first.simulation.seeds if first.simulation is not None else None,
-            "executor": where, "points": mark_pareto(rows), "elapsed_s": elapsed}
+            "executor": where, "points": rows, "elapsed_s": elapsed, "iso_capacity": iso_capacity,
+            "reference": rows[index]["name"] if index is not None else None,
+            "summary": summary_lines(rows, index, names)}
 
 
 def write_sweep_json(path: Path, data: dict) -> None:

@@ -34,6 +34,9 @@ from compiler.frontend import normalize_example
 from compiler.evaluation.glue import GlueData, label_permutation, load_eval_data, task_metrics
 from compiler.models import model_info
 from compiler.config import DEFAULT_SEQ_LEN
+# CI_LEVEL, ci_half_width and student_t_quantile are imported from here too (the bench, the tests)
+from compiler.evaluation.intervals import (CI_LEVEL, bounded_interval, ci_half_width, finite_mean,  # noqa: F401
+                                           finite_std, metric_range, student_t_quantile)
 from compiler.progress import bar as progress_bar
 from reports.schema import SCHEMA_VERSION
 
@@ -50,7 +53,8 @@ METRIC_DESCRIPTIONS = {
     "embedding_cosine_mean": ("mean cosine similarity of analog to FP sentence embeddings (mean pooling)", True),
     "embedding_cosine_min": ("lowest cosine similarity of an analog to its FP sentence embedding", True),
     "embedding_rel_l2": ("relative L2 error of the sentence embeddings over the evaluation set", False),
-    "retrieval_agreement": ("fraction of sentences i whose analog embedding's nearest FP embedding is FP sentence i", True),
+    "retrieval_agreement": ("fraction of sentences i whose analog embedding's nearest FP embedding is FP sentence i "
+                            "(secondary: it saturates at 1 while the cosine is far from 1; docs/accuracy.md)", True),
 }
 
 
@@ -168,9 +172,9 @@ def evaluate_accuracy(placed, drift_times: str | Sequence[DriftTime | float], se
                            "higher_is_better": METRIC_DESCRIPTIONS.get(name, ("", True))[1]}
                     for name in (per_seed[0][0] if per_seed and per_seed[0] else {})},
         "fp_reference": {"task": _clean(fp_task)},
-        "results": [_summarize(t, rows) for t, rows in zip(times, per_seed)],
+        "results": [_summarize(t, rows, inputs.examples) for t, rows in zip(times, per_seed)],
         **({"pt_optimization": True,
-            "results_without_pt_opt": [_summarize(t, rows)
+            "results_without_pt_opt": [_summarize(t, rows, inputs.examples)
                                        for t, rows in zip(times, per_variant["results_without_pt_opt"])]}
            if compare_without_pt else {}),
         "notes": inputs.notes + readout.notes,
@@ -411,91 +415,31 @@ def _ratio_sqrt(num: float, den: float) -> float:
 
 
 # --- summaries -------------------------------------------------------------------------------------
-CI_LEVEL = 0.95  # the two-sided confidence level of every interval over seeds (accuracy.json's ci95)
 RESULT_KEYS = ("results", "results_without_pt_opt", "results_without_hwa")  # per-drift-time result lists
 
 
-def _summarize(drift: DriftTime, rows: list[dict[str, float]]) -> dict:
+def _summarize(drift: DriftTime, rows: list[dict[str, float]], examples: int | None = None) -> dict:
     names = list(rows[0]) if rows else []
     return summarize_per_seed(drift.label, drift.seconds,
-                              {n: [_clean_value(row[n]) for row in rows] for n in names})
+                              {n: [_clean_value(row[n]) for row in rows] for n in names}, examples)
 
 
-def summarize_per_seed(label: str, seconds: float, per_seed: Mapping[str, Sequence[float | None]]) -> dict:
-    """One drift time's entry of accuracy.json from its per-seed values (None = not finite): mean, sample std
-    and the half-width of the 95 % confidence interval of the mean over seeds, per metric. Computed from the
-    per-seed values alone, so merged seed lists (merge_accuracy) give the same numbers as one run."""
+def summarize_per_seed(label: str, seconds: float, per_seed: Mapping[str, Sequence[float | None]],
+                       examples: int | None = None) -> dict:
+    """One drift time's entry of accuracy.json from its per-seed values (None = not finite): mean, sample std,
+    the half-width of the 95 % confidence interval of the mean over seeds (ci95, on the metric's own scale) and
+    that interval kept inside the metric's range (low, high: bounded_interval; `examples` the evaluation set's
+    size, for the fractions), per metric. Computed from the per-seed values alone, so merged seed lists
+    (merge_accuracy) give the same numbers as one run."""
     per_seed = {n: list(v) for n, v in per_seed.items()}
+    bounds = {n: bounded_interval(v, metric_range(n), examples) for n, v in per_seed.items()}
     return {"label": label, "seconds": seconds,
-            "mean": {n: _finite_mean(v) for n, v in per_seed.items()},
-            "std": {n: _finite_std(v) for n, v in per_seed.items()},
+            "mean": {n: finite_mean(v) for n, v in per_seed.items()},
+            "std": {n: finite_std(v) for n, v in per_seed.items()},
             "ci95": {n: ci_half_width(v) for n, v in per_seed.items()},
+            "low": {n: b[0] for n, b in bounds.items()},
+            "high": {n: b[1] for n, b in bounds.items()},
             "per_seed": per_seed}
-
-
-def _finite(values: Sequence[float | None]) -> list[float]:
-    return [float(v) for v in values if v is not None and math.isfinite(v)]
-
-
-def _finite_mean(values: Sequence[float | None]) -> float | None:
-    values = _finite(values)
-    return float(np.mean(values)) if values else None
-
-
-def _finite_std(values: Sequence[float | None]) -> float | None:
-    """Sample standard deviation over seeds (ddof=1); None with fewer than two finite values."""
-    values = _finite(values)
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None
-
-
-def ci_half_width(values: Sequence[float | None], level: float = CI_LEVEL) -> float | None:
-    """Half-width of the two-sided `level` confidence interval of the mean of `values` (one value per seed,
-    i.e. per independently programmed chip): t_{(1+level)/2, n-1} * s / sqrt(n), Student's t because the std
-    s is itself estimated from n seeds. None with fewer than two finite values (no spread to estimate)."""
-    finite = _finite(values)
-    if len(finite) < 2:
-        return None
-    return student_t_quantile((1 + level) / 2, len(finite) - 1) * float(np.std(finite, ddof=1)) / math.sqrt(len(finite))
-
-
-def student_t_quantile(p: float, df: int) -> float:
-    """The p-quantile (p > 0.5) of Student's t with integer `df` degrees of freedom, exact to float precision:
-    bisection on the closed-form CDF for integer df (Abramowitz & Stegun, Handbook of Mathematical Functions,
-    26.7.3 and 26.7.4: A(t|df) = P(|T| <= t) as a finite sum in theta = arctan(t / sqrt(df)))."""
-    if not 0.5 < p < 1 or df < 1:
-        raise ValueError(f"student_t_quantile needs 0.5 < p < 1 and df >= 1, got p={p}, df={df}")
-    target = 2 * p - 1  # P(|T| <= t)
-    lo, hi = 0.0, 1.0
-    while _t_two_sided(hi, df) < target:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_two_sided(mid, df) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-15 * hi:
-            break
-    return (lo + hi) / 2
-
-
-def _t_two_sided(t: float, df: int) -> float:
-    """A(t|df) = P(|T| <= t) for integer df (Abramowitz & Stegun 26.7.3 odd df, 26.7.4 even df)."""
-    theta = math.atan(t / math.sqrt(df))
-    c2, s = math.cos(theta) ** 2, math.sin(theta)
-    if df % 2:  # 2/pi * (theta + sin cos (1 + 2/3 cos^2 + 2*4/(3*5) cos^4 + ... up to cos^(df-3)))
-        if df == 1:
-            return 2 * theta / math.pi
-        term = total = 1.0
-        for k in range(1, (df - 3) // 2 + 1):
-            term *= (2 * k) / (2 * k + 1) * c2
-            total += term
-        return 2 / math.pi * (theta + s * math.cos(theta) * total)
-    term = total = 1.0  # even df: sin (1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ... up to cos^(df-2))
-    for k in range(1, (df - 2) // 2 + 1):
-        term *= (2 * k - 1) / (2 * k) * c2
-        total += term
-    return s * total
 
 
 def merge_accuracy(parts: Sequence[dict]) -> dict:
@@ -527,7 +471,7 @@ def merge_accuracy(parts: Sequence[dict]) -> dict:
             names = list(row["per_seed"])
             rows.append(summarize_per_seed(row["label"], row["seconds"],
                                            {n: [v for p in parts for v in p[key][slot]["per_seed"][n]]
-                                            for n in names}))
+                                            for n in names}, (first.get("eval") or {}).get("examples")))
         merged[key] = rows
     return merged
 
@@ -619,7 +563,7 @@ def simulator_line(result: dict) -> str:
 
 def summary_lines(result: dict) -> list[str]:
     """One line per drift time: the headline metrics, mean +- std over seeds and [the 95 % confidence interval
-    of the mean] (for the terminal; with one seed, the value alone)."""
+    of the mean, inside the metric's range: low, high] (for the terminal; with one seed, the value alone)."""
     headline = [n for n in ("embedding_cosine_mean", "retrieval_agreement", "top1_agreement", "output_rel_l2")
                 if n in result["metrics"]] + [n for n in result["metrics"] if n.startswith("task_")]
     lines = []
@@ -627,10 +571,13 @@ def summary_lines(result: dict) -> list[str]:
         parts, spread = [], False
         for name in headline:
             mean, std, ci = row["mean"].get(name), row["std"].get(name), row.get("ci95", {}).get(name)
+            low, high = row.get("low", {}).get(name), row.get("high", {}).get(name)
+            if low is None and ci is not None:  # a result from before low/high: the symmetric interval
+                low, high = mean - ci, mean + ci
             if mean is not None:
                 parts.append(f"{name} {mean:.4f}" + (f" +- {std:.4f}" if std is not None else "")
-                             + (f" [{mean - ci:.4f}, {mean + ci:.4f}]" if ci is not None else ""))
-                spread = spread or ci is not None
+                             + (f" [{low:.4f}, {high:.4f}]" if low is not None else ""))
+                spread = spread or low is not None
         lines.append(f"t={row['label']}" + (f" (mean +- std [95% CI], {len(result['seeds'])} seeds)"
                                             if spread else "") + ": " + ", ".join(parts))
     return lines

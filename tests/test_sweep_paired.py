@@ -1,0 +1,124 @@
+"""Paired statistics of a sweep (compiler/dse/paired.py) and what sweep.json/csv/html make of them, on
+hand-made rows (no Ray, no model): the paired interval against a hand computation, the resolved front, the
+summary, the page."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from compiler.dse.paired import paired_difference, pick_reference, resolved_front, better_than, summary_lines, \
+    versus_reference
+
+T_975_DF2 = 4.302652729911275  # Student's t, 0.975 quantile, 2 degrees of freedom (tables: 4.303)
+
+
+def test_paired_interval_equals_the_hand_computation() -> None:
+    reference = {0: 0.90, 1: 0.92, 2: 0.91}
+    point = {0: 0.88, 1: 0.91, 2: 0.89, 3: 0.5}   # seed 3: not in the reference, left out of the pairing
+    diffs = [-0.02, -0.01, -0.02]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    half = T_975_DF2 * sd / math.sqrt(3)
+    got = paired_difference(point, reference)
+    assert got["n"] == 3
+    assert got["mean"] == pytest.approx(mean, abs=1e-15)
+    assert got["ci95"] == pytest.approx(half, rel=1e-12)
+    assert (got["low"], got["high"]) == pytest.approx((mean - half, mean + half), rel=1e-12)
+    assert got["resolved"] is True  # -0.0167 +- 0.0143 excludes 0
+    # the unpaired intervals overlap: only the pairing resolves it
+    assert max(point[s] for s in range(3)) > min(reference.values())
+    loose = paired_difference({0: 0.93, 1: 0.90, 2: 0.91}, reference)
+    assert loose["resolved"] is False and loose["low"] < 0 < loose["high"]
+    assert paired_difference({5: 1.0}, reference) is None
+    assert paired_difference({0: 1.0}, reference)["ci95"] is None
+
+
+def _row(name, bits, energy, per_seed, area=10.0):
+    mean = sum(per_seed) / len(per_seed)
+    return {"name": name, "key": name * 4, "values": {"adc.bits": bits}, "labels": [{"adc.bits": bits}],
+            "status": "computed", "error": None, "seconds": 1.0, "command": "aimc-compile compile m",
+            "dir": f"points/{name}", "report": None, "model": "m", "tiles": 4, "chips": 1, "tops_per_w": 1.0,
+            "derived": {},
+            "energy_J": energy, "latency_s": 1e-3, "area_mm2": area,
+            "metric": "embedding_cosine_mean", "higher_is_better": True, "seeds": list(range(len(per_seed))),
+            "accuracy": [{"label": "1d", "seconds": 86400.0, "mean": mean, "std": None, "ci95": None,
+                          "low": None, "high": None, "per_seed": per_seed}]}
+
+
+ROWS = [_row("b8", "8", 3.0e-6, [0.950, 0.960, 0.955, 0.945, 0.952]),
+        _row("b7", "7", 2.7e-6, [0.951, 0.959, 0.956, 0.944, 0.953]),   # within noise of 8 bits, cheaper
+        _row("b6", "6", 2.0e-6, [0.940, 0.949, 0.944, 0.935, 0.941]),   # resolved worse, cheapest
+        _row("b5", "5", 2.5e-6, [0.930, 0.939, 0.934, 0.925, 0.931])]   # worse than 6 bits and dearer
+
+
+def test_resolved_front_and_reference() -> None:
+    rows = ROWS
+    better = better_than(rows, [0, 1, 2, 3])
+    assert 2 in better[0] and 3 in better[2] and 1 not in better[0] and 0 not in better[1]
+    front = resolved_front({i: r["energy_J"] for i, r in enumerate(rows)}, better)
+    assert front == {0, 1, 2}   # 5 bits: 6 bits costs less and is resolved better
+    assert pick_reference(rows, None) == 0 and pick_reference(rows, {"adc.bits": "7"}) == 1
+    assert pick_reference(rows, {"adc.bits": "9"}) is None
+    versus = versus_reference(rows, 0)
+    assert versus[0]["versus"] is None
+    assert versus[1]["versus"]["accuracy"]["resolved"] is False
+    assert versus[2]["versus"]["accuracy"]["resolved"] is True and versus[2]["versus"]["accuracy"]["mean"] < 0
+    assert versus[2]["versus"]["energy_ratio"] == pytest.approx(2.0 / 3.0)
+    lines = summary_lines(versus, 0, ["adc.bits"])
+    assert lines[0].startswith("reference: adc.bits=8 (embedding_cosine_mean 0.9524 at t=1d, 5 seeds)")
+    worse = next(line for line in lines if line.startswith("resolved worse"))
+    assert "adc.bits=6: -0.0106" in worse and "energy -33 %" in worse and "adc.bits=7" not in worse
+    assert any(line.startswith("not resolved from the reference") and "adc.bits=7" in line for line in lines)
+
+
+def sweep_folder(folder) -> None:
+    """A sweep folder as the MiniLM ADC-bits x tile-size sweep writes it (two axes, a coupled one, iso-capacity
+    tile counts, 5 seeds), from hand-made rows: sweep.json, sweep.csv, sweep.html (the browser layout test)."""
+    from types import SimpleNamespace
+
+    from compiler.dse.summary import sweep_json, write_sweep_json
+    from reports.sweep import write_sweep_files
+    config = SimpleNamespace(hw="pcm_1M", model="sentence-transformers/all-MiniLM-L6-v2",
+                             simulation=SimpleNamespace(seeds=5))
+    axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("6", "7", "8")),
+            SimpleNamespace(name="tile.rows+tile.cols+tile.count", kind="spec", coupled=True,
+                            keys=("tile.rows", "tile.cols", "tile.count"), values=("256,256,2048", "512,512,512"))]
+    rows = []
+    for k, row in enumerate(ROWS[:3] * 2):
+        tiles = "256,256,2048" if k < 3 else "512,512,512"
+        values = {"adc.bits": row["values"]["adc.bits"], "tile.rows+tile.cols+tile.count": tiles}
+        rows.append({**row, "name": f"adc.bits-{values['adc.bits']}_tile-{tiles.replace(',', '-')}-0123456789ab",
+                     "values": values, "labels": [values], "derived": {"tile.count": tiles.split(",")[2]},
+                     "energy_J": row["energy_J"] * (1.2 if k < 3 else 1.0), "area_mm2": 372.0 if k < 3 else 313.0})
+    write_sweep_json(folder / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows,
+                                                       "ray, embedded on this machine (2 CPUs)", 123.6, None, True))
+    write_sweep_files(folder)
+
+
+def test_sweep_json_csv_and_page(tmp_path) -> None:
+    """sweep.json from rows (schema-checked), then sweep.csv and sweep.html from it alone."""
+    import csv
+    import io
+    from types import SimpleNamespace
+
+    from compiler.dse.summary import sweep_json, write_sweep_json
+    from compiler.errors import UserError
+    from reports.sweep import read_sweep, render_sweep, sweep_csv
+    config = SimpleNamespace(hw="pcm_1M", model="m", simulation=SimpleNamespace(seeds=5))
+    points = [SimpleNamespace(config=config)]
+    axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("8", "7", "6", "5"))]
+    data = sweep_json(points, axes, [dict(r) for r in ROWS], "serial", 1.0, {"adc.bits": "7"})
+    assert data["reference"] == "b7" and [p["pareto"] for p in data["points"]] == [True, True, True, False]
+    with pytest.raises(UserError, match="no point of the grid"):
+        sweep_json(points, axes, [dict(r) for r in ROWS], "serial", 1.0, {"adc.bits": "4"})
+    data = sweep_json(points, axes, [dict(r) for r in ROWS], "serial", 1.0)
+    write_sweep_json(tmp_path / "sweep.json", data)
+    sweep = read_sweep(tmp_path)
+    rows = list(csv.DictReader(io.StringIO(sweep_csv(sweep))))
+    assert rows[0]["vs_reference.mean"] == "reference"
+    assert rows[2]["vs_reference.resolved"] == "yes" and rows[1]["vs_reference.resolved"] == "no"
+    low, mean, high = (float(rows[2][f"vs_reference.{k}"]) for k in ("low", "mean", "high"))
+    assert low < mean < high < 0
+    html = render_sweep(sweep)
+    assert 'id="says"' in html and "resolved worse than the reference" in html and "not resolved" in html
