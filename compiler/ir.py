@@ -160,6 +160,9 @@ class PlacedGraph:
     # throughput objective's answer when a chip's digital units set the period); tiles_used and chips_used count
     # one replica, the simulator programs one (another replica is another chip instance, i.e. another seed)
     replicas: int = 1
+    # the calibration inputs' statistics (passes.range_optimization.CalibrationStats) when ranges were calibrated:
+    # the estimator prices each PWM pulse by the measured mean input instead of full length; None without them
+    calibration_stats: Any = None
 
     # --- queries -----------------------------------------------------------------------------
     @property

@@ -45,7 +45,8 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     partition(placed)
     _check_finite_weights(placed)
     copies = place(placed, allocation, objective, max_tiles=max_tiles, max_latency_s=max_latency_s, seq_len=seq_len)
-    calibrate_ranges(placed, calibration, column_range=pt_column_range, input_range=pt_input_range)
+    placed.calibration_stats = calibrate_ranges(placed, calibration, column_range=pt_column_range,
+                                                input_range=pt_input_range)
     if copies:  # copies hold the same weights: they take copy 0's ranges, set above
         replicate(placed, copies)
     return placed

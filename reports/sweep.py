@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from reports.fmt import csv_row
 from reports.schema import SchemaError, SweepJson, SweepRun
 
 # figures of a point in sweep.csv, in this order: (field of SweepRun, CSV column, unit)
@@ -94,10 +95,10 @@ def sweep_csv(sweep: SweepJson) -> str:
     drifts = [label for label, _ in drift_labels(sweep)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["point", "status", "error", *axes, *(c for _, c, _ in FIGURES), "metric",
+    writer.writerow(csv_row(["point", "status", "error", *axes, *(c for _, c, _ in FIGURES), "metric",
                      *(f"{d}.{s}" for d in drifts for s in ("mean", "std", "ci95", "low", "high")),
                      "vs_reference.mean", "vs_reference.low", "vs_reference.high", "vs_reference.resolved",
-                     "energy_vs_reference", "area_vs_reference", "pareto", "report", "command"])
+                     "energy_vs_reference", "area_vs_reference", "pareto", "report", "command"]))
     for p in sweep.points:
         by_label = {a.label: a for a in p.accuracy}
         cells = [p.name, p.status, p.error or "", *(p.values.get(a, "") for a in axes),
@@ -110,12 +111,13 @@ def sweep_csv(sweep: SweepJson) -> str:
         cells += [_cell(diff.mean), _cell(diff.low), _cell(diff.high), "yes" if diff.resolved else "no"] if diff \
             else ["reference" if p.name == sweep.reference else ""] + [""] * 3
         cells += [_cell(versus.energy_ratio), _cell(versus.area_ratio)] if versus else ["", ""]
-        writer.writerow(cells + ["yes" if p.pareto else "", p.report or "", p.command])
+        writer.writerow(csv_row(cells + ["yes" if p.pareto else "", p.report or "", p.command]))  # labels: user text
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+def _cell(value: Any) -> Any:
+    """A figure as the CSV writes it: numbers stay numbers (csv_row leaves them alone), None empty."""
+    return "" if value is None else value if isinstance(value, (int, float)) else str(value)
 
 
 def write_sweep_files(folder: Path) -> tuple[Path, Path]:

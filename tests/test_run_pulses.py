@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import passes
 from compiler.config import from_options
 from compiler.runner import run
 
@@ -18,22 +17,7 @@ def tiny_bert(tmp_path) -> str:
     return str(tmp_path)
 
 
-@pytest.fixture()
-def stats_kept(monkeypatch):
-    """The placement keeps the range pass's statistics (what compiler.pipeline.compile_model is to do: set
-    `placed.calibration_stats`); a no-op once it does."""
-    real = passes.calibrate_ranges
-
-    def keep(placed, *args, **kwargs):
-        stats = real(placed, *args, **kwargs)
-        if getattr(placed, "calibration_stats", None) is None:
-            placed.calibration_stats = stats
-        return stats
-
-    monkeypatch.setattr(passes, "calibrate_ranges", keep)
-
-
-def test_pulses_are_priced_by_the_calibrated_input(tiny_bert, stats_kept) -> None:
+def test_pulses_are_priced_by_the_calibrated_input(tiny_bert) -> None:
     overrides = {"tile.rows": 32, "tile.cols": 32}
     calibrated = run(from_options(tiny_bert, "pcm_1M", overrides, calibration=8, seq_len=8), report=False).cost
     full = run(from_options(tiny_bert, "pcm_1M", overrides, seq_len=8), report=False).cost

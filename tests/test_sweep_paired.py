@@ -122,3 +122,21 @@ def test_sweep_json_csv_and_page(tmp_path) -> None:
     assert low < mean < high < 0
     html = render_sweep(sweep)
     assert 'id="says"' in html and "resolved worse than the reference" in html and "not resolved" in html
+
+
+def test_sweep_csv_cells_a_spreadsheet_would_run_are_text(tmp_path) -> None:
+    """A label or command from the user's grid (`=HYPERLINK(...)`) is text in sweep.csv; figures stay numbers."""
+    import csv
+    import io
+    from types import SimpleNamespace
+
+    from compiler.dse.summary import sweep_json, write_sweep_json
+    from reports.sweep import read_sweep, sweep_csv
+    config = SimpleNamespace(hw="pcm_1M", model="m", simulation=SimpleNamespace(seeds=5))
+    rows = [dict(r) for r in ROWS]
+    rows[1]["command"] = '=HYPERLINK("http://x")'
+    axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("8", "7", "6", "5"))]
+    write_sweep_json(tmp_path / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows, "serial", 1.0))
+    table = list(csv.DictReader(io.StringIO(sweep_csv(read_sweep(tmp_path)))))
+    assert table[1]["command"] == "'=HYPERLINK(\"http://x\")"
+    assert float(table[2]["vs_reference.low"]) < 0   # a negative figure is a number, not neutralized text

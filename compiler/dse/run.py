@@ -312,16 +312,13 @@ def _first_line(exc: BaseException) -> str:
 # --- results ----------------------------------------------------------------------------------------------
 
 def _complete(folder: Path, point: GridPoint) -> bool:
-    """Whether `folder` holds a finished run of this point: a complete manifest naming what the run writes."""
-    from compiler.outputs import MANIFEST
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    files = set(manifest.get("files") or []) if isinstance(manifest, dict) else set()
+    """Whether `folder` holds a finished run of this point: its manifest (read without following a link, and
+    only ever published complete) names what the run writes."""
+    from compiler.outputs import read_manifest
+    files = set(read_manifest(folder))
     needed = {"mapping.json"} | ({"report.html"} if point.report else set()) | \
         ({"accuracy.json"} if point.simulated else set())
-    return manifest.get("complete") is True and needed <= files and all((folder / n).is_file() for n in needed)
+    return needed <= files and all((folder / n).is_file() and not (folder / n).is_symlink() for n in needed)
 
 
 def _publish(point: GridPoint, result: dict) -> dict:
