@@ -26,7 +26,7 @@ from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import Stage, schedule
+from compiler.backends.estimator.schedule import Stage, independent_sequences, schedule
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -377,7 +377,7 @@ class DecodeModel:
             stages, traffic = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
         else:
             traffic = NO_TRAFFIC
-        timing = schedule(stages)
+        timing = schedule(independent_sequences(stages, workload.batch))
         static_J = math.fsum(self.chip.static_W().values()) * timing.latency_s
         energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
         base_J = base_s = 0.0

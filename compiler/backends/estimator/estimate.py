@@ -21,7 +21,7 @@ from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, d
                                                 tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
-from compiler.backends.estimator.schedule import Schedule, Stage, schedule
+from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
@@ -125,6 +125,8 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
     if chip.chips > 1:  # activations of consecutive layers on different chips cross a chip-to-chip link
         act = PRECISION_BYTES[chip.hw.digital.other_precision]
         stages, links = add_links(stages, workload, chip.hw, act, cache=chip.layouts)
+    if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
+        independent_sequences(stages, workload.batch)
     timing = schedule(stages)
     static_J = math.fsum(chip.static_W().values()) * timing.latency_s
     return _Evaluation(workload, stages, timing, static_J,
