@@ -145,8 +145,10 @@ def test_one_chip_has_no_link_traffic(llama):
 
 
 def test_activations_crossing_chips_are_priced_per_bit():
-    """Two linears on chips of one 32x32 tile each: the ReLU output (on chip 0) crosses to chip 1."""
-    hw = load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 1, "tile.max_chips": 4})
+    """Two linears on chips of one 32x32 tile each: the ReLU output (on chip 0) crosses to chip 1. (No mesh hop
+    latency: its mean hop count depends on tile.count, which the one-chip twin changes.)"""
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 1, "tile.max_chips": 4,
+                                 "latency.network_hop_ns": 0.0})
     model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32))
     placed = compile_model(model, (torch.randn(2, 8, 32),), hw, allocation="packed")
     assert placed.chips_used == 2
@@ -159,7 +161,8 @@ def test_activations_crossing_chips_are_priced_per_bit():
     assert cost.energy_by_component_J["chip_link"] == pytest.approx(cost.links.energy_J)
     # the crossing delays the second layer by the link's latency at least
     one_chip = estimate(compile_model(model, (torch.randn(2, 8, 32),),
-                                      load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 2}),
+                                      load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 2,
+                                                                "latency.network_hop_ns": 0.0}),
                                       allocation="packed"), batch=batch, seq_len=seq, sensitivity=False)
     assert cost.latency_s >= one_chip.latency_s + hw.chip_link.latency_ns * 1e-9
     moves, _ = crossings(WorkloadTemplate(placed).instantiate(batch, seq), 1, act_bytes)

@@ -26,7 +26,7 @@ from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import Stage, independent_sequences, schedule
+from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -81,6 +81,8 @@ class PhasePoint:
     baseline_energy_J: float
     baseline_latency_s: float
     baseline_kv_location: str
+    energy_by_component_J: dict = field(default_factory=dict)   # sums to energy_J (static included)
+    layer_latency_s: dict = field(default_factory=dict)         # layer -> its stages' span on the critical schedule
 
     def to_json(self) -> dict:
         """One decode step as a `decode.contexts` entry: per token of the batch."""
@@ -379,7 +381,13 @@ class DecodeModel:
             traffic = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
         static_J = math.fsum(self.chip.static_W().values()) * timing.latency_s
-        energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
+        parts: dict[str, list[float]] = {}
+        for s in stages:
+            for component, joules in s.energy_J.items():
+                parts.setdefault(component, []).append(joules)
+        parts.setdefault("static", []).append(static_J)
+        by_component = {c: math.fsum(v) for c, v in parts.items()}
+        energy = math.fsum(by_component.values())
         base_J = base_s = 0.0
         if self.base is not None:
             b = price_on_baseline(workload, self.base, hw)
@@ -390,7 +398,8 @@ class DecodeModel:
         return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
                      kv_bytes_moved=kv_read + kv_write, kv_location=location, links=traffic,
                      attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
-                     baseline_kv_location=baseline_location)
+                     baseline_kv_location=baseline_location, energy_by_component_J=by_component,
+                     layer_latency_s=layer_spans(stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())

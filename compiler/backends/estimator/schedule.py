@@ -14,6 +14,7 @@ so the latency is bounded below by the period: all of an inference's work on tha
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -44,6 +45,8 @@ class Schedule:
     period_s: float                 # seconds between inferences in a steady stream
     bottleneck: str                 # the resource that sets the period
     resource_busy_s: dict[str, float]
+    start_s: dict[str, float] = field(default_factory=dict)    # stage id -> when its first vector starts
+    finish_s: dict[str, float] = field(default_factory=dict)   # stage id -> when its last vector is out
 
 
 def independent_sequences(stages: list[Stage], batch: int) -> list[Stage]:
@@ -59,6 +62,7 @@ def schedule(stages: list[Stage]) -> Schedule:
     graph.add_nodes_from(by_id)
     graph.add_edges_from((d, s.id) for s in stages for d in s.deps if d in by_id)
     first_out: dict[str, float] = {}
+    started: dict[str, float] = {}
     finish: dict[str, float] = {}
     group_done: dict[str, float] = {}   # when its first sequence's vectors are all out (= finish if one sequence)
     binding: dict[str, str | None] = {}  # the predecessor whose timing set this stage's finish
@@ -79,6 +83,7 @@ def schedule(stages: list[Stage]) -> Schedule:
         ready_first, ready_last = ready_first + stage.delay_s, ready_last + stage.delay_s
         vt, per_group = stage.vector_time_s, stage.vectors / g
         first_out[sid] = ready_first + vt
+        started[sid] = ready_first
         tail, stream = ready_last + vt, ready_first + stage.vectors * vt
         if g > 1:  # the last sequence's vectors follow its own barrier inputs' last vectors
             tail = max([tail] + [finish[p] + stage.delay_s + per_group * vt for p in preds if p in barriers])
@@ -103,4 +108,15 @@ def schedule(stages: list[Stage]) -> Schedule:
     period = busy.get(bottleneck, 0.0)
     critical = max(finish.values(), default=0.0)
     return Schedule(latency_s=max(critical, period), critical_path_s=critical, critical_path=path[::-1],
-                    period_s=period, bottleneck=bottleneck, resource_busy_s=busy)
+                    period_s=period, bottleneck=bottleneck, resource_busy_s=busy, start_s=started, finish_s=finish)
+
+
+def layer_spans(stages: list[Stage], timing: Schedule) -> dict[str, float]:
+    """Layer -> from its first stage's start to its last stage's end (layers overlap where they pipeline)."""
+    spans: dict[str, list[float]] = {}
+    for s in stages:
+        if s.id in timing.finish_s:
+            lo_hi = spans.setdefault(s.layer, [math.inf, 0.0])
+            lo_hi[0] = min(lo_hi[0], timing.start_s[s.id])
+            lo_hi[1] = max(lo_hi[1], timing.finish_s[s.id])
+    return {layer: hi - lo for layer, (lo, hi) in spans.items()}
