@@ -376,6 +376,9 @@ class DigitalBaselineSpec:
     # energy of one INT8 MAC at chip scope (operand delivery, control, clock, its share of the chip's power) over
     # the bare multiplier and adder: calibrated on published digital chips (hw_specs/validation.yaml); 1 = bare
     mac_overhead: float = _f(1.0, 1e4, default=1.0)
+    hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
+    area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
+    tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
     source_file: str = field(default="", metadata={"internal": True})
 
 
@@ -399,7 +402,8 @@ def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBase
     path = candidate if candidate.suffix in (".yaml", ".yml") or "/" in str(path_or_name) \
         else SPEC_DIR / f"{path_or_name}.yaml"
     if not path.is_file():
-        raise UserError(f"{path}: digital baseline spec not found; the shipped one is digital_int8 ({SPEC_DIR})")
+        raise UserError(f"{path}: digital baseline spec not found; the shipped ones are digital_int8 (TPU v4i class) "
+                        f"and gpu_h100 (H100 SXM class) ({SPEC_DIR})")
     raw = _read_yaml_mapping(path)
     raw["source_file"] = str(path)
     return _build(DigitalBaselineSpec, raw, "", path)
