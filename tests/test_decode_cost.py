@@ -202,8 +202,14 @@ def test_cli_gpt2_writes_the_decode_record_and_the_report_section(tmp_path, caps
         warnings.simplefilter("ignore")
         assert main(["gpt2", "--hw", "pcm_1M", "--out", str(out), "--seq-len", "16", "--gen-len", "8",
                      "--allocation", "packed"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("decode: ")]
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("decode: ")]
     assert len(lines) == 1 and "tokens/s" in lines[0] and "KV cache" in lines[0]
+    # a causal LM's cost line leads with J/token, tokens/s (aggregate, per sequence) and TTFT at the run's batch
+    head = [line for line in err if line.startswith("cost: ")]
+    assert len(head) == 1 and head[0].split(",")[0].endswith("mJ/token") and "per sequence" in head[0]
+    assert "time to first token" in head[0] and "bound:" in head[0]
+    assert any(line.startswith("prefill: ") for line in err)
     cost = json.loads((out / "cost.json").read_text())
     decode = cost["decode"]
     assert decode["gen_len"] == 8 and decode["seq_len"] == 16
