@@ -77,6 +77,23 @@ class Outputs:
     full_mapping: bool = False           # every tile segment in mapping.json (default: up to 10,000)
 
 
+DEFAULT_BASELINE = "digital_int8"   # the digital baseline spec (hw_specs/): digital_int8 (TPU v4i class), gpu_h100
+BASELINE_SCALES = ("as-spec", "iso-area", "iso-power")  # and chips=N
+
+
+def parse_baseline_scale(text: str) -> tuple[str, int | None]:
+    """--baseline-scale: as-spec | iso-area | iso-power | chips=N -> (mode, N or None); one UserError otherwise."""
+    value = str(text).strip()
+    if value in BASELINE_SCALES:
+        return value, None
+    if value.startswith("chips="):
+        n = value[len("chips="):]
+        if n.isdigit() and 1 <= int(n) <= 1 << 16:
+            return "chips", int(n)
+    raise UserError(f"--baseline-scale {value[:40]!r}: expected one of {', '.join(BASELINE_SCALES)} or chips=N "
+                    f"(1 to 65536)")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run: `compiler.run(RunConfig("roberta-base", "pcm_1M"))`. `overrides`: spec values (`--set`), a
@@ -91,6 +108,8 @@ class RunConfig:
     simulation: Simulation | None = None
     hwa: Hwa | None = None
     outputs: Outputs = field(default_factory=Outputs)
+    baseline: str = DEFAULT_BASELINE     # a digital baseline spec file or built-in name (the cost comparison)
+    baseline_scale: str = "as-spec"      # as-spec, iso-area, iso-power or chips=N
 
     def __post_init__(self):
         pairs = self.overrides.items() if isinstance(self.overrides, Mapping) else self.overrides
@@ -253,6 +272,14 @@ def _choice(flag: str, what: str, value: Any, choices: tuple[str, ...]) -> str |
     return f"unknown {what} {str(value)[:60]!r}; expected one of {', '.join(choices)}"
 
 
+def _scale_error(value: Any) -> str | None:
+    try:
+        parse_baseline_scale(value)
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
 def max_builtin_calibration() -> int:
     """The most calibration sequences the built-in sentences give (passes.ranges pairs them, never a repeat)."""
     from compiler.sentences import CALIBRATION
@@ -275,6 +302,7 @@ def config_errors(config: RunConfig, tasks: tuple[str, ...] = (), allocations: t
         _choice("--objective", "objective", p.objective, OBJECTIVES),
         _choice("--task", "task", config.task, tasks) if tasks else None,
         _choice("--device", "device", config.device, DEVICES),
+        _scale_error(config.baseline_scale),
     ]
     if sim is not None:
         checks += [_bounded("--seeds", sim.seeds, 1, MAX_SEEDS, "chip"),

@@ -248,6 +248,12 @@ class LatencySpec:
     digital_lanes_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)  # add/mult per cycle
     attention_macs_per_cycle_per_tile: float | None = _f(1e-6, 1 << 20, design=True, default=None)
     link_bits_per_column: float | None = _f(1e-6, 1e3, design=True, default=None)  # link width, per tile clock
+    # fixed latencies a pipeline does not hide (absent: 0, not modelled): a digital op before its first output (the
+    # vector unit's operand read, ALU stages, write-back), one level of the adder tree that sums a block's partial
+    # sums across row tiles, one router + wire hop of the on-chip mesh
+    digital_op_ns: float | None = _c()
+    reduction_ns_per_level: float | None = _c()
+    network_hop_ns: float | None = _c()
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,15 @@ class ChipLinkSpec:
 
 
 @dataclass(frozen=True)
+class PackageSpec:
+    """Chips share a package in groups; chip_link prices links inside a package, these the board between them."""
+    chips_per_package: int | None = _f(1, 1 << 16, design=True, default=None)
+    board_link_GBps: float | None = _c(1e-6)      # per chip, each direction
+    board_link_pJ_per_bit: float | None = _c()
+    board_link_latency_ns: float | None = _c()    # one crossing between packages, before its first byte
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     name: str = _f()
     description: str = _f()
@@ -320,6 +335,7 @@ class HardwareSpec:
     static: StaticSpec | None = _f(default=None)
     memory: MemorySpec | None = _f(default=None)
     chip_link: ChipLinkSpec | None = _f(default=None)
+    package: PackageSpec | None = _f(default=None)
     # relative uncertainty (1 sigma-like, 0.3 = +-30 %) of cost numbers: "default" for every unlisted one, or a
     # dotted field (energy.read_voltage_V); the estimator propagates them one at a time (docs/estimator.md)
     uncertainty: dict[str, float] | None = _f(0.0, 0.95, default=None, hash=False)
@@ -362,6 +378,9 @@ class DigitalBaselineSpec:
     # energy of one INT8 MAC at chip scope (operand delivery, control, clock, its share of the chip's power) over
     # the bare multiplier and adder: calibrated on published digital chips (hw_specs/validation.yaml); 1 = bare
     mac_overhead: float = _f(1.0, 1e4, default=1.0)
+    hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
+    area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
+    tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
     source_file: str = field(default="", metadata={"internal": True})
 
 
@@ -385,7 +404,8 @@ def load_baseline_spec(path_or_name: str | Path = "digital_int8") -> DigitalBase
     path = candidate if candidate.suffix in (".yaml", ".yml") or "/" in str(path_or_name) \
         else SPEC_DIR / f"{path_or_name}.yaml"
     if not path.is_file():
-        raise UserError(f"{path}: digital baseline spec not found; the shipped one is digital_int8 ({SPEC_DIR})")
+        raise UserError(f"{path}: digital baseline spec not found; the shipped ones are digital_int8 (TPU v4i class) "
+                        f"and gpu_h100 (H100 SXM class) ({SPEC_DIR})")
     raw = _read_yaml_mapping(path)
     raw["source_file"] = str(path)
     return _build(DigitalBaselineSpec, raw, "", path)
@@ -471,7 +491,7 @@ def _cross_field_problems(spec: HardwareSpec) -> list[str]:
 
 
 # Sections whose numbers are component prices, each from a source with an uncertainty (docs/estimator.md).
-COST_SECTIONS = ("energy", "latency", "area", "static")  # and every converter section adc.<name>
+COST_SECTIONS = ("energy", "latency", "area", "static", "chip_link", "package")  # and every converter section adc.<name>
 _NOT_UNCERTAIN = {"node_nm"}  # where a published figure was measured: a definition, not an estimate
 
 

@@ -80,6 +80,11 @@ def load_spec(config: RunConfig, baseline: Callable | None = None) -> tuple[Any,
     the overrides at once, then the fields the estimator reads."""
     from compiler.hw_spec import load_hw_spec
     hw = load_hw_spec(config.hw, dict(config.overrides))
+    if baseline is None:  # the run's baseline spec must load before any work
+        from compiler.hw_spec import load_baseline_spec
+
+        def baseline() -> Any:
+            return load_baseline_spec(config.baseline)
     return hw, check_cost_fields(hw, baseline)
 
 
@@ -315,7 +320,8 @@ def _estimate_cost(placed, config: RunConfig):
     `placed.calibration_stats` is set by compiler.pipeline.compile_model from passes.calibrate_ranges."""
     from compiler.backends.estimator import estimate
     return estimate(placed, batch=config.shapes.batch, seq_len=config.shapes.seq_len, gen_len=gen_len(placed, config),
-                    calibration=getattr(placed, "calibration_stats", None))
+                    calibration=placed.calibration_stats, baseline=config.baseline,
+                    baseline_scale=config.baseline_scale)
 
 
 def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult):

@@ -72,9 +72,24 @@ def say_placed(placed, config, calibration: int) -> None:
                        f"optimizations {optimizations}"))
 
 
+def llm_cost_line(decode: dict, baseline: dict) -> str:
+    """A causal LM's headline: J/token, tokens/s (aggregate and per sequence), TTFT at the run's batch, what bounds
+    the decode step, and the baseline's same figures."""
+    b = decode["batch"]
+    return (f"cost: {decode['energy_per_token_J'] * 1e3:.3g} mJ/token, {decode['tokens_per_s']:,.0f} tokens/s "
+            f"({decode['tokens_per_s'] / b:,.0f} per sequence), time to first token {decode['ttft_s'] * 1e3:.3g} ms "
+            f"at batch {b} (prompt {decode['seq_len']}, {decode['gen_len']} generated); bound: {decode['bound']}; "
+            f"baseline {baseline['name']} ({baseline.get('chips', 1)} chip(s), {baseline.get('scale', 'as-spec')}): "
+            f"{decode['baseline_energy_per_token_J'] * 1e3:.3g} mJ/token, {decode['baseline_tokens_per_s']:,.0f} "
+            f"tokens/s, TTFT {decode['baseline_ttft_s'] * 1e3:.3g} ms; bound: {decode['baseline_bound']}")
+
+
 def say_cost(cost, config, data: dict) -> None:
-    progress.say(f"cost: {cost.energy_J * 1e3:.3f} mJ and {cost.latency_s * 1e6:.1f} us per inference "
-         f"(batch {config.shapes.batch}, seq {config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
+    if cost.decode is not None:
+        progress.say(llm_cost_line(data["decode"], data["baseline"]))
+    progress.say(f"{'prefill' if cost.decode is not None else 'cost'}: {cost.energy_J * 1e3:.3f} mJ and "
+                 f"{cost.latency_s * 1e6:.1f} us per inference (batch {config.shapes.batch}, seq "
+                 f"{config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
     if cost.decode is not None:
         progress.say(decode_line(data["decode"]))
     if validation := data.get("validation"):

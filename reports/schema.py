@@ -278,6 +278,9 @@ class Baseline(Record):
     area_mm2: float | None = written()
     static_power_W: float | None = written()
     assumptions: list[str] = written([])          # what the comparison assumes, in words
+    chips: int = written(1)                       # baseline chips (--baseline-scale)
+    scale: str = written("as-spec")               # as-spec, iso-area, iso-power, chips
+    bound: str = written("")                      # what limits it: compute or memory bandwidth
     energy_by_component_J: dict[str, float] = written({})
     energy_ratio: float | None = written()
     latency_ratio: float | None = written()
@@ -370,6 +373,8 @@ class DecodeBatch(Record):
     kv_cache_bytes: float = written(min=0)
     kv_location: str = written("")
     baseline_kv_location: str = written("")
+    bound: str = written("")                     # what limits the chip's decode step
+    baseline_bound: str = written("")            # what limits the baseline's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,6 +420,13 @@ class Decode(Record):
     energy_per_token_J: float = required(min=0)
     decode_step_link_bytes: float = written(min=0)
     decode_step_link_energy_J: float = written(min=0)
+    decode_step_energy_by_component_J: dict[str, float] = written({})  # the last step; sums to its energy
+    decode_step_energy_J: float = written(min=0)
+    decode_step_latency_s: float = written(min=0)
+    decode_step_layer_latency_s: dict[str, float] = written({})   # layer -> its span within the step
+    bound: str = written("")
+    baseline_bound: str = written("")
+    baseline_chips: int = written(1)
     baseline_ttft_s: float | None = written()
     baseline_prefill_energy_J: float | None = written()
     baseline_tokens_per_s: float | None = written()

@@ -145,8 +145,10 @@ def test_one_chip_has_no_link_traffic(llama):
 
 
 def test_activations_crossing_chips_are_priced_per_bit():
-    """Two linears on chips of one 32x32 tile each: the ReLU output (on chip 0) crosses to chip 1."""
-    hw = load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 1, "tile.max_chips": 4})
+    """Two linears on chips of one 32x32 tile each: the ReLU output (on chip 0) crosses to chip 1. (No mesh hop
+    latency: its mean hop count depends on tile.count, which the one-chip twin changes.)"""
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 1, "tile.max_chips": 4,
+                                 "latency.network_hop_ns": 0.0})
     model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32))
     placed = compile_model(model, (torch.randn(2, 8, 32),), hw, allocation="packed")
     assert placed.chips_used == 2
@@ -159,7 +161,8 @@ def test_activations_crossing_chips_are_priced_per_bit():
     assert cost.energy_by_component_J["chip_link"] == pytest.approx(cost.links.energy_J)
     # the crossing delays the second layer by the link's latency at least
     one_chip = estimate(compile_model(model, (torch.randn(2, 8, 32),),
-                                      load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 2}),
+                                      load_hw_spec("pcm_1M", {"tile.rows": 32, "tile.cols": 32, "tile.count": 2,
+                                                                "latency.network_hop_ns": 0.0}),
                                       allocation="packed"), batch=batch, seq_len=seq, sensitivity=False)
     assert cost.latency_s >= one_chip.latency_s + hw.chip_link.latency_ns * 1e-9
     moves, _ = crossings(WorkloadTemplate(placed).instantiate(batch, seq), 1, act_bytes)
@@ -199,8 +202,14 @@ def test_cli_gpt2_writes_the_decode_record_and_the_report_section(tmp_path, caps
         warnings.simplefilter("ignore")
         assert main(["gpt2", "--hw", "pcm_1M", "--out", str(out), "--seq-len", "16", "--gen-len", "8",
                      "--allocation", "packed"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("decode: ")]
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith("decode: ")]
     assert len(lines) == 1 and "tokens/s" in lines[0] and "KV cache" in lines[0]
+    # a causal LM's cost line leads with J/token, tokens/s (aggregate, per sequence) and TTFT at the run's batch
+    head = [line for line in err if line.startswith("cost: ")]
+    assert len(head) == 1 and head[0].split(",")[0].endswith("mJ/token") and "per sequence" in head[0]
+    assert "time to first token" in head[0] and "bound:" in head[0]
+    assert any(line.startswith("prefill: ") for line in err)
     cost = json.loads((out / "cost.json").read_text())
     decode = cost["decode"]
     assert decode["gen_len"] == 8 and decode["seq_len"] == 16

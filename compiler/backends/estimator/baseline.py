@@ -14,7 +14,10 @@ and its weight fetch; layers run one after another.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from compiler.config import parse_baseline_scale as parse_scale
+from compiler.errors import UserError
 
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.area import PRECISION_BITS, chip_area, logic_cells
@@ -39,6 +42,13 @@ class BaselineCost:
     area_mm2: float
     static_power_W: float
     assumptions: tuple[str, ...]
+    compute_s: float = 0.0           # time of layers bound by the MAC arrays (and the vector lanes)
+    memory_s: float = 0.0            # time of layers bound by the weight fetch
+
+    @property
+    def bound(self) -> str:
+        """What limits it: the MAC arrays or the memory bandwidth (the larger share of its time)."""
+        return "memory bandwidth" if self.memory_s > self.compute_s else "compute"
 
     @property
     def throughput_inferences_per_s(self) -> float:
@@ -76,18 +86,21 @@ def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec, hw: Hardwar
     machine = _Machine(spec, digital, digital_throughput(hw), spec.clock_GHz * 1e9,
                        (digital.int8_mult_J + digital.int32_add_J) * spec.mac_overhead, fetch_J, in_dram)
     energy = dict.fromkeys(BASELINE_COMPONENTS, 0.0)
-    latency = math.fsum([_layer(w, machine, energy) for w in workload.analog]
+    split = {"compute": 0.0, "memory": 0.0}
+    latency = math.fsum([_layer(w, machine, energy, split) for w in workload.analog]
                         + [_digital(w, machine, energy) for w in workload.digital])
+    split["compute"] = latency - split["memory"]
     area_mm2, static_W = _area_and_leakage(spec, hw)
     energy["static"] = static_W * latency
     ops = 2.0 * (workload.analog_macs + workload.attention_macs + workload.digital_matmul_macs)
     return BaselineCost(name=spec.name, hw_file=spec.source_file, batch=workload.batch,
                         energy_J=math.fsum(energy.values()), latency_s=latency, ops=ops, energy_by_component_J=energy,
                         weights_in_dram=in_dram, weight_bytes=weight_bytes, area_mm2=area_mm2,
-                        static_power_W=static_W, assumptions=_assumptions(spec, hw, machine, weight_bytes))
+                        static_power_W=static_W, assumptions=_assumptions(spec, hw, machine, weight_bytes),
+                        compute_s=split["compute"], memory_s=split["memory"])
 
 
-def _layer(w: AnalogWork, m: _Machine, energy: dict) -> float:
+def _layer(w: AnalogWork, m: _Machine, energy: dict, split: dict) -> float:
     s, d, n = m.spec, m.digital, w.vectors
     if not n:  # an expert no token is routed to (mixture of experts): its weights are neither read nor used
         return 0.0
@@ -100,6 +113,8 @@ def _layer(w: AnalogWork, m: _Machine, energy: dict) -> float:
                                                  + w.out_features * d.sram_write_J_per_byte)
     compute = math.ceil(weight_tiles / s.arrays) * (n + s.array_rows) / m.clock_hz
     fetch = w.in_features * w.out_features / (s.dram_GBps * 1e9) if m.in_dram else 0.0
+    if fetch > compute:
+        split["memory"] += fetch
     return max(compute, fetch)
 
 
@@ -148,3 +163,38 @@ def _assumptions(spec: DigitalBaselineSpec, hw: HardwareSpec, m: _Machine, weigh
         f"chips at their power and peak (calibrated, hw_specs/validation.yaml); every weight tile fully used but for "
         f"its fill",
     )
+
+
+@dataclass(frozen=True)
+class ScaledBaseline:
+    spec: DigitalBaselineSpec        # the N chips as one machine
+    chips: int
+    mode: str
+    chip_area_mm2: float             # one baseline chip
+    note: str
+
+
+def scale_baseline(spec: DigitalBaselineSpec, hw: HardwareSpec, scale: str, aimc_area_mm2: float,
+                   aimc_power_W: float) -> ScaledBaseline:
+    """N baseline chips as one machine: N x the MAC arrays, the weight memory, the DRAM bandwidth and capacity
+    (each chip brings its own stacks). The all-reduce between the chips (tensor parallelism) is not priced."""
+    mode, n = parse_scale(scale)
+    area = spec.area_mm2 or _area_and_leakage(spec, hw)[0]
+    if mode == "iso-area":
+        n = max(1, round(aimc_area_mm2 / area))
+        why = f"iso-area: {aimc_area_mm2:,.0f} mm^2 of AIMC silicon / {area:,.0f} mm^2 per baseline chip"
+    elif mode == "iso-power":
+        if not spec.tdp_W:
+            raise UserError(f"{spec.source_file or spec.name}: --baseline-scale iso-power needs the baseline's tdp_W")
+        n = max(1, round(aimc_power_W / spec.tdp_W))
+        why = f"iso-power: {aimc_power_W:,.1f} W mean AIMC power / {spec.tdp_W:g} W per baseline chip"
+    elif mode == "chips":
+        why = f"chips={n}"
+    else:
+        n, why = 1, "as in its spec"
+    scaled = spec if n == 1 else replace(
+        spec, name=f"{spec.name} x{n}", arrays=spec.arrays * n, weight_buffer_MiB=spec.weight_buffer_MiB * n,
+        dram_GBps=spec.dram_GBps * n, hbm_GB=spec.hbm_GB * n if spec.hbm_GB else None,
+        area_mm2=area * n, tdp_W=spec.tdp_W * n if spec.tdp_W else None)
+    return ScaledBaseline(scaled, n, mode, area, f"{n} {spec.name} chip(s) ({why}); arrays, weight memory, DRAM "
+                                                f"bandwidth x {n}; the traffic between the chips is not priced")

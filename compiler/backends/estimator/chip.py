@@ -11,11 +11,13 @@ by the input pulses' mean length: full length unless calibration statistics give
 """
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.fields import NS
 from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, segment_time, tile_mvm_energy, tile_prices)
@@ -31,9 +33,35 @@ def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float
     tile = tile_prices(hw, digital)
     throughput = digital_throughput(hw)
     fill = fill or {}
+    fixed = fixed_latencies(hw)
     stages = [_analog_stage(w, tile, digital, fill) for w in workload.analog]
+    for stage, work in zip(stages, workload.analog):
+        row_pieces = math.ceil(work.in_features / hw.tile.rows)
+        stage.delay_s = 2 * fixed.transfer_s + math.ceil(math.log2(row_pieces)) * fixed.reduction_level_s
     stages += [_digital_stage(w, hw, digital, throughput) for w in workload.digital]
+    for stage in stages[len(workload.analog):]:
+        stage.delay_s = fixed.digital_op_s
     return stages
+
+
+@dataclass(frozen=True)
+class FixedLatencies:
+    """What a pipeline does not hide, per stage (before its first vector): a digital op's pipeline depth; for a
+    weight block, its input's trip over the mesh to the tiles and its output's back (mean hop count of a square
+    mesh of the chip's tiles, 2 (k^2 - 1) / 3k for k x k) and the adder tree over its row tiles' partial sums."""
+    digital_op_s: float
+    transfer_s: float
+    reduction_level_s: float
+    hops: float
+
+
+def fixed_latencies(hw: HardwareSpec) -> FixedLatencies:
+    lat = hw.latency
+    k = math.sqrt(hw.tile.count)
+    hops = 2 * (k * k - 1) / (3 * k) if k > 1 else 0.0
+    return FixedLatencies(digital_op_s=(getattr(lat, "digital_op_ns", None) or 0.0) * NS,
+                          transfer_s=hops * (getattr(lat, "network_hop_ns", None) or 0.0) * NS,
+                          reduction_level_s=(getattr(lat, "reduction_ns_per_level", None) or 0.0) * NS, hops=hops)
 
 
 def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fill: Mapping[int, float]) -> Stage:

@@ -26,7 +26,7 @@ from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import Stage, schedule
+from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -81,6 +81,10 @@ class PhasePoint:
     baseline_energy_J: float
     baseline_latency_s: float
     baseline_kv_location: str
+    energy_by_component_J: dict = field(default_factory=dict)   # sums to energy_J (static included)
+    bound: str = ""                  # what limits the chip: the busiest resource or the pipeline's depth
+    baseline_bound: str = ""         # compute or memory bandwidth
+    layer_latency_s: dict = field(default_factory=dict)         # layer -> its stages' span on the critical schedule
 
     def to_json(self) -> dict:
         """One decode step as a `decode.contexts` entry: per token of the batch."""
@@ -151,7 +155,8 @@ class Generation:
                 "baseline_tokens_per_s": self.baseline_tokens_per_s,
                 "baseline_energy_per_token_J": self.baseline_energy_per_token_J,
                 "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
-                "baseline_kv_location": self.baseline_kv_location}
+                "baseline_kv_location": self.baseline_kv_location, "bound": self.steps[-1].bound,
+                "baseline_bound": self.steps[-1].baseline_bound}
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,7 @@ class DecodeCost:
     baseline_weights: str            # where the baseline's weights live
     baseline_weight_bytes: int
     assumptions: tuple[str, ...] = field(default=())
+    baseline_chips: int = 1
 
     def to_json(self) -> dict:
         run = self.run
@@ -179,6 +185,11 @@ class DecodeCost:
             "tokens_per_s": run.tokens_per_s, "energy_per_token_J": run.energy_per_token_J,
             "decode_step_link_bytes": run.steps[-1].links.bytes,
             "decode_step_link_energy_J": run.steps[-1].links.energy_J,
+            "decode_step_energy_by_component_J": dict(run.steps[-1].energy_by_component_J),
+            "decode_step_energy_J": run.steps[-1].energy_J, "decode_step_latency_s": run.steps[-1].latency_s,
+            "decode_step_layer_latency_s": dict(run.steps[-1].layer_latency_s),
+            "bound": run.steps[-1].bound, "baseline_bound": run.steps[-1].baseline_bound,
+            "baseline_chips": self.baseline_chips,
             "baseline_ttft_s": run.prefill.baseline_latency_s,
             "baseline_prefill_energy_J": run.prefill.baseline_energy_J,
             "baseline_tokens_per_s": run.baseline_tokens_per_s,
@@ -377,20 +388,33 @@ class DecodeModel:
             stages, traffic = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
         else:
             traffic = NO_TRAFFIC
-        timing = schedule(stages)
+        timing = schedule(independent_sequences(stages, workload.batch))
         static_J = math.fsum(self.chip.static_W().values()) * timing.latency_s
-        energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
+        parts: dict[str, list[float]] = {}
+        for s in stages:
+            for component, joules in s.energy_J.items():
+                parts.setdefault(component, []).append(joules)
+        parts.setdefault("static", []).append(static_J)
+        by_component = {c: math.fsum(v) for c, v in parts.items()}
+        energy = math.fsum(by_component.values())
         base_J = base_s = 0.0
+        base_bound = ""
         if self.base is not None:
             b = price_on_baseline(workload, self.base, hw)
             per_J, per_s = self._baseline_per_byte(baseline_location)
             kv_s = (kv_read + kv_write) * per_s
             base_J = b.energy_J + (kv_read + kv_write) * per_J + b.static_power_W * kv_s
             base_s = b.latency_s + kv_s
+            base_bound = "memory bandwidth" if b.memory_s + kv_s > b.compute_s else "compute"
+        links = sum(1 for name in timing.critical_path if name.startswith("chip ") and "->" in name)
+        bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
+                 else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
         return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
                      kv_bytes_moved=kv_read + kv_write, kv_location=location, links=traffic,
                      attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
-                     baseline_kv_location=baseline_location)
+                     baseline_kv_location=baseline_location, energy_by_component_J=by_component,
+                     bound=bound, baseline_bound=base_bound,
+                     layer_latency_s=layer_spans(stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
@@ -450,7 +474,7 @@ def forward_workload(template: WorkloadTemplate) -> Callable[[int, int], Workloa
 
 
 def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
-                gen_len: int, progress: Callable[[str], None] | None = None) -> DecodeCost:
+                gen_len: int, progress: Callable[[str], None] | None = None, baseline_chips: int = 1) -> DecodeCost:
     """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes."""
     if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 1:
         raise UserError(f"gen_len must be a positive integer, got {gen_len!r}")
@@ -479,7 +503,9 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         f"chip(s)) at the final context, else DRAM (memory.dram_*)",
         f"digital baseline: weights ({weight_bytes / 2 ** 20:.0f} MiB INT8) in {weights_where}, read once per "
         f"decode step (once per batch of tokens)",
-        "tokens/s: batch / latency of one step (a sequence's next token needs its previous one)",
+        "tokens/s: batch / latency of one step (a sequence's next token needs its previous one); the batch's "
+        "sequences are independent: they pipeline through the chip one behind the other, a sequence's attention "
+        "waiting for its own K and V only (the buffers a scheduler needs for this are not priced)",
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
     ) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
           "layer's experts, the baseline reads only the weights of experts that get a token",)
@@ -488,7 +514,7 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
                       lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),
                       baseline_weights=weights_where, baseline_weight_bytes=weight_bytes,
-                      assumptions=assumptions)
+                      assumptions=assumptions, baseline_chips=baseline_chips)
 
 
 __all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "heads", "is_causal_lm", "kv_geometry",

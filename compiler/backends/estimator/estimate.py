@@ -10,7 +10,7 @@ from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.ir import PlacedGraph
 from compiler.backends.estimator.area import ChipArea, chip_area
-from compiler.backends.estimator.baseline import BaselineCost, price_on_baseline
+from compiler.backends.estimator.baseline import BaselineCost, parse_scale, price_on_baseline, scale_baseline
 from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
@@ -21,7 +21,7 @@ from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, d
                                                 tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
-from compiler.backends.estimator.schedule import Schedule, Stage, schedule
+from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
@@ -64,16 +64,19 @@ class _Evaluation:
 def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
              baseline: str | DigitalBaselineSpec = "digital_int8", calibration: Any = None,
              input_fill: Mapping[int, float] | None = None, sensitivity: bool = True,
-             gen_len: int | None = None) -> CostReport:
+             gen_len: int | None = None, baseline_scale: str = "as-spec") -> CostReport:
     """Energy (J), latency (s), throughput, area and their breakdowns for `batch` sequences of `seq_len` tokens.
 
     calibration: the range pass's statistics (passes.ranges.CalibrationStats) to price PWM pulses by each
     segment's mean input, or input_fill: segment id -> mean pulse length / full length; neither: full length.
     sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8).
-    gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py)."""
+    gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py).
+    baseline: a digital baseline spec (a file or a built-in name: digital_int8, gpu_h100); baseline_scale: as-spec,
+    iso-area, iso-power or chips=N (baseline.scale_baseline)."""
     for name, value in (("batch", batch), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name} must be a positive integer, got {value!r}")
+    parse_scale(baseline_scale)  # a bad value: one line before any work
     base = baseline if isinstance(baseline, DigitalBaselineSpec) else load_baseline_spec(baseline)
     hw = placed.hw
     check_prices(hw)  # every field present, every derived price finite: one UserError before any work
@@ -81,7 +84,11 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
     template = WorkloadTemplate(placed)
     forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
-    main = _evaluate(forward(batch, seq_len), chip, base)
+    main = _evaluate(forward(batch, seq_len), chip, None)
+    scaled = scale_baseline(base, hw, baseline_scale, chip.chips * chip.area.chip_mm2,
+                            main.energy_J / main.schedule.latency_s if main.schedule.latency_s else 0.0)
+    base = scaled.spec
+    main.baseline = price_on_baseline(main.workload, base, hw)
     layers, by_component = _breakdowns(main)
     axis, points = _sweep(template, forward, chip, base, batch, seq_len, main)
     tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
@@ -100,9 +107,9 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
         idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
-        links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len)
+        links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips)
         if gen_len is not None and is_causal_lm(template) else None,
-        replicas=placed.replicas, validation=validation_summary(hw))
+        replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
 
 
 def inference_schedule(placed: PlacedGraph, seq_len: int,
@@ -125,6 +132,8 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
     if chip.chips > 1:  # activations of consecutive layers on different chips cross a chip-to-chip link
         act = PRECISION_BYTES[chip.hw.digital.other_precision]
         stages, links = add_links(stages, workload, chip.hw, act, cache=chip.layouts)
+    if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
+        independent_sequences(stages, workload.batch)
     timing = schedule(stages)
     static_J = math.fsum(chip.static_W().values()) * timing.latency_s
     return _Evaluation(workload, stages, timing, static_J,

@@ -5,7 +5,9 @@ chip where they fit). A weight block's home chip holds most of its cells: its ou
 outputs of segments on other chips cross to it, each chip's row pieces added up locally first). A digital op runs on the home chip of its latest input (the
 freshest data stays put; an older input, e.g. the residual stream, crosses to it); ops that read only the token
 ids (embedding, positions, masks) have no home: every chip can compute them. A producer's output crosses once to
-every other chip that consumes it (a block split over chips receives its input on each of its chips). Each
+every other chip that consumes it (a block split over chips receives its input on each of its chips). Links come
+in two tiers: between chips of one package (`chip_link`) and between packages on the board (`package.board_link_*`,
+`package.chips_per_package` chips to a package, filled in chip order). Each
 crossing is a link stage in the schedule: the link's latency, then the bytes at the link's bandwidth, streamed
 vector by vector like any stage; the sending chip's link is a shared resource. Energy: bytes x 8 x pJ/bit.
 """
@@ -127,15 +129,52 @@ def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
     return list(moves.values()), where
 
 
+@dataclass(frozen=True)
+class LinkTier:
+    name: str                        # "chip link" (inside a package) or "board link" (between packages)
+    GBps: float
+    pJ_per_bit: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class LinkTiers:
+    package: LinkTier
+    board: LinkTier | None
+    chips_per_package: int | None
+
+    def of(self, src: int, dst: int) -> LinkTier:
+        cpp = self.chips_per_package
+        return self.package if cpp is None or src // cpp == dst // cpp else self.board
+
+
+def link_tiers(hw: HardwareSpec, moves: list[Move] = ()) -> LinkTiers:
+    """The spec's link tiers: `chip_link` between chips of one package; `package.board_link_*` between packages
+    (`package.chips_per_package`; absent: every chip in one package). Board fields are required only when a
+    crossing leaves a package."""
+    why = "the model spans chips"
+    package = LinkTier("chip link", require(hw, "chip_link.GBps", f"bandwidth of the chip-to-chip link ({why})"),
+                       require(hw, "chip_link.pJ_per_bit", f"energy of the chip-to-chip link ({why})"),
+                       require(hw, "chip_link.latency_ns", f"latency of the chip-to-chip link ({why})") * NS)
+    cpp = getattr(hw.package, "chips_per_package", None) if hw.package is not None else None
+    board = None
+    if cpp is not None and any(m.src // cpp != m.dst // cpp for m in moves):
+        why = "the model spans packages"
+        board = LinkTier("board link",
+                         require(hw, "package.board_link_GBps", f"bandwidth of the board-level link ({why})"),
+                         require(hw, "package.board_link_pJ_per_bit", f"energy of the board-level link ({why})"),
+                         require(hw, "package.board_link_latency_ns", f"latency of the board-level link ({why})")
+                         * NS)
+    return LinkTiers(package, board, cpp)
+
+
 def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_bytes: int,
               tiles_per_chip: int | None = None, cache: dict | None = None) -> tuple[list[Stage], LinkTraffic]:
     """The stages with a link stage for every crossing (its consumers wait for it), and the traffic."""
     moves, where = crossings(workload, tiles_per_chip or hw.tile.count, act_bytes, cache)
     if not moves:
         return stages, NO_TRAFFIC
-    gbps = require(hw, "chip_link.GBps", "bandwidth of the chip-to-chip link (the model spans chips)")
-    pj_bit = require(hw, "chip_link.pJ_per_bit", "energy of the chip-to-chip link (the model spans chips)")
-    delay = require(hw, "chip_link.latency_ns", "latency of the chip-to-chip link (the model spans chips)") * NS
+    tiers = link_tiers(hw, moves)
     by_id = {s.id: s for s in stages}
     partials: dict[str, list[str]] = {}
     outputs: dict[tuple[str, int], str] = {}
@@ -146,14 +185,15 @@ def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_byt
             outputs[(m.producer, m.dst)] = m.id
     links, pairs = [], {}
     for m in moves:
-        seconds, joules = m.bytes / (gbps * 1e9), m.bytes * 8 * pj_bit * PJ
+        tier = tiers.of(m.src, m.dst)
+        seconds, joules = m.bytes / (tier.GBps * 1e9), m.bytes * 8 * tier.pJ_per_bit * PJ
         parent = by_id[m.producer]
         # a finished output leaves home once the block's remote parts have arrived there
         deps = (m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ())))
         links.append(Stage(id=m.id, name=f"chip {m.src}->{m.dst}: {parent.name}", layer=parent.layer,
                            vectors=m.vectors, vector_time_s=seconds / max(m.vectors, 1), deps=deps,
-                           energy_J={LINK_COMPONENT: joules}, busy_s={f"chip link {m.src}": seconds},
-                           counts={"chip_link_bytes": m.bytes}, delay_s=delay))
+                           energy_J={LINK_COMPONENT: joules}, busy_s={f"{tier.name} {m.src}": seconds},
+                           counts={f"{tier.name.replace(' ', '_')}_bytes": m.bytes}, delay_s=tier.latency_s))
         pairs[f"{m.src}->{m.dst}"] = pairs.get(f"{m.src}->{m.dst}", 0.0) + m.bytes
     rewired = []
     for s in stages:

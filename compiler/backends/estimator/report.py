@@ -2,6 +2,8 @@
 reports/schema.py, fields in docs/outputs.md)."""
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 from compiler.backends.estimator.area import ChipArea
@@ -81,6 +83,7 @@ class CostReport:
     links: LinkTraffic = NO_TRAFFIC              # activations crossing chips in this inference
     decode: DecodeCost | None = None             # causal LMs: prefill and decode (decode.py)
     validation: dict | None = None               # calibration.validation_summary: chips, errors, warnings
+    baseline_scaling: Any = None                 # baseline.ScaledBaseline: how many baseline chips, and why
 
     @property
     def area_mm2(self) -> float:
@@ -203,7 +206,11 @@ class CostReport:
                 "weight_bytes": base.weight_bytes,
                 "area_mm2": base.area_mm2,
                 "static_power_W": base.static_power_W,
-                "assumptions": list(base.assumptions),
+                "assumptions": list(base.assumptions)
+                + ([self.baseline_scaling.note] if self.baseline_scaling is not None else []),
+                "chips": self.baseline_scaling.chips if self.baseline_scaling is not None else 1,
+                "scale": self.baseline_scaling.mode if self.baseline_scaling is not None else "as-spec",
+                "bound": base.bound,
                 "energy_by_component_J": dict(base.energy_by_component_J),
                 "energy_ratio": base.energy_J / self.energy_J if self.energy_J else None,
                 "latency_ratio": base.latency_s / self.latency_s if self.latency_s else None,

@@ -4,7 +4,9 @@ Every stage (an analog weight block, a digital op) processes a stream of `vector
 of attention scores) at `vector_time_s` each. A stage starts as soon as the first vector of each
 streamed input is out and cannot finish before its inputs' last vectors plus one vector time; from a
 barrier input it needs every vector first (QK^T needs all keys, AV all values, while the queries and
-the softmax rows stream). Layers and tokens thus pipeline where dependencies allow; the critical path through the dependency graph (networkx) is the
+the softmax rows stream). The vectors of a batch of independent sequences (`groups`) stream sequence after
+sequence, and a barrier binds within a sequence: one sequence's attention waits for its own keys only, so the
+sequences flow through the weight-stationary pipeline one behind the other instead of in lock-step. Layers and tokens thus pipeline where dependencies allow; the critical path through the dependency graph (networkx) is the
 latency. Throughput is set by the busiest resource (a tile, the digital lanes, the attention units):
 with inferences streamed back to back, one inference leaves every `period_s` seconds. Stages that share
 a resource (segments packed on one tile) contend for it; the dependency recurrence does not see that,
@@ -12,6 +14,7 @@ so the latency is bounded below by the period: all of an inference's work on tha
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -31,6 +34,7 @@ class Stage:
     counts: dict[str, float] = field(default_factory=dict)      # action -> how many times it happens
     barrier_deps: tuple[str, ...] = ()                          # deps whose every vector it needs first
     delay_s: float = 0.0                                        # before its first vector (a chip link's latency)
+    groups: int = 1                                             # independent sequences its vectors stream, in order
 
 
 @dataclass
@@ -41,6 +45,15 @@ class Schedule:
     period_s: float                 # seconds between inferences in a steady stream
     bottleneck: str                 # the resource that sets the period
     resource_busy_s: dict[str, float]
+    start_s: dict[str, float] = field(default_factory=dict)    # stage id -> when its first vector starts
+    finish_s: dict[str, float] = field(default_factory=dict)   # stage id -> when its last vector is out
+
+
+def independent_sequences(stages: list[Stage], batch: int) -> list[Stage]:
+    """Marks every stage's vectors as `batch` independent sequences (a batch of prompts or of decode streams)."""
+    for stage in stages:
+        stage.groups = max(int(batch), 1)
+    return stages
 
 
 def schedule(stages: list[Stage]) -> Schedule:
@@ -49,22 +62,35 @@ def schedule(stages: list[Stage]) -> Schedule:
     graph.add_nodes_from(by_id)
     graph.add_edges_from((d, s.id) for s in stages for d in s.deps if d in by_id)
     first_out: dict[str, float] = {}
+    started: dict[str, float] = {}
     finish: dict[str, float] = {}
+    group_done: dict[str, float] = {}   # when its first sequence's vectors are all out (= finish if one sequence)
     binding: dict[str, str | None] = {}  # the predecessor whose timing set this stage's finish
     for sid in nx.topological_sort(graph):
         stage = by_id[sid]
         preds = list(graph.predecessors(sid))
         barriers = set(stage.barrier_deps)
+        g = stage.groups
+
+        def done(p: str) -> float:  # a predecessor's vectors of the first sequence (all, across sequences)
+            return group_done[p] if g > 1 and by_id[p].groups == g else finish[p]
         # when its first vector can start: after the first vector of a streamed input, the last of a barrier
-        start = {p: finish[p] if p in barriers else first_out[p] for p in preds}
+        start = {p: done(p) if p in barriers else first_out[p] for p in preds}
         first_pred = max(preds, key=start.__getitem__, default=None)
         ready_first = start[first_pred] if first_pred else 0.0
         last_pred = max(preds, key=finish.__getitem__, default=None)
         ready_last = finish[last_pred] if last_pred else 0.0
         ready_first, ready_last = ready_first + stage.delay_s, ready_last + stage.delay_s
-        first_out[sid] = ready_first + stage.vector_time_s
-        tail, stream = ready_last + stage.vector_time_s, ready_first + stage.vectors * stage.vector_time_s
+        vt, per_group = stage.vector_time_s, stage.vectors / g
+        first_out[sid] = ready_first + vt
+        started[sid] = ready_first
+        tail, stream = ready_last + vt, ready_first + stage.vectors * vt
+        if g > 1:  # the last sequence's vectors follow its own barrier inputs' last vectors
+            tail = max([tail] + [finish[p] + stage.delay_s + per_group * vt for p in preds if p in barriers])
+            group_done[sid] = max(max((done(p) for p in preds), default=0.0) + stage.delay_s + vt,
+                                  ready_first + per_group * vt)
         finish[sid] = max(tail, stream)
+        group_done.setdefault(sid, finish[sid])
         binding[sid] = last_pred if tail >= stream else first_pred
     end = max(finish, key=finish.__getitem__, default=None)
     path: list[str] = []
@@ -82,4 +108,15 @@ def schedule(stages: list[Stage]) -> Schedule:
     period = busy.get(bottleneck, 0.0)
     critical = max(finish.values(), default=0.0)
     return Schedule(latency_s=max(critical, period), critical_path_s=critical, critical_path=path[::-1],
-                    period_s=period, bottleneck=bottleneck, resource_busy_s=busy)
+                    period_s=period, bottleneck=bottleneck, resource_busy_s=busy, start_s=started, finish_s=finish)
+
+
+def layer_spans(stages: list[Stage], timing: Schedule) -> dict[str, float]:
+    """Layer -> from its first stage's start to its last stage's end (layers overlap where they pipeline)."""
+    spans: dict[str, list[float]] = {}
+    for s in stages:
+        if s.id in timing.finish_s:
+            lo_hi = spans.setdefault(s.layer, [math.inf, 0.0])
+            lo_hi[0] = min(lo_hi[0], timing.start_s[s.id])
+            lo_hi[1] = max(lo_hi[1], timing.finish_s[s.id])
+    return {layer: hi - lo for layer, (lo, hi) in spans.items()}
