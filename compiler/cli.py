@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--gen-len", type=int,
                           help="causal LMs: tokens decoded after the --seq-len prompt, for the prefill/decode cost "
                                f"(default {DEFAULT_GEN_LEN}, fewer if the model's positions end sooner)")
+    compile_.add_argument("--baseline", metavar="SPEC",
+                          help="the digital baseline the cost compares against: a YAML path or a built-in name "
+                               "(digital_int8: TPU v4i class, the default; gpu_h100: H100 SXM class)")
+    compile_.add_argument("--baseline-scale", metavar="SCALE",
+                          help="how many baseline chips: as-spec (default), iso-area or iso-power (as much "
+                               "silicon or power as the AIMC chips), or chips=N")
     compile_.add_argument("--allocation",
                           help="tile allocation: auto (default: searches the others with the cost schedule for "
                                "--objective), naive, fused, packed (fewest tiles) or slack (packing within the "

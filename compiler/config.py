@@ -202,6 +202,8 @@ OPTIONS: dict[str, Option] = {
     "gen_tokens": Option("simulation.gen_tokens", _int, "--gen-tokens"),
     "device": Option("device", _text, "--device"),
     "full_mapping": Option("outputs.full_mapping", _switch, "--full-mapping"),
+    "baseline": Option("baseline", _text, "--baseline"),
+    "baseline_scale": Option("baseline_scale", _text, "--baseline-scale"),
 }
 FLAG_OPTIONS = ("simulate", "full_mapping")  # options without a value on the command line (pt_opt: --no-pt-opt)
 

@@ -222,3 +222,14 @@ def test_the_default_output_folder_is_a_safe_name(tmp_path, monkeypatch):
     """`aimc-compile ..` would otherwise write into aimc-out/.. (the current folder)."""
     from compiler.outputs import safe_name
     assert safe_name("..", "model") == "model" and safe_name("roberta-base", "model") == "roberta-base"
+
+
+def test_baseline_flags_reach_the_run_config(capsys):
+    """--baseline and --baseline-scale map onto RunConfig (what the estimator prices the comparison with); a bad
+    scale is one line before any work."""
+    from compiler.cli import _parse, config_from_args
+    config = config_from_args(_parse(["roberta-base", "--hw", "pcm_1M", "--baseline", "gpu_h100",
+                                      "--baseline-scale", "chips=4"]))
+    assert (config.baseline, config.baseline_scale) == ("gpu_h100", "chips=4")
+    code, err = _run(capsys, "roberta-base", "--hw", "pcm_1M", "--baseline-scale", "half")
+    assert code == 2 and "--baseline-scale 'half'" in err and err.count("\n") == 1
