@@ -194,6 +194,9 @@ def test_throughput_objective_replicates_the_mapping_on_chips_of_its_own(roberta
     totals = two.to_json()["totals"]
     assert totals["replicas"] == 2 and totals["period_s"] == pytest.approx(one.period_s / 2)
     assert mapping_json(placed)["replicas"] == 2
+    # the area's uncertainty range brackets the area the report's card shows: every replica's silicon
+    low, middle, high = estimate(placed).to_json()["sensitivity"]["ranges"]["area_mm2"]
+    assert middle == pytest.approx(two.area_mm2) and low <= middle <= high
 
 
 def test_budgets_are_respected_or_refused(roberta_placed_naive, pcm_1m):

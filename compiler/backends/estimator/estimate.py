@@ -106,7 +106,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
         idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
-        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h))) if sensitivity else None,
+        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas))
+        if sensitivity else None,
         links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips)
         if gen_len is not None and is_causal_lm(template) else None,
         replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
@@ -140,10 +141,12 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
                        price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
 
 
-def _metrics(workload: Workload, chip: _Chip) -> dict[str, float]:
-    """Energy, latency and the chips' area of one evaluation (the sensitivity's measure)."""
+def _metrics(workload: Workload, chip: _Chip, replicas: int) -> dict[str, float]:
+    """Energy, latency and area of one evaluation (the sensitivity's measure): the area of every chip of every
+    replica, as CostReport.area_mm2 counts it, so the range brackets the figure the report shows."""
     ev = _evaluate(workload, chip, None)
-    return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s, "area_mm2": chip.chips * chip.area.chip_mm2}
+    return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s,
+            "area_mm2": replicas * chip.chips * chip.area.chip_mm2}
 
 
 def _breakdowns(ev: _Evaluation) -> tuple[list[LayerCost], dict[str, float]]:
