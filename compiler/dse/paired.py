@@ -156,10 +156,18 @@ def summary_lines(rows: list[dict], index: int | None, axes: list[str]) -> list[
     for label, items in groups.items():
         if items:
             lines.append(f"{words[label]} on {metric} (difference, paired 95 % interval over seeds): "
-                         + "; ".join(items))
+                         + _listed(items))
     if costs_only:
-        lines.append("against the reference: " + "; ".join(costs_only))
+        lines.append("against the reference: " + _listed(costs_only))
     return lines
+
+
+SUMMARY_ITEMS = 8  # points named per summary line; the table below (sweep.html, sweep.csv) has every one
+
+
+def _listed(items: list[str]) -> str:
+    shown = "; ".join(items[:SUMMARY_ITEMS])
+    return shown + (f"; and {len(items) - SUMMARY_ITEMS} more (the table)" if len(items) > SUMMARY_ITEMS else "")
 
 
 def _cost_words(versus: dict) -> str:
