@@ -54,7 +54,7 @@ __all__ = ["SchemaError", "FILES", "check_output", "MappingJson", "CostJson", "A
            "SweepJson"]
 
 
-# --- mapping.json (compiler/ir.py, PlacedGraph.to_json) -------------------------------------------------
+# --- mapping.json (compiler/writers.py, mapping_json) -------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True)
 class TileSlice(Record):
@@ -183,7 +183,7 @@ class MappingJson(Record):
     strategies: list[Strategy] = optional([])
 
 
-# --- cost.json (compiler/backends/estimator/report.py, CostReport.to_json) ------------------------------
+# --- cost.json (compiler/writers.py, cost_json: CostReport.to_json and power) -------------------------------
 
 @dataclass(frozen=True, kw_only=True)
 class Totals(Record):
@@ -472,7 +472,7 @@ class CostJson(Record):
     validation: Validation | None = optional()    # the cost model against published silicon
 
 
-# --- accuracy.json (compiler/evaluation/accuracy.py, evaluate_accuracy; compiler/cli.py adds to it) ----
+# --- accuracy.json (compiler/writers.py, accuracy_json, from compiler/evaluation/accuracy.py) ---------------
 
 @dataclass(frozen=True, kw_only=True)
 class DriftTime(Record):
@@ -574,7 +574,7 @@ class AccuracyJson(Record):
     elapsed_s: float = written()
 
 
-# --- hwa.json (compiler/cli.py, from compiler.training.finetune.HwaSummary) -----------------------------
+# --- hwa.json (compiler/writers.py, hwa_json, from compiler.training.finetune.HwaSummary) -------------------
 
 @dataclass(frozen=True, kw_only=True)
 class HwaJson(Record):
@@ -596,7 +596,7 @@ class HwaJson(Record):
     placement: dict[str, Any] | None = optional()  # the placement it trained through
 
 
-# --- sweep.json (compiler/dse/run.py; the figures of each point read from its run folder by reports/sweep.py) --
+# --- sweep.json (compiler/dse/summary.py: the points' figures and the Pareto front) -------------------------
 
 @dataclass(frozen=True, kw_only=True)
 class SweepAxis(Record):
@@ -699,3 +699,29 @@ def check_output(name: str, data: Any) -> None:
     check(FILES[name], data, name, writing=True)
 
 
+# --- rules the sweep's writer (compiler/dse/summary.py) and its renderer (reports/sweep.py) share ----------
+
+# the metric a run is ranked by: the first of these it has (the report's headline, the sweep's accuracy axis)
+HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
+                    "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
+
+
+def final_accuracy(row: "dict | SweepRun") -> float | None:
+    """The headline metric's mean at the longest drift time of a sweep point (a sweep.json row or its record),
+    or None."""
+    accuracy = row["accuracy"] if isinstance(row, dict) else [vars(a) for a in row.accuracy]
+    simulated = [a for a in accuracy if a["mean"] is not None]
+    return max(simulated, key=lambda a: a["seconds"])["mean"] if simulated else None
+
+
+def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = False) -> list[int]:
+    """Indices of the points (x to minimize, y to maximize, or minimize with `lower_y_is_better`) that no
+    other point dominates."""
+    sign = -1.0 if lower_y_is_better else 1.0
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(x2 <= x and sign * y2 >= sign * y and (x2 < x or sign * y2 > sign * y)
+                        for j, (x2, y2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front

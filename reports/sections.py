@@ -6,12 +6,10 @@ import re
 from dataclasses import dataclass, field
 
 from reports import charts, cost_charts, decode_charts, placement_chart
-from reports.schema import AccuracyJson, CostJson, CostLayer, DriftResult, Stage
+from reports.schema import HEADLINE_METRICS, AccuracyJson, CostJson, CostLayer, DriftResult, Stage
 
 # The metric a summary card shows per drift time: the task's own metric when there is one, else the
 # closest fidelity measure the model type has.
-HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
-                    "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
 
 
 @dataclass

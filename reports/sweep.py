@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.fmt import csv_row
-from reports.schema import SchemaError, SweepJson, SweepRun
+from reports.schema import SchemaError, SweepJson, SweepRun, final_accuracy, pareto_front
 
 # figures of a point in sweep.csv, in this order: (field of SweepRun, CSV column, unit)
 FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""),
@@ -23,26 +23,6 @@ FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""
 
 
 # --- the Pareto front ---------------------------------------------------------------------------------------
-
-def final_accuracy(row: dict | SweepRun) -> float | None:
-    """The headline metric's mean at the longest drift time, or None."""
-    accuracy = row["accuracy"] if isinstance(row, dict) else [vars(a) for a in row.accuracy]
-    simulated = [a for a in accuracy if a["mean"] is not None]
-    return max(simulated, key=lambda a: a["seconds"])["mean"] if simulated else None
-
-
-def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = False) -> list[int]:
-    """Indices of the points (x to minimize, y to maximize, or minimize with `lower_y_is_better`) that no
-    other point dominates."""
-    sign = -1.0 if lower_y_is_better else 1.0
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(x2 <= x and sign * y2 >= sign * y and (x2 < x or sign * y2 > sign * y)
-                        for j, (x2, y2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return front
-
 
 def front_of(rows: list[tuple[SweepRun, float, float]], lower_y_is_better: bool) -> set[int]:
     """Indices of the (point, cost x, accuracy y) rows on the front: with per-seed accuracy (`better_than` in

@@ -4,7 +4,8 @@ from __future__ import annotations
 from reports.charts import AIMC_COLOR, INK, MUTED, metric_label
 from reports.schema import SweepAxis, SweepJson, SweepRun
 from reports.svgfig import legend_outside, new_figure, to_svg
-from reports.sweep import final_accuracy, front_of, last_interval, pareto_front
+from reports.schema import final_accuracy, pareto_front
+from reports.sweep import front_of, last_interval
 
 FRONT_COLOR, OTHER_COLOR = "#e07b39", "#9fb6d6"
 

@@ -307,8 +307,3 @@ def test_points_are_checked_with_the_shared_work_done_once(tiny_bert, monkeypatc
     points = validate(expand([tiny_bert], from_options("", "pcm_1M"), axes))
     assert len(points) == 6 and calls == {"baseline": 1, "spec": 3}
 
-
-def test_the_sweep_ranks_points_by_the_reports_headline_metric() -> None:
-    from compiler.dse.summary import HEADLINE_METRICS
-    from reports.sections import HEADLINE_METRICS as REPORT_METRICS
-    assert HEADLINE_METRICS == REPORT_METRICS

@@ -13,10 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-# the metric a sweep compares points by, first found: the report's headline order (reports/sections.py holds
-# the same tuple for the report; tests/test_sweep.py checks that the two agree)
-HEADLINE_METRICS = ("task_accuracy", "task_f1", "task_matthews_corr", "task_pearson", "task_spearman",
-                    "top1_agreement", "embedding_cosine_mean", "retrieval_agreement", "output_rel_l2")
+from reports.schema import HEADLINE_METRICS, final_accuracy, pareto_front
+
 NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
                   metric=None, higher_is_better=True, accuracy=[], seeds=[])
 
@@ -63,25 +61,6 @@ def folder_figures(folder: Path) -> dict[str, Any]:
             except (OSError, ValueError) as exc:
                 raise SchemaError(f"{path}: cannot read it ({exc})") from None
     return figures(files)
-
-
-def final_accuracy(row: dict) -> float | None:
-    """The headline metric's mean at the longest drift time, or None."""
-    simulated = [a for a in row["accuracy"] if a["mean"] is not None]
-    return max(simulated, key=lambda a: a["seconds"])["mean"] if simulated else None
-
-
-def pareto_front(points: list[tuple[float, float]], lower_y_is_better: bool = False) -> list[int]:
-    """Indices of the points (x to minimize, y to maximize, or minimize with `lower_y_is_better`) that no
-    other point dominates."""
-    sign = -1.0 if lower_y_is_better else 1.0
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(x2 <= x and sign * y2 >= sign * y and (x2 < x or sign * y2 > sign * y)
-                        for j, (x2, y2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return front
 
 
 def _front_axes(row: dict) -> tuple[float, float, bool] | None:
