@@ -61,3 +61,21 @@ def test_baseline_fields_are_bounded():
     numeric = [f for f in dataclasses.fields(DigitalBaselineSpec) if f.type in ("float", "int")]
     assert numeric and all(f.metadata.get("max") is not None for f in numeric)
     assert load_baseline_spec().mac_overhead >= 1
+
+
+def test_pairs_of_cost_fields_at_their_bounds_price_finitely_or_are_one_line():
+    """Two fields at once, each at its lower or upper bound (a combination can divide or overflow where neither
+    field alone does): the derived prices are finite, or loading is one UserError line. 60 pairs, fixed draw."""
+    import random
+    draw = random.Random(25)
+    for _ in range(60):
+        (a, b), ends = draw.sample(FIELDS, 2), (draw.choice(["min", "max"]), draw.choice(["min", "max"]))
+        overrides = {a: _meta(a)[ends[0]], b: _meta(b)[ends[1]]}
+        try:
+            hw = load_hw_spec("pcm_1M", overrides)
+            check_prices(hw)
+        except UserError as exc:
+            assert "\n" not in str(exc), overrides
+            continue
+        peak = peak_throughput(hw)
+        assert all(math.isfinite(v) for v in (peak.tops, peak.mvm_energy_J, peak.chip_area_mm2)), overrides
