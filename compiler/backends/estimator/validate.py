@@ -15,7 +15,6 @@ from pathlib import Path
 from compiler.errors import UserError
 from compiler.backends.estimator.calibration import VALIDATION_FILE, Row, validation_rows
 
-USAGE = "aimc-compile validate [--json PATH]"
 HEADER = ("chip", "figure", "published", "predicted", "error", "bound", "fitted on (parameter: chips)")
 
 
@@ -51,7 +50,7 @@ def table_text(table: tuple[Row, ...]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="aimc-compile validate", usage=USAGE, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="aimc-compile validate", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the table as JSON")
     try:
         args = parser.parse_args(argv)
