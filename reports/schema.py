@@ -627,6 +627,7 @@ class BudgetRecord(Record):
     simulations: int = written(0, min=0)
     sensitivity_simulations: int = written(0, min=0)
     pricings: int = written(0, min=0)
+    sensitivity_seconds: float = written(0.0, min=0)
     seconds: float = written(0.0, min=0)
     block_options: dict[str, str] = written({})
 

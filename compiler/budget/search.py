@@ -73,6 +73,7 @@ def choose_options(placed, measurer: Measurer, pricer: Pricer, delta: float) -> 
                 bar.update(1)
             choices.append(row)
     sensitivity_sims = measurer.simulations
+    sensitivity_s = time.perf_counter() - started
     free = free_macros(placed)
     solution = solve(choices, free)
     ref_mean = ref_drops.mean
@@ -137,7 +138,7 @@ def choose_options(placed, measurer: Measurer, pricer: Pricer, delta: float) -> 
         "frontier": _thin([{"cost": base_cost + a.cost, "predicted_drop": ref_mean + a.drop}
                            for a in solution.front()]),
         "exact": solution.exact, "simulations": measurer.simulations, "sensitivity_simulations": sensitivity_sims,
-        "pricings": pricer.calls, "seconds": time.perf_counter() - started,
+        "pricings": pricer.calls, "sensitivity_seconds": sensitivity_s, "seconds": time.perf_counter() - started,
         "block_options": {name: o.label for name, o in chosen_options.items()},
     }
     return BudgetResult(chosen_options, record)
