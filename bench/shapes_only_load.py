@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,16 +39,23 @@ def _write_checkpoint(folder: Path) -> None:
     if (folder / "model.safetensors").is_file():
         return
     torch.manual_seed(0)
-    model = LlamaForCausalLM._from_config(LlamaConfig(**TINYLLAMA), torch_dtype=torch.bfloat16)
+    model = LlamaForCausalLM._from_config(LlamaConfig(**TINYLLAMA), dtype=torch.bfloat16)
     model.save_pretrained(folder)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="/tmp/tinyllama-shapes")
+    parser.add_argument("--tree", default=".", help="the source tree the cost-only run imports (a before/after "
+                        "comparison: an export of an older commit)")
+    parser.add_argument("--write", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write:
+        _write_checkpoint(Path(args.write))
+        return
     folder = Path(args.dir)
-    _write_checkpoint(folder)
+    # written by a child: a process's peak RSS carries over to the children it forks, so this one stays small
+    subprocess.run([sys.executable, __file__, "--write", str(folder)], check=True)
     result = {"checkpoint_bytes": sum(f.stat().st_size for f in folder.glob("*.safetensors"))}
     for mode in ("shapes", "whole"):
         out = subprocess.run([sys.executable, "-c", LOAD, str(folder), mode], check=True, capture_output=True,
@@ -56,12 +64,12 @@ def main() -> None:
         result[f"load_{mode}"] = {"seconds": round(float(seconds), 2), "peak_rss_bytes": int(rss),
                                   "values_loaded": loaded == "True"}
     t = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", "import resource, sys; sys.path.insert(0, '.'); "
+    run = subprocess.run([sys.executable, "-c", "import resource, sys; sys.path.insert(0, sys.argv.pop(1)); "
                           "from compiler.cli import main; code = main(sys.argv[1:]); "
                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr); "
-                          "sys.exit(code)", str(folder), "--hw", "pcm_1M", "--seq-len", "128", "--quiet",
+                          "sys.exit(code)", args.tree, str(folder), "--hw", "pcm_1M", "--seq-len", "128", "--quiet",
                           "--out", str(folder.parent / (folder.name + "-run"))],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": args.tree})
     result["cost_only_run"] = {"seconds": round(time.perf_counter() - t, 1),
                                "peak_rss_bytes": int(run.stderr.strip().splitlines()[-1])}
     print(json.dumps(result))
