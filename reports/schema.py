@@ -677,6 +677,17 @@ class SweepRun(Record):
     latency_s: float | None = written()
     tops_per_w: float | None = written()
     area_mm2: float | None = written()
+    # the estimator's range of each (cost.json sensitivity.ranges; energy per inference): null without one
+    energy_low_J: float | None = written()
+    energy_high_J: float | None = written()
+    latency_low_s: float | None = written()
+    latency_high_s: float | None = written()
+    area_low_mm2: float | None = written()
+    area_high_mm2: float | None = written()
+    # a causal LM's serving figures (cost.json decode): null for an encoder
+    ttft_s: float | None = written()
+    tokens_per_s: float | None = written()
+    energy_per_token_J: float | None = written()
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])
