@@ -359,6 +359,16 @@ class Links(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DecodeRanges(Record):
+    """The AIMC side's uncertainty: the spec's cost numbers moved one at a time (decode.generation_ranges)."""
+    ttft_s: tuple[float, float, float] = required()              # (low, value, high)
+    tokens_per_s: tuple[float, float, float] = required()
+    energy_per_token_J: tuple[float, float, float] = required()
+    widest: dict[str, list[str]] = written({})                   # metric -> the fields that swing it most
+    fields_varied: int = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DecodeBatch(Record):
     """A whole generation (prefill + gen_len steps) at one batch size."""
     batch: int = required(min=1)
@@ -372,6 +382,8 @@ class DecodeBatch(Record):
     baseline_energy_per_token_J: float | None = written()
     kv_cache_bytes: float = written(min=0)
     kv_location: str = written("")
+    kv_placement: KvPlacement | None = optional()
+    ranges: DecodeRanges | None = optional()     # the run's batch by default (estimate's decode_range_batches)
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
@@ -386,8 +398,20 @@ class DecodeContext(Record):
     baseline_energy_per_token_J: float | None = written()
     baseline_tokens_per_s: float | None = written()
     kv_location: str = written("")
+    kv_bytes_by_tier: dict[str, float] = optional({})  # KV bytes the step moves in own SRAM / package SRAM / DRAM
     attention_macs: int = written(min=0)
     link_bytes: float = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KvPlacement(Record):
+    """Where the KV cache lives at the final context (compiler/backends/estimator/kv_cache.py)."""
+    bytes_by_tier: dict[str, float] = written({})   # "sram" (own chip), "package sram", "dram" -> bytes
+    layers: int = written(min=0)
+    sram_per_chip_bytes: float = written(min=0)
+    dram_bytes_by_package: dict[str, float] = written({})
+    dram_capacity_bytes_per_package: float | None = written()
+    dram_fits: bool = written(True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,9 +424,12 @@ class KvCache(Record):
     head_dim: int = written(min=0)
     bits: int = written(min=0)
     bits_source: str = written("")
-    location: str = required(choices=("sram", "dram"))
+    # sram: every layer's on its own chip; package sram: some on another chip of the package; sram+dram: a partial
+    # spill to the packages' DRAM; dram: all of it there
+    location: str = required(choices=("sram", "package sram", "sram+dram", "dram"))
     sram_bytes: float = written(min=0)           # activation SRAM of the chips the model spans
     baseline_location: str = written("")
+    placement: KvPlacement | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -418,6 +445,7 @@ class Decode(Record):
     prefill_link_energy_J: float = written(min=0)
     tokens_per_s: float = required(min=0)
     energy_per_token_J: float = required(min=0)
+    ranges: DecodeRanges | None = optional()     # null without the sensitivity
     decode_step_link_bytes: float = written(min=0)
     decode_step_link_energy_J: float = written(min=0)
     decode_step_energy_by_component_J: dict[str, float] = written({})  # the last step; sums to its energy
