@@ -394,6 +394,16 @@ class Links(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DecodeRanges(Record):
+    """The AIMC side's uncertainty: the spec's cost numbers moved one at a time (decode.generation_ranges)."""
+    ttft_s: tuple[float, float, float] = required()              # (low, value, high)
+    tokens_per_s: tuple[float, float, float] = required()
+    energy_per_token_J: tuple[float, float, float] = required()
+    widest: dict[str, list[str]] = written({})                   # metric -> the fields that swing it most
+    fields_varied: int = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DecodeBatch(Record):
     """A whole generation (prefill + gen_len steps) at one batch size."""
     batch: int = required(min=1)
@@ -408,6 +418,7 @@ class DecodeBatch(Record):
     kv_cache_bytes: float = written(min=0)
     kv_location: str = written("")
     kv_placement: KvPlacement | None = optional()
+    ranges: DecodeRanges | None = optional()     # the run's batch by default (estimate's decode_range_batches)
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
@@ -469,6 +480,7 @@ class Decode(Record):
     prefill_link_energy_J: float = written(min=0)
     tokens_per_s: float = required(min=0)
     energy_per_token_J: float = required(min=0)
+    ranges: DecodeRanges | None = optional()     # null without the sensitivity
     decode_step_link_bytes: float = written(min=0)
     decode_step_link_energy_J: float = written(min=0)
     decode_step_energy_by_component_J: dict[str, float] = written({})  # the last step; sums to its energy
