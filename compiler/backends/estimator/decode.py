@@ -389,7 +389,7 @@ class DecodeModel:
         else:
             traffic = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = math.fsum(self.chip.static_W().values()) * timing.latency_s
+        static_J = self.chip.leakage(stages, timing).energy_J  # idle tiles and units gated (gating.py)
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():
