@@ -22,7 +22,7 @@ from compiler.sentences import DEFAULT_EVAL_SENTENCES  # standard library only
 
 DEFAULT_SEQ_LEN = 128      # tokens per sequence: the one default of the project (models, estimator, passes)
 DEFAULT_GEN_LEN = 128      # decode steps priced for a causal LM when gen_len is not given
-DEFAULT_DRIFT_TIMES = "1s,1h,1d,1y"
+DEFAULT_DRIFT_TIMES = "1h,1y"  # an hour after programming and a year of drift; more with --drift-times
 DEFAULT_CALIBRATION_SIMULATED = 32  # calibration sequences when simulating and calibration is not given
 HWA_STEPS = 40             # all-MiniLM-L6-v2: under a minute on a 2-core CPU, most of the gain (docs/hwa.md)
 OBJECTIVES = ("balanced", "tiles", "latency", "throughput")  # of --allocation auto (compiler/placement.py)

@@ -297,8 +297,11 @@ class StaticSpec:
 class MemorySpec:
     """Off-chip memory and the KV cache of decoders (estimator only; docs/estimator.md, "Decoder inference")."""
     kv_cache_bits: int | None = _f(2, 32, default=None)     # bits per cached K or V element
-    dram_GBps: float | None = _c(1e-6)        # where the KV cache goes when the SRAM cannot hold it
+    # the DRAM of one package, where the KV cache goes when its package's SRAM cannot hold it (kv_cache.py)
+    dram_channels_per_package: int | None = _f(1, 1 << 16, design=True, default=None)
+    dram_GBps_per_channel: float | None = _c(1e-6)
     dram_pJ_per_byte: float | None = _c()  # off-chip traffic (interface energy, not node-scaled)
+    dram_GB_per_package: float | None = _c(design=True)   # capacity: checked (cost.json dram_fits), not priced
 
 
 @dataclass(frozen=True)
@@ -496,7 +499,7 @@ def _cross_field_problems(spec: HardwareSpec) -> list[str]:
 
 
 # Sections whose numbers are component prices, each from a source with an uncertainty (docs/estimator.md).
-COST_SECTIONS = ("energy", "latency", "area", "static", "chip_link", "package")  # and every converter section adc.<name>
+COST_SECTIONS = ("energy", "latency", "area", "static", "memory", "chip_link", "package")  # and every converter section adc.<name>
 _NOT_UNCERTAIN = {"node_nm"}  # where a published figure was measured: a definition, not an estimate
 
 

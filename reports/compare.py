@@ -244,7 +244,7 @@ def metrics(runs: list[Run]) -> list[str]:
 
 
 def _accuracy_rows(runs: list[Run]) -> list[Row]:
-    """Per metric and drift time, mean ± std over seeds; the variants (PT optimization off, not fine-tuned)
+    """Per metric and drift time, mean ± std over seeds and the 95 % interval [low, high]; the variants (PT optimization off, not fine-tuned)
     for each run's headline metric."""
     if not any(run.accuracy for run in runs):
         return []
@@ -265,12 +265,14 @@ def _accuracy_rows(runs: list[Run]) -> list[Row]:
                 names = [c[0] for c in cells if c is not None]
                 what = f"{metric_label(metric)} at {label}" + (f" ({names[0]})" if variant else "")
                 key = f"{metric}.{label}" + (f".variant{variant}" if variant else "")
-                for part, index in (("mean", 1), ("std", 2)):
-                    rows.append(Row("accuracy", f"{key}.{part}", what, part, [c and c[index] for c in cells], []))
-                means, stds = rows[-2], rows[-1]
+                parts = [Row("accuracy", f"{key}.{part}", what, part, [c and c[index] for c in cells], [])
+                         for index, part in enumerate(ACCURACY_PARTS, start=1)]
                 shown = ["—" if mean is None else _sig(mean, 4) + ("" if std is None else f" ± {_sig(std, 2)}")
-                         for mean, std in zip(means.values, stds.values)]
-                means.shown = stds.shown = shown
+                         + ("" if low is None or high is None else f" [{_sig(low, 4)}, {_sig(high, 4)}]")
+                         for mean, std, low, high in zip(*(part.values for part in parts))]
+                for part in parts:
+                    part.shown = shown
+                rows += parts
     return rows
 
 
@@ -284,8 +286,13 @@ def _headlines(runs: list[Run]) -> list[str]:
     return found
 
 
-def _cell(run: Run, variant: int, metric: str, seconds: float) -> tuple[str, float | None, float | None] | None:
-    """(series label, mean, std) of one run's variant at one drift time; None where it has none."""
+# per metric and drift time: the mean over seeds, its std, and the 95 % interval of the mean inside the metric's
+# range (accuracy.json low/high: docs/accuracy.md); the page shows them in one cell, the CSV a row each
+ACCURACY_PARTS = ("mean", "std", "low", "high")
+
+
+def _cell(run: Run, variant: int, metric: str, seconds: float) -> tuple | None:
+    """(series label, mean, std, low, high) of one run's variant at one drift time; None where it has none."""
     series = accuracy_series(run.accuracy) if run.accuracy else []
     if variant >= len(series):
         return None
@@ -293,7 +300,7 @@ def _cell(run: Run, variant: int, metric: str, seconds: float) -> tuple[str, flo
     result = next((r for r in results if r.seconds == seconds), None)
     if result is None or metric not in result.mean:
         return None
-    return label, result.mean.get(metric), result.std.get(metric)
+    return label, *(getattr(result, part).get(metric) for part in ACCURACY_PARTS)
 
 
 def _spec_rows(runs: list[Run]) -> list[Row]:
@@ -364,7 +371,7 @@ def render_comparison(runs: list[Run], rows: list[Row], html_path: Path | None =
         links.append(urllib.parse.quote(Path(relative).as_posix()))
     groups: dict[str, list[Row]] = {}
     for row in rows:
-        if not (row.group == "accuracy" and row.unit == "std"):  # shown with its mean
+        if not (row.group == "accuracy" and row.unit in ACCURACY_PARTS[1:]):  # shown with its mean
             groups.setdefault(row.group, []).append(row)
     spec = groups.pop("spec", [])
     return environment().get_template("compare.html.j2").render(

@@ -381,6 +381,7 @@ class DecodeBatch(Record):
     baseline_energy_per_token_J: float | None = written()
     kv_cache_bytes: float = written(min=0)
     kv_location: str = written("")
+    kv_placement: KvPlacement | None = optional()
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
@@ -395,8 +396,20 @@ class DecodeContext(Record):
     baseline_energy_per_token_J: float | None = written()
     baseline_tokens_per_s: float | None = written()
     kv_location: str = written("")
+    kv_bytes_by_tier: dict[str, float] = optional({})  # KV bytes the step moves in own SRAM / package SRAM / DRAM
     attention_macs: int = written(min=0)
     link_bytes: float = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KvPlacement(Record):
+    """Where the KV cache lives at the final context (compiler/backends/estimator/kv_cache.py)."""
+    bytes_by_tier: dict[str, float] = written({})   # "sram" (own chip), "package sram", "dram" -> bytes
+    layers: int = written(min=0)
+    sram_per_chip_bytes: float = written(min=0)
+    dram_bytes_by_package: dict[str, float] = written({})
+    dram_capacity_bytes_per_package: float | None = written()
+    dram_fits: bool = written(True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -409,9 +422,12 @@ class KvCache(Record):
     head_dim: int = written(min=0)
     bits: int = written(min=0)
     bits_source: str = written("")
-    location: str = required(choices=("sram", "dram"))
+    # sram: every layer's on its own chip; package sram: some on another chip of the package; sram+dram: a partial
+    # spill to the packages' DRAM; dram: all of it there
+    location: str = required(choices=("sram", "package sram", "sram+dram", "dram"))
     sram_bytes: float = written(min=0)           # activation SRAM of the chips the model spans
     baseline_location: str = written("")
+    placement: KvPlacement | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -670,6 +686,17 @@ class SweepRun(Record):
     latency_s: float | None = written()
     tops_per_w: float | None = written()
     area_mm2: float | None = written()
+    # the estimator's range of each (cost.json sensitivity.ranges; energy per inference): null without one
+    energy_low_J: float | None = written()
+    energy_high_J: float | None = written()
+    latency_low_s: float | None = written()
+    latency_high_s: float | None = written()
+    area_low_mm2: float | None = written()
+    area_high_mm2: float | None = written()
+    # a causal LM's serving figures (cost.json decode): null for an encoder
+    ttft_s: float | None = written()
+    tokens_per_s: float | None = written()
+    energy_per_token_J: float | None = written()
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])

@@ -110,6 +110,8 @@ class AccuracyCell:
     mean: float | None
     std: float | None
     ci95: float | None = None  # half-width of the 95 % confidence interval of the mean over seeds
+    low: float | None = None   # that interval inside the metric's range (accuracy.json low/high); else mean -+ ci95
+    high: float | None = None
 
 
 @dataclass
@@ -133,7 +135,11 @@ class AccuracySection:
 
     @staticmethod
     def cell(result: DriftResult, metric: str) -> AccuracyCell:
-        return AccuracyCell(result.mean.get(metric), result.std.get(metric), result.ci95.get(metric))
+        mean, ci95 = result.mean.get(metric), result.ci95.get(metric)
+        low, high = result.low.get(metric), result.high.get(metric)
+        if (low is None or high is None) and mean is not None and ci95 is not None:  # a file from before low/high
+            low, high = mean - ci95, mean + ci95
+        return AccuracyCell(mean, result.std.get(metric), ci95, low, high)
 
 
 def build_accuracy_section(accuracy: AccuracyJson) -> AccuracySection:

@@ -19,7 +19,13 @@ from reports.schema import SchemaError, SweepJson, SweepRun, final_accuracy, par
 # figures of a point in sweep.csv, in this order: (field of SweepRun, CSV column, unit)
 FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""),
            ("energy_J", "energy_per_inference_J", "J"), ("latency_s", "latency_s", "s"),
-           ("tops_per_w", "tops_per_w", "TOPS/W"), ("area_mm2", "area_mm2", "mm2"))
+           ("tops_per_w", "tops_per_w", "TOPS/W"), ("area_mm2", "area_mm2", "mm2"),
+           ("energy_low_J", "energy_per_inference_J.low", "J"), ("energy_high_J", "energy_per_inference_J.high", "J"),
+           ("latency_low_s", "latency_s.low", "s"), ("latency_high_s", "latency_s.high", "s"),
+           ("area_low_mm2", "area_mm2.low", "mm2"), ("area_high_mm2", "area_mm2.high", "mm2"))
+# a causal LM's serving figures: columns of sweep.csv and sweep.html where any point has them
+DECODE_FIGURES = (("ttft_s", "ttft_s", "s"), ("tokens_per_s", "tokens_per_s", "/s"),
+                  ("energy_per_token_J", "energy_per_token_J", "J"))
 
 
 # --- the Pareto front ---------------------------------------------------------------------------------------
@@ -73,16 +79,17 @@ def sweep_csv(sweep: SweepJson) -> str:
     and the energy and area ratios to it, Pareto membership, the point's report and command."""
     axes = [a.name for a in sweep.axes]
     drifts = [label for label, _ in drift_labels(sweep)]
+    shown = FIGURES + decode_figures(sweep)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(csv_row(["point", "status", "error", *axes, *(c for _, c, _ in FIGURES), "metric",
+    writer.writerow(csv_row(["point", "status", "error", *axes, *(c for _, c, _ in shown), "metric",
                      *(f"{d}.{s}" for d in drifts for s in ("mean", "std", "ci95", "low", "high")),
                      "vs_reference.mean", "vs_reference.low", "vs_reference.high", "vs_reference.resolved",
                      "energy_vs_reference", "area_vs_reference", "pareto", "report", "command"]))
     for p in sweep.points:
         by_label = {a.label: a for a in p.accuracy}
         cells = [p.name, p.status, p.error or "", *(p.values.get(a, "") for a in axes),
-                 *(_cell(getattr(p, f)) for f, _, _ in FIGURES), p.metric or ""]
+                 *(_cell(getattr(p, f)) for f, _, _ in shown), p.metric or ""]
         for d in drifts:
             a = by_label.get(d)
             cells += [_cell(a.mean), _cell(a.std), _cell(a.ci95), _cell(a.low), _cell(a.high)] if a else [""] * 5
@@ -93,6 +100,11 @@ def sweep_csv(sweep: SweepJson) -> str:
         cells += [_cell(versus.energy_ratio), _cell(versus.area_ratio)] if versus else ["", ""]
         writer.writerow(csv_row(cells + ["yes" if p.pareto else "", p.report or "", p.command]))  # labels: user text
     return buffer.getvalue()
+
+
+def decode_figures(sweep: SweepJson) -> tuple:
+    """DECODE_FIGURES when a point of the sweep is a causal LM, else none."""
+    return DECODE_FIGURES if any(p.tokens_per_s is not None for p in sweep.points) else ()
 
 
 def _cell(value: Any) -> Any:
@@ -110,6 +122,12 @@ def write_sweep_files(folder: Path) -> tuple[Path, Path]:
     return folder / "sweep.csv", folder / "sweep.html"
 
 
+def _range(low: float | None, high: float | None, unit: str) -> str | None:
+    """The estimator's range of a figure as the page shows it under the figure; None without one."""
+    from reports.fmt import si
+    return None if low is None or high is None else f"{si(low, unit)} – {si(high, unit)}"
+
+
 def render_sweep(sweep: SweepJson) -> str:
     from reports import sweep_charts
     from reports.fmt import si
@@ -123,11 +141,17 @@ def render_sweep(sweep: SweepJson) -> str:
         rows.append({"p": p, "link": urllib.parse.quote(p.report) if p.report else None,
                      "accuracy": [by_label.get(label) for label, _ in drifts],
                      "energy": si(p.energy_J, "J"), "latency": si(p.latency_s, "s"),
-                     "area": si(p.area_mm2, "mm²") if p.area_mm2 is not None else "–"})
+                     "area": si(p.area_mm2, "mm²") if p.area_mm2 is not None else "–",
+                     "ranges": {name: _range(low, high, unit) for name, low, high, unit in (
+                         ("energy", p.energy_low_J, p.energy_high_J, "J"),
+                         ("latency", p.latency_low_s, p.latency_high_s, "s"),
+                         ("area", p.area_low_mm2, p.area_high_mm2, "mm²"))},
+                     "decode": [si(getattr(p, name), unit) for name, _, unit in decode_figures(sweep)]})
     return environment().get_template("sweep.html.j2").render(
         sweep=sweep, rows=rows, drifts=drifts, metric=metric, failed=[p for p in sweep.points if p.status == "failed"],
         pareto_chart=sweep_charts.pareto(sweep, metric), area_chart=sweep_charts.pareto_area(sweep, metric),
         axis_charts=[(axis, sweep_charts.axis_effect(sweep, axis, metric)) for axis in sweep.axes],
         counts={s: sum(1 for p in sweep.points if p.status == s) for s in ("computed", "cached", "failed")},
+        decode_columns=[label for _, label, _ in decode_figures(sweep)],
         has_versus=any(p.versus is not None and p.versus.accuracy is not None for p in sweep.points),
         isfinite=math.isfinite, basename=os.path.basename)

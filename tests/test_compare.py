@@ -192,3 +192,30 @@ def test_ranges_and_decode_figures_are_compared(runs, tmp_path) -> None:
         assert rows["decode", key][runs[0].name] == ""
     ratio = rows["cost", "baseline_energy_ratio"]
     assert ratio["unit"] == "ratio" and float(ratio["decoder"]) == cost["baseline"]["energy_ratio"]
+
+
+def test_accuracy_intervals_are_compared_and_reported(runs, tmp_path) -> None:
+    """Each metric's 95 % interval inside its range (accuracy.json low/high): a low and a high row per drift time
+    in compare.csv, "[low, high]" beside mean ± std on compare.html and in the report's accuracy table."""
+    import shutil
+    run = tmp_path / "with-intervals"
+    shutil.copytree(runs[0], run)
+    accuracy = json.loads((run / "accuracy.json").read_text())
+    for result in accuracy["results"] + accuracy["results_without_pt_opt"]:
+        result["low"] = {m: round(v - 0.0123, 6) for m, v in result["mean"].items()}
+        result["high"] = {m: round(min(v + 0.0045, 1.0), 6) for m, v in result["mean"].items()}
+    (run / "accuracy.json").write_text(json.dumps(accuracy))
+    html, table = compare_runs([run, runs[1]], tmp_path / "cmp")
+    rows, page = _csv(table), html.read_text()
+    for result in accuracy["results"]:
+        key = f"top1_agreement.{result['label']}"
+        low, high = result["low"]["top1_agreement"], result["high"]["top1_agreement"]
+        assert float(rows["accuracy", f"{key}.low"][run.name]) == low and rows["accuracy", f"{key}.low"]["adc6"] == ""
+        assert float(rows["accuracy", f"{key}.high"][run.name]) == high
+        assert rows["accuracy", f"{key}.high"]["unit"] == "high"
+        assert f"[{low:.4g}, {high:.4g}]" in page
+    assert ("accuracy", "top1_agreement.1y.variant1.low") in rows   # PT off: its interval too
+    write_report(run)
+    report = (run / "report.html").read_text()
+    first = accuracy["results"][1]
+    assert (f'[{first["low"]["top1_agreement"]:.4g}, {first["high"]["top1_agreement"]:.4g}]' in report)

@@ -48,8 +48,8 @@ def test_kv_cache_bytes_follow_the_config(llama):
     assert kv["location"] == "sram"  # a few KiB beside the chip's 4 MiB of activation SRAM
     geometry = kv_geometry(config, hw)
     assert (geometry.layers, geometry.kv_heads, geometry.head_dim) == (2, 2, 8)
-    # a 1-bit-per-chip SRAM sends it to DRAM
-    tiny_sram = load_hw_spec("pcm_1M", {"area.sram_KiB_per_tile": 1e-6})
+    # a chip without activation SRAM sends it to DRAM
+    tiny_sram = load_hw_spec("pcm_1M", {"area.sram_KiB_per_tile": 0})
     tiny = replace(placed, hw=tiny_sram)  # the same mapping (same tile shape) on a chip with less SRAM
     assert tiny.estimate(batch=2, seq_len=8, gen_len=12, sensitivity=False).decode.run.kv_location == "dram"
 
@@ -60,7 +60,7 @@ def test_kv_cache_in_dram_costs_its_bytes_at_the_dram_price(llama):
     config, placed = llama
     quiet = {"static.logic_mW_per_mm2": 0, "static.sram_pW_per_bit": 0}
     sram_hw = load_hw_spec("pcm_1M", quiet)
-    dram_hw = load_hw_spec("pcm_1M", {**quiet, "area.sram_KiB_per_tile": 1e-6})
+    dram_hw = load_hw_spec("pcm_1M", {**quiet, "area.sram_KiB_per_tile": 0})
     steps = {}
     for name, hw in (("sram", sram_hw), ("dram", dram_hw)):
         cost = replace(placed, hw=hw).estimate(batch=2, seq_len=8, gen_len=4, sensitivity=False)

@@ -34,8 +34,9 @@ def decoder(tmp_path_factory):
 def test_batch_8_decode_step_costs_less_than_1_6x_batch_1(decoder):
     analog = [w for w in decoder.template.instantiate(1, 1).analog]
     assert len(analog) >= 8  # a pipeline of at least 8 weight stages
-    one = decoder.step(1, 64, "sram", "")
-    eight = decoder.step(8, 64, "sram", "")
+    one = decoder.step(1, 64, decoder.placement(decoder.kv.bytes(64, 1)), "")
+    eight = decoder.step(8, 64, decoder.placement(decoder.kv.bytes(64, 8)), "")
+    assert one.kv_location == eight.kv_location == "sram"
     assert eight.latency_s < 1.6 * one.latency_s
     # and not below what a pipeline can do: 7 more sequences behind the first, each through the slowest tile
     tile_s = min(s.vector_time_s for s in decoder._analog[(1, 1)])

@@ -73,6 +73,12 @@ def test_every_point_equals_the_single_run(swept, tmp_path, capsys) -> None:
         assert accuracy["seeds"] == [0, 1] and len(accuracy["results_without_pt_opt"]) == 2
         # sweep.json and sweep.csv say what the point's own files say
         assert point["energy_J"] == cost["energy_per_inference_J"] and point["tops_per_w"] == cost["tops_per_w"]
+        ranges = json.loads((folder / "cost.json").read_text())["sensitivity"]["ranges"]   # per batch of 1
+        assert (point["energy_low_J"], point["energy_high_J"]) == (ranges["energy_J"][0], ranges["energy_J"][2])
+        assert point["energy_low_J"] < point["energy_J"] < point["energy_high_J"]
+        assert (point["area_low_mm2"], point["latency_high_s"]) == (ranges["area_mm2"][0], ranges["latency_s"][2])
+        assert float(row["energy_per_inference_J.high"]) == ranges["energy_J"][2]
+        assert point["tokens_per_s"] is None   # an encoder: no decode figures
         assert float(row["energy_per_inference_J"]) == cost["energy_per_inference_J"]
         assert int(row["tiles"]) == json.loads((folder / "mapping.json").read_text())["tiles_used"]
         assert [a["mean"] for a in point["accuracy"]] == [r["mean"][point["metric"]] for r in accuracy["results"]]
@@ -283,6 +289,29 @@ def test_a_serial_point_writes_what_the_cli_writes_and_equal_configurations_are_
         assert point["energy_J"] == json.loads((single / "cost.json").read_text())["totals"]["energy_per_inference_J"]
     again = sweep(tiny_bert, "pcm_1M", grid, out=out, **options)
     assert (again.computed, again.cached, again.failed) == (0, 2, 0)
+
+
+def test_two_models_a_causal_lm_among_them(tiny_bert, tmp_path) -> None:
+    """Two models: an axis of their own (not coupled) in sweep.json; the causal LM's point carries its decode
+    figures (TTFT, tokens/s, J/token) and energy range as its cost.json has them, at batch 2 per inference."""
+    llama = str(Path(__file__).parent / "fixtures" / "tiny_llama")
+    out = tmp_path / "models"
+    result = sweep([tiny_bert, llama], "pcm_1M", {"adc.bits": [8]}, out=out, executor="serial",
+                   point_reports=False, seq_len=8, batch=2)
+    assert (result.computed, result.failed) == (2, 0)
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["axes"][0] == {"name": "model", "kind": "option", "keys": ["model"], "values": sorted([tiny_bert, llama]),
+                               "coupled": False}
+    by_model = {p["model"]: p for p in data["points"]}
+    bert, lm = by_model[tiny_bert], by_model[llama]
+    cost = json.loads((out / lm["dir"] / "cost.json").read_text())
+    assert (lm["ttft_s"], lm["tokens_per_s"], lm["energy_per_token_J"]) == tuple(
+        cost["decode"][k] for k in ("ttft_s", "tokens_per_s", "energy_per_token_J"))
+    assert lm["energy_low_J"] == cost["sensitivity"]["ranges"]["energy_J"][0] / 2   # per inference, batch 2
+    assert bert["tokens_per_s"] is None
+    table = list(csv.DictReader((out / "sweep.csv").open()))
+    assert {r["model"]: r["tokens_per_s"] for r in table} == {tiny_bert: "", llama: repr(lm["tokens_per_s"])}
+    assert "J/token" in (out / "sweep.html").read_text()
 
 
 def test_points_are_checked_with_the_shared_work_done_once(tiny_bert, monkeypatch) -> None:

@@ -41,6 +41,9 @@ def _row(name, bits, energy, per_seed, area=10.0):
             "dir": f"points/{name}", "report": None, "model": "m", "tiles": 4, "chips": 1, "tops_per_w": 1.0,
             "derived": {},
             "energy_J": energy, "latency_s": 1e-3, "area_mm2": area,
+            "energy_low_J": 0.8 * energy, "energy_high_J": 1.3 * energy, "latency_low_s": 0.9e-3,
+            "latency_high_s": 1.2e-3, "area_low_mm2": 0.7 * area, "area_high_mm2": 1.4 * area,
+            "ttft_s": None, "tokens_per_s": None, "energy_per_token_J": None,
             "metric": "embedding_cosine_mean", "higher_is_better": True, "seeds": list(range(len(per_seed))),
             "accuracy": [{"label": "1d", "seconds": 86400.0, "mean": mean, "std": None, "ci95": None,
                           "low": None, "high": None, "per_seed": per_seed}]}
@@ -122,6 +125,34 @@ def test_sweep_json_csv_and_page(tmp_path) -> None:
     assert low < mean < high < 0
     html = render_sweep(sweep)
     assert 'id="says"' in html and "resolved worse than the reference" in html and "not resolved" in html
+    # the estimator's ranges: in sweep.json, as columns of sweep.csv and under each figure of the page
+    assert (sweep.points[0].energy_low_J, sweep.points[0].area_high_mm2) == (0.8 * 3.0e-6, 14.0)
+    assert float(rows[0]["energy_per_inference_J.low"]) == 0.8 * 3.0e-6
+    assert float(rows[0]["energy_per_inference_J.high"]) == 1.3 * 3.0e-6
+    assert float(rows[0]["latency_s.high"]) == 1.2e-3 and float(rows[0]["area_mm2.low"]) == 7.0
+    assert "2.4 µJ – 3.9 µJ" in html and "7 mm² – 14 mm²" in html
+    assert "tokens_per_s" not in rows[0] and "J/token" not in html   # no causal LM: no decode columns
+
+
+def test_decode_figures_of_a_causal_lm(tmp_path) -> None:
+    """A causal LM's TTFT, tokens/s and J/token: columns of sweep.csv and sweep.html; an encoder's cells empty."""
+    import csv
+    import io
+    from types import SimpleNamespace
+
+    from compiler.dse.summary import sweep_json, write_sweep_json
+    from reports.sweep import read_sweep, render_sweep, sweep_csv
+    config = SimpleNamespace(hw="pcm_1M", model="m", simulation=None)
+    rows = [dict(r, accuracy=[], seeds=[], metric=None) for r in ROWS[:2]]
+    rows[1].update(model="llama", ttft_s=2.5e-4, tokens_per_s=1234.0, energy_per_token_J=4.2e-6)
+    axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("8", "7"))]
+    write_sweep_json(tmp_path / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows, "serial", 1.0))
+    sweep = read_sweep(tmp_path)
+    table = list(csv.DictReader(io.StringIO(sweep_csv(sweep))))
+    assert [r["tokens_per_s"] for r in table] == ["", "1234.0"]
+    assert float(table[1]["ttft_s"]) == 2.5e-4 and float(table[1]["energy_per_token_J"]) == 4.2e-6
+    html = render_sweep(sweep)
+    assert "J/token" in html and "1.23 k/s" in html and "250 µs" in html and "4.2 µJ" in html
 
 
 def test_sweep_csv_cells_a_spreadsheet_would_run_are_text(tmp_path) -> None:

@@ -15,7 +15,12 @@ from typing import Any
 
 from reports.schema import HEADLINE_METRICS, final_accuracy, pareto_front
 
+# the estimator's ranges a point carries: (field of sweep.json, metric of cost.json's sensitivity.ranges)
+RANGES = (("energy_low_J", "energy_J", 0), ("energy_high_J", "energy_J", 2), ("latency_low_s", "latency_s", 0),
+          ("latency_high_s", "latency_s", 2), ("area_low_mm2", "area_mm2", 0), ("area_high_mm2", "area_mm2", 2))
+DECODE = ("ttft_s", "tokens_per_s", "energy_per_token_J")  # cost.json decode: a causal LM's serving figures
 NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
+                  **{name: None for name, _, _ in RANGES}, **{name: None for name in DECODE},
                   metric=None, higher_is_better=True, accuracy=[], seeds=[])
 
 
@@ -36,6 +41,12 @@ def figures(files: dict[str, dict]) -> dict[str, Any]:
         if cost.totals is not None:
             found.update(energy_J=cost.totals.energy_per_inference_J, latency_s=cost.totals.latency_s,
                          tops_per_w=cost.totals.tops_per_w, area_mm2=cost.totals.area_mm2)
+        ranges = cost.sensitivity.ranges if cost.sensitivity else {}
+        for name, metric, end in RANGES:  # the energy range is per batch in cost.json; a point's, per inference
+            if metric in ranges:
+                found[name] = ranges[metric][end] / (cost.batch if metric == "energy_J" else 1)
+        if cost.decode is not None:
+            found.update({name: getattr(cost.decode, name) for name in DECODE})
     if "accuracy.json" in files:
         accuracy = AccuracyJson.from_json(files["accuracy.json"], "accuracy.json")
         names = list(accuracy.metrics)
@@ -103,8 +114,9 @@ def sweep_json(points: list, axes: list, rows: list[dict], where: str, elapsed: 
     models = sorted({p.config.model for p in points})
     shown_axes = [{"name": a.name, "kind": a.kind, "keys": list(a.keys), "values": list(a.values),
                    "coupled": bool(getattr(a, "coupled", False))} for a in axes]
-    if len(models) > 1 and not any(a.name == "model" for a in axes):
-        shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": models})
+    if len(models) > 1 and not any(a.name == "model" for a in axes):  # the models given: an axis of their own
+        shown_axes.insert(0, {"name": "model", "kind": "option", "keys": ["model"], "values": models,
+                              "coupled": False})
     index = pick_reference(rows, reference)
     if reference and index is None:
         raise UserError("--reference " + ", ".join(f"{k}={v}" for k, v in reference.items())

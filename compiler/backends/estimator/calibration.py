@@ -20,6 +20,7 @@ import yaml
 from compiler.errors import UserError
 from compiler.hw_spec import SPEC_DIR, load_hw_spec
 from compiler.backends.estimator.converters import node_warnings
+from compiler.backends.estimator.node import node_change_warnings
 from compiler.backends.estimator.peak import PeakThroughput, peak_throughput
 from compiler.backends.estimator.fields import PJ
 
@@ -242,7 +243,7 @@ def validation_summary(hw: Any) -> dict[str, Any]:
 
     aimc, digital = _kind_rows("aimc"), _kind_rows("digital")
     nodes = _aimc_nodes()
-    warnings = node_warnings(hw)
+    warnings = node_warnings(hw) + node_change_warnings(hw)
     if hw.technology_nm not in nodes:
         warnings.append(f"the AIMC chips of the validation set are at {', '.join(f'{n:g}' for n in nodes)} nm; "
                         f"this chip is at {hw.technology_nm:g} nm: the calibrated converter power is used unscaled")

@@ -9,9 +9,9 @@ query axis, except for the second operand of an attention matmul (K^T, V), whose
   the LM head (a block no other block depends on) and the ops after it run on the last position only;
 - decode at context c: one query (every linear runs on 1 token per sequence) against c keys; K and V of the
   earlier tokens are read from the KV cache (priced per byte where the cache lives), the new token's written.
-The KV cache lives in the chips' activation SRAM if it fits (area.sram_KiB_per_tile x tiles of the chips the
-model spans) at the generation's final context, else in DRAM (memory.*). The digital baseline runs the same
-workloads: at decode it reads every weight once per step, from DRAM when they do not fit its weight memory.
+Each layer's KV cache lives on the chip that runs the layer's attention, spilling to its package's other chips and
+then to the package's DRAM (kv_cache.py), placed for the generation's final context. The digital baseline runs the
+same workloads: at decode it reads every weight once per step, from DRAM when they do not fit its weight memory.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
-from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
+from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
+from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
@@ -33,7 +34,6 @@ from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workl
 DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
 GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
 CURVE_MIN_CONTEXT = 16
-KV_COMPONENT = "kv_cache"
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,7 @@ class PhasePoint:
     bound: str = ""                  # what limits the chip: the busiest resource or the pipeline's depth
     baseline_bound: str = ""         # compute or memory bandwidth
     layer_latency_s: dict = field(default_factory=dict)         # layer -> its stages' span on the critical schedule
+    kv_bytes_by_tier: dict = field(default_factory=dict)        # KV bytes moved in own SRAM / package SRAM / DRAM
 
     def to_json(self) -> dict:
         """One decode step as a `decode.contexts` entry: per token of the batch."""
@@ -92,8 +93,8 @@ class PhasePoint:
                 "tokens_per_s": _rate(self.batch, self.latency_s),
                 "baseline_energy_per_token_J": self.baseline_energy_J / self.batch,
                 "baseline_tokens_per_s": _rate(self.batch, self.baseline_latency_s),
-                "kv_location": self.kv_location, "attention_macs": self.attention_macs,
-                "link_bytes": self.links.bytes}
+                "kv_location": self.kv_location, "kv_bytes_by_tier": dict(self.kv_bytes_by_tier),
+                "attention_macs": self.attention_macs, "link_bytes": self.links.bytes}
 
 
 def _rate(tokens: float, seconds: float) -> float | None:
@@ -110,6 +111,7 @@ class Generation:
     kv_bytes: float                  # at the final context
     kv_location: str
     baseline_kv_location: str
+    kv_placement: KvPlacement | None = None
 
     def _sum(self, attr: str) -> float:
         """Sum over the gen_len steps, linear between the sampled contexts."""
@@ -155,6 +157,7 @@ class Generation:
                 "baseline_tokens_per_s": self.baseline_tokens_per_s,
                 "baseline_energy_per_token_J": self.baseline_energy_per_token_J,
                 "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
+                "kv_placement": self.kv_placement.to_json() if self.kv_placement else None,
                 "baseline_kv_location": self.baseline_kv_location, "bound": self.steps[-1].bound,
                 "baseline_bound": self.steps[-1].baseline_bound}
 
@@ -200,7 +203,8 @@ class DecodeCost:
                          "bytes_per_token": self.kv.bytes_per_token, "layers": self.kv.layers,
                          "kv_heads": self.kv.kv_heads, "head_dim": self.kv.head_dim, "bits": self.kv.bits,
                          "bits_source": self.kv.bits_source, "location": run.kv_location,
-                         "sram_bytes": self.sram_bytes, "baseline_location": run.baseline_kv_location},
+                         "sram_bytes": self.sram_bytes, "baseline_location": run.baseline_kv_location,
+                         "placement": run.kv_placement.to_json() if run.kv_placement else None},
             "by_batch": [g.to_json() for g in self.by_batch],
             "contexts": [p.to_json() for p in self.curve],
             "assumptions": list(self.assumptions),
@@ -326,15 +330,42 @@ class DecodeModel:
         self.kv = kv_geometry(template.placed.model.config, hw)
         self.digital = digital_prices(hw, "energy", hw.digital.other_precision)
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
-        self.sram_bytes = kib * 1024 * hw.tile.count * chip.chips
+        self.sram_per_chip = kib * 1024 * hw.tile.count
+        self.sram_bytes = self.sram_per_chip * chip.chips
         self.heads = heads(template)
         self._analog: dict[tuple[int, int], list[Stage]] = {}
         self._plan: dict = {}        # role_workload's, kept across workloads of this template
         self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
+        self._layers: list[tuple[tuple[str, ...], int]] | None = None
+        self._placements: dict[float, KvPlacement] = {}
 
     # --- where the cache lives -----------------------------------------------------------------
-    def kv_location(self, kv_bytes: float) -> str:
-        return "sram" if kv_bytes <= self.sram_bytes else "dram"
+    def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
+        """(the attention matmuls' work ids, the home chip) of each layer, in graph order."""
+        if self._layers is None:
+            work = role_workload(self.template, 1, 1, 2, causal=False, cache_operands=True, plan=self._plan)
+            where = (crossings(work, self.hw.tile.count, self.digital.bytes_per_element, self._links)[1]
+                     if self.chip.chips > 1 else {})
+            groups: dict[str, list[str]] = {}
+            for w in sorted(work.digital, key=lambda w: w.order):
+                if w.op_class == "attention":
+                    groups.setdefault(w.layer, []).append(w.id)
+            self._layers = [(tuple(ids), min(set().union(*(where.get(i, frozenset()) for i in ids)), default=0))
+                            for ids in groups.values()]
+        return self._layers
+
+    def placement(self, kv_bytes: float) -> KvPlacement:
+        """The cache of `kv_bytes` (every layer, the whole batch) over the layers' chips (kv_cache.place)."""
+        if kv_bytes not in self._placements:
+            layers = self.attention_layers()
+            if not layers:
+                raise UserError(f"{self.template.placed.model_info.name}: no attention matmul on the digital unit in "
+                                f"the exported graph; the KV cache traffic cannot be placed")
+            cpp = self.hw.package.chips_per_package if self.hw.package is not None else None
+            capacity = self.hw.memory.dram_GB_per_package if self.hw.memory is not None else None
+            self._placements[kv_bytes] = place([chip for _, chip in layers], kv_bytes / len(layers),
+                                               self.sram_per_chip, cpp, capacity * 1e9 if capacity else None)
+        return self._placements[kv_bytes]
 
     def baseline_kv_location(self, kv_bytes: float, weight_bytes: int) -> str:
         """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or
@@ -343,24 +374,50 @@ class DecodeModel:
         weights_on_chip = weight_bytes <= cap
         return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
 
-    def _per_byte(self, location: str, write: bool) -> tuple[float, float]:
-        """(J, s) per KV byte on the AIMC chip; SRAM time is inside the attention units' time."""
-        if location == "sram":
-            d = self.digital
-            return (d.sram_write_J_per_byte if write else d.sram_read_J_per_byte), 0.0
-        pj = require(self.hw, "memory.dram_pJ_per_byte", "DRAM energy of a KV cache too large for the SRAM")
-        gbps = require(self.hw, "memory.dram_GBps", "DRAM bandwidth of a KV cache too large for the SRAM")
-        return pj * PJ, 1.0 / (gbps * 1e9)
-
     def _baseline_per_byte(self, location: str) -> tuple[float, float]:
         b = self.base
         if location == "dram":
             return b.dram_pJ_per_byte * PJ, 1.0 / (b.dram_GBps * 1e9)
         return b.weight_buffer_pJ_per_byte * PJ * self.digital.scale, 0.0
 
+    def _kv_traffic(self, stages: list[Stage], workload: Workload, placement: KvPlacement, held_tokens: int,
+                    read_tokens: int, write_tokens: int) -> dict[str, float]:
+        """The cache traffic of every layer on its attention stages (shared equally by QK^T and PV); the bytes by
+        tier."""
+        layers = self.attention_layers()
+        prices = KvPrices.of(self.hw, self.digital.sram_read_J_per_byte, self.digital.sram_write_J_per_byte,
+                             remote=any(layer.remote for layer in placement.layers),
+                             dram=placement.bytes_by_tier.get("dram", 0.0) > 0)
+        per_layer = self.kv.bytes(1, workload.batch) / len(layers)
+        by_id = {s.id: s for s in stages}
+        tiers: dict[str, float] = {}
+        for (ids, _), cache in zip(layers, placement.layers):
+            t = traffic(cache, read_tokens * per_layer, write_tokens * per_layer, held_tokens * per_layer, prices,
+                        LINK_COMPONENT)
+            for tier, nbytes in t.bytes_by_tier.items():
+                tiers[tier] = tiers.get(tier, 0.0) + nbytes
+            for i in ids:
+                s = by_id[i]
+                for component, joules in t.energy_J.items():
+                    s.energy_J[component] = s.energy_J.get(component, 0.0) + joules / len(ids)
+                for resource, seconds in t.busy_s.items():
+                    s.busy_s[resource] = s.busy_s.get(resource, 0.0) + seconds / len(ids)
+                    s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
+        return tiers
+
+    def _kv_leakage_W(self, placement: KvPlacement) -> float:
+        """The SRAM holding the cache stays powered through the step (it retains the cache), beside the gated
+        leakage of the tiles (gating.py; without gating, every tile's SRAM is already counted throughout). With
+        gating, the held bits' on-time share of their tiles' gated leakage is counted again: an upper bound."""
+        if not self.hw.static.power_gating:
+            return 0.0
+        sram_W_per_bit = require(self.hw, "static.sram_pW_per_bit", "SRAM leakage per bit") * 1e-12
+        held_bits = 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
+        return held_bits * sram_W_per_bit
+
     # --- one workload --------------------------------------------------------------------------
-    def price(self, workload: Workload, kv_read: float, kv_write: float, location: str,
-              baseline_location: str) -> PhasePoint:
+    def price(self, workload: Workload, placement: KvPlacement, held_tokens: int, read_tokens: int,
+              write_tokens: int, baseline_location: str) -> PhasePoint:
         hw = self.hw
         key = (workload.batch, workload.seq_len)
         analog = self._analog.get(key) if workload.seq_len == 1 else None
@@ -371,25 +428,13 @@ class DecodeModel:
                 self._analog[key] = analog
         stages = analog + price_on_chip(Workload(workload.batch, workload.seq_len, True, (), workload.digital), hw,
                                         self.chip.fill)
-        attention = [s for s, w in zip(stages[len(analog):], workload.digital) if w.op_class == "attention"]
-        if not attention and (kv_read or kv_write):
-            raise UserError(f"{self.template.placed.model_info.name}: no attention matmul on the digital unit in "
-                            f"the exported graph; the KV cache traffic cannot be placed")
-        read_J, read_s = self._per_byte(location, write=False)
-        write_J, write_s = self._per_byte(location, write=True)
-        for s in attention:  # the cache traffic, shared equally by the attention matmuls (QK^T reads K, PV V)
-            nbytes_r, nbytes_w = kv_read / len(attention), kv_write / len(attention)
-            s.energy_J[KV_COMPONENT] = nbytes_r * read_J + nbytes_w * write_J
-            dram_s = nbytes_r * read_s + nbytes_w * write_s
-            if dram_s:
-                s.busy_s["dram"] = dram_s
-                s.vector_time_s = max(s.vector_time_s, dram_s / max(s.vectors, 1))
+        tiers = self._kv_traffic(stages, workload, placement, held_tokens, read_tokens, write_tokens)
         if self.chip.chips > 1:
-            stages, traffic = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
+            stages, traffic_ = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
         else:
-            traffic = NO_TRAFFIC
+            traffic_ = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = self.chip.leakage(stages, timing).energy_J  # idle tiles and units gated (gating.py)
+        static_J = self.chip.leakage(stages, timing).energy_J + self._kv_leakage_W(placement) * timing.latency_s
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():
@@ -397,6 +442,7 @@ class DecodeModel:
         parts.setdefault("static", []).append(static_J)
         by_component = {c: math.fsum(v) for c, v in parts.items()}
         energy = math.fsum(by_component.values())
+        kv_read, kv_write = self.kv.bytes(read_tokens, workload.batch), self.kv.bytes(write_tokens, workload.batch)
         base_J = base_s = 0.0
         base_bound = ""
         if self.base is not None:
@@ -410,44 +456,44 @@ class DecodeModel:
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
         return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
-                     kv_bytes_moved=kv_read + kv_write, kv_location=location, links=traffic,
-                     attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
-                     baseline_kv_location=baseline_location, energy_by_component_J=by_component,
-                     bound=bound, baseline_bound=base_bound,
-                     layer_latency_s=layer_spans(stages, timing))
+                          kv_bytes_moved=kv_read + kv_write, kv_location=placement.location, links=traffic_,
+                          attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
+                          baseline_kv_location=baseline_location, energy_by_component_J=by_component,
+                          bound=bound, baseline_bound=base_bound, layer_latency_s=layer_spans(stages, timing),
+                          kv_bytes_by_tier=tiers)
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
 
-    def prefill(self, batch: int, seq_len: int, location: str, baseline_location: str) -> PhasePoint:
+    def prefill(self, batch: int, seq_len: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
         work = role_workload(self.template, batch, seq_len, seq_len, causal=True, last_only=self.heads,
                              plan=self._plan)
-        p = self.price(work, 0.0, self.kv.bytes(seq_len, batch), location, baseline_location)
-        return _at(p, seq_len)
+        return _at(self.price(work, placement, 0, 0, seq_len, baseline_location), seq_len)
 
-    def step(self, batch: int, context: int, location: str, baseline_location: str) -> PhasePoint:
+    def step(self, batch: int, context: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
+        """One decode step at `context`: the earlier context - 1 tokens' K and V read, the new token's written."""
         work = role_workload(self.template, batch, 1, context, causal=False, cache_operands=True, plan=self._plan)
-        p = self.price(work, self.kv.bytes(context - 1, batch), self.kv.bytes(1, batch), location,
-                       baseline_location)
-        return _at(p, context)
+        return _at(self.price(work, placement, context - 1, context - 1, 1, baseline_location), context)
 
     def generation(self, batch: int, seq_len: int, gen_len: int) -> Generation:
         final = seq_len + gen_len
         kv_bytes = self.kv.bytes(final, batch)
-        loc = self.kv_location(kv_bytes)
+        where = self.placement(kv_bytes)
         base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
         n = min(gen_len, GENERATION_SAMPLES)
         contexts = sorted({seq_len + 1 + round(i * (gen_len - 1) / max(n - 1, 1)) for i in range(n)})
-        return Generation(batch=batch, prefill=self.prefill(batch, seq_len, loc, base_loc),
-                          steps=tuple(self.step(batch, c, loc, base_loc) for c in contexts), gen_len=gen_len,
-                          kv_bytes=kv_bytes, kv_location=loc, baseline_kv_location=base_loc)
+        return Generation(batch=batch, prefill=self.prefill(batch, seq_len, where, base_loc),
+                          steps=tuple(self.step(batch, c, where, base_loc) for c in contexts), gen_len=gen_len,
+                          kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
+                          kv_placement=where)
 
     def curve(self, batch: int, contexts: list[int]) -> list[PhasePoint]:
+        """One decode step per context, the cache placed for that context."""
         out = []
         for c in contexts:
             kv = self.kv.bytes(c, batch)
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
-            out.append(self.step(batch, c, self.kv_location(kv), base_loc))
+            out.append(self.step(batch, c, self.placement(kv), base_loc))
         return out
 
 
@@ -499,8 +545,12 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         "prefill: the LM head and the ops after it run on the last position only",
         f"decode: every linear on 1 token per sequence; QK^T and PV of 1 query against c keys read from the KV "
         f"cache ({kv.bits}-bit K and V, {kv.layers} layers x {kv.kv_heads} KV heads x head dim {kv.head_dim})",
-        f"KV cache in the activation SRAM if it fits ({model.sram_bytes / 2 ** 20:.1f} MiB over {chip.chips} "
-        f"chip(s)) at the final context, else DRAM (memory.dram_*)",
+        f"KV cache: each layer's on the chip running its attention ({model.sram_per_chip / 2 ** 20:.1f} MiB of "
+        f"activation SRAM per chip, split evenly between the layers a chip holds), then the free SRAM of its "
+        f"package's other chips (read over the chip link, prefetched: bandwidth, not latency, and staged in the home "
+        f"chip's SRAM), then the package's DRAM (memory.dram_*: channels x bandwidth shared by the package's chips); "
+        f"placed for the final context, a layer's first tokens nearest; SRAM holding it beyond the powered tiles' "
+        f"leaks",
         f"digital baseline: weights ({weight_bytes / 2 ** 20:.0f} MiB INT8) in {weights_where}, read once per "
         f"decode step (once per batch of tokens)",
         "tokens/s: batch / latency of one step (a sequence's next token needs its previous one); the batch's "
