@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "silicon or power as the AIMC chips), or chips=N")
     compile_.add_argument("--allocation",
                           help="tile allocation: auto (default: searches the others with the cost schedule for "
-                               "--objective), naive, fused, packed (fewest tiles) or slack (packing within the "
-                               "pipeline's slack)")
+                               "--objective), naive, fused, packed (fewest tiles), layered (each layer on one chip "
+                               "where it fits) or slack (packing within the pipeline's slack)")
     compile_.add_argument("--objective", choices=OBJECTIVES,
                           help="what --allocation auto optimizes: balanced (default: the fewest tiles within 2 %% "
                                "of the best latency), tiles, latency or throughput (these two may copy blocks onto "

@@ -258,7 +258,8 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
     with _timed("cost estimated"):
         if checked.priced:
             result.cost = _estimate_cost(placed, config)
-            files["cost.json"] = writers.cost_json(result.cost, placed.strategies)
+            files["cost.json"] = writers.cost_json(result.cost, placed.strategies,
+                                                       full=config.outputs.full_mapping or None)
             _write(writers, staging, "cost.json", files)
             say_cost(result.cost, config, files["cost.json"])
         else:

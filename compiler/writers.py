@@ -178,10 +178,20 @@ def component_power_W(energy_by_component_J: dict[str, float], period_s: float |
     return power
 
 
-def cost_json(cost, strategies: list[dict] | None = None) -> dict:
+def cost_json(cost, strategies: list[dict] | None = None, full: bool | None = None) -> dict:
     """The content of cost.json: the estimator's CostReport (`to_json`), the power per component beside its
-    energy, and the strategies the placement tried (--allocation auto)."""
+    energy, and the strategies the placement tried (--allocation auto).
+
+    `full`: every tile's busy fraction listed (True); compact (False): `schedule.tile_utilization` empty and
+    the fractions summarized in steps of consecutive tiles (`tile_utilization_steps`, reports/schema.py
+    TileSteps: what the report's chart draws); None: full up to FULL_COST_TILES tiles."""
+    from reports.schema import FULL_COST_TILES, tile_steps
     data = cost.to_json()
+    schedule = data.get("schedule")
+    if schedule and full is not True and (full is False or len(schedule["tile_utilization"]) > FULL_COST_TILES):
+        util = {int(t): u for t, u in schedule["tile_utilization"].items()}
+        schedule["tile_utilization"] = {}
+        schedule["tile_utilization_steps"] = asdict(tile_steps(util))
     totals = data["totals"]
     data["power_by_component_W"] = component_power_W(data["energy_by_component_J"], totals["period_s"],
                                                       totals.get("static_power_W"))

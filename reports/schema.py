@@ -142,6 +142,7 @@ class Strategy(Record):
     copies: int = written(0, min=0)                  # block copies added by replication
     replicas: int = optional(1, min=1)               # whole copies of the mapping, each on chips of its own
     bottleneck: str | None = optional()              # the resource that sets the period ("tile 12", "digital units")
+    chips: int | None = optional(min=1)              # chips the mapping spans (every replica's)
     chosen: bool = written(False)
 
 
@@ -218,12 +219,46 @@ class Stage(Record):
     busy_s: float = written()
 
 
+# cost.json lists every tile's busy fraction up to this many tiles; beyond, it holds them as TILE_STEPS steps of
+# consecutive tiles (`tile_utilization_steps`): the 70B decoder's 265,128 entries made 9.9 MB
+FULL_COST_TILES = 10_000
+TILE_STEPS = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileSteps(Record):
+    """Consecutive used tiles in steps of `per_step` (the last one may hold fewer): step i starts at tile
+    `first_tile[i]`; `max` and `mean` are the busy fractions of its tiles. What the tile-busy chart draws."""
+    tiles: int = required(min=0)                 # used tiles summarized
+    per_step: int = required(min=1)
+    first_tile: list[int] = required()
+    max: list[float] = required()
+    mean: list[float] = required()
+
+
+def tile_steps(util: dict[int, float], steps: int = TILE_STEPS) -> TileSteps:
+    """Per-tile busy fractions (tile index -> fraction) as at most `steps` steps of consecutive used tiles."""
+    tiles = sorted(util)
+    per_step = max(1, -(-len(tiles) // steps))
+    chunks = [tiles[i:i + per_step] for i in range(0, len(tiles), per_step)]
+    return TileSteps(tiles=len(tiles), per_step=per_step, first_tile=[c[0] for c in chunks],
+                     max=[max(util[t] for t in c) for c in chunks],
+                     mean=[sum(util[t] for t in c) / len(c) for c in chunks])
+
+
 @dataclass(frozen=True, kw_only=True)
 class Schedule(Record):
     critical_path: list[str] = written([])
     bottleneck: str = written("")
     mean_tile_utilization: float = written()
-    tile_utilization: dict[int, float] = written({})
+    tile_utilization: dict[int, float] = written({})            # {} in the compact form (above FULL_COST_TILES)
+    tile_utilization_steps: TileSteps | None = optional()       # the compact form only
+
+    def busy_steps(self) -> TileSteps | None:
+        """The tiles' busy fractions in steps, from either form (None without any)."""
+        if self.tile_utilization_steps is not None:
+            return self.tile_utilization_steps
+        return tile_steps(self.tile_utilization) if self.tile_utilization else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -368,6 +403,16 @@ class Links(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DecodeRanges(Record):
+    """The AIMC side's uncertainty: the spec's cost numbers moved one at a time (decode.generation_ranges)."""
+    ttft_s: tuple[float, float, float] = required()              # (low, value, high)
+    tokens_per_s: tuple[float, float, float] = required()
+    energy_per_token_J: tuple[float, float, float] = required()
+    widest: dict[str, list[str]] = written({})                   # metric -> the fields that swing it most
+    fields_varied: int = written(min=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DecodeBatch(Record):
     """A whole generation (prefill + gen_len steps) at one batch size."""
     batch: int = required(min=1)
@@ -382,6 +427,7 @@ class DecodeBatch(Record):
     kv_cache_bytes: float = written(min=0)
     kv_location: str = written("")
     kv_placement: KvPlacement | None = optional()
+    ranges: DecodeRanges | None = optional()     # the run's batch by default (estimate's decode_range_batches)
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
@@ -443,6 +489,7 @@ class Decode(Record):
     prefill_link_energy_J: float = written(min=0)
     tokens_per_s: float = required(min=0)
     energy_per_token_J: float = required(min=0)
+    ranges: DecodeRanges | None = optional()     # null without the sensitivity
     decode_step_link_bytes: float = written(min=0)
     decode_step_link_energy_J: float = written(min=0)
     decode_step_energy_by_component_J: dict[str, float] = written({})  # the last step; sums to its energy

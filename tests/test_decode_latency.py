@@ -79,3 +79,18 @@ def test_crossings_between_packages_take_the_board_link():
     assert costs[1].links.energy_J == pytest.approx(nbytes * 8 * hw.package.board_link_pJ_per_bit * 1e-12)
     gap = (hw.package.board_link_latency_ns - hw.chip_link.latency_ns) * 1e-9
     assert costs[1].latency_s - costs[2].latency_s >= gap * 0.999
+
+
+def test_decode_ranges_are_not_degenerate_and_bracket_the_figures(llama):
+    cost = estimate(llama, batch=2, seq_len=8, gen_len=4, decode_range_batches=(1, 2))
+    d = cost.to_json()["decode"]
+    for ranges, figures in ((d["ranges"], d), *((b["ranges"], b) for b in d["by_batch"] if b["batch"] in (1, 2))):
+        for metric in ("ttft_s", "tokens_per_s", "energy_per_token_J"):
+            low, value, high = ranges[metric]
+            assert low < value < high
+            assert value == pytest.approx(figures[metric] if metric != "ttft_s" else figures["ttft_s"])
+        assert ranges["fields_varied"] > 10
+        assert "latency.digital_op_ns" in ranges["widest"]["ttft_s"] + ranges["widest"]["tokens_per_s"]
+    assert [b["ranges"] is not None for b in d["by_batch"]] == [b["batch"] in (1, 2) for b in d["by_batch"]]
+    # without the sensitivity: no ranges
+    assert estimate(llama, batch=2, seq_len=8, gen_len=4, sensitivity=False).decode.run.ranges is None

@@ -28,11 +28,14 @@ from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPr
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
+from compiler.backends.estimator.sensitivity import sensitivity
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
 DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
 GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
+RANGE_SAMPLES = 2                # contexts a generation of the sensitivity prices (its first and last step)
+RANGE_METRICS = ("ttft_s", "tokens_per_s", "energy_per_token_J")
 CURVE_MIN_CONTEXT = 16
 
 
@@ -112,6 +115,7 @@ class Generation:
     kv_location: str
     baseline_kv_location: str
     kv_placement: KvPlacement | None = None
+    ranges: dict | None = None       # metric -> [low, value, high] (generation_ranges)
 
     def _sum(self, attr: str) -> float:
         """Sum over the gen_len steps, linear between the sampled contexts."""
@@ -158,7 +162,8 @@ class Generation:
                 "baseline_energy_per_token_J": self.baseline_energy_per_token_J,
                 "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
                 "kv_placement": self.kv_placement.to_json() if self.kv_placement else None,
-                "baseline_kv_location": self.baseline_kv_location, "bound": self.steps[-1].bound,
+                "baseline_kv_location": self.baseline_kv_location, "ranges": self.ranges,
+                "bound": self.steps[-1].bound,
                 "baseline_bound": self.steps[-1].baseline_bound}
 
 
@@ -186,6 +191,7 @@ class DecodeCost:
             "prefill_attention_macs": run.prefill.attention_macs,
             "prefill_link_bytes": run.prefill.links.bytes, "prefill_link_energy_J": run.prefill.links.energy_J,
             "tokens_per_s": run.tokens_per_s, "energy_per_token_J": run.energy_per_token_J,
+            "ranges": run.ranges,
             "decode_step_link_bytes": run.steps[-1].links.bytes,
             "decode_step_link_energy_J": run.steps[-1].links.energy_J,
             "decode_step_energy_by_component_J": dict(run.steps[-1].energy_by_component_J),
@@ -323,8 +329,12 @@ def heads(template: WorkloadTemplate) -> frozenset[str]:
 class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
-    def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None):
+    def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None,
+                 shared: dict | None = None):
+        """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
+        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers."""
         self.template, self.chip, self.base = template, chip, base
+        self._shared = {} if shared is None else shared
         hw = chip.hw
         self.hw = hw
         self.kv = kv_geometry(template.placed.model.config, hw)
@@ -332,27 +342,38 @@ class DecodeModel:
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
         self.sram_per_chip = kib * 1024 * hw.tile.count
         self.sram_bytes = self.sram_per_chip * chip.chips
-        self.heads = heads(template)
+        if "heads" not in self._shared:
+            self._shared["heads"] = heads(template)
+        self.heads = self._shared["heads"]
         self._analog: dict[tuple[int, int], list[Stage]] = {}
-        self._plan: dict = {}        # role_workload's, kept across workloads of this template
+        self._plan: dict = self._shared.setdefault("plan", {})  # role_workload's, kept across its workloads
+        self._workloads: dict = self._shared.setdefault("workloads", {})
         self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
-        self._layers: list[tuple[tuple[str, ...], int]] | None = None
         self._placements: dict[float, KvPlacement] = {}
+
+    def _workload(self, batch: int, query: int, key: int, prefill: bool) -> Workload:
+        k = (batch, query, key, prefill)
+        if k not in self._workloads:
+            self._workloads[k] = (
+                role_workload(self.template, batch, query, key, causal=True, last_only=self.heads, plan=self._plan)
+                if prefill else
+                role_workload(self.template, batch, query, key, causal=False, cache_operands=True, plan=self._plan))
+        return self._workloads[k]
 
     # --- where the cache lives -----------------------------------------------------------------
     def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
         """(the attention matmuls' work ids, the home chip) of each layer, in graph order."""
-        if self._layers is None:
-            work = role_workload(self.template, 1, 1, 2, causal=False, cache_operands=True, plan=self._plan)
+        if "layers" not in self._shared:
+            work = self._workload(1, 1, 2, prefill=False)
             where = (crossings(work, self.hw.tile.count, self.digital.bytes_per_element, self._links)[1]
                      if self.chip.chips > 1 else {})
             groups: dict[str, list[str]] = {}
             for w in sorted(work.digital, key=lambda w: w.order):
                 if w.op_class == "attention":
                     groups.setdefault(w.layer, []).append(w.id)
-            self._layers = [(tuple(ids), min(set().union(*(where.get(i, frozenset()) for i in ids)), default=0))
-                            for ids in groups.values()]
-        return self._layers
+            self._shared["layers"] = [(tuple(ids), min(set().union(*(where.get(i, frozenset()) for i in ids)),
+                                                       default=0)) for ids in groups.values()]
+        return self._shared["layers"]
 
     def placement(self, kv_bytes: float) -> KvPlacement:
         """The cache of `kv_bytes` (every layer, the whole batch) over the layers' chips (kv_cache.place)."""
@@ -466,21 +487,20 @@ class DecodeModel:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
 
     def prefill(self, batch: int, seq_len: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        work = role_workload(self.template, batch, seq_len, seq_len, causal=True, last_only=self.heads,
-                             plan=self._plan)
+        work = self._workload(batch, seq_len, seq_len, prefill=True)
         return _at(self.price(work, placement, 0, 0, seq_len, baseline_location), seq_len)
 
     def step(self, batch: int, context: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
         """One decode step at `context`: the earlier context - 1 tokens' K and V read, the new token's written."""
-        work = role_workload(self.template, batch, 1, context, causal=False, cache_operands=True, plan=self._plan)
+        work = self._workload(batch, 1, context, prefill=False)
         return _at(self.price(work, placement, context - 1, context - 1, 1, baseline_location), context)
 
-    def generation(self, batch: int, seq_len: int, gen_len: int) -> Generation:
+    def generation(self, batch: int, seq_len: int, gen_len: int, samples: int = GENERATION_SAMPLES) -> Generation:
         final = seq_len + gen_len
         kv_bytes = self.kv.bytes(final, batch)
         where = self.placement(kv_bytes)
         base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
-        n = min(gen_len, GENERATION_SAMPLES)
+        n = min(gen_len, samples)
         contexts = sorted({seq_len + 1 + round(i * (gen_len - 1) / max(n - 1, 1)) for i in range(n)})
         return Generation(batch=batch, prefill=self.prefill(batch, seq_len, where, base_loc),
                           steps=tuple(self.step(batch, c, where, base_loc) for c in contexts), gen_len=gen_len,
@@ -495,6 +515,32 @@ class DecodeModel:
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
             out.append(self.step(batch, c, self.placement(kv), base_loc))
         return out
+
+
+def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: Generation, seq_len: int,
+                      gen_len: int) -> dict:
+    """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
+    x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
+    between), and the root-sum-square of the relative deviations applied to the reported value. Also the three
+    fields that swing each metric most."""
+    def evaluate(hw: Any) -> dict[str, float]:
+        g = DecodeModel(template, chip.with_hw(hw), None, shared).generation(gen.batch, seq_len, gen_len,
+                                                                            samples=RANGE_SAMPLES)
+        return {"ttft_s": g.prefill.latency_s, "tokens_per_s": g.tokens_per_s or 0.0,
+                "energy_per_token_J": g.energy_per_token_J}
+
+    sens = sensitivity(chip.hw, evaluate)
+    value = {"ttft_s": gen.prefill.latency_s, "tokens_per_s": gen.tokens_per_s or 0.0,
+             "energy_per_token_J": gen.energy_per_token_J}
+    out: dict[str, Any] = {}
+    for metric in RANGE_METRICS:
+        low, base, high = sens.range(metric)
+        scale = value[metric] / base if base else 1.0
+        out[metric] = [low * scale, value[metric], high * scale]
+    out["widest"] = {m: [f.field for f in sorted(sens.fields, key=lambda f: -f.swing(m))[:3] if f.swing(m) > 0]
+                     for m in RANGE_METRICS}
+    out["fields_varied"] = len(sens.fields)
+    return out
 
 
 def _at(p: PhasePoint, context: int) -> PhasePoint:
@@ -520,18 +566,25 @@ def forward_workload(template: WorkloadTemplate) -> Callable[[int, int], Workloa
 
 
 def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
-                gen_len: int, progress: Callable[[str], None] | None = None, baseline_chips: int = 1) -> DecodeCost:
-    """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes."""
+                gen_len: int, progress: Callable[[str], None] | None = None, baseline_chips: int = 1,
+                range_batches: tuple[int, ...] = ()) -> DecodeCost:
+    """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes;
+    range_batches: the batches whose generation gets uncertainty ranges (generation_ranges)."""
     if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 1:
         raise UserError(f"gen_len must be a positive integer, got {gen_len!r}")
     limit = template.max_seq_len
     if limit is not None and seq_len + gen_len > limit:
         raise UserError(f"seq_len {seq_len} + gen_len {gen_len} = {seq_len + gen_len} exceeds the {limit} positions "
                         f"this model accepts; shorten the prompt or the generation")
-    model = DecodeModel(template, chip, base)
-    run = model.generation(batch, seq_len, gen_len)
-    by_batch = [run if b == batch else model.generation(b, seq_len, gen_len)
-                for b in sorted(set(DECODE_BATCHES) | {batch})]
+    shared: dict = {}
+    model = DecodeModel(template, chip, base, shared)
+    by_batch = []
+    for b in sorted(set(DECODE_BATCHES) | {batch}):
+        g = model.generation(b, seq_len, gen_len)
+        if b in range_batches:
+            g = replace(g, ranges=generation_ranges(template, chip, shared, g, seq_len, gen_len))
+        by_batch.append(g)
+    run = next(g for g in by_batch if g.batch == batch)
     top = min(limit or 1 << 17, 1 << 17)
     contexts = sorted({c for c in (2 ** k for k in range(4, 18)) if CURVE_MIN_CONTEXT <= c <= top}
                       | {seq_len + gen_len})
@@ -557,7 +610,10 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         "sequences are independent: they pipeline through the chip one behind the other, a sequence's attention "
         "waiting for its own K and V only (the buffers a scheduler needs for this are not priced)",
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
-    ) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
+    ) + ((f"ranges (batch {', '.join(map(str, sorted(range_batches)))}): the AIMC side only; each cost number of the "
+          f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step, "
+          f"root-sum-square of the relative deviations around the reported value; the baselines carry none",)
+         if range_batches else ()) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
           "layer's experts, the baseline reads only the weights of experts that get a token",)
          if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,

@@ -69,13 +69,15 @@ class _Evaluation:
 def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
              baseline: str | DigitalBaselineSpec = "digital_int8", calibration: Any = None,
              input_fill: Mapping[int, float] | None = None, sensitivity: bool = True,
-             gen_len: int | None = None, baseline_scale: str = "as-spec") -> CostReport:
+             gen_len: int | None = None, baseline_scale: str = "as-spec",
+             decode_range_batches: tuple[int, ...] | None = None) -> CostReport:
     """Energy (J), latency (s), throughput, area and their breakdowns for `batch` sequences of `seq_len` tokens.
 
     calibration: the range pass's statistics (passes.ranges.CalibrationStats) to price PWM pulses by each
     segment's mean input, or input_fill: segment id -> mean pulse length / full length; neither: full length.
     sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8).
-    gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py).
+    gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py), with
+    uncertainty ranges (with `sensitivity`) for the generations at decode_range_batches (None: the run's batch).
     baseline: a digital baseline spec (a file or a built-in name: digital_int8, gpu_h100); baseline_scale: as-spec,
     iso-area, iso-power or chips=N (baseline.scale_baseline)."""
     for name, value in (("batch", batch), ("seq_len", seq_len)):
@@ -112,8 +114,10 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas))
         if sensitivity else None,
-        links=main.links, decode=decode_cost(template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips)
-        if gen_len is not None and is_causal_lm(template) else None,
+        links=main.links, decode=decode_cost(
+            template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips,
+            range_batches=(tuple(decode_range_batches) if decode_range_batches is not None else (batch,))
+            if sensitivity else ()) if gen_len is not None and is_causal_lm(template) else None,
         replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
 
 
