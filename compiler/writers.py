@@ -106,6 +106,8 @@ def mapping_json(placed: PlacedGraph, full: bool | None = None, command: str | N
         **({} if full else {"segment_runs": segment_runs(placed.segments)}),
         "layers": layers,
         **({"objective": placed.objective, "strategies": placed.strategies} if placed.strategies else {}),
+        **({"block_options": {name: o.to_dict() for name, o in placed.block_options.items()}}
+           if placed.block_options else {}),
         **({"command": command} if command is not None else {}),
     }
 
@@ -203,11 +205,14 @@ def cost_json(cost, strategies: list[dict] | None = None, full: bool | None = No
 # --- accuracy.json and hwa.json -----------------------------------------------------------------------------
 
 def accuracy_json(accuracy: dict, *, pt_optimization_off: bool = False, decoding: dict | None = None,
-                  without_hwa: list[dict] | None = None) -> dict:
+                  without_hwa: list[dict] | None = None, budget: dict | None = None) -> dict:
     """The content of accuracy.json: evaluate_accuracy's result, with `pt_optimization: false` when the ranges
-    were calibrated but the PT optimizations were off, the decoding figures of a causal LM, and the results
-    of the model before HWA fine-tuning (`results_without_hwa`) when it was fine-tuned."""
+    were calibrated but the PT optimizations were off, the decoding figures of a causal LM, the results
+    of the model before HWA fine-tuning (`results_without_hwa`) when it was fine-tuned, and --accuracy-budget's
+    sensitivities, prediction and verification (`budget`, compiler/budget)."""
     data = dict(accuracy)
+    if budget is not None:
+        data["budget"] = budget
     if pt_optimization_off:
         data["pt_optimization"] = False
     if decoding is not None:

@@ -154,6 +154,15 @@ class SpecOverride(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BlockOptionRecord(Record):
+    """--accuracy-budget: how one weight block runs (compiler/block_options.py)."""
+    kind: str = required(choices=("analog", "digital"))
+    bits: int = required(min=1)
+    copies: int = written(1, min=1)
+    label: str = written("")
+
+
+@dataclass(frozen=True, kw_only=True)
 class MappingJson(Record):
     schema_version: int = written()
     model: str = required()
@@ -182,6 +191,7 @@ class MappingJson(Record):
     command: str | None = optional()
     objective: str | None = optional()               # --allocation auto only, with the strategies it tried
     strategies: list[Strategy] = optional([])
+    block_options: dict[str, BlockOptionRecord] = optional({})  # --accuracy-budget: every block's option
 
 
 # --- cost.json (compiler/writers.py, cost_json: CostReport.to_json and power) -------------------------------
@@ -620,6 +630,81 @@ class SimulatorInfo(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BudgetSensitivity(Record):
+    """One block with one option, the others at the reference: paired difference of the drop over the seeds."""
+    block: str = required()
+    option: str = required()
+    delta_drop: float = required()
+    delta_drop_ci95: float | None = written()
+    delta_cost: float = required()
+    sram_macros: float = written(0.0, min=0)
+    per_seed: list[float] = written([])
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetPoint(Record):
+    """A verified assignment (a try of the search, or a uniform mapping): predicted and measured drop, its price."""
+    predicted_drop: float = required()
+    measured_drop: float = required()
+    measured_ci95: float | None = written()
+    measured_upper: float = required()
+    per_seed: list[float] = written([])
+    energy_J: float = required(min=0)
+    latency_s: float = required(min=0)
+    tiles: float = required(min=0)
+    attempt: int | None = optional(min=0)
+    limit: float | None = optional()
+    predicted_ci95: float | None = optional()
+    predicted_cost: float | None = optional()
+    met: bool | None = optional()
+    picks: list[int] = optional([])
+    options: dict[str, str] = optional({})
+    name: str | None = optional()
+    option: str | None = optional()
+    meets_budget: bool | None = optional()
+    fits_sram: bool | None = optional()
+    sram_note: str | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierPoint(Record):
+    cost: float = required()
+    predicted_drop: float = required()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetRecord(Record):
+    """--accuracy-budget (compiler/budget/search.py; docs/accuracy_budget.md)."""
+    metric: str = required()
+    higher_is_better: bool = written(True)
+    fp_value: float | None = written()
+    at: DriftTime = required()
+    delta: float = required(min=0)
+    objective: str = required(choices=("energy", "latency", "tiles"))
+    options: list[str] = written([])
+    reference_option: str = written("")
+    sensitivity_seeds: list[int] = written([])
+    verify_seeds: list[int] = written([])
+    reference_drop: float = required()
+    reference_drop_ci95: float | None = written()
+    reference_cost: float = required()
+    sram_macros_free: float | None = written()
+    sensitivity: list[BudgetSensitivity] = required()
+    tries: list[BudgetPoint] = required()
+    chosen: int | None = written()
+    met: bool = required()
+    uniform: list[BudgetPoint] = written([])
+    frontier: list[FrontierPoint] = written([])
+    exact: bool = written(True)
+    simulations: int = written(0, min=0)
+    sensitivity_simulations: int = written(0, min=0)
+    pricings: int = written(0, min=0)
+    sensitivity_seconds: float = written(0.0, min=0)
+    seconds: float = written(0.0, min=0)
+    block_options: dict[str, str] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyJson(Record):
     schema_version: int = written()
     model: str = written("")
@@ -642,6 +727,7 @@ class AccuracyJson(Record):
     hwa_finetune: bool = optional(False)
     results_without_hwa: list[DriftResult] | None = optional()
     decoding: DecodingRecord | None = optional()  # causal LMs: compiler/evaluation/decoding.py
+    budget: BudgetRecord | None = optional()      # --accuracy-budget: compiler/budget
     notes: list[str] = written([])
     elapsed_s: float = written()
 

@@ -81,3 +81,20 @@ def test_a_leakage_figure_from_another_node_is_said():
     assert node_warnings(load_hw_spec("pcm_1M", {"static.node_nm": 14})) == []
     (warning,) = node_warnings(load_hw_spec("pcm_1M"))
     assert "7 nm" in warning and "unscaled" in warning
+
+
+def test_retained_sram_and_extra_copies_are_priced():
+    hw = load_hw_spec("pcm_1M")
+    area = chip_area(hw)
+    latency = 1000 * NS
+    stages = [_stage("a", "tile 3", 100 * NS)]
+    timing = _timing(latency, {"a": (0.0, 100 * NS)})
+    base = leakage(hw, area, 1, stages, timing)
+    bits = 1e6
+    kept = leakage(hw, area, 1, stages, timing, retained_sram_bits=bits)
+    f, w = hw.static.gated_leakage_fraction, hw.static.sram_pW_per_bit * 1e-12
+    assert kept.energy_J - base.energy_J == pytest.approx((1 - f) * bits * w * latency, rel=1e-9)
+    copies = leakage(hw, area, 1, stages, timing, tiles_working=3)  # two more tiles work as tile 3 does
+    tile_W = math.fsum(tile_leakage_W(hw, area).values())
+    on_s = 100 * NS + f * 900 * NS + (1 - f) * hw.static.gate_break_even_ns * NS
+    assert copies.energy_J - base.energy_J == pytest.approx(2 * tile_W * (on_s - f * latency), rel=1e-9)

@@ -26,7 +26,7 @@ from compiler.backends.estimator.area import ChipArea
 from compiler.backends.estimator.chip import ATTENTION_UNITS, DIGITAL_UNITS
 from compiler.backends.estimator.fields import NS, require
 from compiler.backends.estimator.schedule import Schedule, Stage
-from compiler.backends.estimator.static import node_warnings, shared_leakage_W, static_power, tile_leakage_W
+from compiler.backends.estimator.static import SRAM, node_warnings, shared_leakage_W, static_power, tile_leakage_W
 
 SHARED_RESOURCE = {"digital_units": DIGITAL_UNITS, "attention_units": ATTENTION_UNITS}  # area component -> resource
 TILE_PREFIX = "tile "
@@ -66,12 +66,16 @@ class _Gate:
     off_fraction: float              # f: what an off domain still leaks
 
 
-def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], timing: Schedule) -> Leakage:
-    """The leakage energy of `stages` scheduled as `timing` on `chips` chips."""
+def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], timing: Schedule,
+            tiles_working: int = 0, retained_sram_bits: float = 0.0) -> Leakage:
+    """The leakage energy of `stages` scheduled as `timing` on `chips` chips. tiles_working: tiles with work, when
+    more than the stages name (the extra copies of a block with copies: priced at the mean on-time of the tiles
+    the stages name); retained_sram_bits: SRAM that keeps data through the idle gaps (digital blocks' weights, a
+    decoder's KV cache), powered throughout."""
     latency = timing.latency_s
     all_on = static_power(hw, area, tiles=chips * area.tiles, chips=chips)
     note = next(iter(node_warnings(hw)), None)
-    if not require(hw, "static.power_gating", "whether idle tiles and units are power-gated"):
+    if not require(hw, "static.power_gating", "whether idle tiles and units are power-gated"):  # all SRAM counted
         return Leakage({c: w * latency for c, w in all_on.items()}, all_on, latency, False, node_note=note)
     gate = _Gate(require(hw, "static.gate_break_even_ns", "power gating's break-even idle time") * NS,
                  require(hw, "static.gated_leakage_fraction", "what a power-gated domain still leaks"))
@@ -89,10 +93,17 @@ def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], t
         off_tile_seconds += n * off_s
         wakeups += wakes
         active_tiles += n
-    idle_tiles = chips * area.tiles - active_tiles
+    shadow = min(max(tiles_working - active_tiles, 0), chips * area.tiles - active_tiles)
+    if shadow and active_tiles:
+        tile_seconds += shadow * tile_seconds / active_tiles
+        off_tile_seconds += shadow * off_tile_seconds / active_tiles
+    idle_tiles = chips * area.tiles - active_tiles - shadow
     tile_seconds += idle_tiles * gate.off_fraction * latency
     off_tile_seconds += idle_tiles * latency
     energy = {c: w * tile_seconds for c, w in per_tile.items()}
+    # retained SRAM bits sit in tiles counted above at their own on/off time: the rest of the time they stay on
+    sram_W_per_bit = require(hw, "static.sram_pW_per_bit", "SRAM leakage per bit") * 1e-12
+    energy[SRAM] = energy.get(SRAM, 0.0) + (1.0 - gate.off_fraction) * retained_sram_bits * sram_W_per_bit * latency
     off_seconds, weights = off_tile_seconds, chips * area.tiles * latency
     for component, w in shared_leakage_W(hw, area).items():
         spans = shared_activity.get(SHARED_RESOURCE.get(component, component), [])
