@@ -203,6 +203,15 @@ class DigitalSpec:
     other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
 
 
+@dataclass(frozen=True)
+class BlockOptionsSpec:
+    """What `--accuracy-budget` may choose per weight block (compiler/block_options.py, docs/accuracy_budget.md).
+    The reference option is always analog at adc.bits without redundancy."""
+    adc_bits: tuple[int, ...] | None = _f(2, 16, default=None)    # ADC resolutions a block may take (adc.bits added)
+    redundancy: tuple[int, ...] | None = _f(2, 8, default=None)   # k: the block on k tile sets, outputs averaged
+    digital_bits: int | None = _f(2, 16, default=None)            # the block on the digital units in INT<bits>
+
+
 # --- cost sections (read by compiler.backends.estimator; see docs/estimator.md) -----------------
 # Every cost field may be absent when the spec loads (mapping and simulation do not need it); the
 # estimator raises a UserError naming the field when it needs one that is missing.
@@ -339,6 +348,7 @@ class HardwareSpec:
     memory: MemorySpec | None = _f(default=None)
     chip_link: ChipLinkSpec | None = _f(default=None)
     package: PackageSpec | None = _f(default=None)
+    block_options: BlockOptionsSpec | None = _f(default=None)  # choices of --accuracy-budget
     # relative uncertainty (1 sigma-like, 0.3 = +-30 %) of cost numbers: "default" for every unlisted one, or a
     # dotted field (energy.read_voltage_V); the estimator propagates them one at a time (docs/estimator.md)
     uncertainty: dict[str, float] | None = _f(0.0, 0.95, default=None, hash=False)

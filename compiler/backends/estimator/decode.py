@@ -293,7 +293,8 @@ def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, 
     works = tuple(AnalogWork(
         name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
         out_features=placed.blocks[name].out_features, bias_features=e["bias"],
-        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"])
+        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
+        option=placed.block_options.get(name))
         for name, e in analog.items())
     return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
 

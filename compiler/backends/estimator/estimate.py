@@ -16,6 +16,7 @@ from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
+from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
 from compiler.backends.estimator.peak import peak_throughput
 from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
                                                 tile_prices)
@@ -39,12 +40,16 @@ class _Chip:
     chips: int
     fill: Mapping[int, float]
     layouts: dict = field(default_factory=dict, compare=False)  # the blocks' chip layouts (links.py), reused
+    weight_sram_bits: int = 0        # SRAM bits holding digital blocks' weights (--accuracy-budget), powered
 
     def with_hw(self, hw: HardwareSpec) -> "_Chip":
-        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts)
+        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts, self.weight_sram_bits)
 
     def static_W(self) -> dict[str, float]:
-        return static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
+        power = static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
+        if self.weight_sram_bits:
+            power["sram"] += self.weight_sram_bits * self.hw.static.sram_pW_per_bit * 1e-12
+        return power
 
 
 @dataclass
@@ -83,7 +88,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     hw = placed.hw
     check_prices(hw)  # every field present, every derived price finite: one UserError before any work
     pulses = pulse_pricing(placed, calibration, input_fill)
-    chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
+    chip = _Chip(hw, chip_area(hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
+                 weight_sram_bits=weight_sram_bits(placed))
     template = WorkloadTemplate(placed)
     forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
     main = _evaluate(forward(batch, seq_len), chip, None)
@@ -125,10 +131,21 @@ def inference_schedule(placed: PlacedGraph, seq_len: int,
     segments are read again each call)."""
     template = template or WorkloadTemplate(placed)
     forward = forward_workload(template)
-    chip = _Chip(placed.hw, chip_area(placed.hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1),
-                 {})
+    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), {},
+                 weight_sram_bits=weight_sram_bits(placed))
     ev = _evaluate(forward(1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
     return ev.stages, ev.schedule
+
+
+def inference_cost(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
+                   calibration: Any = None) -> tuple[float, float]:
+    """(energy J with static, latency s) of one inference as `estimate` prices it, without its series, baseline
+    and ranges: what --accuracy-budget compares block options by (compiler/budget)."""
+    pulses = pulse_pricing(placed, calibration, None)
+    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
+                 weight_sram_bits=weight_sram_bits(placed))
+    ev = _evaluate(forward_workload(WorkloadTemplate(placed))(batch, seq_len), chip, None)
+    return ev.energy_J, ev.schedule.latency_s
 
 
 def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
