@@ -830,6 +830,13 @@ class SweepRun(Record):
     ttft_s: float | None = written()
     tokens_per_s: float | None = written()
     energy_per_token_J: float | None = written()
+    # their ranges (cost.json decode.ranges, the AIMC side at the run's batch): null without them
+    ttft_low_s: float | None = written()
+    ttft_high_s: float | None = written()
+    tokens_per_s_low: float | None = written()
+    tokens_per_s_high: float | None = written()
+    energy_per_token_low_J: float | None = written()
+    energy_per_token_high_J: float | None = written()
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])
