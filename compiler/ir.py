@@ -82,6 +82,21 @@ class Placement:
         return data
 
 
+def layer_group(module: str) -> str:
+    """The per-layer bucket of a module path: the transformer block (`...layer.3`), else its parent module.
+
+    `roberta.encoder.layer.3.attention.self.fused` -> `roberta.encoder.layer.3`;
+    `roberta.embeddings.word_embeddings` -> `roberta.embeddings`; `classifier.dense` -> `classifier`.
+    """
+    if not module:
+        return "(top level)"
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:i + 1])
+    return ".".join(parts[:-1]) if len(parts) > 1 else parts[0]
+
+
 @dataclass
 class WeightBlock:
     """Analog layers that share one input, concatenated along their outputs."""
@@ -163,6 +178,9 @@ class PlacedGraph:
     # the calibration inputs' statistics (passes.range_optimization.CalibrationStats) when ranges were calibrated:
     # the estimator prices each PWM pulse by the measured mean input instead of full length; None without them
     calibration_stats: Any = None
+    # --accuracy-budget: block name -> its compiler.block_options.BlockOption; a block without an entry runs as the
+    # reference (analog at adc.bits); the simulator and the estimator read it
+    block_options: dict[str, Any] = field(default_factory=dict)
 
     # --- queries -----------------------------------------------------------------------------
     @property

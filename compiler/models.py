@@ -5,7 +5,10 @@ Where the weights come from, in order: a local checkpoint directory; a package t
 only a `config.json` or for a few known names (bundled configs), the architecture alone, with random weights
 (said loudly: mapping and cost depend only on shapes, accuracy on random weights means nothing) or, with
 `materialize=False`, on torch's meta device: shapes without values, no initialization, no weight memory
-(an 8B decoder in a fraction of a second). Nothing here touches the network.
+(an 8B decoder in a fraction of a second). A real checkpoint of safetensors files loaded with
+`materialize=False` is built on the meta device too, its shapes read from the files' headers and checked against
+the config: no weight is read (`ModelInfo.values_loaded` False). A checkpoint of .bin (pickle) files has no
+header to read and still loads whole. Nothing here touches the network.
 """
 from __future__ import annotations
 
@@ -54,6 +57,9 @@ class ModelInfo:
     # such as a new classifier), listed in new_weights
     head: str | None = None
     new_weights: tuple[str, ...] = ()
+    # False when only the shapes were read (a safetensors checkpoint loaded with materialize=False): the model
+    # is on the meta device, and nothing may read its weight values
+    values_loaded: bool = True
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "task": self.task, "weights": self.weights, "source": self.source}
@@ -79,7 +85,10 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = DEFAUL
     Without real weights (a config-only directory, a bundled config), `materialize` chooses: True builds the
     architecture with random weights (values: what the simulator and calibration need); False builds it on
     the meta device, `aimc_info.weights == "none"`: shapes only, enough for mapping and cost, and nothing
-    may read its weight values. Real weights load whatever `materialize` says. Example inputs stay on the CPU.
+    may read its weight values. A real checkpoint loads its weights with `materialize`; without it, a
+    safetensors checkpoint gives its shapes only (read from the files' headers, checked against the config; the
+    model on the meta device, `aimc_info.values_loaded` False) and a .bin checkpoint loads whole (pickle files
+    have no header to read the shapes from). Example inputs stay on the CPU.
     A decoder config (a causal-LM architecture) defaults to task "causal-lm".
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -94,10 +103,15 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = DEFAUL
         check_config(_local_config(checkpoint), checkpoint / "config.json")  # before from_pretrained allocates
         model_key = source if source in DEFAULT_TASK else data.get("model_type", "")
         task = task or DEFAULT_TASK.get(model_key) or _default_task(data)
-        model, new_weights = _from_checkpoint(checkpoint, task, num_labels)
+        shapes_only = not materialize and _shapes_readable(checkpoint, data)
+        if shapes_only:
+            model = _from_config(_local_config(checkpoint), task, num_labels, materialize=False, name=name_or_path)
+            new_weights = _check_header_shapes(model, checkpoint)
+        else:
+            model, new_weights = _from_checkpoint(checkpoint, task, num_labels)
         tokenizer = _load_tokenizer(checkpoint)
         info = ModelInfo(name_or_path, task, "real", source, tokenizer, head="random" if new_weights else "real",
-                         new_weights=new_weights)
+                         new_weights=new_weights, values_loaded=not shapes_only)
     else:
         if checkpoint is not None:  # a directory with a config.json and no weights: the architecture alone
             config, data = _local_config(checkpoint), _config_json(checkpoint)
@@ -297,6 +311,57 @@ def _from_checkpoint(checkpoint: Path, task: str, num_labels: int) -> tuple[torc
         except Exception as exc:  # corrupt weights (SafetensorError), bad config values, no such head, ...
             raise UserError(f"{_weights_file(checkpoint)}: cannot load it as {task} ({_reason(exc)})") from None
     return model, tuple(sorted(loading.get("missing_keys") or ()))
+
+
+def _shapes_readable(checkpoint: Path, config: dict) -> bool:
+    """Whether the checkpoint's shapes can be read without its weights: safetensors files (transformers prefers
+    them over .bin files beside them), and no quantization (packed weights have other shapes than the layers)."""
+    return any(checkpoint.glob("*.safetensors")) and not config.get("quantization_config")
+
+
+def _safetensors_shapes(checkpoint: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, from the JSON header of every safetensors file (8 bytes of little-endian header
+    length, then the header): the weights themselves are not read."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            with open(path, "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                if not 2 <= size <= 100 * 1024 ** 2:  # the format caps a header at 100 MB
+                    raise ValueError(f"header length {size}")
+                header = json.loads(f.read(size))
+            shapes.update({name: tuple(int(d) for d in entry["shape"]) for name, entry in header.items()
+                           if name != "__metadata__"})
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise UserError(f"{path}: cannot read its safetensors header ({_reason(exc)}); the checkpoint is "
+                            f"damaged") from None
+    return shapes
+
+
+def _check_header_shapes(model: torch.nn.Module, checkpoint: Path) -> tuple[str, ...]:
+    """Check the meta-device model's parameters against the checkpoint's header shapes, as loading would; return
+    the parameters the checkpoint lacks (a new task head), tied copies of a present weight excepted. Names are
+    matched as transformers matches them: as they are, or with or without the base model's prefix."""
+    shapes = _safetensors_shapes(checkpoint)
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    aliases: dict[int, list[tuple[str, torch.nn.Parameter]]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(id(param), []).append((name, param))
+    missing = []
+    for names in aliases.values():
+        found = False
+        for name, param in names:
+            candidates = [name] + ([f"{prefix}.{name}", name.removeprefix(prefix + ".")] if prefix else [])
+            key = next((k for k in candidates if k in shapes), None)
+            if key is None:
+                continue
+            if shapes[key] != tuple(param.shape):
+                raise UserError(f"{_weights_file(checkpoint)}: {key} has shape {list(shapes[key])} but the config "
+                                f"makes it {list(param.shape)}; the checkpoint does not match its config.json")
+            found = True
+        if not found:
+            missing.extend(name for name, _ in names)
+    return tuple(sorted(missing))
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ def compile_model(model: torch.nn.Module, example: Any, hw: HardwareSpec | str, 
     2 % of the best latency; "tiles", "latency", "throughput") under `max_tiles` / `max_latency_s`, pricing one
     inference of `seq_len` tokens (compiler/placement.py; default compiler.config.DEFAULT_SEQ_LEN, fewer if the
     model's positions end sooner; a length below 1 or beyond the positions is refused as estimate() refuses it);
-    "naive", "fused", "packed", "slack" pick one.
+    "naive", "fused", "packed", "layered", "slack" pick one.
     `exported`: this model's torch.export program for `example` when the caller has it already (a sweep exports
     a model once per shape); the passes read it and never change it.
     """

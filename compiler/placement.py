@@ -3,7 +3,8 @@
 A pass imports no backend, so the search lives here: it runs passes.tile_allocation's strategies, prices each
 with the estimator's pipeline schedule (one inference of `seq_len` tokens), and keeps the best one under the
 budget. Candidates:
-- naive, fused, packed: as the pass defines them;
+- naive, fused, packed, layered: as the pass defines them (layered: each transformer layer on one chip where it
+  fits, so activations cross chip links between layers only);
 - slack: packing limited to the pipeline's slack (each tile's busy time within fused's period);
 - between slack and packed, when a --max-tiles budget falls between them: slack with the k least busy blocks
   packed freely (their pieces count no busy time, so they fill the room other tiles leave), for a few k from
@@ -47,6 +48,7 @@ class Candidate:
     bottleneck: str | None = None   # the resource that sets the period (the schedule's)
     replicas: int = 1               # whole copies of the mapping, each on its own chips (tiles counts them all)
     packed_blocks: tuple[str, ...] = ()  # slack only: blocks packed freely (no busy time counted)
+    chips: int | None = None        # chips the mapping spans (all replicas')
 
     @property
     def throughput_per_s(self) -> float | None:
@@ -55,7 +57,8 @@ class Candidate:
     def row(self, chosen: bool) -> dict:
         return {"name": self.name, "tiles": self.tiles, "latency_s": self.latency_s, "period_s": self.period_s,
                 "throughput_per_s": self.throughput_per_s, "copies": sum(k - 1 for k in self.copies.values()),
-                "replicas": self.replicas, "bottleneck": self.bottleneck, "chosen": chosen}
+                "replicas": self.replicas, "bottleneck": self.bottleneck, "chosen": chosen,
+                **({"chips": self.chips} if self.chips is not None else {})}
 
 
 class _Schedules:
@@ -89,9 +92,10 @@ def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None =
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value <= 0):
             raise UserError(f"{name} must be a positive number, got {str(value)[:40]}")
-    if allocation in ("naive", "fused", "packed") and max_latency_s is None:
+    if allocation in ("naive", "fused", "packed", "layered") and max_latency_s is None:
         allocate_tiles(placed, allocation)
-        _check_budget([Candidate(allocation, allocation, placed.tiles_used)], max_tiles, None, placed)
+        _check_budget([Candidate(allocation, allocation, placed.tiles_used, chips=placed.chips_used)], max_tiles,
+                      None, placed)
         return {}
     try:
         schedules = _Schedules(placed, seq_len)
@@ -100,7 +104,8 @@ def place(placed: PlacedGraph, allocation: str = "auto", objective: str | None =
         if allocation == "slack" or max_latency_s is not None:
             raise  # these need the schedule; without one the spec's or the model's own error says why
         # no schedule (an unpriced spec, a static batch dimension): tiles are all that can be compared
-        candidates = [Candidate("packed", "packed", allocate_tiles(placed, "packed").tiles_used)]
+        allocate_tiles(placed, "packed")
+        candidates = [Candidate("packed", "packed", placed.tiles_used, chips=placed.chips_used)]
         objective = "tiles"
     fitting = _check_budget(candidates, max_tiles, max_latency_s, placed)
     chosen = _choose(fitting, objective)
@@ -118,11 +123,11 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
     def measure(name: str, strategy: str, copies: dict[str, int] | None = None) -> Candidate:
         _, timing = schedules()
         c = Candidate(name, strategy, placed.tiles_used, timing.latency_s, timing.period_s, dict(copies or {}),
-                      timing.bottleneck or None)
+                      timing.bottleneck or None, chips=placed.chips_used)
         out.append(c)
         return c
 
-    strategies = ("naive", "fused", "packed") if allocation == "auto" else ()
+    strategies = ("naive", "fused", "packed", "layered") if allocation == "auto" else ()
     for strategy in strategies:
         allocate_tiles(placed, strategy)
         measure(strategy, strategy)
@@ -171,7 +176,8 @@ def _whole_replicas(placed: PlacedGraph, tried: list[Candidate], max_tiles: int 
     chips = -(-base.tiles // per_chip)  # a replica's chips (tiles are numbered from 0, chip by chip)
     most = min(max_tiles // base.tiles, placed.hw.tile.max_chips // chips)
     return [Candidate(f"{base.name} x{n}", base.strategy, n * base.tiles, base.latency_s, base.period_s,
-                      dict(base.copies), base.bottleneck, replicas=n, packed_blocks=base.packed_blocks)
+                      dict(base.copies), base.bottleneck, replicas=n, packed_blocks=base.packed_blocks,
+                      chips=n * chips)
             for n in range(2, most + 1)]
 
 
@@ -217,7 +223,7 @@ def _replicate_greedy(placed: PlacedGraph, schedules: _Schedules, base: Candidat
             replicate(placed, {b: k for b, k in trial.items() if k > 1})
             _, timing = schedules()
             trial_c = Candidate("replicated", "slack", placed.tiles_used, timing.latency_s, timing.period_s,
-                                {b: k for b, k in trial.items() if k > 1})
+                                {b: k for b, k in trial.items() if k > 1}, chips=placed.chips_used)
             tried.append((_score(trial_c, objective), stage.name, trial_c))
         if not tried:
             break

@@ -8,6 +8,10 @@ Strategies:
 - packed: fused, then the partial pieces (the row/column remainders) share tiles: each tile holds
           non-overlapping rectangles, time-multiplexed (a segment's MVM drives only its own rows).
           Fewest tiles, but pieces of one block sharing a tile serialize, and that stretches the pipeline.
+- layered: packed within each transformer layer (`compiler.ir.layer_group` of its blocks), and each layer
+          starts on a fresh chip when that makes it span fewer chips (on one chip where it fits): a layer's
+          activations then cross chip links only between layers, not inside them. Tiles left empty at the end
+          of a chip are the price.
 - slack:  packed, but a tile is shared only by pieces of different blocks whose combined busy time per
           inference fits the pipeline period (`busy`, `period`: the estimator's schedule, given by
           compiler/placement.py), so packing costs no latency where the schedule allows it.
@@ -19,9 +23,9 @@ import math
 from dataclasses import dataclass, replace
 
 from compiler.errors import UserError
-from compiler.ir import Kind, PlacedGraph, TileSegment, WeightBlock
+from compiler.ir import Kind, PlacedGraph, TileSegment, WeightBlock, layer_group
 
-STRATEGIES = ("naive", "fused", "packed", "slack")
+STRATEGIES = ("naive", "fused", "packed", "layered", "slack")
 # tile pieces the allocator builds at most (one object each): beyond, tiles this small for this model are
 # no chip anyone builds, and the pieces alone would take gigabytes (roberta-base on 1x1 tiles: 85M)
 MAX_PIECES = 1_000_000
@@ -58,6 +62,8 @@ def allocate_tiles(placed: PlacedGraph, strategy: str = "packed", busy: dict[str
     pieces = [piece for block in placed.blocks.values() for piece in _grid_pieces(block, rows, cols)]
     if strategy == "packed":
         placed.segments = _pack(pieces, rows, cols)
+    elif strategy == "layered":
+        placed.segments = _layered(pieces, rows, cols, placed.hw.tile.count)
     elif strategy == "slack":
         placed.segments = _pack(pieces, rows, cols, busy, period)
     else:
@@ -165,6 +171,24 @@ def _pack(pieces: list[_Piece], rows: int, cols: int, busy: dict[str, float] | N
     return segments
 
 
+def _layered(pieces: list[_Piece], rows: int, cols: int, per_chip: int) -> list[TileSegment]:
+    """Each layer's pieces packed on tiles of their own, layer after layer in model order; a layer starts on the
+    next chip when it would span more chips from where the last one ended than from a fresh chip."""
+    layers: dict[str, list[_Piece]] = {}
+    for p in pieces:
+        layers.setdefault(layer_group(p.block), []).append(p)
+    segments: list[TileSegment] = []
+    start = 0  # the first free tile
+    for group in layers.values():
+        packed = _pack(group, rows, cols)
+        count = max(s.tile for s in packed) + 1
+        if (start % per_chip + count - 1) // per_chip > (count - 1) // per_chip:
+            start = -(-start // per_chip) * per_chip
+        segments += [replace(s, id=len(segments) + i, tile=start + s.tile) for i, s in enumerate(packed)]
+        start += count
+    return segments
+
+
 def replicate(placed: PlacedGraph, copies: dict[str, int]) -> PlacedGraph:
     """Add copies of blocks (name -> total copies, >= 1) on fresh tiles, one tile per piece (in place).
 
@@ -221,7 +245,7 @@ def _check_capacity_from_shapes(placed: PlacedGraph, strategy: str) -> None:
     blocks = placed.blocks.values()
     pieces = sum(math.ceil(b.in_features / tile.rows) * math.ceil(b.out_features / tile.cols) for b in blocks)
     weights = sum(b.in_features * b.out_features for b in blocks)
-    needed = math.ceil(weights / (tile.rows * tile.cols)) if strategy == "packed" else pieces
+    needed = math.ceil(weights / (tile.rows * tile.cols)) if strategy in ("packed", "layered") else pieces
     capacity = tile.count * tile.max_chips
     if needed > capacity:
         raise UserError(f"{placed.model_info.name} needs at least {needed:,} tiles of {tile.rows}x{tile.cols} "

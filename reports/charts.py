@@ -1,6 +1,7 @@
 """The report's figures, drawn with matplotlib from cost.json and accuracy.json (read through reports/schema.py)."""
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -163,36 +164,32 @@ def sweep(cost: CostJson) -> str:
     return to_svg(fig, "energy and latency sweep")
 
 
-TILE_BUSY_STEPS = 2000
-
-
 def tile_busy(cost: CostJson, bottleneck_tile: int | None) -> str | None:
     """Busy fraction of each tile over the pipeline period: the latency picture of the schedule."""
-    util = cost.schedule.tile_utilization
-    if not util:
+    steps = cost.schedule.busy_steps() if cost.schedule else None
+    if steps is None or not steps.first_tile:
         return None
-    tiles = sorted(util)
     fig, ax = new_figure(11.4, 2.3)
     with style():
         # One filled step path rather than hundreds of bars: same picture, a fraction of the SVG. Beyond
-        # TILE_BUSY_STEPS tiles (28,628 for an 8B decoder) a step is the busiest of consecutive tiles: the
-        # envelope, at most a few thousand points whatever the model
-        values = np.array([util[t] for t in tiles])
-        per_step = max(1, math.ceil(len(tiles) / TILE_BUSY_STEPS))
-        edges = np.append(np.arange(0, len(tiles), per_step), len(tiles)) - 0.5
-        ax.stairs(np.maximum.reduceat(values, np.arange(0, len(tiles), per_step)), edges, fill=True,
-                  color=AIMC_COLOR, linewidth=0)
-        if bottleneck_tile in util:
-            ax.bar(tiles.index(bottleneck_tile), util[bottleneck_tile], width=1.0, color="#c44e52", linewidth=0)
-        mean = sum(util.values()) / len(util)
+        # reports.schema.TILE_STEPS tiles (28,628 for an 8B decoder) a step is the busiest of consecutive tiles:
+        # the envelope, at most a few thousand points whatever the model (cost.json holds it so when compact)
+        n = len(steps.first_tile)
+        ax.stairs(np.array(steps.max), np.arange(n + 1) - 0.5, fill=True, color=AIMC_COLOR, linewidth=0)
+        if bottleneck_tile is not None and steps.first_tile[0] <= bottleneck_tile:
+            i = bisect.bisect_right(steps.first_tile, bottleneck_tile) - 1
+            ax.bar(i, steps.max[i], width=1.0, color="#c44e52", linewidth=0)
+        mean = cost.schedule.mean_tile_utilization
+        if mean is None:
+            mean = sum(m * steps.per_step for m in steps.mean) / max(steps.tiles, 1)
         ax.axhline(mean, color=MUTED, lw=1, ls="--")
-        ax.text(len(tiles) * 1.005, mean, f"mean {100 * mean:.0f} %", va="center", fontsize=8.5, color=MUTED)
+        ax.text(n * 1.005, mean, f"mean {100 * mean:.0f} %", va="center", fontsize=8.5, color=MUTED)
         ax.set_ylim(0, 1.05)
-        ax.set_xlim(-0.5, len(tiles) - 0.5)
+        ax.set_xlim(-0.5, n - 0.5)
         ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f} %")
-        step = max(1, 10 ** math.floor(math.log10(max(len(tiles), 1))) // 2)
-        ticks = list(range(0, len(tiles), step))
-        ax.set_xticks(ticks, [str(tiles[i]) for i in ticks], fontsize=8)
+        step = max(1, 10 ** math.floor(math.log10(max(steps.tiles, 1))) // 2)
+        ticks = list(range(0, n, max(1, step // steps.per_step)))
+        ax.set_xticks(ticks, [str(steps.first_tile[i]) for i in ticks], fontsize=8)
         ax.set_xlabel("tile")
         ax.grid(axis="x", visible=False)
         bottleneck = cost.schedule.bottleneck

@@ -7,7 +7,7 @@ from reports.schema import Strategy
 from reports.svgfig import legend_outside, new_figure, to_svg
 
 CHOSEN_COLOR, FRONT_COLOR = "#e07b39", AIMC_COLOR
-LABELLED = ("naive", "packed", "slack")  # the strategies named on the chart besides the chosen one
+LABELLED = ("naive", "packed", "layered", "slack")  # the strategies named on the chart besides the chosen one
 
 
 def _front(points: list[tuple[float, float]], higher_is_better: bool) -> list[int]:

@@ -142,6 +142,7 @@ class Strategy(Record):
     copies: int = written(0, min=0)                  # block copies added by replication
     replicas: int = optional(1, min=1)               # whole copies of the mapping, each on chips of its own
     bottleneck: str | None = optional()              # the resource that sets the period ("tile 12", "digital units")
+    chips: int | None = optional(min=1)              # chips the mapping spans (every replica's)
     chosen: bool = written(False)
 
 
@@ -150,6 +151,15 @@ class SpecOverride(Record):
     """One `--set KEY=VALUE`: the value given, and the key's value in the spec file (its default there)."""
     value: Any = required()
     file: Any = written()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlockOptionRecord(Record):
+    """--accuracy-budget: how one weight block runs (compiler/block_options.py)."""
+    kind: str = required(choices=("analog", "digital"))
+    bits: int = required(min=1)
+    copies: int = written(1, min=1)
+    label: str = written("")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +191,7 @@ class MappingJson(Record):
     command: str | None = optional()
     objective: str | None = optional()               # --allocation auto only, with the strategies it tried
     strategies: list[Strategy] = optional([])
+    block_options: dict[str, BlockOptionRecord] = optional({})  # --accuracy-budget: every block's option
 
 
 # --- cost.json (compiler/writers.py, cost_json: CostReport.to_json and power) -------------------------------
@@ -218,12 +229,46 @@ class Stage(Record):
     busy_s: float = written()
 
 
+# cost.json lists every tile's busy fraction up to this many tiles; beyond, it holds them as TILE_STEPS steps of
+# consecutive tiles (`tile_utilization_steps`): the 70B decoder's 265,128 entries made 9.9 MB
+FULL_COST_TILES = 10_000
+TILE_STEPS = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TileSteps(Record):
+    """Consecutive used tiles in steps of `per_step` (the last one may hold fewer): step i starts at tile
+    `first_tile[i]`; `max` and `mean` are the busy fractions of its tiles. What the tile-busy chart draws."""
+    tiles: int = required(min=0)                 # used tiles summarized
+    per_step: int = required(min=1)
+    first_tile: list[int] = required()
+    max: list[float] = required()
+    mean: list[float] = required()
+
+
+def tile_steps(util: dict[int, float], steps: int = TILE_STEPS) -> TileSteps:
+    """Per-tile busy fractions (tile index -> fraction) as at most `steps` steps of consecutive used tiles."""
+    tiles = sorted(util)
+    per_step = max(1, -(-len(tiles) // steps))
+    chunks = [tiles[i:i + per_step] for i in range(0, len(tiles), per_step)]
+    return TileSteps(tiles=len(tiles), per_step=per_step, first_tile=[c[0] for c in chunks],
+                     max=[max(util[t] for t in c) for c in chunks],
+                     mean=[sum(util[t] for t in c) / len(c) for c in chunks])
+
+
 @dataclass(frozen=True, kw_only=True)
 class Schedule(Record):
     critical_path: list[str] = written([])
     bottleneck: str = written("")
     mean_tile_utilization: float = written()
-    tile_utilization: dict[int, float] = written({})
+    tile_utilization: dict[int, float] = written({})            # {} in the compact form (above FULL_COST_TILES)
+    tile_utilization_steps: TileSteps | None = optional()       # the compact form only
+
+    def busy_steps(self) -> TileSteps | None:
+        """The tiles' busy fractions in steps, from either form (None without any)."""
+        if self.tile_utilization_steps is not None:
+            return self.tile_utilization_steps
+        return tile_steps(self.tile_utilization) if self.tile_utilization else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,10 +360,19 @@ class Area(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Static(Record):
-    power_W: float = written()
+    power_W: float = written()                   # mean leakage over an inference (gated where the spec gates)
+    energy_J: float | None = written()           # one inference's leakage (energy_by_component_J's `static`)
+    share_of_energy: float | None = written()
+    decode_step_share: float | None = written()  # causal LMs: the leakage's share of a decode step's energy
     by_component_W: dict[str, float] = written({})
-    tiles_powered: int = written(min=0)
-    idle_tiles_gated: bool = written()
+    tiles_used: int = written(min=0)
+    tiles: int = written(min=0)                  # of the chips the model spans
+    power_gating: bool = written()
+    all_on_power_W: float | None = written()     # every tile and unit powered throughout
+    wakeups: float | None = written()
+    off_fraction: float | None = written()       # share of the domains' time spent switched off
+    gated_vs_all_on: float | None = written()
+    node_note: str | None = written()            # the leakage figure is from another node, used unscaled
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -576,6 +630,81 @@ class SimulatorInfo(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BudgetSensitivity(Record):
+    """One block with one option, the others at the reference: paired difference of the drop over the seeds."""
+    block: str = required()
+    option: str = required()
+    delta_drop: float = required()
+    delta_drop_ci95: float | None = written()
+    delta_cost: float = required()
+    sram_macros: float = written(0.0, min=0)
+    per_seed: list[float] = written([])
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetPoint(Record):
+    """A verified assignment (a try of the search, or a uniform mapping): predicted and measured drop, its price."""
+    predicted_drop: float = required()
+    measured_drop: float = required()
+    measured_ci95: float | None = written()
+    measured_upper: float = required()
+    per_seed: list[float] = written([])
+    energy_J: float = required(min=0)
+    latency_s: float = required(min=0)
+    tiles: float = required(min=0)
+    attempt: int | None = optional(min=0)
+    limit: float | None = optional()
+    predicted_ci95: float | None = optional()
+    predicted_cost: float | None = optional()
+    met: bool | None = optional()
+    picks: list[int] = optional([])
+    options: dict[str, str] = optional({})
+    name: str | None = optional()
+    option: str | None = optional()
+    meets_budget: bool | None = optional()
+    fits_sram: bool | None = optional()
+    sram_note: str | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierPoint(Record):
+    cost: float = required()
+    predicted_drop: float = required()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetRecord(Record):
+    """--accuracy-budget (compiler/budget/search.py; docs/accuracy_budget.md)."""
+    metric: str = required()
+    higher_is_better: bool = written(True)
+    fp_value: float | None = written()
+    at: DriftTime = required()
+    delta: float = required(min=0)
+    objective: str = required(choices=("energy", "latency", "tiles"))
+    options: list[str] = written([])
+    reference_option: str = written("")
+    sensitivity_seeds: list[int] = written([])
+    verify_seeds: list[int] = written([])
+    reference_drop: float = required()
+    reference_drop_ci95: float | None = written()
+    reference_cost: float = required()
+    sram_macros_free: float | None = written()
+    sensitivity: list[BudgetSensitivity] = required()
+    tries: list[BudgetPoint] = required()
+    chosen: int | None = written()
+    met: bool = required()
+    uniform: list[BudgetPoint] = written([])
+    frontier: list[FrontierPoint] = written([])
+    exact: bool = written(True)
+    simulations: int = written(0, min=0)
+    sensitivity_simulations: int = written(0, min=0)
+    pricings: int = written(0, min=0)
+    sensitivity_seconds: float = written(0.0, min=0)
+    seconds: float = written(0.0, min=0)
+    block_options: dict[str, str] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyJson(Record):
     schema_version: int = written()
     model: str = written("")
@@ -598,6 +727,7 @@ class AccuracyJson(Record):
     hwa_finetune: bool = optional(False)
     results_without_hwa: list[DriftResult] | None = optional()
     decoding: DecodingRecord | None = optional()  # causal LMs: compiler/evaluation/decoding.py
+    budget: BudgetRecord | None = optional()      # --accuracy-budget: compiler/budget
     notes: list[str] = written([])
     elapsed_s: float = written()
 
@@ -700,6 +830,13 @@ class SweepRun(Record):
     ttft_s: float | None = written()
     tokens_per_s: float | None = written()
     energy_per_token_J: float | None = written()
+    # their ranges (cost.json decode.ranges, the AIMC side at the run's batch): null without them
+    ttft_low_s: float | None = written()
+    ttft_high_s: float | None = written()
+    tokens_per_s_low: float | None = written()
+    tokens_per_s_high: float | None = written()
+    energy_per_token_low_J: float | None = written()
+    energy_per_token_high_J: float | None = written()
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])

@@ -87,7 +87,7 @@ def build_cost_section(cost: CostJson) -> CostSection:
         figures["sweep"] = charts.sweep(cost)
     if cost.decode and (svg := decode_charts.decode_vs_context(cost)) is not None:
         figures["decode"] = svg
-    if cost.schedule and cost.schedule.tile_utilization:
+    if cost.schedule and cost.schedule.busy_steps():
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
     if (svg := placement_chart.frontier(cost.strategies)) is not None:
         figures["placement"] = svg

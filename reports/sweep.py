@@ -25,7 +25,11 @@ FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""
            ("area_low_mm2", "area_mm2.low", "mm2"), ("area_high_mm2", "area_mm2.high", "mm2"))
 # a causal LM's serving figures: columns of sweep.csv and sweep.html where any point has them
 DECODE_FIGURES = (("ttft_s", "ttft_s", "s"), ("tokens_per_s", "tokens_per_s", "/s"),
-                  ("energy_per_token_J", "energy_per_token_J", "J"))
+                  ("energy_per_token_J", "energy_per_token_J", "J"),
+                  ("ttft_low_s", "ttft_s.low", "s"), ("ttft_high_s", "ttft_s.high", "s"),
+                  ("tokens_per_s_low", "tokens_per_s.low", "/s"), ("tokens_per_s_high", "tokens_per_s.high", "/s"),
+                  ("energy_per_token_low_J", "energy_per_token_J.low", "J"),
+                  ("energy_per_token_high_J", "energy_per_token_J.high", "J"))
 
 
 # --- the Pareto front ---------------------------------------------------------------------------------------
@@ -125,7 +129,10 @@ def write_sweep_files(folder: Path) -> tuple[Path, Path]:
 def _range(low: float | None, high: float | None, unit: str) -> str | None:
     """The estimator's range of a figure as the page shows it under the figure; None without one."""
     from reports.fmt import si
-    return None if low is None or high is None else f"{si(low, unit)} – {si(high, unit)}"
+    if low is None or high is None:
+        return None
+    (a, _, unit_a), (b, _, unit_b) = si(low, unit).partition(" "), si(high, unit).partition(" ")
+    return f"{a}–{b} {unit_a}" if unit_a == unit_b else f"{a} {unit_a} – {b} {unit_b}"
 
 
 def render_sweep(sweep: SweepJson) -> str:
@@ -146,12 +153,17 @@ def render_sweep(sweep: SweepJson) -> str:
                          ("energy", p.energy_low_J, p.energy_high_J, "J"),
                          ("latency", p.latency_low_s, p.latency_high_s, "s"),
                          ("area", p.area_low_mm2, p.area_high_mm2, "mm²"))},
-                     "decode": [si(getattr(p, name), unit) for name, _, unit in decode_figures(sweep)]})
+                     "decode": [f"{si(getattr(p, name), unit)} {what}" for (name, _, unit), what in
+                                zip(decode_figures(sweep)[:3], ("TTFT", "", "/ token"))],  # the figures, not ends
+                     "decode_ranges": {"ttft": _range(p.ttft_low_s, p.ttft_high_s, "s"),
+                                       "tokens_per_s": _range(p.tokens_per_s_low, p.tokens_per_s_high, "/s"),
+                                       "energy_per_token": _range(p.energy_per_token_low_J,
+                                                                  p.energy_per_token_high_J, "J")}})
     return environment().get_template("sweep.html.j2").render(
         sweep=sweep, rows=rows, drifts=drifts, metric=metric, failed=[p for p in sweep.points if p.status == "failed"],
         pareto_chart=sweep_charts.pareto(sweep, metric), area_chart=sweep_charts.pareto_area(sweep, metric),
         axis_charts=[(axis, sweep_charts.axis_effect(sweep, axis, metric)) for axis in sweep.axes],
         counts={s: sum(1 for p in sweep.points if p.status == s) for s in ("computed", "cached", "failed")},
-        decode_columns=[label for _, label, _ in decode_figures(sweep)],
+        decode=bool(decode_figures(sweep)),
         has_versus=any(p.versus is not None and p.versus.accuracy is not None for p in sweep.points),
         isfinite=math.isfinite, basename=os.path.basename)

@@ -39,6 +39,7 @@ def _scatter(ax, sweep: SweepJson, rows: list[tuple[SweepRun, float, float]], lo
     xs = [x for _, x, _ in rows]
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
+    ax.margins(x=0.2)  # room right of the last point for its label, inside the axes (the legend is beside them)
     ax.scatter([], [], color=FRONT_COLOR, label="front (means)")
     if front - means:
         ax.scatter([], [], color="white", edgecolor=FRONT_COLOR, linewidth=1.2, label="not resolved as dominated")

@@ -106,11 +106,11 @@ def test_every_weight_placed_exactly_once_random_shapes(case):
     model = _Branchy(*dims)
     placed = compile_model(model, (torch.randn(2, dims[0]),), hw, allocation="naive")
     counts = {}
-    for strategy in ("naive", "fused", "packed"):
+    for strategy in ("naive", "fused", "packed", "layered"):
         allocate_tiles(placed, strategy)
         _check_every_weight_placed_once(placed)
         counts[strategy] = placed.tiles_used
-    assert counts["packed"] <= counts["fused"] <= counts["naive"]
+    assert counts["packed"] <= counts["fused"] <= counts["naive"] and counts["packed"] <= counts["layered"]
 
 
 def test_model_larger_than_the_chip_is_a_clear_error(pcm_1m):
@@ -256,7 +256,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 @settings(max_examples=25, deadline=None)
 @given(shapes=st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=1, max_size=4),
-       tile=st.tuples(st.integers(4, 40), st.integers(4, 40)), strategy=st.sampled_from(["naive", "fused", "packed"]),
+       tile=st.tuples(st.integers(4, 40), st.integers(4, 40)), strategy=st.sampled_from(["naive", "fused", "packed", "layered"]),
        copies=st.integers(1, 3))
 def test_every_weight_placed_once_per_copy(shapes, tile, strategy, copies):
     from passes.tile_allocation import replicate

@@ -63,3 +63,50 @@ def test_bad_model_requests(kwargs, message):
 def test_directory_without_config_is_rejected(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         load_model(str(tmp_path))
+
+
+def _tiny_llama(folder, safe: bool = True):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    if not safe:  # transformers 5 writes safetensors only: a .bin checkpoint as older tools wrote them
+        (folder / "model.safetensors").unlink()
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def test_shapes_only_reads_a_safetensors_checkpoints_headers_not_its_weights(tmp_path):
+    folder = _tiny_llama(tmp_path / "ckpt")
+    shapes, _ = load_model(str(folder), seq_len=8, materialize=False)
+    whole, _ = load_model(str(folder), seq_len=8)
+    assert not shapes.aimc_info.values_loaded and whole.aimc_info.values_loaded
+    assert shapes.aimc_info.weights == "real" and shapes.aimc_info.head == "real"   # the tied head is no new weight
+    assert all(p.is_meta for p in shapes.parameters()) and not any(p.is_meta for p in whole.parameters())
+    assert {n: p.shape for n, p in shapes.named_parameters()} == {n: p.shape for n, p in whole.named_parameters()}
+    # a task head the checkpoint lacks is a new weight, as loading it whole says
+    head, _ = load_model(str(folder), task="sequence-classification", seq_len=8, materialize=False)
+    loaded, _ = load_model(str(folder), task="sequence-classification", seq_len=8)
+    assert head.aimc_info.new_weights == loaded.aimc_info.new_weights == ("score.weight",)
+
+
+def test_shapes_only_refuses_a_header_that_contradicts_the_config(tmp_path):
+    import json
+    folder = _tiny_llama(tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 40}))
+    with pytest.raises(UserError, match=r"mlp.*shape \[48, 32\].*\[40, 32\]") as caught:
+        load_model(str(folder), seq_len=8, materialize=False)
+    assert "\n" not in str(caught.value)
+    (folder / "model.safetensors").write_bytes(b"\xff" * 16)
+    with pytest.raises(UserError, match="safetensors header"):
+        load_model(str(folder), seq_len=8, materialize=False)
+
+
+def test_a_bin_checkpoint_still_loads_whole(tmp_path):
+    folder = _tiny_llama(tmp_path / "ckpt", safe=False)
+    model, _ = load_model(str(folder), seq_len=8, materialize=False)
+    assert model.aimc_info.values_loaded and not any(p.is_meta for p in model.parameters())

@@ -233,6 +233,13 @@ LAYOUT_PROBLEMS = """() => {
     if (e.matches('td.name[title]') || e.closest('.mapbox')) continue;  // ellipsized names; the zoomable tile map
     problems.push(named(e) + ' clips or scrolls ' + (e.scrollWidth - e.clientWidth) + ' px of "' + e.textContent.trim().slice(0, 40) + '"');
   }
+  // content that spills out of its box over its neighbours: a table cell, a card, a figure (its chart)
+  for (const e of document.querySelectorAll('td, th, .card, figure')) {
+    const style = getComputedStyle(e);
+    if (style.display === 'none' || e.getClientRects().length === 0 || style.overflowX !== 'visible') continue;
+    if (e.scrollWidth > e.clientWidth + 1)
+      problems.push(named(e) + ' spills ' + (e.scrollWidth - e.clientWidth) + ' px of "' + e.textContent.trim().slice(0, 40) + '" over its neighbours');
+  }
   const cards = [...document.querySelectorAll('.card')].map(c => [c, c.getBoundingClientRect()]);
   for (let i = 0; i < cards.length; i++) for (let j = i + 1; j < cards.length; j++) {
     const [a, b] = [cards[i][1], cards[j][1]];
@@ -271,12 +278,22 @@ def llama_dir(tmp_path_factory) -> Path:
 
 
 def test_layout_at_1400_px_report_and_compare(browser, compare_dir: Path, llama_dir: Path, tmp_path) -> None:
+    """The reports, the comparisons (three encoders; an encoder beside a causal LM, with its decode and range
+    rows) and two sweep pages (a simulated two-axis sweep with the estimator's ranges; a causal LM's, with its
+    decode columns) at 1400 px: nothing clipped, spilling or overlapping."""
+    from reports.compare import compare_runs
     from test_sweep_paired import sweep_folder   # a two-axis simulated sweep's page, without running one
-    sweep_folder(tmp_path)
+    (tmp_path / "sweep").mkdir(), (tmp_path / "lm-sweep").mkdir()
+    sweep_folder(tmp_path / "sweep")
+    sweep_folder(tmp_path / "lm-sweep", causal=True)
+    mixed, _ = compare_runs([compare_dir / "rb-pcm", llama_dir, compare_dir / "minilm"], tmp_path / "mixed")
+    assert "tokens/s (decode)" in mixed.read_text() and "energy / batch, high end" in mixed.read_text()
     pages = {"roberta-base report": compare_dir / "rb-pcm" / "report.html",
              "MiniLM simulated report": compare_dir / "minilm" / "report.html",
              "Llama-architecture report": llama_dir / "report.html",
              "comparison": compare_dir / "cmp" / "compare.html",
-             "sweep": tmp_path / "sweep.html"}
+             "comparison with a causal LM": mixed,
+             "sweep": tmp_path / "sweep" / "sweep.html",
+             "causal LM sweep": tmp_path / "lm-sweep" / "sweep.html"}
     found = {name: _layout_problems(browser, path) for name, path in pages.items()}
     assert found == {name: [] for name in pages}

@@ -180,3 +180,58 @@ def test_chip_view_beyond_the_tile_threshold(exported):
     page.feed(render_report(json.loads(json.dumps(mapping_json(small)))))
     assert page.tiles == small.tiles_used and not page.chips and page.data is None
 
+
+
+def test_compact_cost_json_summarizes_the_tiles_as_the_chart_draws_them(exported, monkeypatch):
+    """Beyond FULL_COST_TILES tiles, cost.json holds the tiles' busy fractions in steps: each step's max and mean
+    are those of its tiles; the tile-busy chart of the compact file is the chart of the full one."""
+    import reports.schema as schema
+    from compiler.writers import cost_json
+    from reports import charts
+    from reports.schema import CostJson, tile_steps
+    placed = _placed(exported, 8, "packed")
+    cost = placed.estimate(batch=1, seq_len=8, sensitivity=False)
+    full = json.loads(json.dumps(cost_json(cost)))
+    util = {int(t): u for t, u in full["schedule"]["tile_utilization"].items()}
+    assert len(util) == placed.tiles_used <= schema.FULL_COST_TILES and "tile_utilization_steps" not in full["schedule"]
+    monkeypatch.setattr(schema, "FULL_COST_TILES", placed.tiles_used - 1)   # this model now counts as large
+    compact = json.loads(json.dumps(cost_json(cost)))
+    check_output("cost.json", compact)
+    steps = compact["schedule"]["tile_utilization_steps"]
+    assert compact["schedule"]["tile_utilization"] == {} and steps["tiles"] == len(util)
+    assert steps["per_step"] == -(-len(util) // schema.TILE_STEPS) and len(steps["max"]) <= schema.TILE_STEPS
+    a, b = CostJson.from_json(full), CostJson.from_json(compact)
+    drawn = [re.sub(r"\bf\d+-", "f-", charts.tile_busy(c, None)) for c in (a, b)]   # ids count figures drawn
+    assert drawn[0] == drawn[1]
+    assert json.loads(json.dumps(cost_json(cost, full=True)))["schedule"]["tile_utilization"] == full["schedule"][
+        "tile_utilization"]
+    # fewer steps than tiles: each step the max and mean of its consecutive tiles
+    few = tile_steps(util, steps=7)
+    per = few.per_step
+    tiles = sorted(util)
+    assert per == -(-len(tiles) // 7) and len(few.first_tile) <= 7
+    for i, first in enumerate(few.first_tile):
+        chunk = [util[t] for t in tiles[i * per:(i + 1) * per]]
+        assert first == tiles[i * per] and few.max[i] == max(chunk) and few.mean[i] == pytest.approx(sum(chunk) / len(chunk))
+
+
+def test_layered_keeps_each_layer_on_one_chip_and_crosses_fewer_links(exported):
+    """16x16 tiles, 160 per chip: a decoder layer (144 tiles) fits a chip, and packed spreads some over two.
+    Layered puts each on one chip; its activations then cross chip links between layers only."""
+    from compiler.ir import layer_group
+    model, example, program = exported
+    hw = load_hw_spec("pcm_1M", {"tile.rows": 16, "tile.cols": 16, "tile.count": 160, "tile.max_chips": 1000})
+    crossings, chips_of = {}, {}
+    for allocation in ("packed", "layered"):
+        placed = PlacedGraph(exported=program, model=model, hw=hw, model_info=model_info(model), example=example)
+        partition(placed)
+        place(placed, allocation)
+        chips: dict[str, set[int]] = {}
+        tiles: dict[str, set[int]] = {}
+        for s in placed.segments:
+            chips.setdefault(layer_group(s.block), set()).add(s.tile // 160)
+            tiles.setdefault(layer_group(s.block), set()).add(s.tile)
+        chips_of[allocation] = {layer: len(c) for layer, c in chips.items() if len(tiles[layer]) <= 160}
+        crossings[allocation] = placed.estimate(batch=1, seq_len=8, sensitivity=False).links.crossings
+    assert set(chips_of["layered"].values()) == {1} and max(chips_of["packed"].values()) > 1
+    assert crossings["layered"] < crossings["packed"]

@@ -305,7 +305,8 @@ def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, 
     works = tuple(AnalogWork(
         name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
         out_features=placed.blocks[name].out_features, bias_features=e["bias"],
-        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"])
+        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
+        option=placed.block_options.get(name))
         for name, e in analog.items())
     return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
 
@@ -451,12 +452,10 @@ class DecodeModel:
                     s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
         return tiers
 
-    def _kv_leakage_W(self, placement: KvPlacement) -> float:
-        """SRAM holding the cache beyond the SRAM already powered (tiles with work, when idle tiles are gated)."""
-        sram_W_per_bit = require(self.hw, "static.sram_pW_per_bit", "SRAM leakage per bit") * 1e-12
-        powered_bits = self.chip.static_W().get("sram", 0.0) / sram_W_per_bit if sram_W_per_bit else 0.0
-        held_bits = 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
-        return max(held_bits - powered_bits, 0.0) * sram_W_per_bit
+    @staticmethod
+    def _kv_sram_bits(placement: KvPlacement) -> float:
+        """SRAM bits holding the cache: they stay powered through the step (gating.py)."""
+        return 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
 
     # --- one workload --------------------------------------------------------------------------
     def price(self, workload: Workload, placement: KvPlacement, held_tokens: int, read_tokens: int,
@@ -477,7 +476,7 @@ class DecodeModel:
         else:
             traffic_ = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = (math.fsum(self.chip.static_W().values()) + self._kv_leakage_W(placement)) * timing.latency_s
+        static_J = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement)).energy_J
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():

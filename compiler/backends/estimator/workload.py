@@ -20,7 +20,7 @@ import sympy
 import torch
 
 from compiler.errors import UserError
-from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, TileSegment
+from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, TileSegment, layer_group
 
 # Digital op classes and their cost recipe: (multiplies, adds) per output element, in the precision of the
 # digital units. Derivations in docs/estimator.md ("Digital recipes").
@@ -64,6 +64,7 @@ class AnalogWork:
     segments: tuple[TileSegment, ...]
     deps: tuple[str, ...]           # ids of the works it waits for
     order: int                      # position of its first layer in the graph
+    option: Any = None              # its compiler.block_options.BlockOption (--accuracy-budget); None: the reference
 
     @property
     def id(self) -> str:
@@ -254,7 +255,7 @@ class WorkloadTemplate:
             name=name, layer=e["layer"], vectors=e["vectors"], in_features=self.placed.blocks[name].in_features,
             out_features=self.placed.blocks[name].out_features, bias_features=e["bias"],
             segments=tuple(segments.get(name, ())), deps=tuple(sorted(e["deps"] - {analog_id(name)})),
-            order=e["order"])
+            order=e["order"], option=self.placed.block_options.get(name))
             for name, e in analog.items())
         return Workload(batch=batch, seq_len=seq_len, has_sequence_dim=self.has_sequence_dim, analog=works,
                         digital=tuple(digital))
@@ -275,21 +276,6 @@ def analog_id(block: str) -> str:
 
 def digital_id(node: str) -> str:
     return "digital:" + node
-
-
-def layer_group(module: str) -> str:
-    """The per-layer bucket of a module path: the transformer block (`...layer.3`), else its parent module.
-
-    `roberta.encoder.layer.3.attention.self.fused` -> `roberta.encoder.layer.3`;
-    `roberta.embeddings.word_embeddings` -> `roberta.embeddings`; `classifier.dense` -> `classifier`.
-    """
-    if not module:
-        return "(top level)"
-    parts = module.split(".")
-    for i, part in enumerate(parts):
-        if part.isdigit():
-            return ".".join(parts[:i + 1])
-    return ".".join(parts[:-1]) if len(parts) > 1 else parts[0]
 
 
 def _op_class(op: str, kind: Kind) -> str:
