@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from reports import fmt
 from reports.charts import AIMC_COLOR, INK, MUTED
-from reports.schema import AccuracyJson, BudgetPoint, BudgetRecord
+from reports.schema import BUDGET_FIGURES, AccuracyJson, BudgetPoint, BudgetRecord
 from reports.svgfig import legend_outside, new_figure, to_svg
 
 CHOSEN_COLOR, TRY_COLOR, UNIFORM_COLOR = "#e07b39", "#8061a9", "#2a9d8f"
 _UNIT = {"energy": ("µJ", 1e6), "latency": ("µs", 1e6), "tiles": ("tiles", 1.0)}
-_FIGURE = {"energy": "energy_J", "latency": "latency_s", "tiles": "tiles"}
 
 
 @dataclass
@@ -95,7 +94,7 @@ def _chart(record: BudgetRecord) -> str | None:
     if not record.frontier and not record.tries:
         return None
     unit, scale = _UNIT[record.objective]
-    key = _FIGURE[record.objective]
+    key = BUDGET_FIGURES[record.objective]
     fig, ax = new_figure(7.2, 3.6)
     front = sorted(record.frontier, key=lambda p: p.predicted_drop)
     if front:
