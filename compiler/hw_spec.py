@@ -294,10 +294,15 @@ class AreaSpec:
 
 @dataclass(frozen=True)
 class StaticSpec:
-    """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit)."""
+    """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit), and the
+    power gating of idle tiles and shared units (compiler/backends/estimator/gating.py)."""
     logic_mW_per_mm2: float | None = _c()
+    node_nm: float | None = _f(1, 1000, default=None)    # node of the published leakage figure (warned when it differs)
     sram_pW_per_bit: float | None = _c()
-    idle_tiles_gated: bool | None = _f(default=None)  # tiles without work are power-gated (PCM keeps weights)
+    power_gating: bool | None = _f(default=None)         # idle tiles and units switched off (PCM keeps its weights)
+    gating_tiles: int | None = _f(1, 1 << 20, design=True, default=None)  # tiles per power domain
+    gate_break_even_ns: float | None = _c()              # idle time beyond which switching off saves energy
+    gated_leakage_fraction: float | None = _f(0.0, 1.0, default=None)  # what a switched-off domain still leaks
 
 
 @dataclass(frozen=True)
@@ -397,6 +402,11 @@ class DigitalBaselineSpec:
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
+    # serving terms of the decode record (prefill and decode steps; compiler/backends/estimator/serving.py): the
+    # share of dram_GBps a real kernel reaches, and a fixed time per transformer layer per forward (kernel launches,
+    # synchronization); fitted leave-one-out on published measurements (hw_specs/serving_validation.yaml)
+    dram_efficiency: float = _f(0.01, 1.0, default=1.0)
+    layer_overhead_us: float = _f(0.0, 1e6, default=0.0)
     source_file: str = field(default="", metadata={"internal": True})
 
 

@@ -168,10 +168,10 @@ def _segment_json(segment: TileSegment) -> dict:
 def component_power_W(energy_by_component_J: dict[str, float], period_s: float | None,
                       static_power_W: float | None = None) -> dict[str, float]:
     """Per component, the average power it draws while batches stream back to back: its energy per batch over
-    the period between batches (`period_s`). Static power is leakage, drawn all the time: where the estimate
-    gives it (`totals.static_power_W`), `static` is that power itself, since its energy in
-    energy_by_component_J is counted over one inference's latency, not over the period. Empty without a
-    positive period."""
+    the period between batches (`period_s`). Static power is leakage: where the estimate gives it
+    (`totals.static_power_W`, the mean over an inference with idle tiles and units power-gated where the spec
+    gates them), `static` is that power itself, since its energy in energy_by_component_J is counted over one
+    inference's latency, not over the period. Empty without a positive period."""
     if not period_s or period_s <= 0:
         return {}
     power = {name: energy / period_s for name, energy in energy_by_component_J.items()}

@@ -361,10 +361,19 @@ class Area(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Static(Record):
-    power_W: float = written()
+    power_W: float = written()                   # mean leakage over an inference (gated where the spec gates)
+    energy_J: float | None = written()           # one inference's leakage (energy_by_component_J's `static`)
+    share_of_energy: float | None = written()
+    decode_step_share: float | None = written()  # causal LMs: the leakage's share of a decode step's energy
     by_component_W: dict[str, float] = written({})
-    tiles_powered: int = written(min=0)
-    idle_tiles_gated: bool = written()
+    tiles_used: int = written(min=0)
+    tiles: int = written(min=0)                  # of the chips the model spans
+    power_gating: bool = written()
+    all_on_power_W: float | None = written()     # every tile and unit powered throughout
+    wakeups: float | None = written()
+    off_fraction: float | None = written()       # share of the domains' time spent switched off
+    gated_vs_all_on: float | None = written()
+    node_note: str | None = written()            # the leakage figure is from another node, used unscaled
 
 
 @dataclass(frozen=True, kw_only=True)

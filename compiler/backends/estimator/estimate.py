@@ -15,6 +15,7 @@ from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
+from compiler.backends.estimator.gating import Leakage, leakage
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
 from compiler.backends.estimator.peak import peak_throughput
@@ -24,7 +25,6 @@ from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
-from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
 SEQ_LEN_SERIES = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -45,11 +45,11 @@ class _Chip:
     def with_hw(self, hw: HardwareSpec) -> "_Chip":
         return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts, self.weight_sram_bits)
 
-    def static_W(self) -> dict[str, float]:
-        power = static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
-        if self.weight_sram_bits:
-            power["sram"] += self.weight_sram_bits * self.hw.static.sram_pW_per_bit * 1e-12
-        return power
+    def leakage(self, stages: list[Stage], timing: Schedule, retained_sram_bits: float = 0.0) -> Leakage:
+        """The leakage of `stages` run as `timing` on these chips, idle tiles and units gated (gating.py); the SRAM
+        holding digital blocks' weights (and `retained_sram_bits` more: a KV cache) stays powered."""
+        return leakage(self.hw, self.area, self.chips, stages, timing, tiles_working=self.tiles_used,
+                       retained_sram_bits=self.weight_sram_bits + retained_sram_bits)
 
 
 @dataclass
@@ -57,9 +57,13 @@ class _Evaluation:
     workload: Workload
     stages: list[Stage]
     schedule: Schedule
-    static_J: float
+    leakage: Leakage
     baseline: BaselineCost | None
     links: LinkTraffic = NO_TRAFFIC
+
+    @property
+    def static_J(self) -> float:
+        return self.leakage.energy_J
 
     @property
     def energy_J(self) -> float:
@@ -112,8 +116,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
-        area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
-        idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
+        area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas))
         if sensitivity else None,
         links=main.links, decode=decode_cost(
@@ -157,8 +160,7 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
     if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
         independent_sequences(stages, workload.batch)
     timing = schedule(stages)
-    static_J = math.fsum(chip.static_W().values()) * timing.latency_s
-    return _Evaluation(workload, stages, timing, static_J,
+    return _Evaluation(workload, stages, timing, chip.leakage(stages, timing),
                        price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
 
 
