@@ -45,7 +45,8 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "chip_link": ("chip-to-chip links", "#4b6584"),
     "static": ("static power", "#3b3b3b"),
     "mac": ("INT8 MACs", "#c44e52"),
-    "weight_fetch": ("weight fetch (DRAM)", "#7a1f2b"),
+    "weight_fetch": ("weight reads", "#7a1f2b"),
+    "uncore": ("uncore (all but MACs)", "#6d4c41"),
     "digital_units": ("digital lanes", "#6b8e23"),
     "attention_units": ("attention MACs", "#8061a9"),
 }
