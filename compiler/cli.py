@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from compiler import __version__, progress
-from compiler.config import (DEFAULT_DRIFT_TIMES, DEFAULT_GEN_LEN, DEFAULT_SEQ_LEN, DEVICES, HWA_STEPS, OBJECTIVES,
+from compiler.config import (BUDGET_OBJECTIVES, DEFAULT_DRIFT_TIMES, DEFAULT_GEN_LEN, DEFAULT_SEQ_LEN, DEVICES, HWA_STEPS, OBJECTIVES,
                              OPTIONS, Hwa, RunConfig, Simulation, from_options)
 from compiler.dse import SWEEP_USAGE, add_parser as add_sweep_parser  # the parser part only: no torch, no ray
 from compiler.errors import UserError
@@ -117,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="calibration sequences for DAC/ADC ranges (default: 32 with --simulate, else 0, "
                                "since mapping and cost do not depend on ranges; 0 = no calibration)")
     compile_.add_argument("--no-pt-opt", action="store_true", help="skip the post-training range optimizations")
+    compile_.add_argument("--accuracy-budget", type=float, metavar="DELTA",
+                          help="choose per weight block analog at an ADC resolution, analog with redundancy or "
+                               "digital (the spec's block_options) to minimize --budget-objective while the "
+                               "simulated drop of --budget-metric from FP stays within DELTA, verified on 5 chips "
+                               "(needs --simulate; docs/accuracy_budget.md)")
+    compile_.add_argument("--budget-metric", metavar="METRIC",
+                          help="the metric of --accuracy-budget (default: the run's headline metric, e.g. "
+                               "embedding_cosine_mean or task_accuracy)")
+    compile_.add_argument("--budget-at", metavar="TIME",
+                          help="the drift time of --accuracy-budget (default: the last of --drift-times)")
+    compile_.add_argument("--budget-objective", choices=BUDGET_OBJECTIVES,
+                          help="what --accuracy-budget minimizes: energy per inference (default), latency or tiles")
     compile_.add_argument("--hwa-finetune", nargs="?", const="", default=None, metavar="DATA",
                           help="hardware-aware fine-tuning before compiling: DATA is a GLUE task directory (task "
                                "loss) or a text file, one sentence per line (distillation from the FP model); "

@@ -72,6 +72,18 @@ class Hwa:
     on_eval_data: bool = False           # allow training on the very examples --eval scores
 
 
+BUDGET_OBJECTIVES = ("energy", "latency", "tiles")  # what --accuracy-budget minimizes (compiler/budget)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """--accuracy-budget: choose per block analog bits, redundancy or digital (docs/accuracy_budget.md)."""
+    delta: float | None = None           # the largest allowed drop of `metric` from the FP model
+    metric: str | None = None            # None: the run's headline metric
+    at: str | None = None                # a drift time; None: the last of --drift-times
+    objective: str = "energy"
+
+
 @dataclass(frozen=True)
 class Outputs:
     full_mapping: bool = False           # every tile segment in mapping.json (default: up to 10,000)
@@ -110,6 +122,7 @@ class RunConfig:
     outputs: Outputs = field(default_factory=Outputs)
     baseline: str = DEFAULT_BASELINE     # a digital baseline spec file or built-in name (the cost comparison)
     baseline_scale: str = "as-spec"      # as-spec, iso-area, iso-power or chips=N
+    budget: Budget | None = None         # --accuracy-budget (needs simulation)
 
     def __post_init__(self):
         pairs = self.overrides.items() if isinstance(self.overrides, Mapping) else self.overrides
@@ -151,7 +164,7 @@ def _replace_path(obj: Any, path: list[str], value: Any) -> Any:
         return dataclasses.replace(obj, **{name: value})
     inner = getattr(obj, name)
     if inner is None:  # simulation or hwa off: set a field of its defaults
-        inner = {"simulation": Simulation, "hwa": Hwa}[name]()
+        inner = {"simulation": Simulation, "hwa": Hwa, "budget": Budget}[name]()
     return dataclasses.replace(obj, **{name: _replace_path(inner, path[1:], value)})
 
 
@@ -204,6 +217,10 @@ OPTIONS: dict[str, Option] = {
     "full_mapping": Option("outputs.full_mapping", _switch, "--full-mapping"),
     "baseline": Option("baseline", _text, "--baseline"),
     "baseline_scale": Option("baseline_scale", _text, "--baseline-scale"),
+    "accuracy_budget": Option("budget.delta", _float, "--accuracy-budget"),
+    "budget_metric": Option("budget.metric", _text, "--budget-metric"),
+    "budget_at": Option("budget.at", _text, "--budget-at"),
+    "budget_objective": Option("budget.objective", _text, "--budget-objective"),
 }
 FLAG_OPTIONS = ("simulate", "full_mapping")  # options without a value on the command line (pt_opt: --no-pt-opt)
 
@@ -282,6 +299,14 @@ def _scale_error(value: Any) -> str | None:
     return None
 
 
+def _budget_delta(delta: Any) -> str | None:
+    if delta is None:
+        return "--budget-metric, --budget-at and --budget-objective need --accuracy-budget"
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0 <= delta < math.inf:
+        return f"--accuracy-budget must be a drop >= 0 in the metric's units (got {str(delta)[:40]})"
+    return None
+
+
 def max_builtin_calibration() -> int:
     """The most calibration sequences the built-in sentences give (passes.ranges pairs them, never a repeat)."""
     from compiler.sentences import CALIBRATION
@@ -314,6 +339,11 @@ def config_errors(config: RunConfig, tasks: tuple[str, ...] = (), allocations: t
         checks += [_bounded("--hwa-steps", hwa.steps, 1, MAX_STEPS, "step"),
                    _bounded("--hwa-batch", hwa.batch, 1, MAX_BATCH, "sequence"),
                    _positive("--hwa-lr", hwa.lr, "number")]
+    budget = config.budget
+    if budget is not None:
+        checks += [_budget_delta(budget.delta),
+                   _choice("--budget-objective", "budget objective", budget.objective, BUDGET_OBJECTIVES),
+                   None if sim is not None else "--accuracy-budget measures accuracy by simulation; add --simulate"]
     model = config.model
     if not model or "\0" in model or any(len(part.encode()) > 255 for part in Path(model).parts):
         checks.append(f"model {model[:60]!r}: not a usable name or path (empty, a NUL byte, or a part longer than "

@@ -203,6 +203,15 @@ class DigitalSpec:
     other_precision: str = _f(choices=("fp32", "fp16", "bf16", "int8"))
 
 
+@dataclass(frozen=True)
+class BlockOptionsSpec:
+    """What `--accuracy-budget` may choose per weight block (compiler/block_options.py, docs/accuracy_budget.md).
+    The reference option is always analog at adc.bits without redundancy."""
+    adc_bits: tuple[int, ...] | None = _f(2, 16, default=None)    # ADC resolutions a block may take (adc.bits added)
+    redundancy: tuple[int, ...] | None = _f(2, 8, default=None)   # k: the block on k tile sets, outputs averaged
+    digital_bits: int | None = _f(2, 16, default=None)            # the block on the digital units in INT<bits>
+
+
 # --- cost sections (read by compiler.backends.estimator; see docs/estimator.md) -----------------
 # Every cost field may be absent when the spec loads (mapping and simulation do not need it); the
 # estimator raises a UserError naming the field when it needs one that is missing.
@@ -282,10 +291,15 @@ class AreaSpec:
 
 @dataclass(frozen=True)
 class StaticSpec:
-    """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit)."""
+    """Leakage while the chip runs: logic per area, SRAM per bit (converters: inside their figure of merit), and the
+    power gating of idle tiles and shared units (compiler/backends/estimator/gating.py)."""
     logic_mW_per_mm2: float | None = _c()
+    node_nm: float | None = _f(1, 1000, default=None)    # node of the published leakage figure (warned when it differs)
     sram_pW_per_bit: float | None = _c()
-    idle_tiles_gated: bool | None = _f(default=None)  # tiles without work are power-gated (PCM keeps weights)
+    power_gating: bool | None = _f(default=None)         # idle tiles and units switched off (PCM keeps its weights)
+    gating_tiles: int | None = _f(1, 1 << 20, design=True, default=None)  # tiles per power domain
+    gate_break_even_ns: float | None = _c()              # idle time beyond which switching off saves energy
+    gated_leakage_fraction: float | None = _f(0.0, 1.0, default=None)  # what a switched-off domain still leaks
 
 
 @dataclass(frozen=True)
@@ -339,6 +353,7 @@ class HardwareSpec:
     memory: MemorySpec | None = _f(default=None)
     chip_link: ChipLinkSpec | None = _f(default=None)
     package: PackageSpec | None = _f(default=None)
+    block_options: BlockOptionsSpec | None = _f(default=None)  # choices of --accuracy-budget
     # relative uncertainty (1 sigma-like, 0.3 = +-30 %) of cost numbers: "default" for every unlisted one, or a
     # dotted field (energy.read_voltage_V); the estimator propagates them one at a time (docs/estimator.md)
     uncertainty: dict[str, float] | None = _f(0.0, 0.95, default=None, hash=False)
@@ -384,6 +399,11 @@ class DigitalBaselineSpec:
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
+    # serving terms of the decode record (prefill and decode steps; compiler/backends/estimator/serving.py): the
+    # share of dram_GBps a real kernel reaches, and a fixed time per transformer layer per forward (kernel launches,
+    # synchronization); fitted leave-one-out on published measurements (hw_specs/serving_validation.yaml)
+    dram_efficiency: float = _f(0.01, 1.0, default=1.0)
+    layer_overhead_us: float = _f(0.0, 1e6, default=0.0)
     source_file: str = field(default="", metadata={"internal": True})
 
 

@@ -178,6 +178,9 @@ class PlacedGraph:
     # the calibration inputs' statistics (passes.range_optimization.CalibrationStats) when ranges were calibrated:
     # the estimator prices each PWM pulse by the measured mean input instead of full length; None without them
     calibration_stats: Any = None
+    # --accuracy-budget: block name -> its compiler.block_options.BlockOption; a block without an entry runs as the
+    # reference (analog at adc.bits); the simulator and the estimator read it
+    block_options: dict[str, Any] = field(default_factory=dict)
 
     # --- queries -----------------------------------------------------------------------------
     @property

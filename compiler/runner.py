@@ -43,6 +43,7 @@ class RunResult:
     cost: Any = None                 # the estimator's CostReport; None for a spec with ideal converters
     accuracy: dict | None = None     # accuracy.json's content, with --simulate
     hwa: Any = None                  # the HwaSummary of --hwa-finetune
+    budget: dict | None = None       # --accuracy-budget: accuracy.json's "budget" (compiler/budget)
     files: dict[str, dict] = field(default_factory=dict)   # JSON file name -> its content
     out: Path | None = None          # the output folder, when one was written
     seconds: float = 0.0
@@ -72,7 +73,37 @@ def check(config: RunConfig, spec: Callable | None = None) -> Checked:
     drift_times, eval_data = _simulation_inputs(config)
     _check_training_split(config, eval_data)
     hw, priced = (spec or load_spec)(config)
+    if config.budget is not None:
+        _check_budget(config, hw, priced, drift_times)
     return Checked(hw, priced, drift_times, eval_data)
+
+
+def _check_budget(config: RunConfig, hw, priced: bool, drift_times: list) -> None:
+    """--accuracy-budget before any model loads: options to choose from, a priced spec, a drift time."""
+    from compiler.block_options import check_choices
+    check_choices(hw)
+    if not priced:
+        raise UserError("--accuracy-budget prices each option: the spec needs DAC and ADC bits (a cost model)")
+    if config.budget.at is not None:
+        from compiler.evaluation.accuracy import parse_drift_times
+        if len(parse_drift_times(config.budget.at)) != 1:
+            raise UserError(f"--budget-at {config.budget.at[:40]!r}: give one drift time, e.g. 1y")
+
+
+def _choose_options(placed, config: RunConfig, checked: Checked, reference_model) -> dict:
+    """--accuracy-budget: per-block options chosen, verified and set on `placed` (compiler/budget); the record."""
+    from compiler.budget import choose_options
+    from compiler.budget.measure import Measurer, Pricer
+    from compiler.evaluation.accuracy import parse_drift_times
+    budget, sim = config.budget, config.simulation
+    at = parse_drift_times(budget.at)[0] if budget.at is not None else checked.drift_times[-1]
+    measurer = Measurer(placed, at, budget.metric, eval_data=checked.eval_data, device=config.device,
+                        eval_sentences=sim.eval_sentences, reference_model=reference_model)
+    pricer = Pricer(placed, budget.objective, batch=config.shapes.batch, seq_len=config.shapes.seq_len,
+                    calibration=placed.calibration_stats)
+    chosen = choose_options(placed, measurer, pricer, budget.delta)
+    placed.block_options = chosen.options
+    return chosen.record
 
 
 def load_spec(config: RunConfig, baseline: Callable | None = None) -> tuple[Any, bool]:
@@ -233,8 +264,19 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
         variant = config.simulation.eval_data
     result = RunResult(config, None)
     original = None  # with HWA: the model as loaded, the reference of every fidelity figure
+    placement = dict(allocation=config.placement.allocation, calibration=calibration,
+                     pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
+                     objective=config.placement.objective, max_tiles=config.placement.max_tiles,
+                     max_latency_s=config.placement.max_latency_s, seq_len=config.shapes.seq_len)
+    options = None  # --accuracy-budget with --hwa-finetune: chosen on the model as loaded, then trained through
     if config.hwa is not None:
-        original, model = model, _hwa_finetune(model, hw, config, calibration, result)
+        if config.budget is not None:
+            with _timed("accuracy budget, on the model as loaded"):
+                loaded = compile_model(model, example, hw, exported=session.exported(model, example, variant),
+                                       **placement)
+                result.budget = _choose_options(loaded, config, checked, None)
+                options = loaded.block_options
+        original, model = model, _hwa_finetune(model, hw, config, calibration, result, options)
         if staging is not None:
             from compiler.training.finetune import save_finetuned
             try:
@@ -243,15 +285,16 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
                 raise UserError(f"{staging / 'hwa_model'}: cannot write the fine-tuned checkpoint "
                                 f"({exc.strerror or type(exc).__name__})") from None
             writers.write_json(staging / "hwa.json", result.files["hwa.json"])
-    placement = dict(allocation=config.placement.allocation, calibration=calibration,
-                     pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
-                     objective=config.placement.objective, max_tiles=config.placement.max_tiles,
-                     max_latency_s=config.placement.max_latency_s, seq_len=config.shapes.seq_len)
     with _timed("exported, mapped and calibrated"):
         exported = session.exported(model, example, variant) if original is None else None
         placed = compile_model(model, example, hw, exported=exported, **placement)
         say_placed(placed, config, calibration)
     result.placed = placed
+    if options is not None:  # chosen before fine-tuning; the tuned model's blocks bear the same names
+        placed.block_options = dict(options)
+    elif config.budget is not None:
+        with _timed("accuracy budget"):
+            result.budget = _choose_options(placed, config, checked, original)
     files = result.files
     files["mapping.json"] = writers.mapping_json(placed, full=config.outputs.full_mapping or None, command=command)
     _write(writers, staging, "mapping.json", files)
@@ -271,10 +314,11 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
             if original is not None:  # the model as loaded, compiled the same way, on the same chips
                 before = compile_model(original, example, hw, exported=session.exported(original, example, variant),
                                        **placement)
+                before.block_options = dict(placed.block_options)  # the same per-block options (same block names)
                 without_hwa = _simulate_without_hwa(before, config, checked)
             result.accuracy = files["accuracy.json"] = writers.accuracy_json(
                 accuracy, pt_optimization_off=pt_off, decoding=decoding,
-                without_hwa=None if without_hwa is None else without_hwa["results"])
+                without_hwa=None if without_hwa is None else without_hwa["results"], budget=result.budget)
             _write(writers, staging, "accuracy.json", files)
             say_accuracy(files["accuracy.json"], without_hwa)
     return result
@@ -325,9 +369,10 @@ def _estimate_cost(placed, config: RunConfig):
                     baseline_scale=config.baseline_scale)
 
 
-def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult):
+def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult, block_options=None):
     """Fine-tune through the chip as it will be compiled (same allocation, calibration and range
-    optimizations); the tuned model (hwa.json's content into result.files)."""
+    optimizations, and --accuracy-budget's per-block options); the tuned model (hwa.json's content into
+    result.files)."""
     from compiler import writers
     from compiler.training.finetune import hwa_finetune
     info, hwa = model.aimc_info, config.hwa
@@ -337,7 +382,8 @@ def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunRes
     tuned = hwa_finetune(model, hw, hwa.data or None, steps=hwa.steps, lr=hwa.lr, batch_size=hwa.batch,
                          seq_len=config.shapes.seq_len, device=config.device,
                          allocation=config.placement.allocation, calibration=calibration or None,
-                         pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt)
+                         pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
+                         block_options=block_options)
     summary = result.hwa = tuned.aimc_hwa
     result.files["hwa.json"] = writers.hwa_json(info.name, summary)
     _say(f"HWA fine-tuning: {summary.steps} steps ({summary.objective} on {summary.data}) in {summary.seconds:.1f} s, "

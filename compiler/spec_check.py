@@ -224,6 +224,8 @@ def _describe(hint: Any, f: dataclasses.Field) -> str:
     elif typing.get_origin(base) is dict:
         lo, hi = meta.get("min"), meta.get("max")
         text = f"a mapping of names to numbers in [{lo}, {hi}]"
+    elif typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):
+        text = f"a list of 1 to 64 distinct whole numbers in [{meta.get('min')}, {meta.get('max')}]"
     elif meta.get("choices"):
         text = "one of " + ", ".join(meta["choices"])
     else:
@@ -254,7 +256,13 @@ def _convert(hint: Any, f: dataclasses.Field, value: Any, dotted: str, problems:
     if dataclasses.is_dataclass(base):
         return collect(base, value, dotted + ".", problems)
     meta = f.metadata
-    if typing.get_origin(base) is tuple:
+    if typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):  # a list of distinct values
+        kind = typing.get_args(base)[0]
+        ok = isinstance(value, (list, tuple)) and 0 < len(value) <= 64
+        converted = tuple(_scalar(kind, v) for v in value) if ok else BAD
+        ok = ok and BAD not in converted and len(set(converted)) == len(converted) \
+            and all(_in_range(v, meta) for v in converted)
+    elif typing.get_origin(base) is tuple:
         args = typing.get_args(base)
         ok = isinstance(value, (list, tuple)) and len(value) == len(args)
         converted = tuple(_scalar(a, v) for a, v in zip(args, value)) if ok else BAD

@@ -94,10 +94,29 @@ def say_cost(cost, config, data: dict) -> None:
                  f"{config.shapes.seq_len}), {cost.tops_per_w:.2f} TOPS/W")
     if cost.decode is not None:
         progress.say(decode_line(data["decode"]))
+    if data.get("static"):
+        progress.say(leakage_line(data["static"]))
     if validation := data.get("validation"):
         progress.say(validation_line(validation))
     for warning in (validation or {}).get("warnings", []):
         warn(f"warning: {warning}")
+
+
+def leakage_line(static: dict) -> str:
+    """How much of the energy is leakage, and what power gating saved (cost.json `static`)."""
+    share = static.get("share_of_energy")
+    line = f"leakage: {static['power_W']:.3g} W mean" + (f", {100 * share:.2g} % of the energy" if share is not None
+                                                          else "")
+    if static.get("decode_step_share") is not None:
+        line += f", {100 * static['decode_step_share']:.2g} % of a decode step's"
+    if static.get("power_gating"):
+        line += (f"; idle tiles and units power-gated ({static['all_on_power_W']:.3g} W with every tile on)"
+                 if static.get("all_on_power_W") is not None else "; idle tiles and units power-gated")
+    else:
+        line += "; no power gating: every tile of the chips used leaks throughout"
+    if static.get("node_note"):
+        line += f" ({static['node_note']})"
+    return line
 
 
 def validation_line(validation: dict) -> str:

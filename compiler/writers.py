@@ -106,6 +106,8 @@ def mapping_json(placed: PlacedGraph, full: bool | None = None, command: str | N
         **({} if full else {"segment_runs": segment_runs(placed.segments)}),
         "layers": layers,
         **({"objective": placed.objective, "strategies": placed.strategies} if placed.strategies else {}),
+        **({"block_options": {name: o.to_dict() for name, o in placed.block_options.items()}}
+           if placed.block_options else {}),
         **({"command": command} if command is not None else {}),
     }
 
@@ -166,10 +168,10 @@ def _segment_json(segment: TileSegment) -> dict:
 def component_power_W(energy_by_component_J: dict[str, float], period_s: float | None,
                       static_power_W: float | None = None) -> dict[str, float]:
     """Per component, the average power it draws while batches stream back to back: its energy per batch over
-    the period between batches (`period_s`). Static power is leakage, drawn all the time: where the estimate
-    gives it (`totals.static_power_W`), `static` is that power itself, since its energy in
-    energy_by_component_J is counted over one inference's latency, not over the period. Empty without a
-    positive period."""
+    the period between batches (`period_s`). Static power is leakage: where the estimate gives it
+    (`totals.static_power_W`, the mean over an inference with idle tiles and units power-gated where the spec
+    gates them), `static` is that power itself, since its energy in energy_by_component_J is counted over one
+    inference's latency, not over the period. Empty without a positive period."""
     if not period_s or period_s <= 0:
         return {}
     power = {name: energy / period_s for name, energy in energy_by_component_J.items()}
@@ -203,11 +205,14 @@ def cost_json(cost, strategies: list[dict] | None = None, full: bool | None = No
 # --- accuracy.json and hwa.json -----------------------------------------------------------------------------
 
 def accuracy_json(accuracy: dict, *, pt_optimization_off: bool = False, decoding: dict | None = None,
-                  without_hwa: list[dict] | None = None) -> dict:
+                  without_hwa: list[dict] | None = None, budget: dict | None = None) -> dict:
     """The content of accuracy.json: evaluate_accuracy's result, with `pt_optimization: false` when the ranges
-    were calibrated but the PT optimizations were off, the decoding figures of a causal LM, and the results
-    of the model before HWA fine-tuning (`results_without_hwa`) when it was fine-tuned."""
+    were calibrated but the PT optimizations were off, the decoding figures of a causal LM, the results
+    of the model before HWA fine-tuning (`results_without_hwa`) when it was fine-tuned, and --accuracy-budget's
+    sensitivities, prediction and verification (`budget`, compiler/budget)."""
     data = dict(accuracy)
+    if budget is not None:
+        data["budget"] = budget
     if pt_optimization_off:
         data["pt_optimization"] = False
     if decoding is not None:

@@ -194,13 +194,21 @@ DECODE_ROWS = (("ttft_s", "time to first token", "s", lambda v: si(v, "s")),
 
 
 def _decode_rows(runs: list[Run]) -> list[Row]:
-    """Decode figures where any run is a causal LM (the others show —)."""
+    """Decode figures where any run is a causal LM (the others show —), then the low and high ends of the chip's
+    (cost.json decode.ranges: the spec's cost numbers one at a time, at the run's batch)."""
     rows = []
     for key, label, unit, show in DECODE_ROWS:
         row = _row("decode", key, label, unit, runs,
                    _cost(lambda c, key=key: getattr(c.decode, key) if c.decode else None), show)
         if any(v is not None for v in row.values):
             rows.append(row)
+    for key, label, unit, show in DECODE_ROWS[:3]:  # the chip's figures (the baselines carry no range)
+        for index, side in ((0, "low"), (2, "high")):
+            row = _row("decode range", f"{key}.{side}", f"{label}, {side} end", unit, runs, _cost(
+                lambda c, key=key, index=index: getattr(c.decode.ranges, key)[index]
+                if c.decode and c.decode.ranges else None), show)
+            if any(v is not None for v in row.values):
+                rows.append(row)
     return rows
 
 

@@ -16,6 +16,7 @@ from reports import charts, fmt
 from reports.mapping_view import build_mapping_view
 from reports.power import build_power_section
 from reports.schema import SCHEMA_VERSION, AccuracyJson, CostJson, MappingJson, SchemaError
+from reports.budget_section import build_budget_section
 from reports.decoding_section import build_decoding_section
 from reports.sections import build_accuracy_section, build_cost_section
 from reports.tilemap import render_chip_map, render_tile_map
@@ -200,7 +201,7 @@ def _render(mapping: MappingJson, cost: CostJson | None, accuracy: AccuracyJson 
     return environment().get_template("report.html.j2").render(
         m=mapping, view=view, tile_map=render_tile_map(view), chip_maps=render_chip_map(view), cost=cost,
         accuracy=accuracy, command=command, cs=cost_section, acc=accuracy_section, power=power,
-        dec=build_decoding_section(accuracy),
+        dec=build_decoding_section(accuracy), bud=build_budget_section(accuracy),
         overrides=overridden_rows(mapping))
 
 

@@ -154,6 +154,15 @@ class SpecOverride(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BlockOptionRecord(Record):
+    """--accuracy-budget: how one weight block runs (compiler/block_options.py)."""
+    kind: str = required(choices=("analog", "digital"))
+    bits: int = required(min=1)
+    copies: int = written(1, min=1)
+    label: str = written("")
+
+
+@dataclass(frozen=True, kw_only=True)
 class MappingJson(Record):
     schema_version: int = written()
     model: str = required()
@@ -182,6 +191,7 @@ class MappingJson(Record):
     command: str | None = optional()
     objective: str | None = optional()               # --allocation auto only, with the strategies it tried
     strategies: list[Strategy] = optional([])
+    block_options: dict[str, BlockOptionRecord] = optional({})  # --accuracy-budget: every block's option
 
 
 # --- cost.json (compiler/writers.py, cost_json: CostReport.to_json and power) -------------------------------
@@ -350,10 +360,19 @@ class Area(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class Static(Record):
-    power_W: float = written()
+    power_W: float = written()                   # mean leakage over an inference (gated where the spec gates)
+    energy_J: float | None = written()           # one inference's leakage (energy_by_component_J's `static`)
+    share_of_energy: float | None = written()
+    decode_step_share: float | None = written()  # causal LMs: the leakage's share of a decode step's energy
     by_component_W: dict[str, float] = written({})
-    tiles_powered: int = written(min=0)
-    idle_tiles_gated: bool = written()
+    tiles_used: int = written(min=0)
+    tiles: int = written(min=0)                  # of the chips the model spans
+    power_gating: bool = written()
+    all_on_power_W: float | None = written()     # every tile and unit powered throughout
+    wakeups: float | None = written()
+    off_fraction: float | None = written()       # share of the domains' time spent switched off
+    gated_vs_all_on: float | None = written()
+    node_note: str | None = written()            # the leakage figure is from another node, used unscaled
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -616,6 +635,81 @@ class SimulatorInfo(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BudgetSensitivity(Record):
+    """One block with one option, the others at the reference: paired difference of the drop over the seeds."""
+    block: str = required()
+    option: str = required()
+    delta_drop: float = required()
+    delta_drop_ci95: float | None = written()
+    delta_cost: float = required()
+    sram_macros: float = written(0.0, min=0)
+    per_seed: list[float] = written([])
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetPoint(Record):
+    """A verified assignment (a try of the search, or a uniform mapping): predicted and measured drop, its price."""
+    predicted_drop: float = required()
+    measured_drop: float = required()
+    measured_ci95: float | None = written()
+    measured_upper: float = required()
+    per_seed: list[float] = written([])
+    energy_J: float = required(min=0)
+    latency_s: float = required(min=0)
+    tiles: float = required(min=0)
+    attempt: int | None = optional(min=0)
+    limit: float | None = optional()
+    predicted_ci95: float | None = optional()
+    predicted_cost: float | None = optional()
+    met: bool | None = optional()
+    picks: list[int] = optional([])
+    options: dict[str, str] = optional({})
+    name: str | None = optional()
+    option: str | None = optional()
+    meets_budget: bool | None = optional()
+    fits_sram: bool | None = optional()
+    sram_note: str | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontierPoint(Record):
+    cost: float = required()
+    predicted_drop: float = required()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetRecord(Record):
+    """--accuracy-budget (compiler/budget/search.py; docs/accuracy_budget.md)."""
+    metric: str = required()
+    higher_is_better: bool = written(True)
+    fp_value: float | None = written()
+    at: DriftTime = required()
+    delta: float = required(min=0)
+    objective: str = required(choices=("energy", "latency", "tiles"))
+    options: list[str] = written([])
+    reference_option: str = written("")
+    sensitivity_seeds: list[int] = written([])
+    verify_seeds: list[int] = written([])
+    reference_drop: float = required()
+    reference_drop_ci95: float | None = written()
+    reference_cost: float = required()
+    sram_macros_free: float | None = written()
+    sensitivity: list[BudgetSensitivity] = required()
+    tries: list[BudgetPoint] = required()
+    chosen: int | None = written()
+    met: bool = required()
+    uniform: list[BudgetPoint] = written([])
+    frontier: list[FrontierPoint] = written([])
+    exact: bool = written(True)
+    simulations: int = written(0, min=0)
+    sensitivity_simulations: int = written(0, min=0)
+    pricings: int = written(0, min=0)
+    sensitivity_seconds: float = written(0.0, min=0)
+    seconds: float = written(0.0, min=0)
+    block_options: dict[str, str] = written({})
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyJson(Record):
     schema_version: int = written()
     model: str = written("")
@@ -638,6 +732,7 @@ class AccuracyJson(Record):
     hwa_finetune: bool = optional(False)
     results_without_hwa: list[DriftResult] | None = optional()
     decoding: DecodingRecord | None = optional()  # causal LMs: compiler/evaluation/decoding.py
+    budget: BudgetRecord | None = optional()      # --accuracy-budget: compiler/budget
     notes: list[str] = written([])
     elapsed_s: float = written()
 
@@ -740,6 +835,13 @@ class SweepRun(Record):
     ttft_s: float | None = written()
     tokens_per_s: float | None = written()
     energy_per_token_J: float | None = written()
+    # their ranges (cost.json decode.ranges, the AIMC side at the run's batch): null without them
+    ttft_low_s: float | None = written()
+    ttft_high_s: float | None = written()
+    tokens_per_s_low: float | None = written()
+    tokens_per_s_high: float | None = written()
+    energy_per_token_low_J: float | None = written()
+    energy_per_token_high_J: float | None = written()
     metric: str | None = written()                   # the accuracy metric of `accuracy`
     higher_is_better: bool = written(True)
     accuracy: list[SweepAccuracy] = written([])

@@ -25,7 +25,11 @@ FIGURES = (("model", "model", ""), ("tiles", "tiles", ""), ("chips", "chips", ""
            ("area_low_mm2", "area_mm2.low", "mm2"), ("area_high_mm2", "area_mm2.high", "mm2"))
 # a causal LM's serving figures: columns of sweep.csv and sweep.html where any point has them
 DECODE_FIGURES = (("ttft_s", "ttft_s", "s"), ("tokens_per_s", "tokens_per_s", "/s"),
-                  ("energy_per_token_J", "energy_per_token_J", "J"))
+                  ("energy_per_token_J", "energy_per_token_J", "J"),
+                  ("ttft_low_s", "ttft_s.low", "s"), ("ttft_high_s", "ttft_s.high", "s"),
+                  ("tokens_per_s_low", "tokens_per_s.low", "/s"), ("tokens_per_s_high", "tokens_per_s.high", "/s"),
+                  ("energy_per_token_low_J", "energy_per_token_J.low", "J"),
+                  ("energy_per_token_high_J", "energy_per_token_J.high", "J"))
 
 
 # --- the Pareto front ---------------------------------------------------------------------------------------
@@ -150,7 +154,11 @@ def render_sweep(sweep: SweepJson) -> str:
                          ("latency", p.latency_low_s, p.latency_high_s, "s"),
                          ("area", p.area_low_mm2, p.area_high_mm2, "mm²"))},
                      "decode": [f"{si(getattr(p, name), unit)} {what}" for (name, _, unit), what in
-                                zip(decode_figures(sweep), ("TTFT", "", "/ token"))]})
+                                zip(decode_figures(sweep)[:3], ("TTFT", "", "/ token"))],  # the figures, not ends
+                     "decode_ranges": {"ttft": _range(p.ttft_low_s, p.ttft_high_s, "s"),
+                                       "tokens_per_s": _range(p.tokens_per_s_low, p.tokens_per_s_high, "/s"),
+                                       "energy_per_token": _range(p.energy_per_token_low_J,
+                                                                  p.energy_per_token_high_J, "J")}})
     return environment().get_template("sweep.html.j2").render(
         sweep=sweep, rows=rows, drifts=drifts, metric=metric, failed=[p for p in sweep.points if p.status == "failed"],
         pareto_chart=sweep_charts.pareto(sweep, metric), area_chart=sweep_charts.pareto_area(sweep, metric),

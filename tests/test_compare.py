@@ -190,6 +190,10 @@ def test_ranges_and_decode_figures_are_compared(runs, tmp_path) -> None:
     for key in ("ttft_s", "tokens_per_s", "energy_per_token_J"):
         assert float(rows["decode", key]["decoder"]) == cost["decode"][key] > 0
         assert rows["decode", key][runs[0].name] == ""
+        low, value, high = cost["decode"]["ranges"][key]
+        assert float(rows["decode range", f"{key}.low"]["decoder"]) == low <= value
+        assert float(rows["decode range", f"{key}.high"]["decoder"]) == high >= value
+        assert rows["decode range", f"{key}.high"][runs[0].name] == ""
     ratio = rows["cost", "baseline_energy_ratio"]
     assert ratio["unit"] == "ratio" and float(ratio["decoder"]) == cost["baseline"]["energy_ratio"]
 

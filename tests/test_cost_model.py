@@ -20,7 +20,7 @@ from compiler.backends.estimator.sensitivity import uncertainties
 from compiler.backends.estimator.workload import WorkloadTemplate
 from compiler.hw_spec import BASELINE_KIND, DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.spec_check import field_hint, public_fields, unwrap_optional
-from compiler.writers import mapping_json
+from compiler.writers import cost_json, mapping_json
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NON_ADC = ("tile_array", "dac", "local_digital", "control", "accumulation", "attention_int6", "softmax", "layernorm",
@@ -130,11 +130,16 @@ def test_area_and_static_power_reach_cost_json_and_the_report(tmp_path, linear_p
     assert area["total_mm2"] == pytest.approx(math.fsum(area["by_component_mm2"].values()), rel=1e-12)
     assert area["tops_per_mm2"] == pytest.approx(data["totals"]["tops"] / area["total_mm2"], rel=1e-12)
     static = data["static"]
-    assert static["tiles_powered"] == 1 and static["idle_tiles_gated"]           # idle tiles power-gated
+    assert static["tiles_used"] == 1 and static["tiles"] == 512 and static["power_gating"]  # idle tiles gated
     assert static["power_W"] == pytest.approx(math.fsum(static["by_component_W"].values()), rel=1e-12)
     assert data["energy_by_component_J"]["static"] == pytest.approx(static["power_W"] * cost.latency_s, rel=1e-12)
-    ungated = estimate(_on(linear_placed, **{"static.idle_tiles_gated": False}), batch=4, seq_len=1)
+    assert static["energy_J"] == pytest.approx(data["energy_by_component_J"]["static"], rel=1e-12)
+    assert static["share_of_energy"] == pytest.approx(static["energy_J"] / data["totals"]["energy_J"], rel=1e-12)
+    assert static["power_W"] < static["all_on_power_W"] and static["decode_step_share"] is None
+    ungated = estimate(_on(linear_placed, **{"static.power_gating": False}), batch=4, seq_len=1)
+    assert ungated.static_power_W == pytest.approx(static["all_on_power_W"], rel=1e-12)
     assert ungated.static_power_W > cost.static_power_W
+    assert cost_json(cost)["power_by_component_W"]["static"] == static["power_W"]  # the gated figure, not all-on
     (tmp_path / "mapping.json").write_text(json.dumps(mapping_json(linear_placed)))
     (tmp_path / "cost.json").write_text(json.dumps(data))
     html = write_report(tmp_path).read_text()

@@ -308,6 +308,9 @@ def test_two_models_a_causal_lm_among_them(tiny_bert, tmp_path) -> None:
     assert (lm["ttft_s"], lm["tokens_per_s"], lm["energy_per_token_J"]) == tuple(
         cost["decode"][k] for k in ("ttft_s", "tokens_per_s", "energy_per_token_J"))
     assert lm["energy_low_J"] == cost["sensitivity"]["ranges"]["energy_J"][0] / 2   # per inference, batch 2
+    ranges = cost["decode"]["ranges"]
+    assert (lm["tokens_per_s_low"], lm["tokens_per_s_high"]) == (ranges["tokens_per_s"][0], ranges["tokens_per_s"][2])
+    assert (lm["ttft_low_s"], lm["energy_per_token_high_J"]) == (ranges["ttft_s"][0], ranges["energy_per_token_J"][2])
     assert bert["tokens_per_s"] is None
     table = list(csv.DictReader((out / "sweep.csv").open()))
     assert {r["model"]: r["tokens_per_s"] for r in table} == {tiny_bert: "", llama: repr(lm["tokens_per_s"])}

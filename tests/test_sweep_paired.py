@@ -43,7 +43,9 @@ def _row(name, bits, energy, per_seed, area=10.0):
             "energy_J": energy, "latency_s": 1e-3, "area_mm2": area,
             "energy_low_J": 0.8 * energy, "energy_high_J": 1.3 * energy, "latency_low_s": 0.9e-3,
             "latency_high_s": 1.2e-3, "area_low_mm2": 0.7 * area, "area_high_mm2": 1.4 * area,
-            "ttft_s": None, "tokens_per_s": None, "energy_per_token_J": None,
+            "ttft_s": None, "tokens_per_s": None, "energy_per_token_J": None, "ttft_low_s": None, "ttft_high_s": None,
+            "tokens_per_s_low": None, "tokens_per_s_high": None, "energy_per_token_low_J": None,
+            "energy_per_token_high_J": None,
             "metric": "embedding_cosine_mean", "higher_is_better": True, "seeds": list(range(len(per_seed))),
             "accuracy": [{"label": "1d", "seconds": 86400.0, "mean": mean, "std": None, "ci95": None,
                           "low": None, "high": None, "per_seed": per_seed}]}
@@ -96,7 +98,10 @@ def sweep_folder(folder, causal: bool = False) -> None:
                      "values": values, "labels": [values], "derived": {"tile.count": tiles.split(",")[2]},
                      "energy_J": row["energy_J"] * (1.2 if k < 3 else 1.0), "area_mm2": 372.0 if k < 3 else 313.0})
         if causal:
-            rows[-1].update(ttft_s=1.234e-3 * (k + 1), tokens_per_s=12345.0 / (k + 1), energy_per_token_J=4.56e-5)
+            rows[-1].update(ttft_s=1.234e-3 * (k + 1), tokens_per_s=12345.0 / (k + 1), energy_per_token_J=4.56e-5,
+                            ttft_low_s=1.1e-3 * (k + 1), ttft_high_s=1.5e-3 * (k + 1),
+                            tokens_per_s_low=10234.0 / (k + 1), tokens_per_s_high=14567.0 / (k + 1),
+                            energy_per_token_low_J=3.9e-5, energy_per_token_high_J=5.8e-5)
     write_sweep_json(folder / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows,
                                                        "ray, embedded on this machine (2 CPUs)", 123.6, None, True))
     write_sweep_files(folder)
@@ -148,7 +153,9 @@ def test_decode_figures_of_a_causal_lm(tmp_path) -> None:
     from reports.sweep import read_sweep, render_sweep, sweep_csv
     config = SimpleNamespace(hw="pcm_1M", model="m", simulation=None)
     rows = [dict(r, accuracy=[], seeds=[], metric=None) for r in ROWS[:2]]
-    rows[1].update(model="llama", ttft_s=2.5e-4, tokens_per_s=1234.0, energy_per_token_J=4.2e-6)
+    rows[1].update(model="llama", ttft_s=2.5e-4, tokens_per_s=1234.0, energy_per_token_J=4.2e-6, ttft_low_s=2e-4,
+                   ttft_high_s=3e-4, tokens_per_s_low=1000.0, tokens_per_s_high=1500.0, energy_per_token_low_J=3e-6,
+                   energy_per_token_high_J=6e-6)
     axes = [SimpleNamespace(name="adc.bits", kind="spec", keys=("adc.bits",), values=("8", "7"))]
     write_sweep_json(tmp_path / "sweep.json", sweep_json([SimpleNamespace(config=config)], axes, rows, "serial", 1.0))
     sweep = read_sweep(tmp_path)
@@ -157,6 +164,8 @@ def test_decode_figures_of_a_causal_lm(tmp_path) -> None:
     assert float(table[1]["ttft_s"]) == 2.5e-4 and float(table[1]["energy_per_token_J"]) == 4.2e-6
     html = render_sweep(sweep)
     assert ">Decode<" in html and "1.23 k/s" in html and "250 µs TTFT" in html and "4.2 µJ / token" in html
+    assert float(table[1]["tokens_per_s.low"]) == 1000.0 and float(table[1]["energy_per_token_J.high"]) == 6e-6
+    assert "1–1.5 k/s" in html and "TTFT 200–300 µs" in html and "3–6 µJ / token" in html   # the ranges
 
 
 def test_sweep_csv_cells_a_spreadsheet_would_run_are_text(tmp_path) -> None:

@@ -20,7 +20,8 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # search, FP reference, chips)
 SIMULATE = ["--hw", "pcm_1M", "--simulate", "--eval-sentences", "32", "--drift-times", "1h", "--seeds", "1", "--calibration", "4",
             "--seq-len", "32"]
-STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "validated:", "simulating:", "simulator:", "accuracy:",
+STAGES = ("hardware:", "model:", "mapped:", "placement:", "ranges:", "cost:", "leakage:", "validated:", "simulating:",
+          "simulator:", "accuracy:",
           "accuracy, PT optimization off:", "done in ")
 
 
@@ -171,3 +172,12 @@ def test_validation_line_names_the_chips_and_the_worst_errors():
                             "baseline_chips": ["TPU v4i"], "baseline_max_abs_error_tops_per_w": None})
     assert "HERMES, Ambrogio 2023" in line and "within 13 %" in line
     assert "TPU v4i (not validated)" in line and "\n" not in line
+
+
+def test_leakage_line_says_its_share_and_the_gating():
+    from compiler.terminal import leakage_line
+    line = leakage_line({"power_W": 0.0123, "share_of_energy": 0.0087, "decode_step_share": 0.012,
+                         "power_gating": True, "all_on_power_W": 1.5, "node_note": "published at 7 nm"})
+    assert "(published at 7 nm)" in line and "0.87 % of the energy" in line and "1.2 % of a decode step's" in line and "1.5 W with every tile on" in line
+    line = leakage_line({"power_W": 1.5, "share_of_energy": 0.05, "decode_step_share": None, "power_gating": False})
+    assert "5 % of the energy" in line and "no power gating" in line and "decode" not in line

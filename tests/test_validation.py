@@ -114,6 +114,6 @@ def test_the_docs_show_the_table():
 
 def test_a_chip_outside_the_sets_node_is_warned_about():
     from compiler.backends.estimator.calibration import validation_summary
-    assert validation_summary(load_hw_spec("pcm_1M"))["warnings"] == []
+    assert validation_summary(load_hw_spec("pcm_1M"))["warnings"] == []  # the 7 nm leakage: cost.json static
     warnings = validation_summary(load_hw_spec("pcm_1M", {"technology_nm": 7}))["warnings"]
     assert any("14 nm" in w and "7 nm" in w for w in warnings) and any("adc.cco" in w for w in warnings)

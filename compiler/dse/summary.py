@@ -19,8 +19,12 @@ from reports.schema import HEADLINE_METRICS, final_accuracy, pareto_front
 RANGES = (("energy_low_J", "energy_J", 0), ("energy_high_J", "energy_J", 2), ("latency_low_s", "latency_s", 0),
           ("latency_high_s", "latency_s", 2), ("area_low_mm2", "area_mm2", 0), ("area_high_mm2", "area_mm2", 2))
 DECODE = ("ttft_s", "tokens_per_s", "energy_per_token_J")  # cost.json decode: a causal LM's serving figures
+# their ranges: (field of sweep.json, figure of cost.json's decode.ranges, end)
+DECODE_RANGES = (("ttft_low_s", "ttft_s", 0), ("ttft_high_s", "ttft_s", 2), ("tokens_per_s_low", "tokens_per_s", 0),
+                 ("tokens_per_s_high", "tokens_per_s", 2), ("energy_per_token_low_J", "energy_per_token_J", 0),
+                 ("energy_per_token_high_J", "energy_per_token_J", 2))
 NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
-                  **{name: None for name, _, _ in RANGES}, **{name: None for name in DECODE},
+                  **{name: None for name, _, _ in RANGES + DECODE_RANGES}, **{name: None for name in DECODE},
                   metric=None, higher_is_better=True, accuracy=[], seeds=[])
 
 
@@ -47,6 +51,8 @@ def figures(files: dict[str, dict]) -> dict[str, Any]:
                 found[name] = ranges[metric][end] / (cost.batch if metric == "energy_J" else 1)
         if cost.decode is not None:
             found.update({name: getattr(cost.decode, name) for name in DECODE})
+            if cost.decode.ranges is not None:
+                found.update({name: getattr(cost.decode.ranges, figure)[end] for name, figure, end in DECODE_RANGES})
     if "accuracy.json" in files:
         accuracy = AccuracyJson.from_json(files["accuracy.json"], "accuracy.json")
         names = list(accuracy.metrics)

@@ -17,7 +17,7 @@ from typing import Any
 
 # public name -> its module, imported on first use (PEP 562): `aimc-compile validate` (validate.py) prices chips
 # without the workload machinery and torch
-_PUBLIC = {"estimate": "estimate", "PeakThroughput": "peak", "peak_throughput": "peak", "check_prices": "prices",
+_PUBLIC = {"estimate": "estimate", "inference_cost": "estimate", "PeakThroughput": "peak", "peak_throughput": "peak", "check_prices": "prices",
            "CostReport": "report", "LayerCost": "report"}
 __all__ = sorted(_PUBLIC)
 

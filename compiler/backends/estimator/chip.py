@@ -18,6 +18,7 @@ from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.fields import NS
+from compiler.backends.estimator.options import option_stage
 from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, segment_time, tile_mvm_energy, tile_prices)
@@ -34,8 +35,12 @@ def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float
     throughput = digital_throughput(hw)
     fill = fill or {}
     fixed = fixed_latencies(hw)
-    stages = [_analog_stage(w, tile, digital, fill) for w in workload.analog]
+    stages = [_analog_stage(w, tile, digital, fill) if w.option is None  # a block's option: options.py
+              else option_stage(w, w.option, hw, digital, throughput, fill, _analog_stage) for w in workload.analog]
     for stage, work in zip(stages, workload.analog):
+        if work.option is not None and work.option.kind == "digital":  # on the integer units, as attention
+            stage.delay_s = fixed.digital_op_s
+            continue
         row_pieces = math.ceil(work.in_features / hw.tile.rows)
         stage.delay_s = 2 * fixed.transfer_s + math.ceil(math.log2(row_pieces)) * fixed.reduction_level_s
     stages += [_digital_stage(w, hw, digital, throughput) for w in workload.digital]

@@ -107,6 +107,30 @@ def _rate(tokens: float, seconds: float) -> float | None:
     return tokens / seconds if seconds else None
 
 
+def step_contexts(seq_len: int, gen_len: int, samples: int = GENERATION_SAMPLES) -> list[int]:
+    """The contexts a generation prices: `samples` evenly spread over seq_len + 1 .. seq_len + gen_len."""
+    n = min(gen_len, samples)
+    return sorted({seq_len + 1 + round(i * (gen_len - 1) / max(n - 1, 1)) for i in range(n)})
+
+
+def interpolated_sum(points: list[tuple[int, float]], steps: int) -> float:
+    """Sum of a per-step value over `steps` consecutive contexts from the first point's, linear between the
+    (context, value) points."""
+    pts = sorted(points)
+    first = pts[0][0]
+    total = 0.0
+    for k in range(steps):
+        c = first + k
+        hi = next(i for i, (ctx, _) in enumerate(pts) if ctx >= c)
+        if pts[hi][0] == c:
+            total += pts[hi][1]
+            continue
+        (ca, va), (cb, vb) = pts[hi - 1], pts[hi]
+        t = (c - ca) / (cb - ca)
+        total += (1 - t) * va + t * vb
+    return total
+
+
 @dataclass(frozen=True)
 class Generation:
     """Prefill of the prompt and gen_len decode steps, at one batch."""
@@ -122,19 +146,7 @@ class Generation:
 
     def _sum(self, attr: str) -> float:
         """Sum over the gen_len steps, linear between the sampled contexts."""
-        pts = sorted(self.steps, key=lambda p: p.context)
-        first = pts[0].context
-        total = 0.0
-        for k in range(self.gen_len):
-            c = first + k
-            hi = next(i for i, p in enumerate(pts) if p.context >= c)
-            if pts[hi].context == c:
-                total += getattr(pts[hi], attr)
-                continue
-            a, b = pts[hi - 1], pts[hi]
-            t = (c - a.context) / (b.context - a.context)
-            total += (1 - t) * getattr(a, attr) + t * getattr(b, attr)
-        return total
+        return interpolated_sum([(p.context, getattr(p, attr)) for p in self.steps], self.gen_len)
 
     @property
     def tokens(self) -> int:
@@ -298,7 +310,8 @@ def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, 
     works = tuple(AnalogWork(
         name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
         out_features=placed.blocks[name].out_features, bias_features=e["bias"],
-        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"])
+        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
+        option=placed.block_options.get(name))
         for name, e in analog.items())
     return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
 
@@ -394,17 +407,30 @@ class DecodeModel:
         return self._placements[kv_bytes]
 
     def baseline_kv_location(self, kv_bytes: float, weight_bytes: int) -> str:
-        """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or
-        alone, when the weights stream from DRAM), else in DRAM."""
-        cap = self.base.weight_buffer_MiB * 2 ** 20
-        weights_on_chip = weight_bytes <= cap
-        return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
+        return baseline_kv_location(self.base, kv_bytes, weight_bytes)
 
-    def _baseline_per_byte(self, location: str) -> tuple[float, float]:
-        b = self.base
+    def baseline_point(self, workload: Workload, kv_read: float, kv_write: float, location: str,
+                       base: DigitalBaselineSpec | None = None) -> tuple[float, float, str]:
+        """(J, s, what bounds it) of one workload on the digital baseline (`base`, else the model's), its KV cache
+        traffic included, with the spec's serving terms: DRAM at dram_efficiency x its bandwidth, and
+        layer_overhead_us per transformer layer (serving.py)."""
+        base = base or self.base
+        peak = base
+        if base.dram_efficiency != 1.0:
+            base = replace(base, dram_GBps=base.dram_GBps * base.dram_efficiency)
+        b = price_on_baseline(workload, base, self.hw)
         if location == "dram":
-            return b.dram_pJ_per_byte * PJ, 1.0 / (b.dram_GBps * 1e9)
-        return b.weight_buffer_pJ_per_byte * PJ * self.digital.scale, 0.0
+            per_J, per_s = base.dram_pJ_per_byte * PJ, 1.0 / (base.dram_GBps * 1e9)
+        else:
+            per_J, per_s = base.weight_buffer_pJ_per_byte * PJ * self.digital.scale, 0.0
+        kv_s = (kv_read + kv_write) * per_s
+        overhead_s = peak.layer_overhead_us * 1e-6 * self.kv.layers
+        seconds = b.latency_s + kv_s + overhead_s
+        joules = b.energy_J + (kv_read + kv_write) * per_J + b.static_power_W * (kv_s + overhead_s)
+        memory = b.memory_s + kv_s
+        bound = ("fixed overhead per layer" if overhead_s > max(memory, b.compute_s)
+                 else "memory bandwidth" if memory > b.compute_s else "compute")
+        return joules, seconds, bound
 
     def _kv_traffic(self, stages: list[Stage], workload: Workload, placement: KvPlacement, held_tokens: int,
                     read_tokens: int, write_tokens: int) -> dict[str, float]:
@@ -431,12 +457,10 @@ class DecodeModel:
                     s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
         return tiers
 
-    def _kv_leakage_W(self, placement: KvPlacement) -> float:
-        """SRAM holding the cache beyond the SRAM already powered (tiles with work, when idle tiles are gated)."""
-        sram_W_per_bit = require(self.hw, "static.sram_pW_per_bit", "SRAM leakage per bit") * 1e-12
-        powered_bits = self.chip.static_W().get("sram", 0.0) / sram_W_per_bit if sram_W_per_bit else 0.0
-        held_bits = 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
-        return max(held_bits - powered_bits, 0.0) * sram_W_per_bit
+    @staticmethod
+    def _kv_sram_bits(placement: KvPlacement) -> float:
+        """SRAM bits holding the cache: they stay powered through the step (gating.py)."""
+        return 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
 
     # --- one workload --------------------------------------------------------------------------
     def price(self, workload: Workload, placement: KvPlacement, held_tokens: int, read_tokens: int,
@@ -457,7 +481,7 @@ class DecodeModel:
         else:
             traffic_ = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = (math.fsum(self.chip.static_W().values()) + self._kv_leakage_W(placement)) * timing.latency_s
+        static_J = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement)).energy_J
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():
@@ -469,12 +493,7 @@ class DecodeModel:
         base_J = base_s = 0.0
         base_bound = ""
         if self.base is not None:
-            b = price_on_baseline(workload, self.base, hw)
-            per_J, per_s = self._baseline_per_byte(baseline_location)
-            kv_s = (kv_read + kv_write) * per_s
-            base_J = b.energy_J + (kv_read + kv_write) * per_J + b.static_power_W * kv_s
-            base_s = b.latency_s + kv_s
-            base_bound = "memory bandwidth" if b.memory_s + kv_s > b.compute_s else "compute"
+            base_J, base_s, base_bound = self.baseline_point(workload, kv_read, kv_write, baseline_location)
         links = sum(1 for name in timing.critical_path if name.startswith("chip ") and "->" in name)
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
@@ -502,8 +521,7 @@ class DecodeModel:
         kv_bytes = self.kv.bytes(final, batch)
         where = self.placement(kv_bytes)
         base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
-        n = min(gen_len, samples)
-        contexts = sorted({seq_len + 1 + round(i * (gen_len - 1) / max(n - 1, 1)) for i in range(n)})
+        contexts = step_contexts(seq_len, gen_len, samples)
         return Generation(batch=batch, prefill=self.prefill(batch, seq_len, where, base_loc),
                           steps=tuple(self.step(batch, c, where, base_loc) for c in contexts), gen_len=gen_len,
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
@@ -517,6 +535,14 @@ class DecodeModel:
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
             out.append(self.step(batch, c, self.placement(kv), base_loc))
         return out
+
+
+def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_bytes: float) -> str:
+    """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or alone,
+    when the weights stream from DRAM), else in DRAM."""
+    cap = base.weight_buffer_MiB * 2 ** 20
+    weights_on_chip = weight_bytes <= cap
+    return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
 
 
 def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: Generation, seq_len: int,

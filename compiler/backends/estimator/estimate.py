@@ -15,7 +15,9 @@ from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
+from compiler.backends.estimator.gating import Leakage, leakage
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
+from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
 from compiler.backends.estimator.peak import peak_throughput
 from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
                                                 tile_prices)
@@ -23,7 +25,6 @@ from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
 from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
-from compiler.backends.estimator.static import static_power
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
 SEQ_LEN_SERIES = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -39,12 +40,16 @@ class _Chip:
     chips: int
     fill: Mapping[int, float]
     layouts: dict = field(default_factory=dict, compare=False)  # the blocks' chip layouts (links.py), reused
+    weight_sram_bits: int = 0        # SRAM bits holding digital blocks' weights (--accuracy-budget), powered
 
     def with_hw(self, hw: HardwareSpec) -> "_Chip":
-        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts)
+        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts, self.weight_sram_bits)
 
-    def static_W(self) -> dict[str, float]:
-        return static_power(self.hw, self.area, tiles=self.tiles_used, chips=self.chips)
+    def leakage(self, stages: list[Stage], timing: Schedule, retained_sram_bits: float = 0.0) -> Leakage:
+        """The leakage of `stages` run as `timing` on these chips, idle tiles and units gated (gating.py); the SRAM
+        holding digital blocks' weights (and `retained_sram_bits` more: a KV cache) stays powered."""
+        return leakage(self.hw, self.area, self.chips, stages, timing, tiles_working=self.tiles_used,
+                       retained_sram_bits=self.weight_sram_bits + retained_sram_bits)
 
 
 @dataclass
@@ -52,9 +57,13 @@ class _Evaluation:
     workload: Workload
     stages: list[Stage]
     schedule: Schedule
-    static_J: float
+    leakage: Leakage
     baseline: BaselineCost | None
     links: LinkTraffic = NO_TRAFFIC
+
+    @property
+    def static_J(self) -> float:
+        return self.leakage.energy_J
 
     @property
     def energy_J(self) -> float:
@@ -83,7 +92,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     hw = placed.hw
     check_prices(hw)  # every field present, every derived price finite: one UserError before any work
     pulses = pulse_pricing(placed, calibration, input_fill)
-    chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), pulses.fill)
+    chip = _Chip(hw, chip_area(hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
+                 weight_sram_bits=weight_sram_bits(placed))
     template = WorkloadTemplate(placed)
     forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
     main = _evaluate(forward(batch, seq_len), chip, None)
@@ -106,8 +116,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
-        area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, static_by_component_W=chip.static_W(),
-        idle_tiles_gated=bool(hw.static.idle_tiles_gated), pulses=pulses,
+        area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
         sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas))
         if sensitivity else None,
         links=main.links, decode=decode_cost(
@@ -125,10 +134,21 @@ def inference_schedule(placed: PlacedGraph, seq_len: int,
     segments are read again each call)."""
     template = template or WorkloadTemplate(placed)
     forward = forward_workload(template)
-    chip = _Chip(placed.hw, chip_area(placed.hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1),
-                 {})
+    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), {},
+                 weight_sram_bits=weight_sram_bits(placed))
     ev = _evaluate(forward(1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
     return ev.stages, ev.schedule
+
+
+def inference_cost(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
+                   calibration: Any = None) -> tuple[float, float]:
+    """(energy J with static, latency s) of one inference as `estimate` prices it, without its series, baseline
+    and ranges: what --accuracy-budget compares block options by (compiler/budget)."""
+    pulses = pulse_pricing(placed, calibration, None)
+    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
+                 weight_sram_bits=weight_sram_bits(placed))
+    ev = _evaluate(forward_workload(WorkloadTemplate(placed))(batch, seq_len), chip, None)
+    return ev.energy_J, ev.schedule.latency_s
 
 
 def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
@@ -140,8 +160,7 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
     if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
         independent_sequences(stages, workload.batch)
     timing = schedule(stages)
-    static_J = math.fsum(chip.static_W().values()) * timing.latency_s
-    return _Evaluation(workload, stages, timing, static_J,
+    return _Evaluation(workload, stages, timing, chip.leakage(stages, timing),
                        price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from compiler.backends.estimator.area import ChipArea
 from compiler.backends.estimator.baseline import BaselineCost
 from compiler.backends.estimator.decode import DecodeCost
+from compiler.backends.estimator.gating import Leakage
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic
 from compiler.backends.estimator.peak import PeakThroughput
 from compiler.backends.estimator.pulses import PulsePricing
@@ -73,8 +74,7 @@ class CostReport:
     area: ChipArea                               # one chip
     chips: int                                   # chips the model spans
     tiles_used: int
-    static_by_component_W: dict[str, float]      # leakage while running, the powered tiles and units
-    idle_tiles_gated: bool
+    leakage: Leakage                             # one inference's, idle tiles and units gated (gating.py)
     pulses: PulsePricing
     sensitivity: Sensitivity | None
     # whole copies of the mapping on chips of their own, each serving whole inferences: energy and latency are
@@ -91,9 +91,26 @@ class CostReport:
         return self.replicas * self.chips * self.area.chip_mm2
 
     @property
+    def static_by_component_W(self) -> dict[str, float]:
+        """One replica's mean leakage power over an inference, by component (gated where the spec gates)."""
+        return self.leakage.mean_W
+
+    @property
     def static_power_W(self) -> float:
-        """Leakage of every replica."""
+        """Mean leakage of every replica (gated where the spec gates)."""
         return self.replicas * sum(self.static_by_component_W.values())
+
+    @property
+    def static_energy_J(self) -> float:
+        """One inference's leakage energy (energy_by_component_J's `static`)."""
+        return self.leakage.energy_J
+
+    def decode_step_static_share(self) -> float | None:
+        """The leakage's share of a decode step's energy (the last step of a causal LM's generation)."""
+        if self.decode is None:
+            return None
+        step = self.decode.run.steps[-1]
+        return step.energy_by_component_J.get("static", 0.0) / step.energy_J if step.energy_J else None
 
     @property
     def stream_period_s(self) -> float:
@@ -186,10 +203,14 @@ class CostReport:
             },
             "static": {
                 "power_W": self.static_power_W,
+                "energy_J": self.static_energy_J,
+                "share_of_energy": self.static_energy_J / self.energy_J if self.energy_J else None,
+                "decode_step_share": self.decode_step_static_share(),
                 "by_component_W": {c: self.replicas * w for c, w in self.static_by_component_W.items()},
-                "tiles_powered": self.replicas * (self.tiles_used if self.idle_tiles_gated
-                                                  else self.chips * self.area.tiles),
-                "idle_tiles_gated": self.idle_tiles_gated,
+                "tiles_used": self.replicas * self.tiles_used,
+                "tiles": self.replicas * self.chips * self.area.tiles,
+                **self.leakage.to_json(),
+                "all_on_power_W": self.replicas * sum(self.leakage.all_on_W.values()),
             },
             "pulses": self.pulses.to_json(),
             "sensitivity": self.sensitivity.to_json() if self.sensitivity else None,

@@ -64,6 +64,7 @@ class AnalogWork:
     segments: tuple[TileSegment, ...]
     deps: tuple[str, ...]           # ids of the works it waits for
     order: int                      # position of its first layer in the graph
+    option: Any = None              # its compiler.block_options.BlockOption (--accuracy-budget); None: the reference
 
     @property
     def id(self) -> str:
@@ -254,7 +255,7 @@ class WorkloadTemplate:
             name=name, layer=e["layer"], vectors=e["vectors"], in_features=self.placed.blocks[name].in_features,
             out_features=self.placed.blocks[name].out_features, bias_features=e["bias"],
             segments=tuple(segments.get(name, ())), deps=tuple(sorted(e["deps"] - {analog_id(name)})),
-            order=e["order"])
+            order=e["order"], option=self.placed.block_options.get(name))
             for name, e in analog.items())
         return Workload(batch=batch, seq_len=seq_len, has_sequence_dim=self.has_sequence_dim, analog=works,
                         digital=tuple(digital))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from compiler.backends.simulator.block import AnalogBlock, LayerWeight, ReplicatedBlock, segment_weight
+from compiler.backends.simulator.options import staged_block
 from compiler.analog.integer import attention_matmul
 from compiler.analog.programming import device_params, use_native
 from compiler.errors import UserError
@@ -126,14 +127,23 @@ def build_simulator(placed: PlacedGraph, t_inference: float = 0.0, seed: int | N
                        unit="block", enabled=progress)
     for index, block in enumerate(bar):
         layers, bias = block_layers(placed, block)
-        copies = [AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
-                              [s for s in segments if s.block == block.name and s.copy == c], hw, t_inference, seed,
-                              # copies: own output-noise streams (keys past every block's); their segments
-                              # have their own ids, so programming and read noise differ too
-                              key=index + c * len(placed.blocks), device=device, params=params,
-                              native_kernels=fused)
-                  for c in range(placed.copies(block.name))]
-        modules[block.name] = copies[0] if len(copies) == 1 else ReplicatedBlock(copies)
+
+        def analog(tiles_hw: HardwareSpec, chip_seed: int, redundant: int, block=block, index=index, layers=layers,
+                   bias=bias) -> AnalogBlock | ReplicatedBlock:
+            copies = [AnalogBlock(block.name, block.in_features, block.out_features, layers, bias,
+                                  [s for s in segments if s.block == block.name and s.copy == c], tiles_hw,
+                                  t_inference, chip_seed,
+                                  # copies: own output-noise streams (keys past every block's); their segments
+                                  # have their own ids, so programming and read noise differ too
+                                  key=index + (c + redundant * n_copies) * len(placed.blocks), device=device,
+                                  params=params, native_kernels=fused)
+                      for c in range(n_copies)]
+            return copies[0] if len(copies) == 1 else ReplicatedBlock(copies)
+
+        n_copies = placed.copies(block.name)
+        option = placed.block_options.get(block.name)
+        modules[block.name] = analog(hw, seed, 0) if option is None else \
+            staged_block(option, hw, seed, analog, lambda block=block: block_weight(placed, block), device)
     graph_module = lower_graph(placed, modules, hw, ste=False, fused=fused)
     graph_module.to(device)
     return SimulatedModel(graph_module, modules, hw, t_inference, seed, device, inputs=_input_shapes(placed))

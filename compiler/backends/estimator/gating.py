@@ -1,0 +1,184 @@
+"""Leakage over one schedule, with power gating of idle tiles and shared units.
+
+Without `static.power_gating` every tile of the chips used and every chip's shared units leak for the whole
+inference (static.py gives the power). With it, a power domain (`static.gating_tiles` consecutive tiles of a chip, or
+one chip's digital or attention units) is switched off whenever it idles longer than the break-even time t_be
+(`static.gate_break_even_ns`): while off it still leaks the fraction f (`static.gated_leakage_fraction`) of its
+power P, and each off/on cycle costs the leakage it saves over the break-even time, (1 - f) x P x t_be: that is what
+the break-even time means (Hu et al., "Microarchitectural techniques for power gating of execution units",
+ISLPED 2004). A domain with no work in the inference stays off (f x P). The wake-up latency is not on the critical
+path: the schedule is static, so a domain is woken ahead of its first input. The time after a domain's last stage
+and before its first is one gap: inferences (decode steps) follow each other in a stream.
+
+Idle gaps come from the schedule: before, between and after the spans of the stages that use the domain, and
+inside a stage's span the gaps between its vectors, taken as evenly spread (the stage's idle time over its vectors
+less one). The shared units are one resource in the schedule: every chip's units are taken as busy whenever any
+chip's are (an upper bound on their leakage when a model spans chips).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from compiler.hw_spec import HardwareSpec
+from compiler.backends.estimator.area import ChipArea
+from compiler.backends.estimator.chip import ATTENTION_UNITS, DIGITAL_UNITS
+from compiler.backends.estimator.fields import NS, require
+from compiler.backends.estimator.schedule import Schedule, Stage
+from compiler.backends.estimator.static import SRAM, node_warnings, shared_leakage_W, static_power, tile_leakage_W
+
+SHARED_RESOURCE = {"digital_units": DIGITAL_UNITS, "attention_units": ATTENTION_UNITS}  # area component -> resource
+TILE_PREFIX = "tile "
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """The leakage of one evaluation (one inference, one prefill or one decode step)."""
+    energy_by_component_J: dict[str, float]
+    all_on_W: dict[str, float]       # every tile of the chips used and every shared unit powered throughout
+    latency_s: float
+    gating: bool
+    wakeups: float = 0.0             # off/on cycles of all domains
+    off_fraction: float = 0.0        # share of the domains' time (tile domains weighted by tiles) spent off
+    node_note: str | None = None     # the leakage figure is from another node (used unscaled)
+
+    @property
+    def energy_J(self) -> float:
+        return math.fsum(self.energy_by_component_J.values())
+
+    @property
+    def mean_W(self) -> dict[str, float]:
+        """The mean leakage power over the evaluation, by component."""
+        return {c: j / self.latency_s for c, j in self.energy_by_component_J.items()} if self.latency_s else \
+            dict.fromkeys(self.energy_by_component_J, 0.0)
+
+    def to_json(self) -> dict:
+        all_on = math.fsum(self.all_on_W.values())
+        return {"power_gating": self.gating, "all_on_power_W": all_on, "wakeups": self.wakeups,
+                "off_fraction": self.off_fraction, "node_note": self.node_note,
+                "gated_vs_all_on": self.energy_J / (all_on * self.latency_s) if all_on and self.latency_s else None}
+
+
+@dataclass(frozen=True)
+class _Gate:
+    break_even_s: float
+    off_fraction: float              # f: what an off domain still leaks
+
+
+def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], timing: Schedule,
+            tiles_working: int = 0, retained_sram_bits: float = 0.0) -> Leakage:
+    """The leakage energy of `stages` scheduled as `timing` on `chips` chips. tiles_working: tiles with work, when
+    more than the stages name (the extra copies of a block with copies: priced at the mean on-time of the tiles
+    the stages name); retained_sram_bits: SRAM that keeps data through the idle gaps (digital blocks' weights, a
+    decoder's KV cache), powered throughout."""
+    latency = timing.latency_s
+    all_on = static_power(hw, area, tiles=chips * area.tiles, chips=chips)
+    note = next(iter(node_warnings(hw)), None)
+    if not require(hw, "static.power_gating", "whether idle tiles and units are power-gated"):  # all SRAM counted
+        return Leakage({c: w * latency for c, w in all_on.items()}, all_on, latency, False, node_note=note)
+    gate = _Gate(require(hw, "static.gate_break_even_ns", "power gating's break-even idle time") * NS,
+                 require(hw, "static.gated_leakage_fraction", "what a power-gated domain still leaks"))
+    per_domain = require(hw, "static.gating_tiles", "tiles per power-gating domain")
+    tiles_activity, shared_activity = _activity(stages, timing, area.tiles, per_domain)
+    per_tile = tile_leakage_W(hw, area)
+    # tile domains: effective powered seconds x their tiles (idle domains: off throughout)
+    domains_per_chip = math.ceil(area.tiles / per_domain)
+    tile_seconds = off_tile_seconds = wakeups = 0.0
+    active_tiles = 0
+    for (chip, d), spans in tiles_activity.items():
+        n = min(per_domain, area.tiles - d * per_domain)
+        on_s, off_s, wakes = _powered(spans, latency, gate.break_even_s)
+        tile_seconds += n * _effective_s(on_s, off_s, wakes, gate)
+        off_tile_seconds += n * off_s
+        wakeups += wakes
+        active_tiles += n
+    shadow = min(max(tiles_working - active_tiles, 0), chips * area.tiles - active_tiles)
+    if shadow and active_tiles:
+        tile_seconds += shadow * tile_seconds / active_tiles
+        off_tile_seconds += shadow * off_tile_seconds / active_tiles
+    idle_tiles = chips * area.tiles - active_tiles - shadow
+    tile_seconds += idle_tiles * gate.off_fraction * latency
+    off_tile_seconds += idle_tiles * latency
+    energy = {c: w * tile_seconds for c, w in per_tile.items()}
+    # retained SRAM bits sit in tiles counted above at their own on/off time: the rest of the time they stay on
+    sram_W_per_bit = require(hw, "static.sram_pW_per_bit", "SRAM leakage per bit") * 1e-12
+    energy[SRAM] = energy.get(SRAM, 0.0) + (1.0 - gate.off_fraction) * retained_sram_bits * sram_W_per_bit * latency
+    off_seconds, weights = off_tile_seconds, chips * area.tiles * latency
+    for component, w in shared_leakage_W(hw, area).items():
+        spans = shared_activity.get(SHARED_RESOURCE.get(component, component), [])
+        on_s, off_s, wakes = _powered(spans, latency, gate.break_even_s) if spans else (0.0, latency, 0)
+        energy[component] = energy.get(component, 0.0) + chips * w * _effective_s(on_s, off_s, wakes, gate)
+        wakeups += chips * wakes
+        off_seconds += off_s
+        weights += latency
+    return Leakage(energy, all_on, latency, True, wakeups, off_seconds / weights if weights else 0.0, note)
+
+
+def _effective_s(on_s: float, off_s: float, wakes: float, gate: _Gate) -> float:
+    """Seconds at full leakage equivalent to a domain's on time, off time and off/on cycles."""
+    return on_s + gate.off_fraction * off_s + wakes * (1.0 - gate.off_fraction) * gate.break_even_s
+
+
+Span = tuple[float, float, float, int]  # start, finish, busy seconds, vectors
+
+
+def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_domain: int
+              ) -> tuple[dict[tuple[int, int], list[Span]], dict[str, list[Span]]]:
+    """Per tile domain (chip, domain) and per shared resource, the spans of the stages that use it: a stage's busy
+    time on a domain is its busiest tile's there (the tiles of a block work in parallel)."""
+    tiles: dict[tuple[int, int], list[Span]] = {}
+    shared: dict[str, list[Span]] = {}
+    for stage in stages:
+        start, finish = timing.start_s.get(stage.id), timing.finish_s.get(stage.id)
+        if start is None or finish is None:
+            continue
+        busiest: dict[tuple[int, int], float] = {}
+        for resource, seconds in stage.busy_s.items():
+            tile = _tile_of(resource)
+            if tile is not None:
+                key = (tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain)
+                busiest[key] = max(busiest.get(key, 0.0), seconds)
+            elif resource in (DIGITAL_UNITS, ATTENTION_UNITS):
+                shared.setdefault(resource, []).append((start, finish, seconds, stage.vectors))
+        for key, seconds in busiest.items():
+            tiles.setdefault(key, []).append((start, finish, seconds, stage.vectors))
+    return tiles, shared
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _tile_of(resource: str) -> int | None:
+    """The tile of a resource name ("tile N"), None for another resource (read once per name: a decoder's steps
+    name tens of thousands of tiles, each many times)."""
+    return int(resource[len(TILE_PREFIX):]) if resource.startswith(TILE_PREFIX) else None
+
+
+def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:
+    """(seconds on, seconds off, off/on cycles) of one domain over [0, latency]: its stages' spans merged; a gap
+    longer than the break-even time is spent off."""
+    merged: list[list[float]] = []
+    for start, finish, _, _ in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], finish)
+        else:
+            merged.append([start, finish])
+    edges = [0.0] + [x for lo, hi in merged for x in (lo, hi)] + [max(latency, merged[-1][1] if merged else 0.0)]
+    outer = [edges[i + 1] - edges[i] for i in range(0, len(edges), 2)]  # before, between and after the spans
+    outer = outer[1:-1] + [outer[0] + outer[-1]] if len(outer) > 1 else outer  # after + before: one gap, the
+    # inferences (decode steps) of a stream following each other
+    inside = math.fsum(hi - lo for lo, hi in merged)
+    busy = min(math.fsum(s[2] for s in spans), inside)
+    idle_inside = inside - busy
+    gaps_inside = max(sum(max(s[3] - 1, 0) for s in spans), 1 if idle_inside > 0 else 0)
+    on = busy
+    off = wakes = 0.0
+    if gaps_inside and idle_inside / gaps_inside > break_even:
+        off, wakes = idle_inside, float(gaps_inside)
+    else:
+        on += idle_inside
+    for gap in outer:
+        if gap > break_even:
+            off, wakes = off + gap, wakes + 1
+        else:
+            on += gap
+    return on, off, wakes
