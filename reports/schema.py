@@ -170,6 +170,7 @@ class MappingJson(Record):
     weights: str = written("unknown")
     weights_source: str = written("")
     head: str | None = optional(choices=("real", "random"))  # checkpoints: "random" = created at load time
+    values_loaded: bool = optional(True)             # false: a checkpoint's shapes only (its weights not read)
     hw: str = required()
     hw_file: str = written("")
     hw_spec: dict[str, Any] = written({})
