@@ -27,7 +27,8 @@ from compiler.backends.estimator.fields import PJ, require
 from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
+from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
+                                                  schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
 from compiler.backends.estimator.static import SRAM, shared_leakage_W, tile_leakage_W
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
@@ -90,6 +91,7 @@ class PhasePoint:
     baseline_bound: str = ""         # compute or memory bandwidth
     layer_latency_s: dict = field(default_factory=dict)         # layer -> its stages' span on the critical schedule
     kv_bytes_by_tier: dict = field(default_factory=dict)        # KV bytes moved in own SRAM / package SRAM / DRAM
+    bound_s: dict = field(default_factory=dict)  # the critical path's seconds: compute, memory, links (schedule.py)
 
     def to_json(self) -> dict:
         """One decode step as a `decode.contexts` entry: per token of the batch."""
@@ -98,7 +100,8 @@ class PhasePoint:
                 "baseline_energy_per_token_J": self.baseline_energy_J / self.batch,
                 "baseline_tokens_per_s": _rate(self.batch, self.baseline_latency_s),
                 "kv_location": self.kv_location, "kv_bytes_by_tier": dict(self.kv_bytes_by_tier),
-                "attention_macs": self.attention_macs, "link_bytes": self.links.bytes}
+                "attention_macs": self.attention_macs, "link_bytes": self.links.bytes, "latency_s": self.latency_s,
+                "bound_s": dict(self.bound_s)}
 
 
 def _rate(tokens: float, seconds: float) -> float | None:
@@ -176,7 +179,8 @@ class Generation:
                 "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
                 "kv_placement": self.kv_placement.to_json() if self.kv_placement else None,
                 "baseline_kv_location": self.baseline_kv_location, "ranges": self.ranges,
-                "bound": self.steps[-1].bound,
+                "bound": self.steps[-1].bound, "decode_step_latency_s": self.steps[-1].latency_s,
+                "decode_step_bound_s": dict(self.steps[-1].bound_s),
                 "baseline_bound": self.steps[-1].baseline_bound}
 
 
@@ -210,6 +214,7 @@ class DecodeCost:
             "decode_step_energy_by_component_J": dict(run.steps[-1].energy_by_component_J),
             "decode_step_energy_J": run.steps[-1].energy_J, "decode_step_latency_s": run.steps[-1].latency_s,
             "decode_step_layer_latency_s": dict(run.steps[-1].layer_latency_s),
+            "decode_step_bound_s": dict(run.steps[-1].bound_s),
             "bound": run.steps[-1].bound, "baseline_bound": run.steps[-1].baseline_bound,
             "baseline_chips": self.baseline_chips,
             "baseline_ttft_s": run.prefill.baseline_latency_s,
@@ -509,7 +514,7 @@ class DecodeModel:
                           attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
                           baseline_kv_location=baseline_location, energy_by_component_J=by_component,
                           bound=bound, baseline_bound=base_bound, layer_latency_s=layer_spans(stages, timing),
-                          kv_bytes_by_tier=tiers)
+                          kv_bytes_by_tier=tiers, bound_s=critical_path_by_kind(stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
