@@ -30,6 +30,7 @@ from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
                                                   schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
+from compiler.backends.estimator.static import SRAM, shared_leakage_W, tile_leakage_W
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -348,11 +349,14 @@ class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
     def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None,
-                 shared: dict | None = None):
+                 shared: dict | None = None, variant: bool = False):
         """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
-        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers."""
+        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers.
+        variant: a spec variant of the sensitivity: its leakage is the reference model's (the one sharing `shared`
+        without `variant`) rescaled (_rescaled_leakage), not gated anew."""
         self.template, self.chip, self.base = template, chip, base
         self._shared = {} if shared is None else shared
+        self._variant = variant
         hw = chip.hw
         self.hw = hw
         self.kv = kv_geometry(template.placed.model.config, hw)
@@ -481,7 +485,15 @@ class DecodeModel:
         else:
             traffic_ = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement)).energy_J
+        key = ("leakage", workload.batch, workload.seq_len, read_tokens, write_tokens)
+        reference = self._shared.get(key)
+        if self._variant and reference is not None:
+            static_J = _rescaled_leakage(reference, self.chip, timing.latency_s)
+        else:
+            leak = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement))
+            if not self._variant:
+                self._shared[key] = (leak, self.chip)
+            static_J = leak.energy_J
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():
@@ -537,6 +549,20 @@ class DecodeModel:
         return out
 
 
+def _rescaled_leakage(reference: tuple[Any, Any], chip: Any, latency_s: float) -> float:
+    """A spec variant's leakage from the reference evaluation's (gating.py is the costliest part of an evaluation:
+    ~1.5 s per decode step of Llama-3.1-8B): each component's energy x the variant's leakage power over the
+    reference's (static.*, area.*: per tile, per shared unit, SRAM per bit) x its latency over the reference's. The
+    reference's gating (which domains are off when) is kept, not recomputed for the variant's schedule."""
+    leak, ref_chip = reference
+    ratio_t = latency_s / leak.latency_s if leak.latency_s else 1.0
+    ref_W = {**tile_leakage_W(ref_chip.hw, ref_chip.area), **shared_leakage_W(ref_chip.hw, ref_chip.area)}
+    new_W = {**tile_leakage_W(chip.hw, chip.area), **shared_leakage_W(chip.hw, chip.area)}
+    ref_W[SRAM], new_W[SRAM] = ref_chip.hw.static.sram_pW_per_bit, chip.hw.static.sram_pW_per_bit
+    return math.fsum(j * (new_W[c] / ref_W[c] if ref_W.get(c) else 1.0) * ratio_t
+                     for c, j in leak.energy_by_component_J.items())
+
+
 def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_bytes: float) -> str:
     """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or alone,
     when the weights stream from DRAM), else in DRAM."""
@@ -549,11 +575,11 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
                       gen_len: int) -> dict:
     """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
     x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
-    between), and the root-sum-square of the relative deviations applied to the reported value. Also the three
-    fields that swing each metric most."""
+    between; the leakage rescaled from the reported evaluation's, _rescaled_leakage), and the root-sum-square of the
+    relative deviations applied to the reported value. Also the three fields that swing each metric most."""
     def evaluate(hw: Any) -> dict[str, float]:
-        g = DecodeModel(template, chip.with_hw(hw), None, shared).generation(gen.batch, seq_len, gen_len,
-                                                                            samples=RANGE_SAMPLES)
+        g = DecodeModel(template, chip.with_hw(hw), None, shared, variant=True).generation(
+            gen.batch, seq_len, gen_len, samples=RANGE_SAMPLES)
         return {"ttft_s": g.prefill.latency_s, "tokens_per_s": g.tokens_per_s or 0.0,
                 "energy_per_token_J": g.energy_per_token_J}
 
@@ -639,7 +665,8 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         "waiting for its own K and V only (the buffers a scheduler needs for this are not priced)",
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
     ) + ((f"ranges (batch {', '.join(map(str, sorted(range_batches)))}): the AIMC side only; each cost number of the "
-          f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step, "
+          f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step "
+          f"(its power gating not redone: the leakage scaled by the variant's leakage prices and latency), "
           f"root-sum-square of the relative deviations around the reported value; the baselines carry none",)
          if range_batches else ()) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
           "layer's experts, the baseline reads only the weights of experts that get a token",)
