@@ -403,6 +403,11 @@ class DigitalBaselineSpec:
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
+    # serving terms of the decode record (prefill and decode steps; compiler/backends/estimator/serving.py): the
+    # share of dram_GBps a real kernel reaches, and a fixed time per transformer layer per forward (kernel launches,
+    # synchronization); fitted leave-one-out on published measurements (hw_specs/serving_validation.yaml)
+    dram_efficiency: float = _f(0.01, 1.0, default=1.0)
+    layer_overhead_us: float = _f(0.0, 1e6, default=0.0)
     source_file: str = field(default="", metadata={"internal": True})
 
 

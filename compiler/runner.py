@@ -264,8 +264,19 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
         variant = config.simulation.eval_data
     result = RunResult(config, None)
     original = None  # with HWA: the model as loaded, the reference of every fidelity figure
+    placement = dict(allocation=config.placement.allocation, calibration=calibration,
+                     pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
+                     objective=config.placement.objective, max_tiles=config.placement.max_tiles,
+                     max_latency_s=config.placement.max_latency_s, seq_len=config.shapes.seq_len)
+    options = None  # --accuracy-budget with --hwa-finetune: chosen on the model as loaded, then trained through
     if config.hwa is not None:
-        original, model = model, _hwa_finetune(model, hw, config, calibration, result)
+        if config.budget is not None:
+            with _timed("accuracy budget, on the model as loaded"):
+                loaded = compile_model(model, example, hw, exported=session.exported(model, example, variant),
+                                       **placement)
+                result.budget = _choose_options(loaded, config, checked, None)
+                options = loaded.block_options
+        original, model = model, _hwa_finetune(model, hw, config, calibration, result, options)
         if staging is not None:
             from compiler.training.finetune import save_finetuned
             try:
@@ -274,16 +285,14 @@ def _run(config: RunConfig, checked: Checked, out: Path | None, staging: Path | 
                 raise UserError(f"{staging / 'hwa_model'}: cannot write the fine-tuned checkpoint "
                                 f"({exc.strerror or type(exc).__name__})") from None
             writers.write_json(staging / "hwa.json", result.files["hwa.json"])
-    placement = dict(allocation=config.placement.allocation, calibration=calibration,
-                     pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
-                     objective=config.placement.objective, max_tiles=config.placement.max_tiles,
-                     max_latency_s=config.placement.max_latency_s, seq_len=config.shapes.seq_len)
     with _timed("exported, mapped and calibrated"):
         exported = session.exported(model, example, variant) if original is None else None
         placed = compile_model(model, example, hw, exported=exported, **placement)
         say_placed(placed, config, calibration)
     result.placed = placed
-    if config.budget is not None:
+    if options is not None:  # chosen before fine-tuning; the tuned model's blocks bear the same names
+        placed.block_options = dict(options)
+    elif config.budget is not None:
         with _timed("accuracy budget"):
             result.budget = _choose_options(placed, config, checked, original)
     files = result.files
@@ -360,9 +369,10 @@ def _estimate_cost(placed, config: RunConfig):
                     baseline_scale=config.baseline_scale)
 
 
-def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult):
+def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunResult, block_options=None):
     """Fine-tune through the chip as it will be compiled (same allocation, calibration and range
-    optimizations); the tuned model (hwa.json's content into result.files)."""
+    optimizations, and --accuracy-budget's per-block options); the tuned model (hwa.json's content into
+    result.files)."""
     from compiler import writers
     from compiler.training.finetune import hwa_finetune
     info, hwa = model.aimc_info, config.hwa
@@ -372,7 +382,8 @@ def _hwa_finetune(model, hw, config: RunConfig, calibration: int, result: RunRes
     tuned = hwa_finetune(model, hw, hwa.data or None, steps=hwa.steps, lr=hwa.lr, batch_size=hwa.batch,
                          seq_len=config.shapes.seq_len, device=config.device,
                          allocation=config.placement.allocation, calibration=calibration or None,
-                         pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt)
+                         pt_column_range=config.placement.pt_opt, pt_input_range=config.placement.pt_opt,
+                         block_options=block_options)
     summary = result.hwa = tuned.aimc_hwa
     result.files["hwa.json"] = writers.hwa_json(info.name, summary)
     _say(f"HWA fine-tuning: {summary.steps} steps ({summary.objective} on {summary.data}) in {summary.seconds:.1f} s, "

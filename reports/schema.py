@@ -171,6 +171,7 @@ class MappingJson(Record):
     weights: str = written("unknown")
     weights_source: str = written("")
     head: str | None = optional(choices=("real", "random"))  # checkpoints: "random" = created at load time
+    values_loaded: bool = optional(True)             # false: a checkpoint's shapes only (its weights not read)
     hw: str = required()
     hw_file: str = written("")
     hw_spec: dict[str, Any] = written({})
@@ -442,6 +443,8 @@ class DecodeBatch(Record):
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
+    decode_step_latency_s: float | None = optional(min=0)        # the final context's step
+    decode_step_bound_s: dict[str, float] = optional({})         # its critical path: compute, memory, links
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -456,6 +459,8 @@ class DecodeContext(Record):
     kv_bytes_by_tier: dict[str, float] = optional({})  # KV bytes the step moves in own SRAM / package SRAM / DRAM
     attention_macs: int = written(min=0)
     link_bytes: float = written(min=0)
+    latency_s: float | None = optional(min=0)    # the step, for the whole batch
+    bound_s: dict[str, float] = optional({})     # its critical path's seconds: compute, memory (DRAM), links
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -507,6 +512,7 @@ class Decode(Record):
     decode_step_energy_J: float = written(min=0)
     decode_step_latency_s: float = written(min=0)
     decode_step_layer_latency_s: dict[str, float] = written({})   # layer -> its span within the step
+    decode_step_bound_s: dict[str, float] = optional({})          # its critical path: compute, memory, links
     bound: str = written("")
     baseline_bound: str = written("")
     baseline_chips: int = written(1)

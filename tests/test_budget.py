@@ -252,3 +252,40 @@ def test_digital_option_is_integer_matmul_priced_as_the_attention_units(placed):
     macs = 16 * weight.shape[0] * weight.shape[1]  # one sequence of 16 tokens
     assert cost.counts["digital_block_macs"] == macs
     assert cost.tiles_used == len({s.tile for s in placed.segments if s.block != name})
+
+
+def test_hwa_trains_through_the_chosen_options(placed):
+    from compiler.backends.simulator.options import AveragedBlock
+    from compiler.training.hardware import HwaNoiseConfig, TrainingChip
+    names = list(placed.blocks)
+    placed.block_options = {names[0]: BlockOption(DIGITAL, 6), names[1]: BlockOption(ANALOG, 8, 2),
+                            names[2]: BlockOption(ANALOG, 6)}
+    try:
+        chip = TrainingChip(placed, HwaNoiseConfig())
+        chip.program()
+        x = torch.randn(8, placed.blocks[names[0]].in_features, generator=torch.Generator().manual_seed(2))
+        simulated = placed.simulator(t_inference=3600.0, seed=0).blocks[names[0]](x)
+        assert torch.allclose(chip.blocks[names[0]](x), simulated, rtol=1e-5, atol=1e-6)  # one integer matmul
+        pair = chip.blocks[names[1]]
+        assert isinstance(pair, AveragedBlock) and len(pair.copies) == 2
+        offsets = [next(iter(c.offset.values())) for c in pair.copies]
+        assert not torch.equal(offsets[0], offsets[1])  # two chips' devices, not one drawn twice
+        assert chip.blocks[names[2]].adc_bits == 6
+        chip(**_tokens()).last_hidden_state.square().mean().backward()
+        weight = placed.model.get_parameter(placed.placements[placed.blocks[names[0]].layers[0]].weight)
+        assert weight.grad is not None and weight.grad.abs().sum() > 0  # straight through the integer quantizers
+    finally:
+        placed.block_options = {}
+        placed.model.zero_grad(set_to_none=True)
+
+
+def test_cli_budget_with_hwa_fine_tunes_the_chosen_mapping(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _cli(capsys, tiny_checkpoint, *RUN, "--accuracy-budget", 0.08, "--hwa-finetune", "--hwa-steps", 2,
+                     "--out", out)
+    assert code == 0, err
+    budget = json.loads((out / "accuracy.json").read_text())["budget"]
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert {b: o["label"] for b, o in mapping["block_options"].items()} == budget["block_options"]
+    assert json.loads((out / "hwa.json").read_text())["steps"] == 2
+    assert err.index("accuracy budget: try 1") < err.index("HWA fine-tuning: 2 steps")

@@ -164,3 +164,22 @@ def attention_matmul(a: torch.Tensor, b: torch.Tensor, bits: int, per_head: bool
     codes_b, step_b = quantize_codes(b, bits, per_head, False, ste, fused, token_mask,
                                      -2 if a_is_probability else -1)
     return torch.matmul(codes_a, codes_b).mul_(step_a * step_b)
+
+
+def weight_matmul(x: torch.Tensor, weight: torch.Tensor, bits: int, ste: bool = False) -> torch.Tensor:
+    """x @ weight.T on the integer units (a weight block run digitally, compiler/block_options.py): weight codes per
+    output channel and input codes per vector (last dimension), signed symmetric in `bits` with scale max|.|,
+    integer products summed exactly, the sum rescaled once. `ste`: straight-through (training)."""
+    top = signed_levels(bits)
+    w_peak = weight.detach().abs().amax(dim=1, keepdim=True)
+    w_peak = torch.where(w_peak > 0, w_peak, torch.ones_like(w_peak))
+    x_peak = x.detach().abs().amax(dim=-1, keepdim=True)
+    x_peak = torch.where(x_peak > 0, x_peak, torch.ones_like(x_peak))
+    if ste:
+        w_codes = _STECodes.apply(weight, top / w_peak, -top, top)
+        x_codes = _STECodes.apply(x, top / x_peak, -top, top)
+    else:
+        w_codes = _round_clamp_(weight * (top / w_peak), -top, top)
+        x_codes = _round_clamp_(x * (top / x_peak), -top, top)
+    return (x_codes @ w_codes.T) * (x_peak / top) * (w_peak.T / top)
+

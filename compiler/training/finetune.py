@@ -68,7 +68,7 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
                  hardware_aware: bool = True, seed: int = 0, device: str = "cpu", tokenizer: Any = None,
                  allocation: str = "packed", calibration: Any = 32, pt_column_range: bool = True,
                  pt_input_range: bool = True, warmup_fraction: float = 0.1, weight_decay: float = 0.0,
-                 max_grad_norm: float = 1.0, progress: bool = True) -> nn.Module:
+                 max_grad_norm: float = 1.0, progress: bool = True, block_options: dict | None = None) -> nn.Module:
     """Fine-tune a copy of `model` with the compiled chip in the loop; return it (eval mode).
 
     data: None (built-in unlabeled sentences), a text file (one sentence per line), a GLUE task directory,
@@ -77,7 +77,8 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
     noise: what to inject (compiler.training.hardware.HwaNoiseConfig; default: everything the spec describes,
     drift times log-uniform in [1 h, 1 y]). allocation, calibration, pt_column_range, pt_input_range: how
     the copy is compiled for training, as compile_model takes them (use the values the tuned model will be
-    compiled with). Dropout stays off: the compiled graph is the model in eval mode, and the injected noise
+    compiled with). block_options: block name -> BlockOption (--accuracy-budget's choice): the chip trained through
+    runs each block as its option says. Dropout stays off: the compiled graph is the model in eval mode, and the injected noise
     regularizes. The original model is not modified. The result carries `aimc_info` and `aimc_hwa`.
     """
     from compiler.pipeline import compile_model
@@ -104,6 +105,7 @@ def hwa_finetune(model: nn.Module, hw: HardwareSpec | str, data: Any = None, ste
         torch.manual_seed(seed)
         example_args, example_kwargs, _ = training.select(torch.arange(min(2, training.size)))
         placed = compile_model(student, example_kwargs or example_args, hw, allocation=allocation)
+        placed.block_options = {n: o for n, o in (block_options or {}).items() if n in placed.blocks}
         chip = None
         if hardware_aware:
             chip = TrainingChip(placed, noise, torch.Generator().manual_seed(seed), seed)

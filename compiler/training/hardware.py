@@ -27,6 +27,9 @@ from compiler.analog.periphery import (DEFAULT_ADC_RANGE, adc, add_output_noise,
                                        ir_drop_profile, ir_drop_rho, resolve_dac_range)
 from compiler.analog.programming import (device_params, normalized_weights, program_into, segment_w_max,
                                          use_native)
+from compiler.analog.integer import weight_matmul
+from compiler.backends.simulator.options import AveragedBlock, copy_seed
+from compiler.block_options import DIGITAL, analog_hw
 from compiler.errors import UserError
 from compiler.hw_spec import HardwareSpec
 from compiler.ir import PlacedGraph, TileSegment
@@ -192,6 +195,28 @@ class TrainingBlock(nn.Module):
                           for b, n in self.biases])
 
 
+class DigitalTrainingBlock(TrainingBlock):
+    """A block on the integer units (its --accuracy-budget option): compiler.analog.integer.weight_matmul
+    straight-through, as the simulator's DigitalBlock computes it exactly; no tiles, nothing to program or clip."""
+
+    def __init__(self, name: str, in_features: int, out_features: int, layers: list[_LayerParam],
+                 biases: list[tuple[nn.Parameter | None, int]], hw: HardwareSpec, config: HwaNoiseConfig, bits: int):
+        super().__init__(name, in_features, out_features, layers, biases, [], hw, config)
+        self.bits = bits
+
+    def clip(self, sigmas: float) -> None:
+        pass
+
+    def program(self, t_s: float, seed: int, params: torch.Tensor | None, native_kernels: bool) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        out = weight_matmul(x.reshape(-1, self.in_features), self.weight(), self.bits, ste=True)
+        bias = self._bias(out)
+        return (out if bias is None else out + bias).reshape(*lead, self.out_features)
+
+
 class TrainingChip(nn.Module):
     """The placed model with TrainingBlocks and straight-through attention; call it like the model."""
 
@@ -212,30 +237,48 @@ class TrainingChip(nn.Module):
                 layers.append(_LayerParam(p.block_col_offset, placed.model.get_parameter(p.weight),
                                           p.weight_transposed))
                 biases.append((placed.model.get_parameter(p.bias) if p.bias else None, p.out_features))
-            self.blocks[name] = TrainingBlock(name, block.in_features, block.out_features, layers, biases,
-                                              placed.block_segments(name), hw, config)
+            self.blocks[name] = self._block(placed, name, layers, biases, config)
         attention_hw = hw if config.int_attention else _without_attention_quantization(hw)
         self.graph_module = lower_graph(placed, self.blocks, attention_hw, ste=True)
 
+    @staticmethod
+    def _block(placed: PlacedGraph, name: str, layers: list, biases: list, config: HwaNoiseConfig) -> nn.Module:
+        """The block as its option says (placed.block_options, --accuracy-budget): analog at its ADC bits, k analog
+        copies averaged (each programmed as its own chip), or digital."""
+        block, option = placed.blocks[name], placed.block_options.get(name)
+        if option is not None and option.kind == DIGITAL:
+            return DigitalTrainingBlock(name, block.in_features, block.out_features, layers, biases, placed.hw,
+                                        config, option.bits)
+        hw = placed.hw if option is None else analog_hw(placed.hw, option)
+        copies = [TrainingBlock(name, block.in_features, block.out_features, layers, biases,
+                                placed.block_segments(name), hw, config) for _ in range(option.copies if option else 1)]
+        return copies[0] if len(copies) == 1 else AveragedBlock(copies)
+
+    def _analog_copies(self) -> list[tuple[int, TrainingBlock]]:
+        """(copy index, block) of every block and every redundant copy (--accuracy-budget)."""
+        return [pair for block in self.blocks.values()
+                for pair in (enumerate(block.copies) if isinstance(block, AveragedBlock) else [(0, block)])]
+
     def clip_weights(self) -> None:
         if self.config.clip_sigmas is not None:
-            for block in self.blocks.values():
+            for _, block in self._analog_copies():
                 block.clip(self.config.clip_sigmas)
 
     def program(self) -> float:
         """A fresh chip instance for the next step: a drift time, then every segment programmed at it."""
         t_s = self.clock.tick()
-        device = next(iter(self.blocks.values())).weight().device
+        copies = self._analog_copies()
+        device = copies[0][1].weight().device
         native_kernels = use_native(device)
         params = device_params(self.placed.hw, t_s) if native_kernels else None
-        for block in self.blocks.values():
-            block.program(t_s, self.seed * 1_000_003 + self.steps, params, native_kernels)
+        for copy, block in copies:  # a redundant copy: other devices, as the simulator programs it
+            block.program(t_s, copy_seed(self.seed * 1_000_003 + self.steps, copy), params, native_kernels)
         self.steps += 1
         return t_s
 
     def segment_normalization(self) -> dict[int, torch.Tensor]:
         """w_max per segment id as the last program() set it (for checks against the simulator's)."""
-        return {sid: w for block in self.blocks.values() for sid, w in block.w_max.items()}
+        return {sid: w for _, block in self._analog_copies() for sid, w in block.w_max.items()}
 
     def forward(self, *args, **kwargs):
         return self.graph_module(*args, **kwargs)

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from compiler.analog.periphery import levels
+from compiler.analog.integer import weight_matmul
 from compiler.analog.programming import segment_seed
 from compiler.block_options import ANALOG, BlockOption, analog_hw
 from compiler.hw_spec import HardwareSpec
@@ -51,30 +51,21 @@ class AveragedBlock(nn.Module):
 
 
 class DigitalBlock(nn.Module):
-    """y = dequantize(q(x) q(W)^T) + b: weights per output channel and inputs per vector symmetric in `bits`
-    (codes in [-L, L], L = 2^(bits-1) - 1, scale max|.| / L), integer products summed exactly (float32 holds them
-    below 2^24: L^2 x in_features, e.g. 31^2 x 1536 at 6 bits), the bias added after."""
+    """The block on the integer units: compiler.analog.integer.weight_matmul (weights per output channel and inputs
+    per vector in `bits`, exact accumulation; float32 holds the sums below 2^24: L^2 x in_features, e.g. 31^2 x 1536
+    at 6 bits), then the bias."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int):
         super().__init__()
         self.out_features, self.in_features = weight.shape
-        self.name = "digital"
-        self.levels = levels(bits)
-        w = weight.detach().to(torch.float32)
-        w_scale = w.abs().amax(dim=1, keepdim=True) / self.levels
-        w_scale = torch.where(w_scale > 0, w_scale, torch.ones_like(w_scale))
-        self.register_buffer("codes", (w / w_scale).round_().clamp_(-self.levels, self.levels))
-        self.register_buffer("w_scale", w_scale.squeeze(1))
+        self.name, self.bits = "digital", bits
+        self.register_buffer("weight", weight.detach().to(torch.float32))
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.float32))
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, dtype = x.shape[:-1], x.dtype
-        flat = x.reshape(-1, self.in_features).to(torch.float32)
-        peak = flat.abs().amax(dim=1, keepdim=True)
-        x_scale = torch.where(peak > 0, peak, torch.ones_like(peak)) / self.levels
-        codes = (flat / x_scale).round_().clamp_(-self.levels, self.levels)
-        out = (codes @ self.codes.T) * x_scale * self.w_scale
+        out = weight_matmul(x.reshape(-1, self.in_features).to(torch.float32), self.weight, self.bits)
         if self.bias is not None:
             out += self.bias
         return out.reshape(*lead, self.out_features).to(dtype)
