@@ -399,6 +399,10 @@ class DigitalBaselineSpec:
     # energy of one INT8 MAC at chip scope (operand delivery, control, clock, its share of the chip's power) over
     # the bare multiplier and adder: calibrated on published digital chips (hw_specs/validation.yaml); 1 = bare
     mac_overhead: float = _f(1.0, 1e4, default=1.0)
+    # the chip's power beyond its MACs (control, clock, vector units, SRAM, interconnect, leakage) per mm^2 of die at
+    # 45 nm, 0.9 V and 1 GHz (scaled as (45 nm / node) x (vdd / 0.9 V)^2 x clock / 1 GHz): calibrated with
+    # mac_overhead on published digital chips (hw_specs/validation.yaml); absent: the estimator asks for it
+    uncore_W_per_mm2: float | None = _f(0.0, COST_MAX, default=None)
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
