@@ -281,6 +281,9 @@ class AreaSpec:
     weight_cell_um2: float | None = _c()       # one weight: all its devices and access devices
     wordline_driver_um2: float | None = _c()   # per row: the input-line driver (analog)
     tile_control_um2: float | None = _c()      # per tile: sequencer, clock buffers
+    program_driver_um2: float | None = _c()    # one programming driver (~3 V, 100-700 uA pulses)
+    columns_per_program_driver: float | None = _c(1.0, design=True)  # columns one programming driver serves
+    row_select_um2: float | None = _c()        # per row: its select-line drivers (programming voltages)
     columns_per_ldpu_lane: float | None = _c(1.0, design=True)  # local digital unit: lanes
     router_flits_per_port: float | None = _c(design=True)  # 5-port mesh router buffers
     sram_KiB_per_tile: float | None = _c(design=True)      # local activation buffer

@@ -32,6 +32,7 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "adc": ("ADCs", "#e07b39"),
     "local_digital": ("local digital unit", "#d9a441"),
     "control": ("control & clock", "#7f8c9b"),
+    "programming": ("programming drivers", "#a0522d"),
     "accumulation": ("partial-sum accumulation", "#e9b63d"),
     "attention_int6": ("INT6 attention", "#8061a9"),
     "attention_int8": ("INT8 attention", "#8061a9"),

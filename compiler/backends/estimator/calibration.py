@@ -249,7 +249,10 @@ def validation_rows() -> tuple[Row, ...]:
     vs = validation_set()
     rows = []
     for fig in vs.figures:
-        fits = {p.name: fitted_factor(p.name, fig.group) for p in vs.parameters if p.kind == fig.kind}
+        # the parameters fitted to this figure's metric: the others do not move it (a converter's power does not
+        # change a throughput or an area), so its prediction takes their projected values
+        fits = {p.name: fitted_factor(p.name, fig.group) for p in vs.parameters
+                if p.kind == fig.kind and fig.metric in p.fitted_to}
         predicted = _predict(fig, {**{p.name: 1.0 for p in vs.parameters}, **{k: v for k, (v, _) in fits.items()}},
                              vs)
         rows.append(Row(chip=fig.chip, group=fig.group, metric=fig.metric, label=fig.label, published=fig.published,

@@ -25,6 +25,7 @@ REGISTRY: tuple[Component, ...] = (
     Component("adc", chip=True, tile=True, area="tile"),
     Component("local_digital", chip=True, tile=True, area="tile", leaks=True),
     Component("control", chip=True, tile=True, area="tile", leaks=True),
+    Component("programming", area="tile"),   # weight-programming drivers: idle (power-gated) during inference
     Component("mac", baseline=True),
     Component("weight_fetch", baseline=True),
     Component("accumulation", chip=True),
