@@ -69,9 +69,22 @@ def test_shipped_chip_specs_hold_the_calibrated_values(param, spec):
     assert hw.uncertainty[field] >= loo_error(param) - 1e-9      # its uncertainty: the leave-one-out error
 
 
-def test_the_baseline_holds_its_calibrated_overhead():
-    value, _, groups = calibrated_value("digital_mac_overhead", "digital_int8")
-    assert load_baseline_spec().mac_overhead == pytest.approx(value, rel=2e-4) and len(groups) >= 2
+@pytest.mark.parametrize("param, field", [("digital_mac_overhead", "mac_overhead"),
+                                          ("digital_uncore", "uncore_W_per_mm2")])
+@pytest.mark.parametrize("spec", ["digital_int8", "gpu_h100"])
+def test_the_baselines_hold_their_calibrated_values(param, field, spec):
+    value, _, groups = calibrated_value(param, "digital_int8")
+    assert getattr(load_baseline_spec(spec), field) == pytest.approx(value, rel=2e-4) and len(groups) >= 3
+
+
+def test_the_digital_fit_is_joint_and_leaves_each_chip_out():
+    rows = [r for r in validation_rows() if r.group in validation_set().groups("digital")]
+    assert len(rows) >= 4
+    for row in rows:
+        assert set(row.fitted) == {"digital_mac_overhead", "digital_uncore"}
+        fits = {tuple(f["fitted_on"]) for f in row.fitted.values()}
+        assert fits == {tuple(sorted(set(validation_set().groups("digital")) - {row.group}))}  # both: the others
+    assert len({round(r.fitted["digital_uncore"]["value"], 9) for r in rows}) == len(rows)   # a fit per chip
 
 
 def test_the_projection_is_pcm_1M_but_for_its_converter():
