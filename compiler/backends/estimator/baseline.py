@@ -25,7 +25,7 @@ from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.area import chip_area, logic_cells
 from compiler.backends.estimator.components import BASELINE_COMPONENTS
 from compiler.backends.estimator.fields import PJ, UM2_PER_MM2, require
-from compiler.backends.estimator.prices import DigitalPrices, DigitalThroughput, digital_prices, digital_throughput
+from compiler.backends.estimator.prices import DigitalThroughput, digital_prices, digital_throughput
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
 # the reference of `uncore_W_per_mm2`: the node and supply of the bare digital primitives (Horowitz 2014), 1 GHz
@@ -84,7 +84,6 @@ class BaselineCost:
 @dataclass(frozen=True)
 class _Machine:
     spec: DigitalBaselineSpec
-    digital: DigitalPrices
     lanes: DigitalThroughput
     clock_hz: float
     mac_J: float
@@ -101,7 +100,7 @@ def price_on_baseline(workload: Workload, spec: DigitalBaselineSpec, hw: Hardwar
     weight_bytes = sum(w.in_features * w.out_features for w in workload.analog)  # one byte per INT8 weight
     in_dram = weight_bytes > spec.weight_buffer_MiB * 2 ** 20
     fetch_J = spec.dram_pJ_per_byte * PJ if in_dram else spec.weight_buffer_pJ_per_byte * PJ * digital.scale
-    machine = _Machine(spec, digital, digital_throughput(hw), spec.clock_GHz * 1e9,
+    machine = _Machine(spec, digital_throughput(hw), spec.clock_GHz * 1e9,
                        (digital.int8_mult_J + digital.int32_add_J) * spec.mac_overhead, fetch_J, in_dram)
     energy = dict.fromkeys(BASELINE_COMPONENTS, 0.0)
     split = {"compute": 0.0, "memory": 0.0}
