@@ -32,6 +32,7 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "adc": ("ADCs", "#e07b39"),
     "local_digital": ("local digital unit", "#d9a441"),
     "control": ("control & clock", "#7f8c9b"),
+    "programming": ("programming drivers", "#a0522d"),
     "accumulation": ("partial-sum accumulation", "#e9b63d"),
     "attention_int6": ("INT6 attention", "#8061a9"),
     "attention_int8": ("INT8 attention", "#8061a9"),
@@ -45,7 +46,8 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "chip_link": ("chip-to-chip links", "#4b6584"),
     "static": ("static power", "#3b3b3b"),
     "mac": ("INT8 MACs", "#c44e52"),
-    "weight_fetch": ("weight fetch (DRAM)", "#7a1f2b"),
+    "weight_fetch": ("weight reads", "#7a1f2b"),
+    "uncore": ("uncore (all but MACs)", "#6d4c41"),
     "digital_units": ("digital lanes", "#6b8e23"),
     "attention_units": ("attention MACs", "#8061a9"),
 }
@@ -170,6 +172,7 @@ class MappingJson(Record):
     weights: str = written("unknown")
     weights_source: str = written("")
     head: str | None = optional(choices=("real", "random"))  # checkpoints: "random" = created at load time
+    values_loaded: bool = optional(True)             # false: a checkpoint's shapes only (its weights not read)
     hw: str = required()
     hw_file: str = written("")
     hw_spec: dict[str, Any] = written({})
