@@ -1,6 +1,6 @@
 """Leakage, power gating and the AIMC/digital ratio (issues 22 and 24, item 5): roberta-base on pcm_1M against the
-digital baseline at batch 1 and 8, and a Llama-3.1-8B decode step's leakage share, with and without power gating,
-in one run.
+digital baseline at batch 1 and 8 (and with the baseline fitted without each digital chip), and a Llama-3.1-8B decode
+step's leakage share, with and without power gating, in one run.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/leakage.py [--skip-llama] [--gen-len 16]
 
@@ -54,6 +54,22 @@ def roberta() -> None:
                               "estimate_s": time.perf_counter() - t0}), flush=True)
 
 
+def baseline_fits() -> None:
+    """roberta-base's ratio with the baseline's two numbers fitted on every digital chip, then without each one."""
+    from compiler.backends.estimator.calibration import fitted_factor
+    from compiler.hw_spec import load_baseline_spec
+    placed = _place("roberta-base", 128, "auto")
+    spec = load_baseline_spec("digital_int8")
+    for group in (None, "tpu_v1", "tpu_v4i", "a100", "h100"):
+        k, u = fitted_factor("digital_mac_overhead", group)[0], fitted_factor("digital_uncore", group)[0]
+        for batch in (1, 8):
+            cost = _estimate(placed, placed.hw, batch, baseline=dataclasses.replace(spec, mac_overhead=k,
+                                                                                    uncore_W_per_mm2=u))
+            print(json.dumps({"model": "roberta-base", "without": group, "mac_overhead": k, "uncore_W_per_mm2": u,
+                              "batch": batch, "energy_J": cost.energy_J, "baseline_energy_J": cost.baseline.energy_J,
+                              "energy_ratio": cost.baseline.energy_J / cost.energy_J}), flush=True)
+
+
 def llama(gen_len: int) -> None:
     placed = _place("meta-llama/Llama-3.1-8B", 128, "packed", **{"tile.max_chips": 64})
     for gating in (True, False):
@@ -76,6 +92,7 @@ def main() -> None:
     parser.add_argument("--gen-len", type=int, default=16)
     args = parser.parse_args()
     roberta()
+    baseline_fits()
     if not args.skip_llama:
         llama(args.gen_len)
 

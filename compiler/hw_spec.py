@@ -281,6 +281,9 @@ class AreaSpec:
     weight_cell_um2: float | None = _c()       # one weight: all its devices and access devices
     wordline_driver_um2: float | None = _c()   # per row: the input-line driver (analog)
     tile_control_um2: float | None = _c()      # per tile: sequencer, clock buffers
+    program_driver_um2: float | None = _c()    # one programming driver (~3 V, 100-700 uA pulses)
+    columns_per_program_driver: float | None = _c(1.0, design=True)  # columns one programming driver serves
+    row_select_um2: float | None = _c()        # per row: its select-line drivers (programming voltages)
     columns_per_ldpu_lane: float | None = _c(1.0, design=True)  # local digital unit: lanes
     router_flits_per_port: float | None = _c(design=True)  # 5-port mesh router buffers
     sram_KiB_per_tile: float | None = _c(design=True)      # local activation buffer
@@ -396,6 +399,10 @@ class DigitalBaselineSpec:
     # energy of one INT8 MAC at chip scope (operand delivery, control, clock, its share of the chip's power) over
     # the bare multiplier and adder: calibrated on published digital chips (hw_specs/validation.yaml); 1 = bare
     mac_overhead: float = _f(1.0, 1e4, default=1.0)
+    # the chip's power beyond its MACs (control, clock, vector units, SRAM, interconnect, leakage) per mm^2 of die at
+    # 45 nm, 0.9 V and 1 GHz (scaled as (45 nm / node) x (vdd / 0.9 V)^2 x clock / 1 GHz): calibrated with
+    # mac_overhead on published digital chips (hw_specs/validation.yaml); absent: the estimator asks for it
+    uncore_W_per_mm2: float | None = _f(0.0, COST_MAX, default=None)
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by

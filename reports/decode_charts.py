@@ -40,3 +40,57 @@ def decode_vs_context(cost: CostJson) -> str | None:
             ax.set_title(f"{title} vs context (batch {decode.batch})")
         legend_outside(axes[1])
     return to_svg(fig, "decode energy and speed against context length")
+
+
+# what a decode step's critical path works on (cost.json bound_s), and the pipeline period beyond it
+BOUND_STYLES = (("compute", "compute (tiles, digital, attention)", "#2f5f98"),
+                ("memory", "memory (KV cache in DRAM)", "#e07b39"),
+                ("links", "chip links", "#4b6584"),
+                ("period", "busiest resource (period beyond the path)", "#b9c2ce"))
+
+
+def _bound_bars(ax, labels: list[str], bounds: list[dict[str, float]], latencies: list[float | None]) -> None:
+    """Stacked bars: each step's critical path by kind, topped by what the pipeline period adds beyond it."""
+    xs = range(len(labels))
+    bottom = [0.0] * len(labels)
+    for key, label, color in BOUND_STYLES:
+        if key == "period":
+            values = [max((lat or 0.0) - sum(b.values()), 0.0) for b, lat in zip(bounds, latencies)]
+        else:
+            values = [b.get(key, 0.0) for b in bounds]
+        if not any(v > 0 for v in values):
+            continue
+        ax.bar(xs, values, bottom=bottom, color=color, width=0.6, label=label, linewidth=0)
+        bottom = [a + v for a, v in zip(bottom, values)]
+    ax.set_xticks(list(xs), labels, fontsize=8.5)
+    ax.yaxis.set_major_formatter(lambda v, _: si(v, "s", 2) if v else "0")
+    ax.grid(axis="x", visible=False)
+
+
+def decode_bounds(cost: CostJson) -> str | None:
+    """What bounds a decode step: its time along the critical path spent on compute, memory and chip links,
+    against the context length (the run's batch) and against the batch (the generation's final context)."""
+    decode = cost.decode
+    if decode is None:
+        return None
+    contexts = [p for p in decode.contexts if p.bound_s]
+    batches = [b for b in decode.by_batch if b.decode_step_bound_s]
+    if not contexts and not batches:
+        return None
+    panels = [p for p in ((contexts, "context"), (batches, "batch")) if p[0]]
+    fig, axes = new_figure(11.4, 2.8, ncols=len(panels), squeeze=False)
+    with style():
+        for ax, (points, axis) in zip(axes[0], panels):
+            if axis == "context":
+                _bound_bars(ax, [f"{p.context:,}" for p in points], [p.bound_s for p in points],
+                            [p.latency_s for p in points])
+                ax.set_xlabel("context length (tokens)")
+                ax.set_title(f"Decode step vs context (batch {decode.batch})")
+            else:
+                _bound_bars(ax, [str(b.batch) for b in points], [b.decode_step_bound_s for b in points],
+                            [b.decode_step_latency_s for b in points])
+                ax.set_xlabel("batch (sequences decoded together)")
+                ax.set_title(f"Decode step vs batch (context {decode.seq_len + decode.gen_len:,})")
+            ax.set_ylabel("time per step")
+        legend_outside(axes[0][-1])
+    return to_svg(fig, "what bounds a decode step: compute, memory and chip links against context and batch")

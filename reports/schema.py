@@ -32,6 +32,7 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "adc": ("ADCs", "#e07b39"),
     "local_digital": ("local digital unit", "#d9a441"),
     "control": ("control & clock", "#7f8c9b"),
+    "programming": ("programming drivers", "#a0522d"),
     "accumulation": ("partial-sum accumulation", "#e9b63d"),
     "attention_int6": ("INT6 attention", "#8061a9"),
     "attention_int8": ("INT8 attention", "#8061a9"),
@@ -45,7 +46,8 @@ COMPONENT_STYLES: dict[str, tuple[str, str]] = {
     "chip_link": ("chip-to-chip links", "#4b6584"),
     "static": ("static power", "#3b3b3b"),
     "mac": ("INT8 MACs", "#c44e52"),
-    "weight_fetch": ("weight fetch (DRAM)", "#7a1f2b"),
+    "weight_fetch": ("weight reads", "#7a1f2b"),
+    "uncore": ("uncore (all but MACs)", "#6d4c41"),
     "digital_units": ("digital lanes", "#6b8e23"),
     "attention_units": ("attention MACs", "#8061a9"),
 }
@@ -170,6 +172,7 @@ class MappingJson(Record):
     weights: str = written("unknown")
     weights_source: str = written("")
     head: str | None = optional(choices=("real", "random"))  # checkpoints: "random" = created at load time
+    values_loaded: bool = optional(True)             # false: a checkpoint's shapes only (its weights not read)
     hw: str = required()
     hw_file: str = written("")
     hw_spec: dict[str, Any] = written({})
@@ -441,6 +444,8 @@ class DecodeBatch(Record):
     baseline_kv_location: str = written("")
     bound: str = written("")                     # what limits the chip's decode step
     baseline_bound: str = written("")            # what limits the baseline's
+    decode_step_latency_s: float | None = optional(min=0)        # the final context's step
+    decode_step_bound_s: dict[str, float] = optional({})         # its critical path: compute, memory, links
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -455,6 +460,8 @@ class DecodeContext(Record):
     kv_bytes_by_tier: dict[str, float] = optional({})  # KV bytes the step moves in own SRAM / package SRAM / DRAM
     attention_macs: int = written(min=0)
     link_bytes: float = written(min=0)
+    latency_s: float | None = optional(min=0)    # the step, for the whole batch
+    bound_s: dict[str, float] = optional({})     # its critical path's seconds: compute, memory (DRAM), links
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -506,6 +513,7 @@ class Decode(Record):
     decode_step_energy_J: float = written(min=0)
     decode_step_latency_s: float = written(min=0)
     decode_step_layer_latency_s: dict[str, float] = written({})   # layer -> its span within the step
+    decode_step_bound_s: dict[str, float] = optional({})          # its critical path: compute, memory, links
     bound: str = written("")
     baseline_bound: str = written("")
     baseline_chips: int = written(1)

@@ -29,6 +29,7 @@ class CostSection:
     bottleneck_tile: int | None
     area_components: list[ComponentRow] = field(default_factory=list)
     static_components: list[ComponentRow] = field(default_factory=list)
+    decode_components: list[ComponentRow] = field(default_factory=list)   # one decode step, largest first
     ranges: list[RangeRow] = field(default_factory=list)
     figures: dict[str, str] = field(default_factory=dict)
 
@@ -87,6 +88,11 @@ def build_cost_section(cost: CostJson) -> CostSection:
         figures["sweep"] = charts.sweep(cost)
     if cost.decode and (svg := decode_charts.decode_vs_context(cost)) is not None:
         figures["decode"] = svg
+    if cost.decode and (svg := decode_charts.decode_bounds(cost)) is not None:
+        figures["decode_bounds"] = svg
+    if cost.decode:
+        section.decode_components = _component_rows({k: v for k, v in
+                                                     cost.decode.decode_step_energy_by_component_J.items() if v})
     if cost.schedule and cost.schedule.busy_steps():
         figures["tiles"] = charts.tile_busy(cost, section.bottleneck_tile)
     if (svg := placement_chart.frontier(cost.strategies)) is not None:

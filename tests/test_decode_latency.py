@@ -94,3 +94,26 @@ def test_decode_ranges_are_not_degenerate_and_bracket_the_figures(llama):
     assert [b["ranges"] is not None for b in d["by_batch"]] == [b["batch"] in (1, 2) for b in d["by_batch"]]
     # without the sensitivity: no ranges
     assert estimate(llama, batch=2, seq_len=8, gen_len=4, sensitivity=False).decode.run.ranges is None
+
+
+def test_a_variants_rescaled_leakage_is_exact_when_its_schedule_is_the_references(llama):
+    """The ranges' variants take the reported evaluation's leakage rescaled: exact for a field that moves leakage
+    prices only (the schedule unchanged)."""
+    from dataclasses import replace as with_
+
+    from compiler.backends.estimator.area import chip_area
+    from compiler.backends.estimator.decode import DecodeModel
+    from compiler.backends.estimator.estimate import _Chip
+    from compiler.backends.estimator.workload import WorkloadTemplate
+    hw = llama.hw
+    chip = _Chip(hw, chip_area(hw), len({s.tile for s in llama.segments}), max(llama.chips_used, 1), {})
+    template, shared = WorkloadTemplate(llama), {}
+    reference = DecodeModel(template, chip, None, shared).generation(2, 8, 4)
+    leakier = with_(hw, static=with_(hw.static, logic_mW_per_mm2=hw.static.logic_mW_per_mm2 * 1.3,
+                                     sram_pW_per_bit=hw.static.sram_pW_per_bit * 0.6))
+    rescaled = DecodeModel(template, chip.with_hw(leakier), None, shared, variant=True).generation(2, 8, 4)
+    real = DecodeModel(template, chip.with_hw(leakier), None, {}).generation(2, 8, 4)
+    for a, b in zip(rescaled.steps + (rescaled.prefill,), real.steps + (real.prefill,)):
+        assert a.energy_by_component_J["static"] == pytest.approx(b.energy_by_component_J["static"], rel=1e-9)
+    assert rescaled.steps[0].energy_by_component_J["static"] != pytest.approx(
+        reference.steps[0].energy_by_component_J["static"])

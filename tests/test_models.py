@@ -110,3 +110,19 @@ def test_a_bin_checkpoint_still_loads_whole(tmp_path):
     folder = _tiny_llama(tmp_path / "ckpt", safe=False)
     model, _ = load_model(str(folder), seq_len=8, materialize=False)
     assert model.aimc_info.values_loaded and not any(p.is_meta for p in model.parameters())
+
+
+def test_a_shapes_only_run_says_so_in_the_terminal_mapping_json_and_report(tmp_path):
+    import contextlib
+    import io
+    import json
+    from compiler.cli import main
+    folder = _tiny_llama(tmp_path / "ckpt")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main([str(folder), "--hw", "pcm_1M", "--seq-len", "8", "--gen-len", "4", "--out",
+                     str(tmp_path / "out")]) == 0, err.getvalue()
+    assert "weights: real" in err.getvalue() and "shapes only, read from the safetensors headers" in err.getvalue()
+    mapping = json.loads((tmp_path / "out" / "mapping.json").read_text())
+    assert mapping["weights"] == "real" and mapping["values_loaded"] is False
+    assert 'id="shapes-only"' in (tmp_path / "out" / "report.html").read_text()

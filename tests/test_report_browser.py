@@ -272,7 +272,7 @@ def llama_dir(tmp_path_factory) -> Path:
                                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
     (root / "model" / "config.json").write_text(config.to_json_string())
     with contextlib.redirect_stderr(io.StringIO()) as err:
-        assert main([str(root / "model"), "--hw", "pcm_1M", "--seq-len", "32", "--gen-len", "16",
+        assert main([str(root / "model"), "--hw", "pcm_1M", "--seq-len", "32", "--gen-len", "16", "--batch", "4",
                      "--out", str(root / "out")]) == 0, err.getvalue()
     return root / "out"
 

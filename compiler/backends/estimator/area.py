@@ -1,11 +1,13 @@
 """Silicon area per component of a tile and of one chip, from the spec's `area` section and the converter's.
 
 A tile: the PCM array (rows x cols weight cells), its converters, its input drivers (a line driver and a PWM
-register and comparator per row), its local digital unit (lanes for the columns' affine scaling), its control,
-its router (5 ports with buffers of link width) and its activation SRAM. The chip adds the shared digital lanes
-and attention MACs. Logic is built from standard cells published at a reference node (Aladdin, 40 nm) and
-scaled by (node / node_ref)^2; integer units of the same width stand in for floating-point ones (the library
-has none). Derivations: docs/estimator.md, 4; the validation against HERMES' core: section 6.
+register and comparator per row), its programming circuitry (a driver per group of columns forming the ~3 V,
+100-700 uA write pulses, and each row's select-line drivers), its local digital unit (lanes for the columns' affine
+scaling), its control, its router (5 ports with buffers of link width) and its activation SRAM. The chip adds the
+shared digital lanes and attention MACs. Logic is built from standard cells published at a reference node (Aladdin,
+40 nm) and scaled by (node / node_ref)^2; integer units of the same width stand in for floating-point ones (the
+library has none); the other areas are the spec's, at its node. Derivations: docs/estimator.md, 4; the validation
+against HERMES' core and chip: section 6.
 """
 from __future__ import annotations
 
@@ -84,6 +86,9 @@ def tile_area_um2(hw: HardwareSpec, logic: Logic | None = None) -> dict[str, flo
     per_lane = require(hw, "area.columns_per_ldpu_lane", "columns served by one local digital lane")
     link_bits = require(hw, "latency.link_bits_per_column", "tile link width per column") * cols
     flits = require(hw, "area.router_flits_per_port", "router buffer depth")
+    drivers = math.ceil(cols / require(hw, "area.columns_per_program_driver", "columns one programming driver serves"))
+    programming = (drivers * require(hw, "area.program_driver_um2", "area of a programming driver")
+                   + rows * require(hw, "area.row_select_um2", "area of a row's select-line drivers"))
     sram_bits = require(hw, "area.sram_KiB_per_tile", "activation SRAM per tile") * 8192
     cell = require(hw, "area.sram_bitcell_um2", "SRAM bit-cell area")
     efficiency = require(hw, "area.sram_array_efficiency", "bit cells' share of an SRAM macro")
@@ -93,6 +98,7 @@ def tile_area_um2(hw: HardwareSpec, logic: Logic | None = None) -> dict[str, flo
         "dac": rows * per_row,
         "local_digital": math.ceil(cols / per_lane) * lane if ldpu else 0.0,
         "control": require(hw, "area.tile_control_um2", "area of a tile's control"),
+        "programming": programming,
         "network": ROUTER_PORTS * flits * link_bits * logic.register_per_bit,
         "sram": sram_bits * cell / efficiency,
     }

@@ -27,8 +27,10 @@ from compiler.backends.estimator.fields import PJ, require
 from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import Stage, independent_sequences, layer_spans, schedule
+from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
+                                                  schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
+from compiler.backends.estimator.static import SRAM, shared_leakage_W, tile_leakage_W
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -89,6 +91,7 @@ class PhasePoint:
     baseline_bound: str = ""         # compute or memory bandwidth
     layer_latency_s: dict = field(default_factory=dict)         # layer -> its stages' span on the critical schedule
     kv_bytes_by_tier: dict = field(default_factory=dict)        # KV bytes moved in own SRAM / package SRAM / DRAM
+    bound_s: dict = field(default_factory=dict)  # the critical path's seconds: compute, memory, links (schedule.py)
 
     def to_json(self) -> dict:
         """One decode step as a `decode.contexts` entry: per token of the batch."""
@@ -97,7 +100,8 @@ class PhasePoint:
                 "baseline_energy_per_token_J": self.baseline_energy_J / self.batch,
                 "baseline_tokens_per_s": _rate(self.batch, self.baseline_latency_s),
                 "kv_location": self.kv_location, "kv_bytes_by_tier": dict(self.kv_bytes_by_tier),
-                "attention_macs": self.attention_macs, "link_bytes": self.links.bytes}
+                "attention_macs": self.attention_macs, "link_bytes": self.links.bytes, "latency_s": self.latency_s,
+                "bound_s": dict(self.bound_s)}
 
 
 def _rate(tokens: float, seconds: float) -> float | None:
@@ -175,7 +179,8 @@ class Generation:
                 "kv_cache_bytes": self.kv_bytes, "kv_location": self.kv_location,
                 "kv_placement": self.kv_placement.to_json() if self.kv_placement else None,
                 "baseline_kv_location": self.baseline_kv_location, "ranges": self.ranges,
-                "bound": self.steps[-1].bound,
+                "bound": self.steps[-1].bound, "decode_step_latency_s": self.steps[-1].latency_s,
+                "decode_step_bound_s": dict(self.steps[-1].bound_s),
                 "baseline_bound": self.steps[-1].baseline_bound}
 
 
@@ -209,6 +214,7 @@ class DecodeCost:
             "decode_step_energy_by_component_J": dict(run.steps[-1].energy_by_component_J),
             "decode_step_energy_J": run.steps[-1].energy_J, "decode_step_latency_s": run.steps[-1].latency_s,
             "decode_step_layer_latency_s": dict(run.steps[-1].layer_latency_s),
+            "decode_step_bound_s": dict(run.steps[-1].bound_s),
             "bound": run.steps[-1].bound, "baseline_bound": run.steps[-1].baseline_bound,
             "baseline_chips": self.baseline_chips,
             "baseline_ttft_s": run.prefill.baseline_latency_s,
@@ -343,11 +349,14 @@ class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
     def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None,
-                 shared: dict | None = None):
+                 shared: dict | None = None, variant: bool = False):
         """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
-        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers."""
+        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers.
+        variant: a spec variant of the sensitivity: its leakage is the reference model's (the one sharing `shared`
+        without `variant`) rescaled (_rescaled_leakage), not gated anew."""
         self.template, self.chip, self.base = template, chip, base
         self._shared = {} if shared is None else shared
+        self._variant = variant
         hw = chip.hw
         self.hw = hw
         self.kv = kv_geometry(template.placed.model.config, hw)
@@ -476,7 +485,15 @@ class DecodeModel:
         else:
             traffic_ = NO_TRAFFIC
         timing = schedule(independent_sequences(stages, workload.batch))
-        static_J = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement)).energy_J
+        key = ("leakage", workload.batch, workload.seq_len, read_tokens, write_tokens)
+        reference = self._shared.get(key)
+        if self._variant and reference is not None:
+            static_J = _rescaled_leakage(reference, self.chip, timing.latency_s)
+        else:
+            leak = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement))
+            if not self._variant:
+                self._shared[key] = (leak, self.chip)
+            static_J = leak.energy_J
         parts: dict[str, list[float]] = {}
         for s in stages:
             for component, joules in s.energy_J.items():
@@ -497,7 +514,7 @@ class DecodeModel:
                           attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
                           baseline_kv_location=baseline_location, energy_by_component_J=by_component,
                           bound=bound, baseline_bound=base_bound, layer_latency_s=layer_spans(stages, timing),
-                          kv_bytes_by_tier=tiers)
+                          kv_bytes_by_tier=tiers, bound_s=critical_path_by_kind(stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
@@ -522,6 +539,27 @@ class DecodeModel:
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
                           kv_placement=where)
 
+    def baseline_generation(self, base: DigitalBaselineSpec, batch: int, seq_len: int, gen_len: int,
+                            weight_bytes: float | None = None, layers_scale: float = 1.0) -> dict[str, Any]:
+        """The generation on the digital baseline `base` alone (no AIMC pricing): TTFT, tokens/s, J/token, the
+        whole generation's seconds (first token + every step) and what bounds its last step. weight_bytes and
+        layers_scale: the full model's weights and layers over this model's, when this one is a shallow copy
+        (serving.py: where the cache and the weights live is decided for the full depth)."""
+        weights = self.weight_bytes() if weight_bytes is None else weight_bytes
+        where = baseline_kv_location(base, self.kv.bytes(seq_len + gen_len, batch) * layers_scale, weights)
+        pre_J, pre_s, _ = self.baseline_point(self._workload(batch, seq_len, seq_len, prefill=True), 0.0,
+                                              self.kv.bytes(seq_len, batch), where, base)
+        joules, seconds, bound = [], [], ""
+        for c in step_contexts(seq_len, gen_len):
+            j, t, bound = self.baseline_point(self._workload(batch, 1, c, prefill=False), self.kv.bytes(c - 1, batch),
+                                              self.kv.bytes(1, batch), where, base)
+            joules.append((c, j))
+            seconds.append((c, t))
+        step_J, step_s = interpolated_sum(joules, gen_len), interpolated_sum(seconds, gen_len)
+        return {"ttft_s": pre_s, "prefill_energy_J": pre_J, "tokens_per_s": _rate(batch * gen_len, step_s),
+                "energy_per_token_J": step_J / (batch * gen_len), "decode_s": step_s, "total_s": pre_s + step_s,
+                "bound": bound, "kv_location": where}
+
     def curve(self, batch: int, contexts: list[int]) -> list[PhasePoint]:
         """One decode step per context, the cache placed for that context."""
         out = []
@@ -530,6 +568,20 @@ class DecodeModel:
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
             out.append(self.step(batch, c, self.placement(kv), base_loc))
         return out
+
+
+def _rescaled_leakage(reference: tuple[Any, Any], chip: Any, latency_s: float) -> float:
+    """A spec variant's leakage from the reference evaluation's (gating.py is the costliest part of an evaluation:
+    ~1.5 s per decode step of Llama-3.1-8B): each component's energy x the variant's leakage power over the
+    reference's (static.*, area.*: per tile, per shared unit, SRAM per bit) x its latency over the reference's. The
+    reference's gating (which domains are off when) is kept, not recomputed for the variant's schedule."""
+    leak, ref_chip = reference
+    ratio_t = latency_s / leak.latency_s if leak.latency_s else 1.0
+    ref_W = {**tile_leakage_W(ref_chip.hw, ref_chip.area), **shared_leakage_W(ref_chip.hw, ref_chip.area)}
+    new_W = {**tile_leakage_W(chip.hw, chip.area), **shared_leakage_W(chip.hw, chip.area)}
+    ref_W[SRAM], new_W[SRAM] = ref_chip.hw.static.sram_pW_per_bit, chip.hw.static.sram_pW_per_bit
+    return math.fsum(j * (new_W[c] / ref_W[c] if ref_W.get(c) else 1.0) * ratio_t
+                     for c, j in leak.energy_by_component_J.items())
 
 
 def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_bytes: float) -> str:
@@ -544,11 +596,11 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
                       gen_len: int) -> dict:
     """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
     x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
-    between), and the root-sum-square of the relative deviations applied to the reported value. Also the three
-    fields that swing each metric most."""
+    between; the leakage rescaled from the reported evaluation's, _rescaled_leakage), and the root-sum-square of the
+    relative deviations applied to the reported value. Also the three fields that swing each metric most."""
     def evaluate(hw: Any) -> dict[str, float]:
-        g = DecodeModel(template, chip.with_hw(hw), None, shared).generation(gen.batch, seq_len, gen_len,
-                                                                            samples=RANGE_SAMPLES)
+        g = DecodeModel(template, chip.with_hw(hw), None, shared, variant=True).generation(
+            gen.batch, seq_len, gen_len, samples=RANGE_SAMPLES)
         return {"ttft_s": g.prefill.latency_s, "tokens_per_s": g.tokens_per_s or 0.0,
                 "energy_per_token_J": g.energy_per_token_J}
 
@@ -634,7 +686,8 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         "waiting for its own K and V only (the buffers a scheduler needs for this are not priced)",
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
     ) + ((f"ranges (batch {', '.join(map(str, sorted(range_batches)))}): the AIMC side only; each cost number of the "
-          f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step, "
+          f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step "
+          f"(its power gating not redone: the leakage scaled by the variant's leakage prices and latency), "
           f"root-sum-square of the relative deviations around the reported value; the baselines carry none",)
          if range_batches else ()) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
           "layer's experts, the baseline reads only the weights of experts that get a token",)

@@ -83,7 +83,6 @@ def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], t
     tiles_activity, shared_activity = _activity(stages, timing, area.tiles, per_domain)
     per_tile = tile_leakage_W(hw, area)
     # tile domains: effective powered seconds x their tiles (idle domains: off throughout)
-    domains_per_chip = math.ceil(area.tiles / per_domain)
     tile_seconds = off_tile_seconds = wakeups = 0.0
     active_tiles = 0
     for (chip, d), spans in tiles_activity.items():
@@ -95,8 +94,8 @@ def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], t
         active_tiles += n
     shadow = min(max(tiles_working - active_tiles, 0), chips * area.tiles - active_tiles)
     if shadow and active_tiles:
-        tile_seconds += shadow * tile_seconds / active_tiles
-        off_tile_seconds += shadow * off_tile_seconds / active_tiles
+        tile_seconds, off_tile_seconds, wakeups = ((1 + shadow / active_tiles) * x
+                                                   for x in (tile_seconds, off_tile_seconds, wakeups))
     idle_tiles = chips * area.tiles - active_tiles - shadow
     tile_seconds += idle_tiles * gate.off_fraction * latency
     off_tile_seconds += idle_tiles * latency

@@ -22,6 +22,8 @@ FIXED_AT_NODE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("dac", "input-line charge and line-driver area (its PWM registers and compares scale)",
      ("energy.wordline_fF_per_cell", "area.wordline_driver_um2")),
     ("control", "clock load and tile control area", ("energy.clock_fF_per_lane", "area.tile_control_um2")),
+    ("programming", "programming-driver and row-select area",
+     ("area.program_driver_um2", "area.row_select_um2")),
     ("network", "wire energy per bit and mm (its router buffers scale)", ("energy.network_pJ_per_bit_mm",)),
     ("sram", "bit-cell area (its read and write energies scale)", ("area.sram_bitcell_um2",)),
     ("static", "leakage per mm² of logic and per SRAM bit", ("static.logic_mW_per_mm2", "static.sram_pW_per_bit")),

@@ -130,3 +130,40 @@ def layer_spans(stages: list[Stage], timing: Schedule) -> dict[str, float]:
             lo_hi[0] = min(lo_hi[0], timing.start_s[s.id])
             lo_hi[1] = max(lo_hi[1], timing.finish_s[s.id])
     return {layer: hi - lo for layer, (lo, hi) in spans.items()}
+
+
+BOUND_KINDS = ("compute", "memory", "links")
+
+
+def resource_kind(resource: str) -> str:
+    """What a resource is: `memory` (a DRAM), `links` (a chip or board link), else `compute` (tiles, digital and
+    attention units)."""
+    return "memory" if "dram" in resource else "links" if " link" in resource else "compute"
+
+
+def critical_path_by_kind(stages: list[Stage], timing: Schedule) -> dict[str, float]:
+    """The critical path's seconds split by what each stage on it works on: the kind of its busiest resource
+    (resource_kind; a chip link's latency counts as links). Each stage on the path counts from its predecessor's
+    finish to its own; the parts sum to `timing.critical_path_s`."""
+    ids: dict[str, list[str]] = {}
+    for s in stages:
+        if s.id in timing.finish_s:
+            ids.setdefault(s.name, []).append(s.id)
+    by_id = {s.id: s for s in stages}
+    out = dict.fromkeys(BOUND_KINDS, 0.0)
+    later = math.inf
+    chain = []
+    for name in reversed(timing.critical_path):  # last to first: each the stage of that name finishing before
+        candidates = [i for i in ids.get(name, ()) if timing.finish_s[i] <= later]
+        if not candidates:
+            continue
+        sid = max(candidates, key=timing.finish_s.__getitem__)
+        chain.append(sid)
+        later = timing.finish_s[sid]
+    before = 0.0
+    for sid in reversed(chain):
+        stage = by_id[sid]
+        busiest = max(stage.busy_s, key=stage.busy_s.__getitem__, default="")
+        out[resource_kind(busiest) if busiest else "compute"] += timing.finish_s[sid] - before
+        before = timing.finish_s[sid]
+    return out

@@ -24,6 +24,8 @@ def rows() -> tuple[Row, ...]:
 
 
 def _fits(row: Row) -> str:
+    if not row.fitted:
+        return "none: priced from its sources"
     return "; ".join(f"{name} {fit['value']:.3g}: {', '.join(fit['fitted_on'])}" for name, fit in row.fitted.items())
 
 
