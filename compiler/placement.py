@@ -129,7 +129,12 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
 
     strategies = ("naive", "fused", "packed", "layered") if allocation == "auto" else ()
     for strategy in strategies:
-        allocate_tiles(placed, strategy)
+        try:
+            allocate_tiles(placed, strategy)
+        except UserError:  # more tiles than the chips hold (naive's, or layered's without cross-layer sharing)
+            if strategy == "packed":
+                raise
+            continue
         measure(strategy, strategy)
     allocate_tiles(placed, "fused")
     stages, timing = schedules()

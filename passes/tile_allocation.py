@@ -63,7 +63,8 @@ def allocate_tiles(placed: PlacedGraph, strategy: str = "packed", busy: dict[str
     if strategy == "packed":
         placed.segments = _pack(pieces, rows, cols)
     elif strategy == "layered":
-        placed.segments = _layered(pieces, rows, cols, placed.hw.tile.count)
+        tile = placed.hw.tile
+        placed.segments = _layered(pieces, rows, cols, tile.count, tile.count * tile.max_chips)
     elif strategy == "slack":
         placed.segments = _pack(pieces, rows, cols, busy, period)
     else:
@@ -171,21 +172,25 @@ def _pack(pieces: list[_Piece], rows: int, cols: int, busy: dict[str, float] | N
     return segments
 
 
-def _layered(pieces: list[_Piece], rows: int, cols: int, per_chip: int) -> list[TileSegment]:
+def _layered(pieces: list[_Piece], rows: int, cols: int, per_chip: int, capacity: int) -> list[TileSegment]:
     """Each layer's pieces packed on tiles of their own, layer after layer in model order; a layer starts on the
-    next chip when it would span more chips from where the last one ended than from a fresh chip."""
+    next chip when it would span more chips from where the last one ended than from a fresh chip. Where those
+    gaps would take more tiles than the chips allow (`capacity`), the layers follow one another without gaps."""
     layers: dict[str, list[_Piece]] = {}
     for p in pieces:
         layers.setdefault(layer_group(p.block), []).append(p)
-    segments: list[TileSegment] = []
-    start = 0  # the first free tile
-    for group in layers.values():
-        packed = _pack(group, rows, cols)
-        count = max(s.tile for s in packed) + 1
-        if (start % per_chip + count - 1) // per_chip > (count - 1) // per_chip:
-            start = -(-start // per_chip) * per_chip
-        segments += [replace(s, id=len(segments) + i, tile=start + s.tile) for i, s in enumerate(packed)]
-        start += count
+    packed = [_pack(group, rows, cols) for group in layers.values()]
+    for gaps in (True, False):
+        segments: list[TileSegment] = []
+        start = 0  # the first free tile
+        for layer in packed:
+            count = max(s.tile for s in layer) + 1
+            if gaps and (start % per_chip + count - 1) // per_chip > (count - 1) // per_chip:
+                start = -(-start // per_chip) * per_chip
+            segments += [replace(s, id=len(segments) + i, tile=start + s.tile) for i, s in enumerate(layer)]
+            start += count
+        if start <= capacity:
+            break
     return segments
 
 

@@ -288,3 +288,17 @@ def test_replicated_copies_are_distinct_devices(pcm_1m):
     assert not torch.allclose(a, b)                  # other devices: other programming noise
     out = block(x)                                   # token i on copy i mod 2
     assert torch.allclose(out[0::2], block.copies[0](x[0::2])) and torch.allclose(out[1::2], block.copies[1](x[1::2]))
+
+
+def test_layered_gaps_never_take_more_chips_than_the_spec_allows():
+    """Three 40x40 layers on 16x16 tiles (7 tiles each when packed), 12 tiles to a chip: with room, each layer
+    starts on a chip of its own; where those gaps would need a third chip and the spec allows two, the layers
+    follow one another."""
+    model = nn.Sequential(nn.Linear(40, 40), nn.Linear(40, 40), nn.Linear(40, 40))
+    for chips in (3, 2):
+        hw = load_hw_spec("pcm_1M", {"tile.rows": 16, "tile.cols": 16, "tile.count": 12, "tile.max_chips": chips})
+        placed = compile_model(model, (torch.randn(2, 40),), hw, allocation="layered")
+        _check_every_weight_placed_once(placed)
+        on = {block: sorted({s.tile // 12 for s in placed.segments if s.block == block}) for block in "012"}
+        assert placed.tiles_used == 21 and placed.chips_used == chips
+        assert on == ({"0": [0], "1": [1], "2": [2]} if chips == 3 else {"0": [0], "1": [0, 1], "2": [1]})
