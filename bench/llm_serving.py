@@ -1,109 +1,128 @@
-"""LLM serving on the AIMC chip against scaled digital baselines (issue 24, items 2 and 5): the docs/decoders.md
-table, and the GPU-class baseline's predicted throughput against published measurements.
+"""LLM serving on the AIMC chip against scaled digital baselines (issue 24): the docs/decoders.md table, and the
+GPU-class baseline's serving terms checked against published measurements.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/llm_serving.py [--models 8b,70b] [--skip-check]
+        [--ranges 8b:1,8,32 --ranges 70b:1]
 
-Shapes only (meta device), pcm_1M, packed allocation; per model and prompt (128, 4096; 128 tokens generated):
-the AIMC chip, the TPU-v4i-class baseline at iso-area, the GPU-class baseline at chips=1 and at iso-area; batch
-1, 8, 32 (the decode record's batch table). Prints markdown rows and one JSON line per estimate.
-Check: LLaMA-2-7B's shapes (hidden 4096, 32 layers, 32 heads, MHA, SwiGLU 11008, vocabulary 32000) on gpu_h100
-chips=1, output tokens/s = batch x generated / (TTFT + decode) as TensorRT-LLM's static-batching benchmark counts
-them, against its published H100 FP8 TP1 figures (docs/decoders.md cites them).
+Shapes only (meta device), pcm_1M, packed allocation; per model and prompt (128, 4096; 128 tokens generated): the
+AIMC chip (with uncertainty ranges at the batches --ranges names: cost.json decode.by_batch[].ranges), the
+TPU-v4i-class baseline at iso-area, the GPU-class baseline at chips=1 and at iso-area; batch 1, 8, 32. One AIMC
+estimate per model and prompt; the baselines are priced on the same workloads alone
+(decode.DecodeModel.baseline_generation). Prints markdown rows, and one JSON line per model and prompt to stderr.
+Check: compiler/backends/estimator/serving.py (hw_specs/serving_validation.yaml) with its held-out errors.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import tempfile
 import time
 import warnings
-from pathlib import Path
 
 sys.path.insert(0, ".")
 from compiler import compile_model, load_hw_spec, load_model  # noqa: E402
+from compiler.backends.estimator.area import chip_area  # noqa: E402
+from compiler.backends.estimator.baseline import scale_baseline  # noqa: E402
+from compiler.backends.estimator.decode import DECODE_BATCHES, DecodeModel  # noqa: E402
+from compiler.backends.estimator.estimate import _Chip  # noqa: E402
+from compiler.backends.estimator.workload import WorkloadTemplate  # noqa: E402
+from compiler.hw_spec import load_baseline_spec  # noqa: E402
 
 MODELS = {"8b": ("meta-llama/Llama-3.1-8B", 64), "70b": ("meta-llama/Llama-3.1-70B", 600)}
-SIDES = (("digital_int8", "iso-area"), ("gpu_h100", "chips=1"), ("gpu_h100", "iso-area"))
-LLAMA2_7B = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=32000, hidden_size=4096,
-                 intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                 max_position_embeddings=4096, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
-                 tie_word_embeddings=False)
-# TensorRT-LLM release 0.5.0, docs/source/performance.md, "H100 GPUs (FP8)", TP 1, out tok/s (static batching)
-PUBLISHED = ((64, 128, 128, 9193), (32, 2048, 2048, 2230))
+AIMC_SIDE = ("digital_int8", "iso-area")   # priced inside the AIMC estimate
+OTHER_SIDES = (("gpu_h100", "chips=1"), ("gpu_h100", "iso-area"))
+PROMPTS = (128, 4096)
+GEN_LEN = 128
 
 
-def _place(name: str, max_chips: int, seq_len: int):
+def _place(name: str, max_chips: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, example = load_model(name, seq_len=min(seq_len, 128), materialize=False)
+        model, example = load_model(name, seq_len=128, materialize=False)
     return compile_model(model, example, load_hw_spec("pcm_1M", {"tile.max_chips": max_chips}), allocation="packed")
 
 
-def _out_tokens_per_s(gen, baseline: bool) -> float:
-    """batch x gen_len over the prefill and every decode step (what a static-batching benchmark measures)."""
-    pre = gen.prefill.baseline_latency_s if baseline else gen.prefill.latency_s
-    steps = gen._sum("baseline_latency_s" if baseline else "latency_s")
-    return gen.tokens / (pre + steps)
+def _range(r: dict | None, metric: str, scale: float, fmt: str) -> str:
+    if not r:
+        return ""
+    low, _, high = r[metric]
+    return f" ({format(low * scale, fmt)}-{format(high * scale, fmt)})"
 
 
-def table(models: list[str]) -> None:
-    print("| model | prompt | batch | side | chips | TTFT | tokens/s (aggregate) | tokens/s per sequence | mJ/token | "
-          "bound |")
+def _row(key, prompt, batch, side, chips, ttft_s, tokens_per_s, mj, bound, ranges=None) -> str:
+    return (f"| {key} | {prompt} | {batch} | {side} | {chips} | {ttft_s * 1e3:.3g} ms{_range(ranges, 'ttft_s', 1e3, '.3g')}"
+            f" | {tokens_per_s:,.0f}{_range(ranges, 'tokens_per_s', 1, ',.0f')} | {tokens_per_s / batch:,.0f} | "
+            f"{mj:.3g}{_range(ranges, 'energy_per_token_J', 1e3, '.3g')} | {bound} |")
+
+
+def table(models: list[str], range_batches: dict[str, tuple[int, ...]]) -> None:
+    print("| model | prompt | batch | side | chips | TTFT (range) | tokens/s, aggregate (range) | tokens/s per sequence "
+          "| mJ/token (range) | bound |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key in models:
         name, max_chips = MODELS[key]
         t0 = time.perf_counter()
-        placed = _place(name, max_chips, 128)
-        print(json.dumps({"model": name, "map_s": time.perf_counter() - t0, "chips": placed.chips_used}),
+        placed = _place(name, max_chips)
+        print(json.dumps({"model": name, "map_s": round(time.perf_counter() - t0, 1), "chips": placed.chips_used}),
               file=sys.stderr)
-        for prompt in (128, 4096):
-            aimc_done = False
-            for spec, scale in SIDES:
-                t0 = time.perf_counter()
-                cost = placed.estimate(batch=1, seq_len=prompt, gen_len=128, sensitivity=False, baseline=spec,
-                                       baseline_scale=scale)
-                chips = cost.baseline_scaling.chips
-                print(json.dumps({"model": name, "prompt": prompt, "baseline": spec, "scale": scale,
-                                  "estimate_s": time.perf_counter() - t0, "decode": cost.to_json()["decode"]["by_batch"]}),
-                      file=sys.stderr)
-                for g in cost.decode.by_batch:
-                    last = g.steps[-1]
-                    if not aimc_done:
-                        print(f"| {key} | {prompt} | {g.batch} | pcm_1M | {cost.chips} | {g.prefill.latency_s * 1e3:.3g} ms"
-                              f" | {g.tokens_per_s:,.0f} | {g.tokens_per_s / g.batch:,.0f} | "
-                              f"{g.energy_per_token_J * 1e3:.3g} | {last.bound} |")
-                    print(f"| {key} | {prompt} | {g.batch} | {spec} {scale} | {chips} | "
-                          f"{g.prefill.baseline_latency_s * 1e3:.3g} ms | {g.baseline_tokens_per_s:,.0f} | "
-                          f"{g.baseline_tokens_per_s / g.batch:,.0f} | {g.baseline_energy_per_token_J * 1e3:.3g} | "
-                          f"{last.baseline_bound} |")
-                aimc_done = True
-                sys.stdout.flush()
+        hw = placed.hw
+        chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), {})
+        alone = DecodeModel(WorkloadTemplate(placed), chip, None)  # the baselines' workloads
+        for prompt in PROMPTS:
+            t0 = time.perf_counter()
+            cost = placed.estimate(batch=1, seq_len=prompt, gen_len=GEN_LEN, sensitivity=False,
+                                   baseline=AIMC_SIDE[0], baseline_scale=AIMC_SIDE[1],
+                                   decode_range_batches=range_batches.get(key, ()))
+            aimc_s = time.perf_counter() - t0
+            aimc_W = cost.energy_J / cost.latency_s
+            rows = []
+            for g in cost.decode.by_batch:
+                last = g.steps[-1]
+                rows.append(_row(key, prompt, g.batch, "pcm_1M", cost.chips, g.prefill.latency_s, g.tokens_per_s,
+                                 g.energy_per_token_J * 1e3, last.bound, g.ranges))
+                rows.append(_row(key, prompt, g.batch, " ".join(AIMC_SIDE), cost.baseline_scaling.chips,
+                                 g.prefill.baseline_latency_s, g.baseline_tokens_per_s,
+                                 g.baseline_energy_per_token_J * 1e3, last.baseline_bound))
+            t0 = time.perf_counter()
+            for spec_name, scale in OTHER_SIDES:
+                scaled = scale_baseline(load_baseline_spec(spec_name), hw, scale, cost.chips * cost.area.chip_mm2,
+                                        aimc_W)
+                for batch in DECODE_BATCHES:
+                    r = alone.baseline_generation(scaled.spec, batch, prompt, GEN_LEN)
+                    rows.append(_row(key, prompt, batch, f"{spec_name} {scale}", scaled.chips, r["ttft_s"],
+                                     r["tokens_per_s"], r["energy_per_token_J"] * 1e3, r["bound"]))
+            print(json.dumps({"model": name, "prompt": prompt, "aimc_estimate_s": round(aimc_s, 1),
+                              "baselines_s": round(time.perf_counter() - t0, 1),
+                              "by_batch": cost.to_json()["decode"]["by_batch"]}), file=sys.stderr)
+            print("\n".join(sorted(rows, key=lambda r: (int(r.split("|")[3]), "pcm_1M" not in r))))
+            sys.stdout.flush()
 
 
 def check() -> None:
-    """gpu_h100 chips=1 on LLaMA-2-7B's shapes against TensorRT-LLM's published H100 figures."""
-    folder = Path(tempfile.mkdtemp())
-    (folder / "config.json").write_text(json.dumps(LLAMA2_7B))
-    placed = _place(str(folder), 64, 128)
-    for batch, isl, osl, published in PUBLISHED:
-        cost = placed.estimate(batch=batch, seq_len=isl, gen_len=osl, sensitivity=False, baseline="gpu_h100",
-                               baseline_scale="chips=1")
-        predicted = _out_tokens_per_s(cost.decode.run, baseline=True)
-        print(f"check: LLaMA-2-7B shapes, H100 FP8 TP1, batch {batch}, {isl}/{osl}: predicted {predicted:,.0f} out "
-              f"tok/s, published {published:,} ({predicted / published - 1:+.0%}); bound: "
-              f"{cost.decode.run.steps[-1].baseline_bound}")
-        sys.stdout.flush()
+    from compiler.backends.estimator.serving import Validation, summary
+    terms, predictions = Validation().run()
+    for pr in predictions:
+        p = pr.point
+        print(f"check: {p.model} {p.metric} batch {p.batch}, {p.input}/{p.output}: published {p.published:,.4g}, "
+              f"held out {pr.predicted:,.4g} ({pr.error:+.1%})")
+    print("check: " + json.dumps(summary(terms, predictions)))
+    sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="8b,70b")
     parser.add_argument("--skip-check", action="store_true")
+    parser.add_argument("--ranges", action="append", default=None,
+                        help="MODEL:B1,B2 (default 8b:1,8,32 and 70b:1): the batches whose AIMC figures get ranges")
     args = parser.parse_args()
+    ranges = {}
+    for item in args.ranges or ["8b:1,8,32", "70b:1"]:
+        key, _, batches = item.partition(":")
+        ranges[key] = tuple(int(b) for b in batches.split(",") if b)
     if not args.skip_check:
         check()
-    table([m for m in args.models.split(",") if m])
+    table([m for m in args.models.split(",") if m], ranges)
 
 
 if __name__ == "__main__":

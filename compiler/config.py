@@ -72,7 +72,7 @@ class Hwa:
     on_eval_data: bool = False           # allow training on the very examples --eval scores
 
 
-BUDGET_OBJECTIVES = ("energy", "latency", "tiles")  # what --accuracy-budget minimizes (compiler/budget)
+BUDGET_OBJECTIVES = ("energy", "latency", "tiles")  # what --accuracy-budget minimizes (reports.schema.BUDGET_FIGURES)
 
 
 @dataclass(frozen=True)

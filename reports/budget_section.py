@@ -7,12 +7,11 @@ from dataclasses import dataclass
 
 from reports import fmt
 from reports.charts import AIMC_COLOR, INK, MUTED
-from reports.schema import AccuracyJson, BudgetPoint, BudgetRecord
+from reports.schema import BUDGET_FIGURES, AccuracyJson, BudgetPoint, BudgetRecord
 from reports.svgfig import legend_outside, new_figure, to_svg
 
 CHOSEN_COLOR, TRY_COLOR, UNIFORM_COLOR = "#e07b39", "#8061a9", "#2a9d8f"
 _UNIT = {"energy": ("µJ", 1e6), "latency": ("µs", 1e6), "tiles": ("tiles", 1.0)}
-_FIGURE = {"energy": "energy_J", "latency": "latency_s", "tiles": "tiles"}
 
 
 @dataclass
@@ -95,25 +94,24 @@ def _chart(record: BudgetRecord) -> str | None:
     if not record.frontier and not record.tries:
         return None
     unit, scale = _UNIT[record.objective]
-    key = _FIGURE[record.objective]
+    key = BUDGET_FIGURES[record.objective]
     fig, ax = new_figure(7.2, 3.6)
     front = sorted(record.frontier, key=lambda p: p.predicted_drop)
     if front:
         ax.plot([p.predicted_drop for p in front], [p.cost * scale for p in front], color=AIMC_COLOR, linewidth=1.2,
                 drawstyle="steps-post", label="predicted frontier")
-    for points, color, label in ((record.tries, TRY_COLOR, "tries (measured)"),
-                                 (record.uniform, UNIFORM_COLOR, "uniform (measured)")):
+    for points, color in ((record.tries, TRY_COLOR), (record.uniform, UNIFORM_COLOR)):
         for i, p in enumerate(points):
             is_chosen = points is record.tries and record.chosen == i
             ax.errorbar([p.measured_drop], [getattr(p, key) * scale], xerr=[[p.measured_ci95 or 0], [p.measured_ci95 or 0]],
-                        fmt="o", color=CHOSEN_COLOR if is_chosen else color, markersize=7 if is_chosen else 5,
-                        label=None if i else label, zorder=4)
-            if points is record.uniform:
-                ax.annotate(p.option or p.name or "", (p.measured_drop, getattr(p, key) * scale), xytext=(4, 4),
-                            textcoords="offset points", fontsize=7.5, color=MUTED)
+                        fmt="o", color=CHOSEN_COLOR if is_chosen else color, markersize=7 if is_chosen else 5, zorder=4)
+            if points is record.uniform:  # labels staggered: uniform analog mappings sit close together
+                ax.annotate(p.option or p.name or "", (p.measured_drop, getattr(p, key) * scale),
+                            xytext=(4, 4 + 9 * (i % 3)), textcoords="offset points", fontsize=7.5, color=MUTED)
     ax.axvline(record.delta, color=INK, linewidth=0.9, linestyle="--", label="budget")
-    if record.chosen is not None:
-        ax.scatter([], [], s=49, color=CHOSEN_COLOR, label="chosen")
+    for color, label in ((TRY_COLOR, "tries, measured ± 95 %"), (UNIFORM_COLOR, "uniform, measured ± 95 %"),
+                         (CHOSEN_COLOR, "chosen")):
+        ax.scatter([], [], s=30, color=color, label=label)
     ax.set_xlabel(f"drop of {record.metric} at {record.at.label}")
     ax.set_ylabel(f"{record.objective} ({unit})")
     ax.set_title("Assignments: predicted frontier, verified points")

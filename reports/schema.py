@@ -680,6 +680,10 @@ class FrontierPoint(Record):
     predicted_drop: float = required()
 
 
+# --accuracy-budget's objective -> the figure of a verified point (BudgetPoint) that it minimizes
+BUDGET_FIGURES = {"energy": "energy_J", "latency": "latency_s", "tiles": "tiles"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class BudgetRecord(Record):
     """--accuracy-budget (compiler/budget/search.py; docs/accuracy_budget.md)."""
@@ -688,7 +692,7 @@ class BudgetRecord(Record):
     fp_value: float | None = written()
     at: DriftTime = required()
     delta: float = required(min=0)
-    objective: str = required(choices=("energy", "latency", "tiles"))
+    objective: str = required(choices=tuple(BUDGET_FIGURES))
     options: list[str] = written([])
     reference_option: str = written("")
     sensitivity_seeds: list[int] = written([])

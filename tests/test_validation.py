@@ -55,6 +55,74 @@ def test_a_fit_uses_only_the_figures_of_the_other_chips(monkeypatch):
     assert again[("HERMES", "tops_per_w")] != pytest.approx(rows[("HERMES", "tops_per_w")], rel=1e-3)
 
 
+AREA_METRICS = ("core_tops_per_mm2", "tops_per_mm2")
+
+
+def test_no_area_figure_is_fitted_on_its_own_chip(monkeypatch):
+    """Only HERMES publishes an area, so no area number may be fitted (it would be fitted on the chip it predicts):
+    every area row lists no fitted parameter, and halving all of HERMES' published figures leaves its area
+    predictions where they are."""
+    area_rows = [r for r in validation_rows() if r.metric in AREA_METRICS]
+    assert {r.group for r in area_rows} == {"hermes"} and len(area_rows) >= 3
+    assert all(not r.fitted for r in area_rows)
+    vs = validation_set()
+    assert not any(set(p.fitted_to) & set(AREA_METRICS) for p in vs.parameters)
+    halved = tuple(type(f)(**{**f.__dict__, "published": f.published * 0.5}) if f.group == "hermes" else f
+                   for f in vs.figures)
+    monkeypatch.setattr(calibration, "validation_set", lambda: type(vs)(vs.parameters, halved))
+    calibration.fitted_factor.cache_clear()
+    calibration.validation_rows.cache_clear()
+    try:
+        again = {(r.chip, r.label): r.predicted for r in calibration.validation_rows() if r.metric in AREA_METRICS}
+    finally:
+        calibration.fitted_factor.cache_clear()
+        calibration.validation_rows.cache_clear()
+    assert again == pytest.approx({(r.chip, r.label): r.predicted for r in area_rows}, rel=1e-12)
+
+
+def test_an_area_parameter_would_be_fitted_leave_one_out(monkeypatch):
+    """The machinery an area fit needs once a second chip publishes an area: a column-periphery factor on the
+    converters' area, with a made-up Ambrogio core density beside HERMES' real ones. Each chip's area is predicted
+    with the factor fitted on the other, solved exactly, and moving a chip's own published area moves only the
+    other chip's prediction."""
+    vs = validation_set()
+    param = calibration.Parameter("column_periphery", "aimc", ("core_tops_per_mm2",),
+                                  {"hermes": ("adc.cco.area_um2", 400.0), "ambrogio2023": ("adc.ramp.area_um2", 400.0)})
+    made_up = calibration.Figure(chip="Ambrogio 2023", group="ambrogio2023", kind="aimc", spec="ambrogio2023",
+                                 metric="core_tops_per_mm2", label="made-up core density", published=0.8,
+                                 unit="TOPS/mm2",
+                                 citation="none: a test value", scope="all", verified=False, bound=10.0)
+
+    def rows(figures):
+        monkeypatch.setattr(calibration, "validation_set", lambda: type(vs)(vs.parameters + (param,), figures))
+        calibration.fitted_factor.cache_clear()
+        calibration.validation_rows.cache_clear()
+        try:
+            table = {(r.chip, r.label): r for r in calibration.validation_rows()}
+            factor_without_hermes = calibration.fitted_factor("column_periphery", "hermes")
+        finally:
+            calibration.fitted_factor.cache_clear()
+            calibration.validation_rows.cache_clear()
+        return table, factor_without_hermes
+
+    table, (factor, groups) = rows(vs.figures + (made_up,))
+    core_label = next(f.label for f in vs.figures if f.chip == "HERMES core" and f.metric == "core_tops_per_mm2")
+    ambrogio, hermes_core = table[("Ambrogio 2023", made_up.label)], table[("HERMES core", core_label)]
+    assert groups == ("ambrogio2023",) and hermes_core.fitted["column_periphery"]["fitted_on"] == ["ambrogio2023"]
+    assert ambrogio.fitted["column_periphery"]["fitted_on"] == ["hermes"]
+    monkeypatch.setattr(calibration, "validation_set",
+                        lambda: type(vs)(vs.parameters + (param,), vs.figures + (made_up,)))
+    factors = {**{p.name: 1.0 for p in vs.parameters}, "column_periphery": factor}
+    solved = calibration.aimc_metric(made_up, calibration._aimc_peak("ambrogio2023", factors,
+                                                                     calibration.validation_set()))
+    assert solved == pytest.approx(made_up.published, rel=1e-9)      # the factor meets the figure it was solved on
+    moved = tuple(type(f)(**{**f.__dict__, "published": f.published * 0.5}) if f.group == "hermes" else f
+                  for f in vs.figures) + (made_up,)
+    again, _ = rows(moved)
+    assert again[("HERMES core", hermes_core.label)].predicted == pytest.approx(hermes_core.predicted, rel=1e-12)
+    assert again[("Ambrogio 2023", made_up.label)].predicted != pytest.approx(ambrogio.predicted, rel=1e-3)
+
+
 @pytest.mark.parametrize("param, spec", [("converter_in_array", "hermes"), ("converter_in_array", "ambrogio2023"),
                                          ("converter_in_array", "pcm_1M")])
 def test_shipped_chip_specs_hold_the_calibrated_values(param, spec):

@@ -10,10 +10,8 @@ from compiler.block_options import BlockOption
 from compiler.errors import UserError
 from compiler.evaluation.accuracy import DriftTime, evaluate_accuracy
 from compiler.evaluation.intervals import ci_half_width, finite_mean
-from reports.schema import HEADLINE_METRICS
+from reports.schema import BUDGET_FIGURES, HEADLINE_METRICS
 
-OBJECTIVES = {"energy": "energy per inference (J)", "latency": "latency per inference (s)",
-              "tiles": "tiles powered"}
 # the value of a fidelity metric for the FP model itself (task metrics: the FP model's own score, measured)
 _IDEAL = {"output_rel_l2": 0.0, "embedding_rel_l2": 0.0, "top1_agreement": 1.0, "embedding_cosine_mean": 1.0,
           "embedding_cosine_min": 1.0, "retrieval_agreement": 1.0}
@@ -106,7 +104,7 @@ class Pricer:
     calls: int = 0
 
     def __call__(self, options: dict[str, BlockOption]) -> float:
-        return self.figures(options)[_KEY[self.objective]]
+        return self.figures(options)[BUDGET_FIGURES[self.objective]]
 
     def figures(self, options: dict[str, BlockOption]) -> dict[str, float]:
         """energy_J, latency_s, tiles of the assignment."""
@@ -121,5 +119,3 @@ class Pricer:
         finally:
             self.placed.block_options = saved
 
-
-_KEY = {"energy": "energy_J", "latency": "latency_s", "tiles": "tiles"}

@@ -25,6 +25,7 @@ from compiler.block_options import BlockOption, available_options, check_choices
 from compiler.budget.choose import Choice, Solution, solve
 from compiler.budget.measure import Drops, Measurer, Pricer
 from compiler.errors import UserError
+from reports.schema import BUDGET_FIGURES
 
 SENSITIVITY_SEEDS = (0, 1, 2)
 VERIFY_SEEDS = (1000, 1001, 1002, 1003, 1004)
@@ -113,7 +114,8 @@ def choose_options(placed, measurer: Measurer, pricer: Pricer, delta: float) -> 
         tries.append(entry)
         progress.say(f"accuracy budget: try {attempt + 1}: predicted drop {entry['predicted_drop']:.4g}, measured "
                      f"{measured.mean:.4g} +- {_text(entry['measured_ci95'])} (95 %), "
-                     f"{pricer.objective} {pricer(assignment):.4g}" + ("" if entry["met"] else ": misses, tightening"))
+                     f"{pricer.objective} {placed_figures[BUDGET_FIGURES[pricer.objective]]:.4g}"
+                     + ("" if entry["met"] else ": misses, tightening"))
         if entry["met"]:
             chosen = entry
             break

@@ -3,10 +3,11 @@
 A tile: the PCM array (rows x cols weight cells), its converters, its input drivers (a line driver and a PWM
 register and comparator per row), its programming circuitry (a driver per group of columns forming the ~3 V,
 100-700 uA write pulses, and each row's select-line drivers), its local digital unit (lanes for the columns' affine
-scaling), its control, its router (5 ports with buffers of link width) and its activation SRAM. The chip adds the shared digital lanes
-and attention MACs. Logic is built from standard cells published at a reference node (Aladdin, 40 nm) and
-scaled by (node / node_ref)^2; integer units of the same width stand in for floating-point ones (the library
-has none). Derivations: docs/estimator.md, 4; the validation against HERMES' core: section 6.
+scaling), its control, its router (5 ports with buffers of link width) and its activation SRAM. The chip adds the
+shared digital lanes and attention MACs. Logic is built from standard cells published at a reference node (Aladdin,
+40 nm) and scaled by (node / node_ref)^2; integer units of the same width stand in for floating-point ones (the
+library has none); the other areas are the spec's, at its node. Derivations: docs/estimator.md, 4; the validation
+against HERMES' core and chip: section 6.
 """
 from __future__ import annotations
 

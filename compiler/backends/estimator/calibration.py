@@ -4,7 +4,8 @@ A parameter no independent source pins (a converter's energy inside a crossbar; 
 its bare multiplier and adder, and its power beyond its MACs per die area) is a factor on a projected value. For each
 chip it predicts, the factor is fitted on the figures of the OTHER chips of its kind (`fitted_to` metrics; figures of
 one design share a group and are left out together). AIMC: each such figure is solved for the factor exactly (the
-energy in the figure's scope is affine in it), and the fit is their geometric mean (least squares on log factor).
+energy in the figure's scope, or the tile's or chip's area for a TOPS/mm^2 figure, is affine in it), and the fit is
+their geometric mean (least squares on log factor). No area parameter is shipped: only HERMES publishes an area.
 Digital: the MAC overhead and the uncore power are fitted jointly (linear least squares on the relative errors of the
 chips' powers at peak). A spec not in the set (pcm_1M, digital_int8) takes the factors fitted on every chip of its
 kind. The shipped specs hold these calibrated values
@@ -128,15 +129,24 @@ def _scoped_energy(peak: PeakThroughput, scope: tuple[str, ...] | str) -> float:
     return math.fsum(parts.values()) if isinstance(scope, str) else math.fsum(parts[c] for c in scope)
 
 
+AREA_METRICS = ("core_tops_per_mm2", "tops_per_mm2")   # one tile's throughput over its area; the chip's over its
+
+
+def _throughput_and_area(fig: Figure, peak: PeakThroughput) -> tuple[float, float]:
+    """(TOPS, mm^2) of an area figure: one tile's (a core) or the whole chip's."""
+    if fig.metric == "core_tops_per_mm2":
+        return peak.ops_per_mvm / peak.mvm_time_s / 1e12, peak.tile_area_mm2
+    return peak.tops, peak.chip_area_mm2
+
+
 def aimc_metric(fig: Figure, peak: PeakThroughput) -> float:
     if fig.metric == "tops":
         return peak.tops
     if fig.metric == "tops_per_w":
         return peak.ops_per_mvm / _scoped_energy(peak, fig.scope) / 1e12
-    if fig.metric == "tops_per_mm2":
-        return peak.tops_per_mm2
-    if fig.metric == "core_tops_per_mm2":
-        return peak.ops_per_mvm / peak.mvm_time_s / 1e12 / peak.tile_area_mm2
+    if fig.metric in AREA_METRICS:
+        tops, mm2 = _throughput_and_area(fig, peak)
+        return tops / mm2
     if fig.metric == "mvm_time_ns":
         return peak.mvm_time_s * 1e9
     raise UserError(f"{VALIDATION_FILE}: unknown metric {fig.metric!r} of {fig.chip}")
@@ -178,18 +188,22 @@ def _predict(fig: Figure, factors: dict[str, float], vs: ValidationSet) -> float
 # --- fitting ------------------------------------------------------------------------------------------------------
 
 def _solve(fig: Figure, param: Parameter, vs: ValidationSet) -> float:
-    """The factor of `param` at which the model meets `fig` (its other parameters at 1): the scoped energy is
-    affine in the factor, so two evaluations give it exactly."""
+    """The factor of `param` at which the model meets `fig` (its other parameters at 1). The quantity the figure
+    divides by is affine in the factor (the scoped energy for TOPS/W; the tile's or chip's area, a sum of parts, for
+    TOPS/mm^2), so two evaluations give it exactly."""
     others = {p.name: 1.0 for p in vs.parameters}
-    e1 = _scoped_energy(_aimc_peak(fig.spec, {**others, param.name: 1.0}, vs), fig.scope)
-    e2 = _scoped_energy(_aimc_peak(fig.spec, {**others, param.name: 2.0}, vs), fig.scope)
-    ops = _aimc_peak(fig.spec, others, vs).ops_per_mvm
-    slope = e2 - e1
-    target = ops / (fig.published * 1e12)
-    if slope <= 0 or target <= e1 - slope:
+    peaks = [_aimc_peak(fig.spec, {**others, param.name: f}, vs) for f in (1.0, 2.0)]
+    if fig.metric in AREA_METRICS:
+        (tops, q1), (_, q2) = (_throughput_and_area(fig, peak) for peak in peaks)
+        target, what = tops / fig.published, "area"
+    else:
+        q1, q2 = (_scoped_energy(peak, fig.scope) for peak in peaks)
+        target, what = peaks[0].ops_per_mvm / (fig.published * 1e12), "energy"
+    slope = q2 - q1
+    if slope <= 0 or target <= q1 - slope:
         raise UserError(f"{VALIDATION_FILE}: {fig.chip} {fig.metric} cannot be met by {param.name} (the rest of "
-                        f"its scope already exceeds the published energy)")
-    return (target - (e1 - slope)) / slope
+                        f"its scope already exceeds the published {what})")
+    return (target - (q1 - slope)) / slope
 
 
 def _digital_fit(vs: ValidationSet, leave_out: str | None) -> tuple[dict[str, float], tuple[str, ...]]:

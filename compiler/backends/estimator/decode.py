@@ -539,6 +539,27 @@ class DecodeModel:
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
                           kv_placement=where)
 
+    def baseline_generation(self, base: DigitalBaselineSpec, batch: int, seq_len: int, gen_len: int,
+                            weight_bytes: float | None = None, layers_scale: float = 1.0) -> dict[str, Any]:
+        """The generation on the digital baseline `base` alone (no AIMC pricing): TTFT, tokens/s, J/token, the
+        whole generation's seconds (first token + every step) and what bounds its last step. weight_bytes and
+        layers_scale: the full model's weights and layers over this model's, when this one is a shallow copy
+        (serving.py: where the cache and the weights live is decided for the full depth)."""
+        weights = self.weight_bytes() if weight_bytes is None else weight_bytes
+        where = baseline_kv_location(base, self.kv.bytes(seq_len + gen_len, batch) * layers_scale, weights)
+        pre_J, pre_s, _ = self.baseline_point(self._workload(batch, seq_len, seq_len, prefill=True), 0.0,
+                                              self.kv.bytes(seq_len, batch), where, base)
+        joules, seconds, bound = [], [], ""
+        for c in step_contexts(seq_len, gen_len):
+            j, t, bound = self.baseline_point(self._workload(batch, 1, c, prefill=False), self.kv.bytes(c - 1, batch),
+                                              self.kv.bytes(1, batch), where, base)
+            joules.append((c, j))
+            seconds.append((c, t))
+        step_J, step_s = interpolated_sum(joules, gen_len), interpolated_sum(seconds, gen_len)
+        return {"ttft_s": pre_s, "prefill_energy_J": pre_J, "tokens_per_s": _rate(batch * gen_len, step_s),
+                "energy_per_token_J": step_J / (batch * gen_len), "decode_s": step_s, "total_s": pre_s + step_s,
+                "bound": bound, "kv_location": where}
+
     def curve(self, batch: int, contexts: list[int]) -> list[PhasePoint]:
         """One decode step per context, the cache placed for that context."""
         out = []

@@ -81,7 +81,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     segment's mean input, or input_fill: segment id -> mean pulse length / full length; neither: full length.
     sensitivity: propagate the spec's uncertainties one at a time into ranges (docs/estimator.md, 8).
     gen_len: for a causal LM, also prefill of the seq_len prompt and gen_len decode steps (decode.py), with
-    uncertainty ranges (with `sensitivity`) for the generations at decode_range_batches (None: the run's batch).
+    uncertainty ranges for the generations at decode_range_batches (None: the run's batch, with `sensitivity`).
     baseline: a digital baseline spec (a file or a built-in name: digital_int8, gpu_h100); baseline_scale: as-spec,
     iso-area, iso-power or chips=N (baseline.scale_baseline)."""
     for name, value in (("batch", batch), ("seq_len", seq_len)):
@@ -121,8 +121,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         if sensitivity else None,
         links=main.links, decode=decode_cost(
             template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips,
-            range_batches=(tuple(decode_range_batches) if decode_range_batches is not None else (batch,))
-            if sensitivity else ()) if gen_len is not None and is_causal_lm(template) else None,
+            range_batches=tuple(decode_range_batches) if decode_range_batches is not None
+            else (batch,) if sensitivity else ()) if gen_len is not None and is_causal_lm(template) else None,
         replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
 
 

@@ -7,9 +7,9 @@
 - digital INT b: the block's MACs on the chip's integer MAC units (the attention units: same price per MAC,
   `DigitalPrices.integer_mac_J`, same throughput), inputs quantized and outputs dequantized (one multiply per
   element), the bias added, the weights read from SRAM once per inference at b bits each, activations read
-  and written as for an analog block. Its weights stay in SRAM, powered: `weight_sram_bits` (static.py prices
-  leakage per bit); they must fit in the SRAM of the tiles the mapping leaves without analog work
-  (`sram_capacity_bits`).
+  and written as for an analog block. Its weights stay in SRAM, powered (`weight_sram_bits`: leaked per bit,
+  gated never); they must fit, in whole tile macros per block, in the SRAM of the tiles the reference mapping
+  leaves without work (`sram_use`, `free_macros`), which the redundant copies' tiles use too.
 """
 from __future__ import annotations
 

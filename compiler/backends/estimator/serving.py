@@ -28,8 +28,7 @@ from typing import Any
 
 from compiler.errors import UserError
 from compiler.hw_spec import SPEC_DIR, DigitalBaselineSpec, _read_yaml_mapping, load_baseline_spec, load_hw_spec
-from compiler.backends.estimator.decode import (DecodeModel, baseline_kv_location, interpolated_sum,
-                                                step_contexts)
+from compiler.backends.estimator.decode import DecodeModel
 
 VALIDATION_FILE = SPEC_DIR / "serving_validation.yaml"
 DEPTHS = (2, 3)
@@ -93,19 +92,10 @@ class ServingModel:
     def times(self, spec: DigitalBaselineSpec, batch: int, input_len: int, output_len: int) -> tuple[float, float]:
         """(time to first token, first token + every decode step) in seconds on `spec`."""
         weights = self._full({d: m.weight_bytes() for d, m in self.models.items()})
-        ttft, total = {}, {}
-        for depth, m in self.models.items():
-            kv_final = m.kv.bytes(input_len + output_len, batch) / depth * self.layers
-            where = baseline_kv_location(spec, kv_final, weights)
-            work = m._workload(batch, input_len, input_len, prefill=True)
-            ttft[depth] = m.baseline_point(work, 0.0, m.kv.bytes(input_len, batch), where, spec)[1]
-            steps = []
-            for c in step_contexts(input_len, output_len):
-                work = m._workload(batch, 1, c, prefill=False)
-                steps.append((c, m.baseline_point(work, m.kv.bytes(c - 1, batch), m.kv.bytes(1, batch), where,
-                                                  spec)[1]))
-            total[depth] = ttft[depth] + interpolated_sum(steps, output_len)
-        return self._full(ttft), self._full(total)
+        runs = {d: m.baseline_generation(spec, batch, input_len, output_len, weights, self.layers / d)
+                for d, m in self.models.items()}
+        return (self._full({d: r["ttft_s"] for d, r in runs.items()}),
+                self._full({d: r["total_s"] for d, r in runs.items()}))
 
 
 @dataclass(frozen=True)
