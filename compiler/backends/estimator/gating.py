@@ -17,6 +17,7 @@ chip's are (an upper bound on their leakage when a model spans chips).
 """
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from dataclasses import dataclass
@@ -80,18 +81,20 @@ def leakage(hw: HardwareSpec, area: ChipArea, chips: int, stages: list[Stage], t
     gate = _Gate(require(hw, "static.gate_break_even_ns", "power gating's break-even idle time") * NS,
                  require(hw, "static.gated_leakage_fraction", "what a power-gated domain still leaks"))
     per_domain = require(hw, "static.gating_tiles", "tiles per power-gating domain")
-    tiles_activity, shared_activity = _activity(stages, timing, area.tiles, per_domain)
+    groups, shared_activity = _activity(stages, timing, area.tiles, per_domain)
     per_tile = tile_leakage_W(hw, area)
     # tile domains: effective powered seconds x their tiles (idle domains: off throughout)
     tile_seconds = off_tile_seconds = wakeups = 0.0
     active_tiles = 0
-    for (chip, d), spans in tiles_activity.items():
-        n = min(per_domain, area.tiles - d * per_domain)
-        on_s, off_s, wakes = _powered(spans, latency, gate.break_even_s)
-        tile_seconds += n * _effective_s(on_s, off_s, wakes, gate)
-        off_tile_seconds += n * off_s
-        wakeups += wakes
-        active_tiles += n
+    seen: dict[tuple, tuple[float, float, float]] = {}
+    for spans, domains, tiles in groups:
+        if spans not in seen:
+            seen[spans] = _powered(spans, latency, gate.break_even_s)
+        on_s, off_s, wakes = seen[spans]
+        tile_seconds += tiles * _effective_s(on_s, off_s, wakes, gate)
+        off_tile_seconds += tiles * off_s
+        wakeups += domains * wakes
+        active_tiles += tiles
     shadow = min(max(tiles_working - active_tiles, 0), chips * area.tiles - active_tiles)
     if shadow and active_tiles:
         tile_seconds, off_tile_seconds, wakeups = ((1 + shadow / active_tiles) * x
@@ -122,34 +125,95 @@ def _effective_s(on_s: float, off_s: float, wakes: float, gate: _Gate) -> float:
 Span = tuple[float, float, float, int]  # start, finish, busy seconds, vectors
 
 
+Group = tuple[tuple[Span, ...], int, int]  # the spans some tile domains share, how many domains, their tiles
+
+
 def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_domain: int
-              ) -> tuple[dict[tuple[int, int], list[Span]], dict[str, list[Span]]]:
-    """Per tile domain (chip, domain) and per shared resource, the spans of the stages that use it: a stage's busy
-    time on a domain is its busiest tile's there (the tiles of a block work in parallel)."""
-    tiles: dict[tuple[int, int], list[Span]] = {}
+              ) -> tuple[list[Group], dict[str, list[Span]]]:
+    """The tile domains in groups that share their spans, and per shared resource its spans. A stage's busy time on
+    a domain is its busiest tile's there (the tiles of a block work in parallel). A domain only one stage uses has
+    that stage's span: such domains are grouped by their busy time (a decoder's 28,628 tiles are a few hundred
+    groups); a domain several stages use has the list of their spans."""
     shared: dict[str, list[Span]] = {}
+    used: list[tuple[float, float, int, _StageDomains]] = []
     for stage in stages:
         start, finish = timing.start_s.get(stage.id), timing.finish_s.get(stage.id)
         if start is None or finish is None:
             continue
-        busiest: dict[tuple[int, int], float] = {}
-        for resource, seconds in stage.busy_s.items():
-            tile = _tile_of(resource)
-            if tile is not None:
-                key = (tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain)
-                busiest[key] = max(busiest.get(key, 0.0), seconds)
-            elif resource in (DIGITAL_UNITS, ATTENTION_UNITS):
-                shared.setdefault(resource, []).append((start, finish, seconds, stage.vectors))
-        for key, seconds in busiest.items():
-            tiles.setdefault(key, []).append((start, finish, seconds, stage.vectors))
-    return tiles, shared
+        for resource in (DIGITAL_UNITS, ATTENTION_UNITS):
+            if resource in stage.busy_s:
+                shared.setdefault(resource, []).append((start, finish, stage.busy_s[resource], stage.vectors))
+        domains = _stage_domains(stage.busy_s, tiles_per_chip, per_domain)
+        if domains.busiest:
+            used.append((start, finish, stage.vectors, domains))
+    touched: collections.Counter = collections.Counter()
+    for *_, domains in used:
+        touched.update(domains.keys)
+    several = {d for d, uses in touched.items() if uses > 1}
+    groups: list[Group] = []
+    spans_of: dict[tuple[int, int], list[Span]] = {}
+    for start, finish, vectors, domains in used:
+        overlap = domains.keys & several if several else frozenset()
+        by_busy = domains.by_busy if not overlap else _by_busy(
+            {d: busy for d, busy in domains.busiest.items() if d not in overlap}, tiles_per_chip, per_domain)
+        groups += [(((start, finish, busy, vectors),), n, tiles) for busy, (n, tiles) in by_busy.items()]
+        for d in overlap:
+            spans_of.setdefault(d, []).append((start, finish, domains.busiest[d], vectors))
+    groups += [(tuple(spans), 1, _tiles_in(d, tiles_per_chip, per_domain)) for d, spans in spans_of.items()]
+    return groups, shared
 
 
-@functools.lru_cache(maxsize=1 << 17)
-def _tile_of(resource: str) -> int | None:
-    """The tile of a resource name ("tile N"), None for another resource (read once per name: a decoder's steps
-    name tens of thousands of tiles, each many times)."""
-    return int(resource[len(TILE_PREFIX):]) if resource.startswith(TILE_PREFIX) else None
+@dataclass(frozen=True)
+class _StageDomains:
+    busiest: dict[tuple[int, int], float]      # (chip, domain) -> the longest busy time of its tiles
+    keys: frozenset
+    by_busy: dict[float, tuple[int, int]]      # busy time -> (domains, tiles) with it
+
+
+_DOMAINS: dict[tuple[int, int, int], tuple[dict, int, _StageDomains]] = {}  # id(busy_s), ... -> (busy_s, size, ...)
+
+
+def _stage_domains(busy_s: dict[str, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
+    """The tile domains one stage keeps busy. A decoder's steps reuse their weight blocks' stages (and their busy
+    dicts, tens of thousands of tiles): worked out once per dict."""
+    key = (id(busy_s), tiles_per_chip, per_domain)
+    hit = _DOMAINS.get(key)
+    if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
+        return hit[2]
+    busiest: dict[tuple[int, int], float] = {}
+    for resource, seconds in busy_s.items():
+        domain = _domain_of(resource, tiles_per_chip, per_domain)
+        if domain is not None and seconds > busiest.get(domain, -1.0):
+            busiest[domain] = seconds
+    result = _StageDomains(busiest, frozenset(busiest), _by_busy(busiest, tiles_per_chip, per_domain))
+    if len(busy_s) > 64:  # only the big ones are worth keeping (a weight block's tiles)
+        if len(_DOMAINS) > 4096:
+            _DOMAINS.clear()
+        _DOMAINS[key] = (busy_s, len(busy_s), result)
+    return result
+
+
+def _by_busy(busiest: dict[tuple[int, int], float], tiles_per_chip: int, per_domain: int
+             ) -> dict[float, tuple[int, int]]:
+    counts: dict[float, tuple[int, int]] = {}
+    for d, busy in busiest.items():
+        n, tiles = counts.get(busy, (0, 0))
+        counts[busy] = (n + 1, tiles + _tiles_in(d, tiles_per_chip, per_domain))
+    return counts
+
+
+def _tiles_in(domain: tuple[int, int], tiles_per_chip: int, per_domain: int) -> int:
+    return min(per_domain, tiles_per_chip - domain[1] * per_domain)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _domain_of(resource: str, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
+    """(chip, power domain) of a tile's resource name ("tile N"), None for another resource (worked out once per
+    name: a decoder's steps name tens of thousands of tiles, each many times)."""
+    if not resource.startswith(TILE_PREFIX):
+        return None
+    tile = int(resource[len(TILE_PREFIX):])
+    return tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain
 
 
 def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:
