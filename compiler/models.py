@@ -99,13 +99,13 @@ def load_model(name_or_path: str, task: str | None = None, seq_len: int = DEFAUL
         raise UserError(f"--seq-len must be >= 2 and --batch >= 1 (got {seq_len}, {batch})")
     checkpoint, source = _find_checkpoint(name_or_path)
     if checkpoint is not None and _has_weights(checkpoint):
-        data = _config_json(checkpoint)
-        check_config(_local_config(checkpoint), checkpoint / "config.json")  # before from_pretrained allocates
+        data, config = _config_json(checkpoint), _local_config(checkpoint)
+        check_config(config, checkpoint / "config.json")  # before from_pretrained allocates
         model_key = source if source in DEFAULT_TASK else data.get("model_type", "")
         task = task or DEFAULT_TASK.get(model_key) or _default_task(data)
         shapes_only = not materialize and _shapes_readable(checkpoint, data)
         if shapes_only:
-            model = _from_config(_local_config(checkpoint), task, num_labels, materialize=False, name=name_or_path)
+            model = _from_config(config, task, num_labels, materialize=False, name=name_or_path)
             new_weights = _check_header_shapes(model, checkpoint)
         else:
             model, new_weights = _from_checkpoint(checkpoint, task, num_labels)

@@ -16,7 +16,7 @@ def say_model(info) -> None:
                  + (": shapes only, on the meta device (mapping and cost read no weight values)"
                     if info.weights == "none" else
                     ": shapes only, read from the safetensors headers (no weight loaded: mapping and cost read no "
-                    "weight values)" if not getattr(info, "values_loaded", True) else ""))
+                    "weight values)" if not info.values_loaded else ""))
     if info.weights == "random":
         warn("WARNING: no real weights available offline for this model: its architecture was built from a "
              "bundled config with RANDOM weights. Mapping and cost depend only on shapes and are valid; "

@@ -86,7 +86,7 @@ def mapping_json(placed: PlacedGraph, full: bool | None = None, command: str | N
         "weights": placed.model_info.weights,
         "weights_source": placed.model_info.source,
         **({"head": placed.model_info.head} if placed.model_info.head is not None else {}),
-        **({} if getattr(placed.model_info, "values_loaded", True) else {"values_loaded": False}),
+        **({} if placed.model_info.values_loaded else {"values_loaded": False}),
         "hw": placed.hw.name,
         "hw_file": placed.hw.source_file,
         "hw_spec": placed.hw.to_dict(),

@@ -48,7 +48,7 @@ def pct(fraction: float | None, decimals: int = 1) -> str:
 
 def integer(value: int | float | None) -> str:
     value = _number(value)
-    return "—" if value is None else f"{int(value):,}".replace(",", "\u202f")
+    return "—" if value is None else f"{round(value):,}".replace(",", "\u202f")
 
 
 def span(lo: float | None, hi: float | None, digits: int = 3) -> str:
