@@ -2,7 +2,7 @@
 GPU-class baseline's serving terms checked against published measurements.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/llm_serving.py [--models 8b,70b] [--skip-check]
-        [--ranges 8b:1,8,32 --ranges 70b:1]
+        [--ranges 8b:1,8,32 --ranges 70b:1,8,32]
 
 Shapes only (meta device), pcm_1M, packed allocation; per model and prompt (128, 4096; 128 tokens generated): the
 AIMC chip (with uncertainty ranges at the batches --ranges names: cost.json decode.by_batch[].ranges), the
@@ -50,14 +50,15 @@ def _range(r: dict | None, metric: str, scale: float, fmt: str) -> str:
 
 
 def _row(key, prompt, batch, side, chips, ttft_s, tokens_per_s, mj, bound, ranges=None) -> str:
-    return (f"| {key} | {prompt} | {batch} | {side} | {chips} | {ttft_s * 1e3:.3g} ms{_range(ranges, 'ttft_s', 1e3, '.3g')}"
-            f" | {tokens_per_s:,.0f}{_range(ranges, 'tokens_per_s', 1, ',.0f')} | {tokens_per_s / batch:,.0f} | "
+    return (f"| {key} | {prompt} | {batch} | {side} | {chips} | "
+            f"{ttft_s * 1e3:.3g} ms{_range(ranges, 'ttft_s', 1e3, '.3g')} | "
+            f"{tokens_per_s:,.0f}{_range(ranges, 'tokens_per_s', 1, ',.0f')} | {tokens_per_s / batch:,.0f} | "
             f"{mj:.3g}{_range(ranges, 'energy_per_token_J', 1e3, '.3g')} | {bound} |")
 
 
 def table(models: list[str], range_batches: dict[str, tuple[int, ...]]) -> None:
-    print("| model | prompt | batch | side | chips | TTFT (range) | tokens/s, aggregate (range) | tokens/s per sequence "
-          "| mJ/token (range) | bound |")
+    print("| model | prompt | batch | side | chips | TTFT (range) | tokens/s, aggregate (range) | "
+          "tokens/s per sequence | mJ/token (range) | bound |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key in models:
         name, max_chips = MODELS[key]
@@ -114,10 +115,10 @@ def main() -> None:
     parser.add_argument("--models", default="8b,70b")
     parser.add_argument("--skip-check", action="store_true")
     parser.add_argument("--ranges", action="append", default=None,
-                        help="MODEL:B1,B2 (default 8b:1,8,32 and 70b:1): the batches whose AIMC figures get ranges")
+                        help="MODEL:B1,B2 (default: every batch of both): the batches whose AIMC figures get ranges")
     args = parser.parse_args()
     ranges = {}
-    for item in args.ranges or ["8b:1,8,32", "70b:1"]:
+    for item in args.ranges or ["8b:1,8,32", "70b:1,8,32"]:
         key, _, batches = item.partition(":")
         ranges[key] = tuple(int(b) for b in batches.split(",") if b)
     if not args.skip_check:

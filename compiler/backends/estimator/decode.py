@@ -689,9 +689,10 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
           f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step "
           f"(its power gating not redone: the leakage scaled by the variant's leakage prices and latency), "
           f"root-sum-square of the relative deviations around the reported value; the baselines carry none",)
-         if range_batches else ()) + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
-          "layer's experts, the baseline reads only the weights of experts that get a token",)
-         if any(p.experts for p in template.placed.analog_layers()) else ())
+         if range_batches else ()) \
+        + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "
+            "layer's experts, the baseline reads only the weights of experts that get a token",)
+           if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
                       lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),

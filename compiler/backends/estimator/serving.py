@@ -1,4 +1,6 @@
-"""The GPU-class baseline against published LLM serving measurements (issue 24, item 2; hw_specs/serving_validation.yaml).
+"""The GPU-class baseline against published LLM serving measurements (issue 24, item 2).
+
+The data: hw_specs/serving_validation.yaml.
 
 Each published point names a model's shapes, a batch, input and output lengths and what was measured (output
 tokens/s of the whole batch, or the time to first token). The tool prices the shapes on the baseline (gpu_h100,
