@@ -9,7 +9,7 @@ AIMC chip (with uncertainty ranges at the batches --ranges names: cost.json deco
 TPU-v4i-class baseline at iso-area, the GPU-class baseline at chips=1 and at iso-area; batch 1, 8, 32. One AIMC
 estimate per model and prompt; the baselines are priced on the same workloads alone
 (decode.DecodeModel.baseline_generation). Prints markdown rows, and one JSON line per model and prompt to stderr.
-Check: compiler/backends/estimator/serving.py (hw_specs/serving_validation.yaml) with its held-out errors.
+Check: compiler/serving.py (hw_specs/serving_validation.yaml) with its held-out errors.
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def table(models: list[str], range_batches: dict[str, tuple[int, ...]]) -> None:
 
 
 def check() -> None:
-    from compiler.backends.estimator.serving import Validation, summary
+    from compiler.serving import Validation, summary
     terms, predictions = Validation().run()
     for pr in predictions:
         p = pr.point

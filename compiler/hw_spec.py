@@ -406,7 +406,7 @@ class DigitalBaselineSpec:
     hbm_GB: float | None = _f(0.0, COST_MAX, default=None)     # DRAM capacity (absent: unbounded)
     area_mm2: float | None = _f(0.0, COST_MAX, default=None)   # the published die (absent: this model's own area)
     tdp_W: float | None = _f(0.0, COST_MAX, default=None)      # what --baseline-scale iso-power divides by
-    # serving terms of the decode record (prefill and decode steps; compiler/backends/estimator/serving.py): the
+    # serving terms of the decode record (prefill and decode steps; compiler/serving.py): the
     # share of dram_GBps a real kernel reaches, and a fixed time per transformer layer per forward (kernel launches,
     # synchronization); fitted leave-one-out on published measurements (hw_specs/serving_validation.yaml)
     dram_efficiency: float = _f(0.01, 1.0, default=1.0)

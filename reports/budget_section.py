@@ -63,7 +63,8 @@ def build_budget_section(accuracy: AccuracyJson | None) -> BudgetSection | None:
     points = [_point(f"try {t.attempt + 1}" if t.attempt is not None else "try", t, record.chosen == i)
               for i, t in enumerate(record.tries)]
     points += [_point(u.name or "uniform", u, False) for u in record.uniform]
-    chosen = record.tries[record.chosen] if record.chosen is not None else None
+    chosen = record.tries[record.chosen] if record.chosen is not None and 0 <= record.chosen < len(record.tries) \
+        else None  # an index a hand-made file may get wrong: no chosen point rather than a traceback
     summary = (f"Budget: drop of {record.metric} at {record.at.label} within {_num(record.delta)} "
                f"(FP value {_num(record.fp_value)}), minimizing {record.objective}. ")
     if chosen is not None:

@@ -703,7 +703,7 @@ class BudgetRecord(Record):
     sram_macros_free: float | None = written()
     sensitivity: list[BudgetSensitivity] = required()
     tries: list[BudgetPoint] = required()
-    chosen: int | None = written()
+    chosen: int | None = written(min=0)             # index into tries; null when no try met the budget
     met: bool = required()
     uniform: list[BudgetPoint] = written([])
     frontier: list[FrontierPoint] = written([])

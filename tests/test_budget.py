@@ -289,3 +289,12 @@ def test_cli_budget_with_hwa_fine_tunes_the_chosen_mapping(tiny_checkpoint, tmp_
     assert {b: o["label"] for b, o in mapping["block_options"].items()} == budget["block_options"]
     assert json.loads((out / "hwa.json").read_text())["steps"] == 2
     assert err.index("accuracy budget: try 1") < err.index("HWA fine-tuning: 2 steps")
+
+
+def test_report_reads_a_hand_made_budget_record_without_a_traceback(budget_run):
+    from reports.render import render_report
+    record, mapping, _ = budget_run
+    for change in ({"chosen": 7}, {"tries": [], "frontier": [], "chosen": None, "met": False}):
+        html = render_report(mapping, None, {"results": [], "budget": {**record, **change}})
+        assert 'id="budget"' in html
+    assert "NOT MET" in html

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from compiler.backends.estimator.serving import THROUGHPUT, TTFT, Validation, load_validation
+from compiler.serving import THROUGHPUT, TTFT, Validation, load_validation
 from compiler.hw_spec import load_baseline_spec
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from compiler import progress
 from compiler.block_options import BlockOption, available_options, check_choices, reference_option
-from compiler.budget.choose import Choice, Solution, solve
+from compiler.budget.choose import Choice, solve
 from compiler.budget.measure import Drops, Measurer, Pricer
 from compiler.errors import UserError
 from reports.schema import BUDGET_FIGURES

@@ -183,7 +183,7 @@ def summary(every: tuple[float, float], predictions: list[Prediction]) -> dict[s
     return out
 
 
-if __name__ == "__main__":  # python -m compiler.backends.estimator.serving: the table of docs/decoders.md
+if __name__ == "__main__":  # python -m compiler.serving: the table of docs/decoders.md
     terms, preds = Validation().run()
     for pr in preds:
         p = pr.point
