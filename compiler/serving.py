@@ -77,12 +77,11 @@ class ServingModel:
         self.models: dict[int, DecodeModel] = {}
         for depth in DEPTHS:
             shallow = {**config, ("num_hidden_layers" if "num_hidden_layers" in config else "n_layer"): depth}
-            folder = Path(tempfile.mkdtemp(prefix="serving_"))
-            (folder / "config.json").write_text(classes[architecture](**shallow).to_json_string())
-            with warnings.catch_warnings():
+            with tempfile.TemporaryDirectory(prefix="serving_") as folder, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model, example = load_model(str(folder), seq_len=8, materialize=False)
-            placed = compile_model(model, example, hw, allocation="naive")
+                (Path(folder) / "config.json").write_text(classes[architecture](**shallow).to_json_string())
+                model, example = load_model(folder, seq_len=8, materialize=False)
+                placed = compile_model(model, example, hw, allocation="naive")
             chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), {})
             self.models[depth] = DecodeModel(WorkloadTemplate(placed), chip, None)
 
@@ -105,8 +104,7 @@ class Prediction:
     point: Point
     predicted: float
     dram_efficiency: float
-    layer_overhead_us: float
-    held_out: bool                   # predicted by terms fitted without it
+    layer_overhead_us: float         # the terms it was predicted with (fitted without it, for a throughput point)
 
     @property
     def error(self) -> float:
@@ -166,9 +164,9 @@ class Validation:
         for p in self.data["points"]:
             if p.metric == THROUGHPUT:
                 e, o = self.fit([q for q in fitted if q is not p])
-                out.append(Prediction(p, self.predict(p, e, o), e, o, True))
+                out.append(Prediction(p, self.predict(p, e, o), e, o))
             else:
-                out.append(Prediction(p, self.predict(p, *every), *every, True))
+                out.append(Prediction(p, self.predict(p, *every), *every))
         return every, out
 
 
