@@ -27,9 +27,9 @@ def decode_vs_context(cost: CostJson) -> str | None:
             if all(v is not None for v in base):
                 name = cost.baseline.name if cost.baseline else "baseline"
                 ax.plot(xs, base, "s--", color=BASELINE_COLOR, ms=4, label=f"digital INT8 ({name})")
-            dram = [x for x, p in zip(xs, points) if p.kv_location == "dram"]
-            if dram:  # where the KV cache no longer fits the chips' SRAM
-                ax.axvspan(min(dram), max(xs), color="#f3e3d3", zorder=0, lw=0, label="KV cache in DRAM")
+            dram = [x for x, p in zip(xs, points) if p.kv_location in ("sram+dram", "dram")]
+            if dram:  # where the KV cache no longer fits the package's SRAM (part or all of it in DRAM)
+                ax.axvspan(min(dram), max(xs), color="#f3e3d3", zorder=0, lw=0, label="KV cache (partly) in DRAM")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.minorticks_off()

@@ -109,3 +109,15 @@ def test_a_decode_step_by_component_layer_and_bound(llama_report):
         assert set(bound) == {"compute", "memory", "links"} and 0 < sum(bound.values()) <= latency * (1 + 1e-9)
     assert cost["links"]["crossings"] > 0 and all(b["links"] > 0 for b, _ in steps)
     assert 'id="fig-decode-bounds"' in html and "chip links" in html
+
+
+def test_a_kv_cache_partly_in_dram_is_shaded(llama_report):
+    """The context chart shades where the cache leaves the package's SRAM, also when only part of it spills."""
+    from reports.decode_charts import decode_vs_context
+    from reports.schema import CostJson
+    cost, _ = llama_report
+    label = "KV cache (partly) in DRAM"
+    assert label not in decode_vs_context(CostJson.from_json(cost))
+    spilled = json.loads(json.dumps(cost))
+    spilled["decode"]["contexts"][-1]["kv_location"] = "sram+dram"
+    assert label in decode_vs_context(CostJson.from_json(spilled))
