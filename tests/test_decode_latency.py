@@ -117,3 +117,54 @@ def test_a_variants_rescaled_leakage_is_exact_when_its_schedule_is_the_reference
         assert a.energy_by_component_J["static"] == pytest.approx(b.energy_by_component_J["static"], rel=1e-9)
     assert rescaled.steps[0].energy_by_component_J["static"] != pytest.approx(
         reference.steps[0].energy_by_component_J["static"])
+    # a field of the gating itself is gated anew, not rescaled (a rescale would leave the leakage unchanged)
+    offs = with_(hw, static=with_(hw.static, gated_leakage_fraction=hw.static.gated_leakage_fraction * 3))
+    variant = DecodeModel(template, chip.with_hw(offs), None, shared, variant=True).generation(2, 8, 4)
+    real = DecodeModel(template, chip.with_hw(offs), None, {}).generation(2, 8, 4)
+    assert variant.steps[0].energy_by_component_J["static"] == real.steps[0].energy_by_component_J["static"] != \
+        pytest.approx(reference.steps[0].energy_by_component_J["static"])
+
+
+def test_the_prefill_sensitivity_rescales_leakage_as_exactly_as_gating_anew(llama):
+    """The prefill's one-at-a-time variants take the reported evaluation's leakage rescaled where their stages and
+    schedule are its own, and gate anew otherwise (a timing field, a gating field): every figure equals gating
+    every variant anew."""
+    from compiler.backends.estimator.area import chip_area
+    from compiler.backends.estimator.decode import forward_workload
+    from compiler.backends.estimator.estimate import _Chip, _evaluate, _metrics
+    from compiler.backends.estimator.gating import rescaled, same_activity
+    from compiler.backends.estimator.sensitivity import MEASURES, sensitivity
+    from compiler.backends.estimator.workload import WorkloadTemplate
+    hw = llama.hw
+    chip = _Chip(hw, chip_area(hw), len({s.tile for s in llama.segments}), max(llama.chips_used, 1), {})
+    work = forward_workload(WorkloadTemplate(llama))(1, 8)
+    main = _evaluate(work, chip, None)
+    fast = sensitivity(hw, lambda h: _metrics(work, chip.with_hw(h), 1, (main, chip)))
+
+    def gated_anew(h):
+        ev = _evaluate(work, chip.with_hw(h), None)
+        return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s,
+                "area_mm2": chip.chips * chip.with_hw(h).area.chip_mm2}
+
+    slow = sensitivity(hw, gated_anew)
+    for a, b in zip(fast.fields, slow.fields):
+        for m in MEASURES:
+            assert a.low[m] == pytest.approx(b.low[m], rel=1e-9) and a.high[m] == pytest.approx(b.high[m], rel=1e-9)
+    for m in MEASURES:
+        assert fast.range(m) == pytest.approx(slow.range(m), rel=1e-9)
+    # which path each kind of field takes
+    from compiler.backends.estimator.estimate import _scheduled
+    from compiler.backends.estimator.sensitivity import with_value
+
+    def path(field, factor):
+        variant = chip.with_hw(with_value(hw, field, getattr(hw.static if field.startswith("static.") else
+                                                             hw.latency, field.split(".")[1]) * factor))
+        stages, _, timing = _scheduled(work, variant)
+        return same_activity(stages, timing, main.stages, main.schedule), rescaled(
+            main.leakage, hw, chip.area, variant.hw, variant.area, timing.latency_s)
+    same, joules = path("static.logic_mW_per_mm2", 1.3)    # a leakage price: rescaled
+    assert same and joules is not None and joules != pytest.approx(main.leakage.energy_J)
+    assert not path("latency.digital_op_ns", 1.3)[0]       # a timing field: its schedule moves, gated anew
+    assert path("static.gated_leakage_fraction", 1.3)[1] is None  # the gating's own field: gated anew
+    assert {f.field for f in fast.fields if f.swing("energy_J") > 0} >= {"static.gated_leakage_fraction",
+                                                                        "static.gate_break_even_ns"}

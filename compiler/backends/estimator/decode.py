@@ -24,13 +24,13 @@ from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
+from compiler.backends.estimator.gating import rescaled
 from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
                                                   schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
-from compiler.backends.estimator.static import SRAM, shared_leakage_W, tile_leakage_W
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
 
@@ -353,7 +353,7 @@ class DecodeModel:
         """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
         workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers.
         variant: a spec variant of the sensitivity: its leakage is the reference model's (the one sharing `shared`
-        without `variant`) rescaled (_rescaled_leakage), not gated anew."""
+        without `variant`) rescaled (gating.rescaled), not gated anew (unless it moves the gating's own fields)."""
         self.template, self.chip, self.base = template, chip, base
         self._shared = {} if shared is None else shared
         self._variant = variant
@@ -487,9 +487,11 @@ class DecodeModel:
         timing = schedule(independent_sequences(stages, workload.batch))
         key = ("leakage", workload.batch, workload.seq_len, read_tokens, write_tokens)
         reference = self._shared.get(key)
+        static_J = None
         if self._variant and reference is not None:
-            static_J = _rescaled_leakage(reference, self.chip, timing.latency_s)
-        else:
+            ref_leak, ref_chip = reference
+            static_J = rescaled(ref_leak, ref_chip.hw, ref_chip.area, self.chip.hw, self.chip.area, timing.latency_s)
+        if static_J is None:
             leak = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement))
             if not self._variant:
                 self._shared[key] = (leak, self.chip)
@@ -570,20 +572,6 @@ class DecodeModel:
         return out
 
 
-def _rescaled_leakage(reference: tuple[Any, Any], chip: Any, latency_s: float) -> float:
-    """A spec variant's leakage from the reference evaluation's (gating.py is the costliest part of an evaluation:
-    ~1.5 s per decode step of Llama-3.1-8B): each component's energy x the variant's leakage power over the
-    reference's (static.*, area.*: per tile, per shared unit, SRAM per bit) x its latency over the reference's. The
-    reference's gating (which domains are off when) is kept, not recomputed for the variant's schedule."""
-    leak, ref_chip = reference
-    ratio_t = latency_s / leak.latency_s if leak.latency_s else 1.0
-    ref_W = {**tile_leakage_W(ref_chip.hw, ref_chip.area), **shared_leakage_W(ref_chip.hw, ref_chip.area)}
-    new_W = {**tile_leakage_W(chip.hw, chip.area), **shared_leakage_W(chip.hw, chip.area)}
-    ref_W[SRAM], new_W[SRAM] = ref_chip.hw.static.sram_pW_per_bit, chip.hw.static.sram_pW_per_bit
-    return math.fsum(j * (new_W[c] / ref_W[c] if ref_W.get(c) else 1.0) * ratio_t
-                     for c, j in leak.energy_by_component_J.items())
-
-
 def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_bytes: float) -> str:
     """The baseline keeps the cache in its on-chip weight memory when it fits beside the weights there (or alone,
     when the weights stream from DRAM), else in DRAM."""
@@ -596,7 +584,7 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
                       gen_len: int) -> dict:
     """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
     x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
-    between; the leakage rescaled from the reported evaluation's, _rescaled_leakage), and the root-sum-square of the
+    between; the leakage rescaled from the reported evaluation's, gating.rescaled), and the root-sum-square of the
     relative deviations applied to the reported value. Also the three fields that swing each metric most."""
     def evaluate(hw: Any) -> dict[str, float]:
         g = DecodeModel(template, chip.with_hw(hw), None, shared, variant=True).generation(
@@ -687,7 +675,8 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
         f"generation totals: {GENERATION_SAMPLES} contexts priced along the generation, linear in between",
     ) + ((f"ranges (batch {', '.join(map(str, sorted(range_batches)))}): the AIMC side only; each cost number of the "
           f"spec with an uncertainty moved alone to x(1 -+ u), the generation repriced at its first and last step "
-          f"(its power gating not redone: the leakage scaled by the variant's leakage prices and latency), "
+          f"(its power gating not redone: the leakage scaled by the variant's leakage prices and latency; redone "
+          f"for the gating's own fields), "
           f"root-sum-square of the relative deviations around the reported value; the baselines carry none",)
          if range_batches else ()) \
         + (("mixture of experts: uniform routing; a step's batch x top_k routed tokens spread evenly over each "

@@ -15,7 +15,7 @@ from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
 from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
-from compiler.backends.estimator.gating import Leakage, leakage
+from compiler.backends.estimator.gating import Leakage, leakage, rescaled, same_activity
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
 from compiler.backends.estimator.peak import peak_throughput
@@ -117,7 +117,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
-        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas))
+        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas,
+                                                         (main, chip)))
         if sensitivity else None,
         links=main.links, decode=decode_cost(
             template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips,
@@ -151,7 +152,8 @@ def inference_cost(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_S
     return ev.energy_J, ev.schedule.latency_s
 
 
-def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
+def _scheduled(workload: Workload, chip: _Chip) -> tuple[list[Stage], LinkTraffic, Schedule]:
+    """The priced stages of one evaluation, its chip-link traffic and its schedule (its leakage not yet)."""
     stages = price_on_chip(workload, chip.hw, chip.fill)
     links = NO_TRAFFIC
     if chip.chips > 1:  # activations of consecutive layers on different chips cross a chip-to-chip link
@@ -159,17 +161,29 @@ def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None)
         stages, links = add_links(stages, workload, chip.hw, act, cache=chip.layouts)
     if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
         independent_sequences(stages, workload.batch)
-    timing = schedule(stages)
+    return stages, links, schedule(stages)
+
+
+def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
+    stages, links, timing = _scheduled(workload, chip)
     return _Evaluation(workload, stages, timing, chip.leakage(stages, timing),
                        price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
 
 
-def _metrics(workload: Workload, chip: _Chip, replicas: int) -> dict[str, float]:
+def _metrics(workload: Workload, chip: _Chip, replicas: int, reference: tuple[_Evaluation, _Chip]
+             ) -> dict[str, float]:
     """Energy, latency and area of one evaluation (the sensitivity's measure): the area of every chip of every
-    replica, as CostReport.area_mm2 counts it, so the range brackets the figure the report shows."""
-    ev = _evaluate(workload, chip, None)
-    return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s,
-            "area_mm2": replicas * chip.chips * chip.area.chip_mm2}
+    replica, as CostReport.area_mm2 counts it, so the range brackets the figure the report shows. The leakage is
+    the reported evaluation's (`reference`) rescaled (gating.rescaled) where the variant's stages and schedule are
+    its own, so the gating is; else gated anew."""
+    ref, ref_chip = reference
+    stages, _, timing = _scheduled(workload, chip)
+    static_J = (rescaled(ref.leakage, ref_chip.hw, ref_chip.area, chip.hw, chip.area, timing.latency_s)
+                if same_activity(stages, timing, ref.stages, ref.schedule) else None)
+    if static_J is None:
+        static_J = chip.leakage(stages, timing).energy_J
+    energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
+    return {"energy_J": energy, "latency_s": timing.latency_s, "area_mm2": replicas * chip.chips * chip.area.chip_mm2}
 
 
 def _breakdowns(ev: _Evaluation) -> tuple[list[LayerCost], dict[str, float]]:

@@ -92,8 +92,20 @@ def _covered(intervals: list[tuple[int, int]]) -> int:
 def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
               cache: dict | None = None) -> tuple[list[Move], dict[str, frozenset]]:
     """Every transfer in graph order, and each work's destination chips (where its inputs must be).
-    cache: a dict kept between calls on workloads of one placement (the blocks' layouts do not change)."""
+    cache: a dict kept between calls on workloads of one placement (the blocks' layouts do not change; a
+    workload's crossings neither: the sensitivity reprices one workload under ~100 spec variants)."""
     cache = {} if cache is None else cache
+    key = ("crossings", id(workload), tiles_per_chip, act_bytes)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is workload:
+        return hit[1]
+    result = _crossings(workload, tiles_per_chip, act_bytes, cache)
+    cache[key] = (workload, result)  # the workload kept: its id is not reused while the entry lives
+    return result
+
+
+def _crossings(workload: Workload, tiles_per_chip: int, act_bytes: int, cache: dict
+               ) -> tuple[list[Move], dict[str, frozenset]]:
     works = sorted(workload.analog + workload.digital, key=lambda w: w.order)
     order = {w.id: w.order for w in works}
     home: dict[str, int | None] = {}
