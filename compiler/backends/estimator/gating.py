@@ -128,13 +128,12 @@ def rescaled(reference: Leakage, ref_hw: HardwareSpec, ref_area: ChipArea, hw: H
     and schedule are the reference's (same_activity); an approximation when only its latency moved. None where the
     variant changes the gating itself (static.power_gating, gating_tiles, gate_break_even_ns,
     gated_leakage_fraction): gate it anew."""
-    if any(getattr(hw.static, f, None) != getattr(ref_hw.static, f, None) for f in GATING_FIELDS):
+    if any(getattr(hw.static, f, None) != getattr(ref_hw.static, f, None) for f in GATING_FIELDS) \
+            or hw.area.sram_KiB_per_tile != ref_hw.area.sram_KiB_per_tile:  # SRAM (tiles', retained): one ratio
         return None
     ratio_t = latency_s / reference.latency_s if reference.latency_s else 1.0
     ref_W = {**tile_leakage_W(ref_hw, ref_area), **shared_leakage_W(ref_hw, ref_area)}
     new_W = {**tile_leakage_W(hw, area), **shared_leakage_W(hw, area)}
-    if hw.area.sram_KiB_per_tile != ref_hw.area.sram_KiB_per_tile:  # tile SRAM and retained bits: the ratio per bit
-        return None
     return math.fsum(j * (new_W[c] / ref_W[c] if ref_W.get(c) else 1.0) * ratio_t
                      for c, j in reference.energy_by_component_J.items())
 
