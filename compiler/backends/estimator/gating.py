@@ -127,7 +127,7 @@ def rescaled(reference: Leakage, ref_hw: HardwareSpec, ref_area: ChipArea, hw: H
     the reference's. The reference's gating (which domains are off when) is kept: exact when the variant's stages
     and schedule are the reference's (same_activity); an approximation when only its latency moved. None where the
     variant changes the gating itself (static.power_gating, gating_tiles, gate_break_even_ns,
-    gated_leakage_fraction): gate it anew."""
+    gated_leakage_fraction) or the SRAM per tile: gate it anew."""
     if any(getattr(hw.static, f, None) != getattr(ref_hw.static, f, None) for f in GATING_FIELDS) \
             or hw.area.sram_KiB_per_tile != ref_hw.area.sram_KiB_per_tile:  # SRAM (tiles', retained): one ratio
         return None
