@@ -32,7 +32,7 @@ from compiler.errors import UserError
 from compiler.hw_spec import SPEC_DIR, DigitalBaselineSpec, _read_yaml_mapping, load_baseline_spec, load_hw_spec
 from compiler.backends.estimator.decode import DecodeModel
 
-VALIDATION_FILE = SPEC_DIR / "serving_validation.yaml"
+SERVING_VALIDATION_FILE = SPEC_DIR / "serving_validation.yaml"
 DEPTHS = (2, 3)
 THROUGHPUT, TTFT = "out_tokens_per_s", "ttft_s"
 
@@ -49,7 +49,7 @@ class Point:
     note: str = ""
 
 
-def load_validation(path: Path = VALIDATION_FILE) -> dict:
+def load_validation(path: Path = SERVING_VALIDATION_FILE) -> dict:
     data = _read_yaml_mapping(path)
     data["points"] = [Point(**p) for p in data["points"]]
     return data
@@ -114,7 +114,7 @@ class Prediction:
 class Validation:
     """The published points, their models, and the fit of the serving terms."""
 
-    def __init__(self, path: Path = VALIDATION_FILE, baseline: DigitalBaselineSpec | None = None):
+    def __init__(self, path: Path = SERVING_VALIDATION_FILE, baseline: DigitalBaselineSpec | None = None):
         self.data = load_validation(path)
         self.base = baseline or load_baseline_spec(self.data["baseline"])
         self.models = {name: ServingModel(m["architecture"], m["config"]) for name, m in self.data["models"].items()}

@@ -164,7 +164,7 @@ def comparison_rows(runs: list[Run]) -> list[Row]:
 
 
 # the estimator's uncertainty ranges (cost.json sensitivity.ranges: low, estimate, high; energy per batch)
-RANGES = (("energy_J", "energy / batch", "J"), ("latency_s", "latency", "s"), ("area_mm2", "area", "mm2"))
+RANGE_ROWS = (("energy_J", "energy / batch", "J"), ("latency_s", "latency", "s"), ("area_mm2", "area", "mm2"))
 
 
 def _range_rows(runs: list[Run]) -> list[Row]:
@@ -175,7 +175,7 @@ def _range_rows(runs: list[Run]) -> list[Row]:
             return ranges[metric][index] if metric in ranges else None
         return get
     rows = []
-    for metric, label, unit in RANGES:
+    for metric, label, unit in RANGE_ROWS:
         show = (lambda v: f"{_sig(v, 3)} mm²") if unit == "mm2" else (lambda v, unit=unit: si(v, unit))
         for index, side in ((0, "low"), (2, "high")):
             row = _row("cost range", f"{metric}.{side}", f"{label}, {side} end", unit, runs, end(metric, index), show)

@@ -10,7 +10,7 @@
    and the free SRAM, exactly.
 3. Verification: the chosen assignment simulated whole on VERIFY_SEEDS (disjoint from the sensitivity's); it meets
    the budget when the upper end of the 95 % interval of its mean drop is within it. Otherwise the limit on the
-   predicted drop is tightened by the miss and the choice repeated, at most MAX_RETRIES times.
+   predicted drop is tightened by the miss and the choice repeated, at most MAX_TIGHTENINGS times.
 The uniform mappings (every block analog at each resolution, every block digital) are simulated on the same
 verification seeds and priced exactly, for the report's comparison.
 """
@@ -29,7 +29,7 @@ from reports.schema import BUDGET_FIGURES
 
 SENSITIVITY_SEEDS = (0, 1, 2)
 VERIFY_SEEDS = (1000, 1001, 1002, 1003, 1004)
-MAX_RETRIES = 3
+MAX_TIGHTENINGS = 3
 FRONT_POINTS = 60            # the frontier written to accuracy.json, thinned evenly along cost
 
 
@@ -95,7 +95,7 @@ def choose_options(placed, measurer: Measurer, pricer: Pricer, delta: float) -> 
     tries: list[dict] = []
     limit = delta - ref_mean
     chosen = None
-    for attempt in range(1 + MAX_RETRIES):
+    for attempt in range(1 + MAX_TIGHTENINGS):
         best = solution.best(limit)
         if best is None:
             break
@@ -194,4 +194,4 @@ def _thin(points: list[dict]) -> list[dict]:
     return [points[round(i * step)] for i in range(FRONT_POINTS)]
 
 
-__all__ = ["choose_options", "BudgetResult", "SENSITIVITY_SEEDS", "VERIFY_SEEDS", "MAX_RETRIES"]
+__all__ = ["choose_options", "BudgetResult", "SENSITIVITY_SEEDS", "VERIFY_SEEDS", "MAX_TIGHTENINGS"]

@@ -16,7 +16,7 @@ from typing import Any
 from reports.schema import HEADLINE_METRICS, final_accuracy, pareto_front
 
 # the estimator's ranges a point carries: (field of sweep.json, metric of cost.json's sensitivity.ranges)
-RANGES = (("energy_low_J", "energy_J", 0), ("energy_high_J", "energy_J", 2), ("latency_low_s", "latency_s", 0),
+RANGE_COLUMNS = (("energy_low_J", "energy_J", 0), ("energy_high_J", "energy_J", 2), ("latency_low_s", "latency_s", 0),
           ("latency_high_s", "latency_s", 2), ("area_low_mm2", "area_mm2", 0), ("area_high_mm2", "area_mm2", 2))
 DECODE = ("ttft_s", "tokens_per_s", "energy_per_token_J")  # cost.json decode: a causal LM's serving figures
 # their ranges: (field of sweep.json, figure of cost.json's decode.ranges, end)
@@ -24,7 +24,7 @@ DECODE_RANGES = (("ttft_low_s", "ttft_s", 0), ("ttft_high_s", "ttft_s", 2), ("to
                  ("tokens_per_s_high", "tokens_per_s", 2), ("energy_per_token_low_J", "energy_per_token_J", 0),
                  ("energy_per_token_high_J", "energy_per_token_J", 2))
 NO_FIGURES = dict(tiles=None, chips=None, energy_J=None, latency_s=None, tops_per_w=None, area_mm2=None,
-                  **{name: None for name, _, _ in RANGES + DECODE_RANGES}, **{name: None for name in DECODE},
+                  **{name: None for name, _, _ in RANGE_COLUMNS + DECODE_RANGES}, **{name: None for name in DECODE},
                   metric=None, higher_is_better=True, accuracy=[], seeds=[])
 
 
@@ -46,7 +46,7 @@ def figures(files: dict[str, dict]) -> dict[str, Any]:
             found.update(energy_J=cost.totals.energy_per_inference_J, latency_s=cost.totals.latency_s,
                          tops_per_w=cost.totals.tops_per_w, area_mm2=cost.totals.area_mm2)
         ranges = cost.sensitivity.ranges if cost.sensitivity else {}
-        for name, metric, end in RANGES:  # the energy range is per batch in cost.json; a point's, per inference
+        for name, metric, end in RANGE_COLUMNS:  # the energy range is per batch in cost.json; a point's, per inference
             if metric in ranges:
                 found[name] = ranges[metric][end] / (cost.batch if metric == "energy_J" else 1)
         if cost.decode is not None:
