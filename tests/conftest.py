@@ -27,3 +27,23 @@ def roberta_placed_naive(roberta_base, pcm_1m):
     from compiler import compile_model
     model, example = roberta_base
     return compile_model(model, example, pcm_1m, allocation="naive")
+
+
+@pytest.fixture(scope="session")
+def save_with_char_tokenizer():
+    """A function saving a model with a character-level WordPiece tokenizer: a real local checkpoint, offline."""
+    return _save_with_char_tokenizer
+
+
+def _save_with_char_tokenizer(model, path):
+    import string
+
+    from transformers import BertTokenizer
+    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase)
+             + ["##" + c for c in string.ascii_lowercase] + list(string.digits) + list(".,;:'!?-()\""))
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(path / "vocab.txt"))
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path

@@ -85,20 +85,8 @@ def test_frontier_holds_no_dominated_assignment():
 # --- the search on a small model, through the command line ----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    import string
-
-    from transformers import BertTokenizer
-    path = tmp_path_factory.mktemp("tiny_bert")
-    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase)
-             + ["##" + c for c in string.ascii_lowercase] + list(string.digits) + list(".,;:'!?-()\""))
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer(str(path / "vocab.txt"))
-    model = _tiny_bert()
-    model.resize_token_embeddings(len(tokenizer))
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+def tiny_checkpoint(tmp_path_factory, save_with_char_tokenizer):
+    return save_with_char_tokenizer(_tiny_bert(), tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _cli(capsys, *argv):

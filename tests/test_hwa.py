@@ -212,21 +212,9 @@ def test_text_data_needs_a_tokenizer(tiny, hw, tmp_path):
 # --- the command line ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory, save_with_char_tokenizer):
     """The tiny BERT saved with a character-level WordPiece tokenizer: a real local checkpoint, offline."""
-    import string
-
-    from transformers import BertTokenizer
-    path = tmp_path_factory.mktemp("tiny_bert")
-    vocab = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(string.ascii_lowercase)
-             + ["##" + c for c in string.ascii_lowercase] + list(string.digits) + list(".,;:'!?-()\""))
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer(str(path / "vocab.txt"))
-    model = _tiny_bert()
-    model.resize_token_embeddings(len(tokenizer))
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
+    return save_with_char_tokenizer(_tiny_bert(), tmp_path_factory.mktemp("tiny_bert"))
 
 
 def _cli(capsys, *argv):
