@@ -29,6 +29,15 @@ def roberta_placed_naive(roberta_base, pcm_1m):
     return compile_model(model, example, pcm_1m, allocation="naive")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of many small tensor ops: on the shared 2-core machine one thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def save_with_char_tokenizer():
     """A function saving a model with a character-level WordPiece tokenizer: a real local checkpoint, offline."""

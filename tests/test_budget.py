@@ -32,12 +32,7 @@ def _tokens(rows: int = 4, length: int = 16, seed: int = 0) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,7 @@ def _tokens(rows: int, length: int, seed: int) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's tensors sit near torch's parallel grain size: with 2 threads on a shared 2-core
-    machine each of the thousands of small quantizer ops waits for the other core (HWA steps 10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from passes.ranges import (AbsHistogram, assign_ranges, builtin_texts, calibrati
                            segment_weight)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run many small tensor ops; on the shared 2-core machine one thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_placed(pcm_1m, in_features=64, out_features=16, seed=0):
