@@ -46,12 +46,33 @@ def test_kv_cache_bytes_follow_the_config(llama):
     assert kv["bits"] == hw.memory.kv_cache_bits == 8
     assert kv["bytes"] == _kv_formula(config, 8, 8 + 12, 2)
     assert kv["location"] == "sram"  # a few KiB beside the chip's 4 MiB of activation SRAM
-    geometry = kv_geometry(config, hw)
+    geometry = kv_geometry(placed.attention, hw)
     assert (geometry.layers, geometry.kv_heads, geometry.head_dim) == (2, 2, 8)
     # a chip without activation SRAM sends it to DRAM
     tiny_sram = load_hw_spec("pcm_1M", {"area.sram_KiB_per_tile": 0})
     tiny = replace(placed, hw=tiny_sram)  # the same mapping (same tile shape) on a chip with less SRAM
     assert tiny.estimate(batch=2, seq_len=8, gen_len=12, sensitivity=False).decode.run.kv_location == "dram"
+
+
+def test_kv_geometry_is_read_off_the_traced_graph(tmp_path):
+    """The IR's attention layers carry the KV geometry of the traced shapes: a head_dim that is not hidden / heads
+    (Llama's `head_dim` override) and grouped-query attention's KV heads, before repeat_kv widens them; GPT-2's
+    fused QKV projection, every head its own K and V."""
+    cases = ((tf.LlamaConfig(**{**SMALL, "num_hidden_layers": 3}, head_dim=16, tie_word_embeddings=False), 3, 2, 16),
+             (tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=96, n_positions=64, bos_token_id=1,
+                            eos_token_id=2), 2, 4, 8))
+    for i, (config, layers, kv_heads, head_dim) in enumerate(cases):
+        path = tmp_path / str(i)
+        path.mkdir()
+        (path / "config.json").write_text(config.to_json_string())
+        model, example = load_model(str(path), seq_len=8, materialize=False)
+        placed = compile_model(model, example, load_hw_spec("pcm_1M"), allocation="naive")
+        assert [(a.kv_heads, a.head_dim, a.values_per_token) for a in placed.attention] == \
+            [(kv_heads, head_dim, 2 * kv_heads * head_dim)] * layers
+        assert all(len(a.matmuls) == 2 for a in placed.attention)
+        kv = placed.estimate(batch=2, seq_len=8, gen_len=4, sensitivity=False).to_json()["decode"]["kv_cache"]
+        assert (kv["layers"], kv["kv_heads"], kv["head_dim"]) == (layers, kv_heads, head_dim)
+        assert kv["bytes"] == 2 * layers * kv_heads * head_dim * (8 + 4) * 2 * placed.hw.memory.kv_cache_bits / 8
 
 
 def test_kv_cache_in_dram_costs_its_bytes_at_the_dram_price(llama):

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
+from compiler.ir import AttentionLayer
 from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
@@ -43,32 +44,30 @@ CURVE_MIN_CONTEXT = 16
 
 @dataclass(frozen=True)
 class KvGeometry:
-    """The KV cache of one sequence: 2 (K, V) x layers x KV heads x head dim values per token."""
+    """The KV cache of one sequence: K and V of every attention layer per token (the IR's AttentionLayer records)."""
     layers: int
-    kv_heads: int
+    kv_heads: int                    # the first layer's (the layers of the models mapped are alike)
     head_dim: int
+    values_per_token: int            # every layer's K and V elements
     bits: int
     bits_source: str
 
     @property
     def bytes_per_token(self) -> float:
-        return 2 * self.layers * self.kv_heads * self.head_dim * self.bits / 8
+        return self.values_per_token * self.bits / 8
 
     def bytes(self, context: int, batch: int) -> float:
         return self.bytes_per_token * context * batch
 
 
-def kv_geometry(config: Any, hw: HardwareSpec) -> KvGeometry:
-    """From the model's config (layers, KV heads, head dim) and the spec's KV precision."""
-    layers = getattr(config, "num_hidden_layers", None)
-    heads = getattr(config, "num_attention_heads", None)
-    if not layers or not heads:
-        raise UserError(f"{type(config).__name__}: no num_hidden_layers / num_attention_heads; the KV cache of "
-                        f"this decoder cannot be sized")
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+def kv_geometry(attention: tuple[AttentionLayer, ...], hw: HardwareSpec) -> KvGeometry:
+    """From the attention layers the frontend read off the traced graph and the spec's KV precision."""
+    if not attention:
+        raise UserError("no attention layer with QK^T and PV matmuls on the digital unit in the exported graph; the "
+                        "KV cache of this decoder cannot be sized")
     bits = require(hw, "memory.kv_cache_bits", "precision of the decoder's KV cache")
-    return KvGeometry(int(layers), int(kv_heads), int(head_dim), int(bits),
+    return KvGeometry(len(attention), attention[0].kv_heads, attention[0].head_dim,
+                      sum(a.values_per_token for a in attention), int(bits),
                       f"memory.kv_cache_bits = {bits} ({hw.source_file or hw.name})")
 
 
@@ -359,7 +358,7 @@ class DecodeModel:
         self._variant = variant
         hw = chip.hw
         self.hw = hw
-        self.kv = kv_geometry(template.placed.model.config, hw)
+        self.kv = kv_geometry(template.placed.attention, hw)
         self.digital = digital_prices(hw, "energy", hw.digital.other_precision)
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
         self.sram_per_chip = kib * 1024 * hw.tile.count
@@ -384,26 +383,19 @@ class DecodeModel:
 
     # --- where the cache lives -----------------------------------------------------------------
     def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
-        """(the attention matmuls' work ids, the home chip) of each layer, in graph order."""
+        """(the attention matmuls' work ids, the home chip) of each attention layer of the IR, in graph order."""
         if "layers" not in self._shared:
-            work = self._workload(1, 1, 2, prefill=False)
-            where = (crossings(work, self.hw.tile.count, self.digital.bytes_per_element, self._links)[1]
-                     if self.chip.chips > 1 else {})
-            groups: dict[str, list[str]] = {}
-            for w in sorted(work.digital, key=lambda w: w.order):
-                if w.op_class == "attention":
-                    groups.setdefault(w.layer, []).append(w.id)
-            self._shared["layers"] = [(tuple(ids), min(set().union(*(where.get(i, frozenset()) for i in ids)),
-                                                       default=0)) for ids in groups.values()]
+            where = (crossings(self._workload(1, 1, 2, prefill=False), self.hw.tile.count,
+                               self.digital.bytes_per_element, self._links)[1] if self.chip.chips > 1 else {})
+            ids = [tuple(digital_id(m) for m in layer.matmuls) for layer in self.template.placed.attention]
+            self._shared["layers"] = [(i, min(set().union(*(where.get(w, frozenset()) for w in i)), default=0))
+                                      for i in ids]
         return self._shared["layers"]
 
     def placement(self, kv_bytes: float) -> KvPlacement:
         """The cache of `kv_bytes` (every layer, the whole batch) over the layers' chips (kv_cache.place)."""
         if kv_bytes not in self._placements:
-            layers = self.attention_layers()
-            if not layers:
-                raise UserError(f"{self.template.placed.model_info.name}: no attention matmul on the digital unit in "
-                                f"the exported graph; the KV cache traffic cannot be placed")
+            layers = self.attention_layers()  # not empty: kv_geometry refuses a model without
             cpp = self.hw.package.chips_per_package if self.hw.package is not None else None
             capacity = self.hw.memory.dram_GB_per_package if self.hw.memory is not None else None
             self._placements[kv_bytes] = place([chip for _, chip in layers], kv_bytes / len(layers),
