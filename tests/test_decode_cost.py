@@ -16,6 +16,7 @@ from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.decode import heads, kv_geometry, role_workload
 from compiler.backends.estimator.links import crossings
 from compiler.backends.estimator.prices import digital_prices
+from compiler.backends.estimator.schedule import ANALOG
 from compiler.backends.estimator.workload import WorkloadTemplate
 from compiler.hw_spec import load_baseline_spec
 
@@ -127,7 +128,7 @@ def test_prefill_runs_the_lm_head_on_the_last_position_and_skips_the_masked_half
     template = WorkloadTemplate(placed)
     s, batch = 16, 2
     last = heads(template)
-    assert {w for w in last if w.startswith("analog:")} == {"analog:lm_head"}
+    assert {w.name for w in last if w.kind == ANALOG} == {"lm_head"}
     work = role_workload(template, batch, s, s, causal=True, last_only=last)
     vectors = {w.name: w.vectors for w in work.analog}
     assert vectors.pop("lm_head") == batch

@@ -29,8 +29,8 @@ from compiler.backends.estimator.gating import rescaled
 from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
-                                                  schedule)
+from compiler.backends.estimator.schedule import (ANALOG, LINK, Stage, StageId, critical_path_by_kind, independent_sequences,
+                                                  layer_spans, schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
 from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
                                                   digital_id, expert_vectors)
@@ -254,7 +254,7 @@ class Roles:
 
 
 def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, causal: bool,
-                  last_only: frozenset[str] = frozenset(), cache_operands: bool = False,
+                  last_only: frozenset[StageId] = frozenset(), cache_operands: bool = False,
                   plan: dict | None = None) -> Workload:
     """The graph's work with `query` tokens per sequence attending to `key` keys.
 
@@ -316,9 +316,9 @@ def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, 
     return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
 
 
-def heads(template: WorkloadTemplate) -> frozenset[str]:
+def heads(template: WorkloadTemplate) -> frozenset[StageId]:
     """Work ids of the LM head and what follows it: blocks no other block depends on, and their descendants."""
-    users: dict[str, set[str]] = {}
+    users: dict[StageId, set[StageId]] = {}
     ids = []
     for t in template.nodes:
         for wid in ([analog_id(b) for b in template.blocks_of(t.name)] if t.kind == "analog"
@@ -327,7 +327,7 @@ def heads(template: WorkloadTemplate) -> frozenset[str]:
             for d in t.deps:
                 users.setdefault(d, set()).add(wid)
 
-    def downstream(w: str, seen: set[str]) -> set[str]:
+    def downstream(w: StageId, seen: set[StageId]) -> set[StageId]:
         stack = [w]
         while stack:
             for u in users.get(stack.pop(), ()):
@@ -336,8 +336,7 @@ def heads(template: WorkloadTemplate) -> frozenset[str]:
                     stack.append(u)
         return seen
 
-    tails = {w for w in ids if w.startswith("analog:")
-             and not any(d.startswith("analog:") for d in downstream(w, set()))}
+    tails = {w for w in ids if w.kind == ANALOG and not any(d.kind == ANALOG for d in downstream(w, set()))}
     out: set[str] = set(tails)
     for w in tails:
         out |= downstream(w, set())
@@ -382,7 +381,7 @@ class DecodeModel:
         return self._workloads[k]
 
     # --- where the cache lives -----------------------------------------------------------------
-    def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
+    def attention_layers(self) -> list[tuple[tuple[StageId, ...], int]]:
         """(the attention matmuls' work ids, the home chip) of each attention layer of the IR, in graph order."""
         if "layers" not in self._shared:
             where = (crossings(self._workload(1, 1, 2, prefill=False), self.hw.tile.count,
@@ -500,7 +499,7 @@ class DecodeModel:
         base_bound = ""
         if self.base is not None:
             base_J, base_s, base_bound = self.baseline_point(workload, kv_read, kv_write, baseline_location)
-        links = sum(1 for name in timing.critical_path if name.startswith("chip ") and "->" in name)
+        links = sum(1 for sid in timing.critical_path if sid.kind == LINK)
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
         return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
@@ -676,7 +675,7 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
            if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
-                      lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),
+                      lm_head=tuple(sorted(w.name for w in model.heads if w.kind == ANALOG)),
                       baseline_weights=weights_where, baseline_weight_bytes=weight_bytes,
                       assumptions=assumptions, baseline_chips=baseline_chips)
 

@@ -23,7 +23,7 @@ from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, d
                                                 tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
-from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
+from compiler.backends.estimator.schedule import TILE, Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
@@ -103,7 +103,8 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     main.baseline = price_on_baseline(main.workload, base, hw)
     layers, by_component = _breakdowns(main)
     axis, points = _sweep(template, forward, chip, base, batch, seq_len, main)
-    tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
+    tile_busy = {r.index: s for r, s in main.schedule.resource_busy_s.items() if r.kind == TILE}
+    names = {s.id: s.name for s in main.stages}
     period = main.schedule.period_s
     return CostReport(
         model=placed.model_info.name, hw=hw.name, hw_file=hw.source_file, batch=batch,
@@ -113,7 +114,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         stages=tuple(StageCost(s.name, s.layer, math.fsum(s.energy_J.values()), max(s.busy_s.values(), default=0.0))
                      for s in main.stages),
         counts=_counts(main.stages), action_energies_J=_action_energies(hw),
-        critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
+        critical_path=tuple(names[i] for i in main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,

@@ -12,6 +12,7 @@ token is priced.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 
 from compiler.errors import UserError
 from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, TileSegment, layer_group
+from compiler.backends.estimator.schedule import ANALOG, DIGITAL, StageId
 
 # Digital op classes and their cost recipe: (multiplies, adds) per output element, in the precision of the
 # digital units. Derivations in docs/estimator.md ("Digital recipes").
@@ -62,12 +64,12 @@ class AnalogWork:
     out_features: int
     bias_features: int              # outputs that get a bias added
     segments: tuple[TileSegment, ...]
-    deps: tuple[str, ...]           # ids of the works it waits for
+    deps: tuple[StageId, ...]       # the works it waits for
     order: int                      # position of its first layer in the graph
     option: Any = None              # its compiler.block_options.BlockOption (--accuracy-budget); None: the reference
 
     @property
-    def id(self) -> str:
+    def id(self) -> StageId:
         return analog_id(self.name)
 
     @property
@@ -86,12 +88,12 @@ class DigitalWork:
     elements: int
     input_elements: int             # activation elements read (parameters excluded)
     macs: int                       # attention and digital matmuls only
-    deps: tuple[str, ...]           # ids of the works it waits for
-    barrier_deps: tuple[str, ...]   # deps whose every vector it needs first: K for QK^T, V for AV
+    deps: tuple[StageId, ...]       # the works it waits for
+    barrier_deps: tuple[StageId, ...]  # deps whose every vector it needs first: K for QK^T, V for AV
     order: int                      # position in the graph
 
     @property
-    def id(self) -> str:
+    def id(self) -> StageId:
         return digital_id(self.name)
 
 
@@ -126,8 +128,8 @@ class _NodeTemplate:
     out_shape: tuple
     input_shapes: tuple[tuple, ...]
     contracted_shape: tuple         # matmuls: the operand whose last dimension is summed over
-    deps: frozenset[str]
-    barrier_deps: frozenset[str]
+    deps: frozenset[StageId]
+    barrier_deps: frozenset[StageId]
     order: int
 
 
@@ -180,7 +182,7 @@ class WorkloadTemplate:
             for layer in block.layers:
                 self._block_of.setdefault(layer, block.name)
                 self._blocks_of.setdefault(layer, []).append(block.name)
-        producers: dict[str, frozenset[str]] = {}
+        producers: dict[str, frozenset[StageId]] = {}
         for node in placed.graph.nodes:
             if node.op != "call_function":
                 producers[node.name] = frozenset()
@@ -209,7 +211,7 @@ class WorkloadTemplate:
                 deps=upstream - work_names,
                 barrier_deps=barrier - work_names, order=len(self._nodes)))
 
-    def _work_names(self, node: str, placement, op: str) -> frozenset[str]:
+    def _work_names(self, node: str, placement, op: str) -> frozenset[StageId]:
         if placement is None:
             return frozenset()
         if placement.kind is Kind.ANALOG:
@@ -270,12 +272,14 @@ def expert_vectors(rows: int, experts: int, expert: int | None) -> int:
     return rows // experts + (expert < rows % experts)
 
 
-def analog_id(block: str) -> str:
-    return "analog:" + block
+@functools.lru_cache(maxsize=1 << 16)
+def analog_id(block: str) -> StageId:
+    return StageId(ANALOG, block)
 
 
-def digital_id(node: str) -> str:
-    return "digital:" + node
+@functools.lru_cache(maxsize=1 << 16)
+def digital_id(node: str) -> StageId:
+    return StageId(DIGITAL, node)
 
 
 def _op_class(op: str, kind: Kind) -> str:
