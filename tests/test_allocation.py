@@ -164,7 +164,7 @@ def test_auto_objectives_on_roberta_base(roberta_placed_naive, pcm_1m):
     assert chosen["tiles"] <= 512
     # on pcm_1M the attention units, not a tile, set the period: copies cannot raise throughput, and the
     # strategies say so (packed, whose shared tiles serialize, is the one tile-bound mapping)
-    assert rows["packed"]["bottleneck"].startswith("tile ") and naive["bottleneck"] == "attention units"
+    assert rows["packed"]["bottleneck_tile"] is not None and naive["bottleneck"] == "attention units"
     assert chosen["throughput_per_s"] == pytest.approx(naive["throughput_per_s"])
 
 

@@ -13,10 +13,11 @@ from torch import nn
 from compiler import UserError, compile_model, load_hw_spec, load_model
 from compiler.backends.estimator import estimate
 from compiler.backends.estimator.baseline import price_on_baseline
-from compiler.backends.estimator.decode import heads, kv_geometry, role_workload
+from compiler.backends.estimator.decode import kv_geometry
 from compiler.backends.estimator.links import crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.schedule import ANALOG
+from compiler.backends.estimator.workload import DECODE, FORWARD, PREFILL, Phase, WorkloadTemplate
 from compiler.hw_spec import load_baseline_spec
 
 SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -102,7 +103,7 @@ def test_decode_step_attends_one_query_to_the_context(llama):
     d = config.hidden_size // config.num_attention_heads
     batch = 3
     for context in (5, 40):
-        work = role_workload(template, batch, 1, context, causal=False, cache_operands=True)
+        work = template.instantiate(Phase(DECODE, batch, context))
         assert all(w.vectors == batch for w in work.analog)
         expected = config.num_hidden_layers * 2 * config.num_attention_heads * d * context * batch
         assert work.attention_macs == expected
@@ -126,16 +127,16 @@ def test_prefill_runs_the_lm_head_on_the_last_position_and_skips_the_masked_half
     config, placed = llama
     template = WorkloadTemplate(placed)
     s, batch = 16, 2
-    last = heads(template)
-    assert {w for w in last if w.startswith("analog:")} == {"analog:lm_head"}
-    work = role_workload(template, batch, s, s, causal=True, last_only=last)
+    last = template.heads()
+    assert {w.name for w in last if w.kind == ANALOG} == {"lm_head"}
+    work = template.instantiate(Phase(PREFILL, batch, s))
     vectors = {w.name: w.vectors for w in work.analog}
     assert vectors.pop("lm_head") == batch
     assert set(vectors.values()) == {batch * s}
     d = config.hidden_size // config.num_attention_heads
     causal_pairs = s * (s + 1) // 2
     assert work.attention_macs == config.num_hidden_layers * 2 * config.num_attention_heads * d * batch * causal_pairs
-    full = template.instantiate(batch, s)  # the encoder-style forward: all positions, the whole square
+    full = template.instantiate(Phase(FORWARD, batch, s))  # the encoder-style forward: all positions, the whole square
     assert full.attention_macs == config.num_hidden_layers * 2 * config.num_attention_heads * d * batch * s * s
     # the estimate's inference of a causal LM is this prefill: its counts say so
     cost = placed.estimate(batch=batch, seq_len=s, sensitivity=False)
@@ -150,7 +151,7 @@ def test_baseline_streams_every_weight_once_per_decode_step(llama):
     template = WorkloadTemplate(placed)
     weights = sum(b.in_features * b.out_features for b in placed.blocks.values())
     for batch in (1, 4):
-        step = role_workload(template, batch, 1, 20, causal=False, cache_operands=True)
+        step = template.instantiate(Phase(DECODE, batch, 20))
         cost = price_on_baseline(step, base, placed.hw)
         assert cost.weights_in_dram
         assert cost.energy_by_component_J["weight_fetch"] == pytest.approx(weights * base.dram_pJ_per_byte * 1e-12)
@@ -186,7 +187,7 @@ def test_activations_crossing_chips_are_priced_per_bit():
                                                                 "latency.network_hop_ns": 0.0}),
                                       allocation="packed"), batch=batch, seq_len=seq, sensitivity=False)
     assert cost.latency_s >= one_chip.latency_s + hw.chip_link.latency_ns * 1e-9
-    moves, _ = crossings(WorkloadTemplate(placed).instantiate(batch, seq), 1, act_bytes)
+    moves, _ = crossings(WorkloadTemplate(placed).instantiate(Phase(FORWARD, batch, seq)), 1, act_bytes)
     assert [(m.src, m.dst) for m in moves] == [(0, 1)]
 
 

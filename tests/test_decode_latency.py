@@ -130,14 +130,14 @@ def test_the_prefill_sensitivity_rescales_leakage_as_exactly_as_gating_anew(llam
     schedule are its own, and gate anew otherwise (a timing field, a gating field): every figure equals gating
     every variant anew."""
     from compiler.backends.estimator.area import chip_area
-    from compiler.backends.estimator.decode import forward_workload
     from compiler.backends.estimator.estimate import _Chip, _evaluate, _metrics
     from compiler.backends.estimator.gating import rescaled, same_activity
     from compiler.backends.estimator.sensitivity import MEASURES, sensitivity
     from compiler.backends.estimator.workload import WorkloadTemplate
     hw = llama.hw
     chip = _Chip(hw, chip_area(hw), len({s.tile for s in llama.segments}), max(llama.chips_used, 1), {})
-    work = forward_workload(WorkloadTemplate(llama))(1, 8)
+    template = WorkloadTemplate(llama)
+    work = template.instantiate(template.inference(1, 8))
     main = _evaluate(work, chip, None)
     fast = sensitivity(hw, lambda h: _metrics(work, chip.with_hw(h), 1, (main, chip)))
 

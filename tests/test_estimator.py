@@ -154,7 +154,7 @@ def test_schedule_pipelines_streams_and_waits_at_barriers():
     assert blocked.latency_s == 30.0       # b needs all of a: 10 + 10 x 2
     slow_producer = schedule([_stage("a", 10, 3.0), _stage("b", 10, 1.0, deps=("a",))])
     assert slow_producer.latency_s == 31.0  # b waits for a's last vector: 30 + 1
-    assert slow_producer.period_s == 0.0 and slow_producer.bottleneck == ""
+    assert slow_producer.period_s == 0.0 and slow_producer.bottleneck is None
 
 
 def test_hermes_peak_time_comes_from_its_published_clock_and_converter():

@@ -10,7 +10,7 @@ from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.decode import DecodeModel
 from compiler.backends.estimator.estimate import _Chip
 from compiler.backends.estimator.schedule import Stage, independent_sequences, schedule
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.workload import FORWARD, Phase, WorkloadTemplate
 
 # 512-wide, so that every projection fills its own 512x512 tiles: 4 layers x 4 blocks + the head = 17 stages
 DEEP = dict(vocab_size=512, hidden_size=512, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
@@ -32,7 +32,7 @@ def decoder(tmp_path_factory):
 
 
 def test_batch_8_decode_step_costs_less_than_1_6x_batch_1(decoder):
-    analog = [w for w in decoder.template.instantiate(1, 1).analog]
+    analog = [w for w in decoder.template.instantiate(Phase(FORWARD, 1, 1)).analog]
     assert len(analog) >= 8  # a pipeline of at least 8 weight stages
     one = decoder.step(1, 64, decoder.placement(decoder.kv.bytes(64, 1)), "")
     eight = decoder.step(8, 64, decoder.placement(decoder.kv.bytes(64, 8)), "")

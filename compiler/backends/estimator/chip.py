@@ -22,11 +22,8 @@ from compiler.backends.estimator.options import option_stage
 from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, segment_time, tile_mvm_energy, tile_prices)
-from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.schedule import ATTENTION_UNITS, DIGITAL_UNITS, Resource, Stage, tile as tile_resource
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
-
-DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
-
 
 def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float] | None = None) -> list[Stage]:
     """Stages of the workload; `fill`: a segment's mean input pulse length / full length (absent: 1)."""
@@ -120,7 +117,7 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
     if layout is None:
         # the stream ends when the slowest copy has done its share: an effective time per vector
         stream = max((share[c] * max(tiles.values()) for c, tiles in per_copy.items()), default=0.0)
-        busy = {f"tile {t}": s for t, s in per_tile.items()}
+        busy = {tile_resource(t): s for t, s in per_tile.items()}
     return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
                  vector_time_s=stream / n if n else 0.0, deps=work.deps,
                  energy_J=energy, busy_s=busy, ops=2.0 * work.macs,
@@ -130,9 +127,9 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
 @dataclass(frozen=True)
 class _Layout:
     """What pricing a block needs of its segments when each holds a tile of its own: the segments per
-    (copy, rows, cols), and per segment (in order) its tile's resource name and the index of its shape."""
+    (copy, rows, cols), and per segment (in order) its tile's resource and the index of its shape."""
     shapes: dict[tuple[int, int, int], int]
-    names: tuple[str, ...]
+    names: tuple[Resource, ...]
     shape_of: tuple[int, ...]
 
 
@@ -140,7 +137,6 @@ class _Layout:
 # sweep's, the decode's) holds the same segment objects in new tuples; one layout serves them all
 _LAYOUTS: dict[tuple[int, int], tuple[tuple, _Layout | None]] = {}
 _LAYOUTS_KEPT = 8192
-_TILE_NAMES: list[str] = []  # "tile N", made once per N
 
 
 def _layout(segments: tuple) -> _Layout | None:
@@ -163,9 +159,7 @@ def _layout(segments: tuple) -> _Layout | None:
         keys = list(index)
         for i in shape_of:
             counts[keys[i]] += 1
-        top = max(tiles, default=-1)
-        _TILE_NAMES.extend(f"tile {t}" for t in range(len(_TILE_NAMES), top + 1))
-        layout = _Layout(counts, tuple(_TILE_NAMES[t] for t in tiles), tuple(shape_of))
+        layout = _Layout(counts, tuple(map(tile_resource, tiles)), tuple(shape_of))
     if len(_LAYOUTS) >= _LAYOUTS_KEPT:
         _LAYOUTS.clear()
     _LAYOUTS[key] = (tuple(segments), layout)

@@ -29,11 +29,10 @@ from compiler.backends.estimator.gating import rescaled
 from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
 from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
-                                                  schedule)
+from compiler.backends.estimator.schedule import (ANALOG, LINK, Stage, critical_path_by_kind, independent_sequences,
+                                                  layer_spans, schedule)
 from compiler.backends.estimator.sensitivity import sensitivity
-from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
-                                                  digital_id, expert_vectors)
+from compiler.backends.estimator.workload import DECODE, PREFILL, Phase, Workload, WorkloadTemplate, digital_id
 
 DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
 GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
@@ -234,116 +233,6 @@ class DecodeCost:
         }
 
 
-class Roles:
-    """Shapes of the template's nodes with the sequence axes given query and key lengths."""
-
-    def __init__(self, template: WorkloadTemplate, batch: int, query: int, key: int, plan: dict):
-        self.template, self.plan = template, plan
-        self.q = template.evaluator(batch, query)
-        self.k = template.evaluator(batch, key)
-
-    def shape(self, shape: tuple, key_operand: bool = False) -> tuple[tuple[int, ...], bool]:
-        """(evaluated shape, whether it has both a query and a key axis)."""
-        roles = self.plan.get((id(shape), key_operand))
-        if roles is None:  # which axes are key axes: decided once per shape of the template
-            seq = [i for i, d in enumerate(shape) if self.template.is_seq_dim(d)]
-            keys = set(seq) if key_operand else ({seq[-1]} if len(seq) > 1 else set())
-            roles = self.plan[(id(shape), key_operand)] = (keys, bool(keys) and len(keys) < len(seq))
-        keys, scores = roles
-        return tuple(self.k.dim(d) if i in keys else self.q.dim(d) for i, d in enumerate(shape)), scores
-
-
-def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, causal: bool,
-                  last_only: frozenset[str] = frozenset(), cache_operands: bool = False,
-                  plan: dict | None = None) -> Workload:
-    """The graph's work with `query` tokens per sequence attending to `key` keys.
-
-    causal: ops on score-shaped tensors do (q+1)/(2q) of them (the masked half skipped; queries = keys);
-    last_only: work ids run on one position per sequence; cache_operands: the attention matmuls' key-side
-    operands are read from the KV cache (priced by the caller), not from the activation SRAM; plan: a dict kept
-    between calls on one template (the axes' roles and the blocks' segments do not change)."""
-    placed = template.placed
-    plan = {} if plan is None else plan
-    full, last = Roles(template, batch, query, key, plan), Roles(template, batch, 1, key, plan)
-    fraction = (query + 1) / (2 * query) if causal else 1.0
-
-    def scale(scores: bool) -> float:
-        return fraction if scores else 1.0
-
-    segments = plan.get("segments")
-    if segments is None:  # one tuple per block, the same object in every workload (chip.py caches by it)
-        lists: dict[str, list] = {}
-        for s in placed.segments:
-            lists.setdefault(s.block, []).append(s)
-        segments = plan["segments"] = {block: tuple(segs) for block, segs in lists.items()}
-    analog: dict[str, dict] = {}
-    digital: list[DigitalWork] = []
-    for t in template.nodes:
-        if t.kind == "analog":
-            placement = placed.placements[t.name]
-            for block in template.blocks_of(t.name):  # one per expert of stacked experts: its routed share
-                roles = last if analog_id(block) in last_only else full
-                out, _ = roles.shape(t.out_shape)
-                rows = math.prod(out[:-1]) if len(out) > 1 else 1
-                entry = analog.setdefault(block, {"vectors": expert_vectors(rows, placement.experts,
-                                                                            placed.blocks[block].expert),
-                                                  "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
-                entry["bias"] += placement.out_features if placement.bias else 0
-                entry["deps"] |= t.deps
-            continue
-        roles = last if digital_id(t.name) in last_only else full
-        out, out_scores = roles.shape(t.out_shape)
-        attention = t.op_class == "attention"
-        inputs = [roles.shape(s, key_operand=attention and i > 0) for i, s in enumerate(t.input_shapes)]
-        if attention and cache_operands:
-            inputs = inputs[:1]
-        elements = math.prod(out) * scale(out_scores)
-        macs = 0.0
-        if t.contracted_shape:
-            contracted, c_scores = roles.shape(t.contracted_shape)
-            macs = math.prod(out) * contracted[-1] * scale(out_scores or c_scores)
-        digital.append(DigitalWork(
-            name=t.name, layer=t.layer, op=t.op, op_class=t.op_class,
-            vectors=math.prod(out[:-1]) if len(out) > 1 else 1, elements=round(elements),
-            input_elements=round(sum(math.prod(s) * scale(sc) for s, sc in inputs)), macs=round(macs),
-            deps=tuple(sorted(t.deps)), barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
-    works = tuple(AnalogWork(
-        name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
-        out_features=placed.blocks[name].out_features, bias_features=e["bias"],
-        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
-        option=placed.block_options.get(name))
-        for name, e in analog.items())
-    return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
-
-
-def heads(template: WorkloadTemplate) -> frozenset[str]:
-    """Work ids of the LM head and what follows it: blocks no other block depends on, and their descendants."""
-    users: dict[str, set[str]] = {}
-    ids = []
-    for t in template.nodes:
-        for wid in ([analog_id(b) for b in template.blocks_of(t.name)] if t.kind == "analog"
-                    else [digital_id(t.name)]):
-            ids.append(wid)
-            for d in t.deps:
-                users.setdefault(d, set()).add(wid)
-
-    def downstream(w: str, seen: set[str]) -> set[str]:
-        stack = [w]
-        while stack:
-            for u in users.get(stack.pop(), ()):
-                if u not in seen:
-                    seen.add(u)
-                    stack.append(u)
-        return seen
-
-    tails = {w for w in ids if w.startswith("analog:")
-             and not any(d.startswith("analog:") for d in downstream(w, set()))}
-    out: set[str] = set(tails)
-    for w in tails:
-        out |= downstream(w, set())
-    return frozenset(out)
-
-
 class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
@@ -363,29 +252,21 @@ class DecodeModel:
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
         self.sram_per_chip = kib * 1024 * hw.tile.count
         self.sram_bytes = self.sram_per_chip * chip.chips
-        if "heads" not in self._shared:
-            self._shared["heads"] = heads(template)
-        self.heads = self._shared["heads"]
         self._analog: dict[tuple[int, int], list[Stage]] = {}
-        self._plan: dict = self._shared.setdefault("plan", {})  # role_workload's, kept across its workloads
         self._workloads: dict = self._shared.setdefault("workloads", {})
         self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
         self._placements: dict[float, KvPlacement] = {}
 
-    def _workload(self, batch: int, query: int, key: int, prefill: bool) -> Workload:
-        k = (batch, query, key, prefill)
-        if k not in self._workloads:
-            self._workloads[k] = (
-                role_workload(self.template, batch, query, key, causal=True, last_only=self.heads, plan=self._plan)
-                if prefill else
-                role_workload(self.template, batch, query, key, causal=False, cache_operands=True, plan=self._plan))
-        return self._workloads[k]
+    def _workload(self, phase: Phase) -> Workload:
+        if phase not in self._workloads:
+            self._workloads[phase] = self.template.instantiate(phase)
+        return self._workloads[phase]
 
     # --- where the cache lives -----------------------------------------------------------------
-    def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
+    def attention_layers(self) -> list[tuple[tuple[StageId, ...], int]]:
         """(the attention matmuls' work ids, the home chip) of each attention layer of the IR, in graph order."""
         if "layers" not in self._shared:
-            where = (crossings(self._workload(1, 1, 2, prefill=False), self.hw.tile.count,
+            where = (crossings(self._workload(Phase(DECODE, 1, 2)), self.hw.tile.count,
                                self.digital.bytes_per_element, self._links)[1] if self.chip.chips > 1 else {})
             ids = [tuple(digital_id(m) for m in layer.matmuls) for layer in self.template.placed.attention]
             self._shared["layers"] = [(i, min(set().union(*(where.get(w, frozenset()) for w in i)), default=0))
@@ -500,7 +381,7 @@ class DecodeModel:
         base_bound = ""
         if self.base is not None:
             base_J, base_s, base_bound = self.baseline_point(workload, kv_read, kv_write, baseline_location)
-        links = sum(1 for name in timing.critical_path if name.startswith("chip ") and "->" in name)
+        links = sum(1 for sid in timing.critical_path if sid.kind == LINK)
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
         return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
@@ -514,12 +395,12 @@ class DecodeModel:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
 
     def prefill(self, batch: int, seq_len: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        work = self._workload(batch, seq_len, seq_len, prefill=True)
+        work = self._workload(Phase(PREFILL, batch, seq_len))
         return _at(self.price(work, placement, 0, 0, seq_len, baseline_location), seq_len)
 
     def step(self, batch: int, context: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
         """One decode step at `context`: the earlier context - 1 tokens' K and V read, the new token's written."""
-        work = self._workload(batch, 1, context, prefill=False)
+        work = self._workload(Phase(DECODE, batch, context))
         return _at(self.price(work, placement, context - 1, context - 1, 1, baseline_location), context)
 
     def generation(self, batch: int, seq_len: int, gen_len: int, samples: int = GENERATION_SAMPLES) -> Generation:
@@ -541,11 +422,11 @@ class DecodeModel:
         (serving.py: where the cache and the weights live is decided for the full depth)."""
         weights = self.weight_bytes() if weight_bytes is None else weight_bytes
         where = baseline_kv_location(base, self.kv.bytes(seq_len + gen_len, batch) * layers_scale, weights)
-        pre_J, pre_s, _ = self.baseline_point(self._workload(batch, seq_len, seq_len, prefill=True), 0.0,
+        pre_J, pre_s, _ = self.baseline_point(self._workload(Phase(PREFILL, batch, seq_len)), 0.0,
                                               self.kv.bytes(seq_len, batch), where, base)
         joules, seconds, bound = [], [], ""
         for c in step_contexts(seq_len, gen_len):
-            j, t, bound = self.baseline_point(self._workload(batch, 1, c, prefill=False), self.kv.bytes(c - 1, batch),
+            j, t, bound = self.baseline_point(self._workload(Phase(DECODE, batch, c)), self.kv.bytes(c - 1, batch),
                                               self.kv.bytes(1, batch), where, base)
             joules.append((c, j))
             seconds.append((c, t))
@@ -600,24 +481,6 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
 
 def _at(p: PhasePoint, context: int) -> PhasePoint:
     return replace(p, context=context)
-
-
-def is_causal_lm(template: WorkloadTemplate) -> bool:
-    return template.placed.model_info.task == "causal-lm" and template.has_sequence_dim
-
-
-def forward_workload(template: WorkloadTemplate) -> Callable[[int, int], Workload]:
-    """How one inference of `seq_len` tokens is instantiated: a causal LM's is its prefill (the masked half of
-    attention skipped, the LM head on the last position), any other model's the plain forward."""
-    if not is_causal_lm(template):
-        return template.instantiate
-    plan, last = {}, heads(template)
-
-    def prefill(batch: int, seq_len: int) -> Workload:
-        if template.max_seq_len is not None and seq_len > template.max_seq_len:
-            raise UserError(f"seq_len {seq_len} exceeds the {template.max_seq_len} positions this model accepts")
-        return role_workload(template, batch, seq_len, seq_len, causal=True, last_only=last, plan=plan)
-    return prefill
 
 
 def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
@@ -676,10 +539,9 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
            if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
-                      lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),
+                      lm_head=tuple(sorted(w.name for w in template.heads() if w.kind == ANALOG)),
                       baseline_weights=weights_where, baseline_weight_bytes=weight_bytes,
                       assumptions=assumptions, baseline_chips=baseline_chips)
 
 
-__all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "heads", "is_causal_lm", "kv_geometry",
-           "role_workload"]
+__all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "kv_geometry"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
@@ -14,7 +14,7 @@ from compiler.backends.estimator.baseline import BaselineCost, parse_scale, pric
 from compiler.backends.estimator.calibration import validation_summary
 from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
-from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
+from compiler.backends.estimator.decode import decode_cost
 from compiler.backends.estimator.gating import Leakage, leakage, rescaled, same_activity
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
 from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
@@ -23,7 +23,7 @@ from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, d
                                                 tile_prices)
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
-from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
+from compiler.backends.estimator.schedule import TILE, Schedule, Stage, independent_sequences, schedule
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
@@ -95,15 +95,15 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     chip = _Chip(hw, chip_area(hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
                  weight_sram_bits=weight_sram_bits(placed))
     template = WorkloadTemplate(placed)
-    forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
-    main = _evaluate(forward(batch, seq_len), chip, None)
+    main = _evaluate(_inference(template, batch, seq_len), chip, None)
     scaled = scale_baseline(base, hw, baseline_scale, chip.chips * chip.area.chip_mm2,
                             main.energy_J / main.schedule.latency_s if main.schedule.latency_s else 0.0)
     base = scaled.spec
     main.baseline = price_on_baseline(main.workload, base, hw)
     layers, by_component = _breakdowns(main)
-    axis, points = _sweep(template, forward, chip, base, batch, seq_len, main)
-    tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
+    axis, points = _sweep(template, chip, base, batch, seq_len, main)
+    tile_busy = {r.index: s for r, s in main.schedule.resource_busy_s.items() if r.kind == TILE}
+    names = {s.id: s.name for s in main.stages}
     period = main.schedule.period_s
     return CostReport(
         model=placed.model_info.name, hw=hw.name, hw_file=hw.source_file, batch=batch,
@@ -113,7 +113,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         stages=tuple(StageCost(s.name, s.layer, math.fsum(s.energy_J.values()), max(s.busy_s.values(), default=0.0))
                      for s in main.stages),
         counts=_counts(main.stages), action_energies_J=_action_energies(hw),
-        critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
+        critical_path=tuple(names[i] for i in main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
         peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
@@ -123,7 +123,7 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         links=main.links, decode=decode_cost(
             template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips,
             range_batches=tuple(decode_range_batches) if decode_range_batches is not None
-            else (batch,) if sensitivity else ()) if gen_len is not None and is_causal_lm(template) else None,
+            else (batch,) if sensitivity else ()) if gen_len is not None and template.causal_lm else None,
         replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
 
 
@@ -134,10 +134,9 @@ def inference_schedule(placed: PlacedGraph, seq_len: int,
     placement's latency is the cost's. `template` may be reused across calls while the blocks stay the same (the
     segments are read again each call)."""
     template = template or WorkloadTemplate(placed)
-    forward = forward_workload(template)
     chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), {},
                  weight_sram_bits=weight_sram_bits(placed))
-    ev = _evaluate(forward(1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
+    ev = _evaluate(_inference(template, 1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
     return ev.stages, ev.schedule
 
 
@@ -148,8 +147,14 @@ def inference_cost(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_S
     pulses = pulse_pricing(placed, calibration, None)
     chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
                  weight_sram_bits=weight_sram_bits(placed))
-    ev = _evaluate(forward_workload(WorkloadTemplate(placed))(batch, seq_len), chip, None)
+    template = WorkloadTemplate(placed)
+    ev = _evaluate(_inference(template, batch, seq_len), chip, None)
     return ev.energy_J, ev.schedule.latency_s
+
+
+def _inference(template: WorkloadTemplate, batch: int, seq_len: int) -> Workload:
+    """One inference's workload: a causal LM's prefill, any other model's forward (WorkloadTemplate.inference)."""
+    return template.instantiate(template.inference(batch, seq_len))
 
 
 def _scheduled(workload: Workload, chip: _Chip) -> tuple[list[Stage], LinkTraffic, Schedule]:
@@ -244,8 +249,8 @@ def _action_energies(hw: HardwareSpec) -> dict[str, float]:
     }
 
 
-def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], chip: _Chip,
-           base: DigitalBaselineSpec, batch: int, seq_len: int, main: _Evaluation) -> tuple[str, list[SeriesPoint]]:
+def _sweep(template: WorkloadTemplate, chip: _Chip, base: DigitalBaselineSpec, batch: int, seq_len: int,
+           main: _Evaluation) -> tuple[str, list[SeriesPoint]]:
     """Energy and latency of the chip and of the digital baseline along sequence length (or batch)."""
     if template.has_sequence_dim:
         limit = template.max_seq_len or max(SEQ_LEN_SERIES)
@@ -255,7 +260,7 @@ def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], 
         axis, settings = "batch", [(b, seq_len) for b in sorted(set(SWEEP_BATCHES) | {batch})]
     points = []
     for b, s in settings:
-        ev = main if (b, s) == (batch, seq_len) else _evaluate(forward(b, s), chip, base)
+        ev = main if (b, s) == (batch, seq_len) else _evaluate(_inference(template, b, s), chip, base)
         points.append(SeriesPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
                                  baseline_energy_J=ev.baseline.energy_J, baseline_latency_s=ev.baseline.latency_s))
     return axis, points

@@ -18,21 +18,18 @@ chip's are (an upper bound on their leakage when a model spans chips).
 from __future__ import annotations
 
 import collections
-import functools
 import math
 from dataclasses import dataclass
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.area import ChipArea
-from compiler.backends.estimator.chip import ATTENTION_UNITS, DIGITAL_UNITS
 from compiler.backends.estimator.fields import NS, require
-from compiler.backends.estimator.schedule import Schedule, Stage
+from compiler.backends.estimator.schedule import ATTENTION_UNITS, DIGITAL_UNITS, TILE, Resource, Schedule, Stage
 from compiler.backends.estimator.static import SRAM, node_warnings, shared_leakage_W, static_power, tile_leakage_W
 
 GATING_FIELDS = ("power_gating", "gating_tiles", "gate_break_even_ns", "gated_leakage_fraction")  # static.*
 
 SHARED_RESOURCE = {"digital_units": DIGITAL_UNITS, "attention_units": ATTENTION_UNITS}  # area component -> resource
-TILE_PREFIX = "tile "
 
 
 @dataclass(frozen=True)
@@ -160,12 +157,12 @@ Group = tuple[tuple[Span, ...], int, int]  # the spans some tile domains share, 
 
 
 def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_domain: int
-              ) -> tuple[list[Group], dict[str, list[Span]]]:
+              ) -> tuple[list[Group], dict[Resource, list[Span]]]:
     """The tile domains in groups that share their spans, and per shared resource its spans. A stage's busy time on
     a domain is its busiest tile's there (the tiles of a block work in parallel). A domain only one stage uses has
     that stage's span: such domains are grouped by their busy time (a decoder's 28,628 tiles are a few hundred
     groups); a domain several stages use has the list of their spans."""
-    shared: dict[str, list[Span]] = {}
+    shared: dict[Resource, list[Span]] = {}
     used: list[tuple[float, float, int, _StageDomains]] = []
     for stage in stages:
         start, finish = timing.start_s.get(stage.id), timing.finish_s.get(stage.id)
@@ -204,7 +201,7 @@ class _StageDomains:
 _DOMAINS: dict[tuple[int, int, int], tuple[dict, int, _StageDomains]] = {}  # id(busy_s), ... -> (busy_s, size, ...)
 
 
-def _stage_domains(busy_s: dict[str, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
+def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
     """The tile domains one stage keeps busy. A decoder's steps reuse their weight blocks' stages (and their busy
     dicts, tens of thousands of tiles): worked out once per dict."""
     key = (id(busy_s), tiles_per_chip, per_domain)
@@ -237,14 +234,11 @@ def _tiles_in(domain: tuple[int, int], tiles_per_chip: int, per_domain: int) -> 
     return min(per_domain, tiles_per_chip - domain[1] * per_domain)
 
 
-@functools.lru_cache(maxsize=1 << 18)
-def _domain_of(resource: str, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
-    """(chip, power domain) of a tile's resource name ("tile N"), None for another resource (worked out once per
-    name: a decoder's steps name tens of thousands of tiles, each many times)."""
-    if not resource.startswith(TILE_PREFIX):
+def _domain_of(resource: Resource, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
+    """(chip, power domain) of a tile's resource, None for another resource."""
+    if resource.kind != TILE:
         return None
-    tile = int(resource[len(TILE_PREFIX):])
-    return tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain
+    return resource.index // tiles_per_chip, (resource.index % tiles_per_chip) // per_domain
 
 
 def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:

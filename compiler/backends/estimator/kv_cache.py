@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.fields import PJ, require
+from compiler.backends.estimator.schedule import CHIP_LINK, DRAM_PACKAGE, Resource
 
 LOCAL, PACKAGE, DRAM = "sram", "package sram", "dram"
 TIERS = (LOCAL, PACKAGE, DRAM)
@@ -156,7 +157,7 @@ class KvPrices:
 class LayerTraffic:
     """A layer's cache traffic in one workload: energy by component, and seconds by resource."""
     energy_J: dict[str, float]
-    busy_s: dict[str, float]
+    busy_s: dict[Resource, float]
     bytes_by_tier: dict[str, float]
 
 
@@ -180,15 +181,17 @@ def traffic(layer: LayerCache, read_bytes: float, write_bytes: float, held_bytes
     energy = {KV_COMPONENT: r_own * p.sram_read_J + w_own * p.sram_write_J
               + remote_r * (2 * p.sram_read_J + p.sram_write_J) + remote_w * p.sram_write_J
               + (r_dram + w_dram) * p.dram_J}
-    busy: dict[str, float] = {}
+    busy: dict[Resource, float] = {}
     if remote_r or remote_w:
         energy[link_component] = (remote_r + remote_w) * p.link_J
-        for chip, nbytes in r_remote.items():  # each sending chip's link (links.py names them so)
-            busy[f"chip link {chip}"] = busy.get(f"chip link {chip}", 0.0) + nbytes * p.link_s
+        for chip, nbytes in r_remote.items():  # each sending chip's link (links.py's resource)
+            link = Resource(CHIP_LINK, chip)
+            busy[link] = busy.get(link, 0.0) + nbytes * p.link_s
         if remote_w:
-            busy[f"chip link {layer.chip}"] = busy.get(f"chip link {layer.chip}", 0.0) + remote_w * p.link_s
+            link = Resource(CHIP_LINK, layer.chip)
+            busy[link] = busy.get(link, 0.0) + remote_w * p.link_s
     if r_dram or w_dram:
-        busy[f"dram package {layer.package}"] = (r_dram + w_dram) / p.dram_Bps_per_package
+        busy[Resource(DRAM_PACKAGE, layer.package)] = (r_dram + w_dram) / p.dram_Bps_per_package
     return LayerTraffic(energy, busy, {LOCAL: r_own + w_own, PACKAGE: remote_r + remote_w, DRAM: r_dram + w_dram})
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.fields import NS, PJ, require
-from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.schedule import BOARD_LINK, CHIP_LINK, LINK, Resource, Stage, StageId
 from compiler.backends.estimator.workload import AnalogWork, Workload
 
 LINK_COMPONENT = "chip_link"
@@ -42,7 +42,7 @@ NO_TRAFFIC = LinkTraffic(0.0, 0.0, 0.0, 0, {})
 
 @dataclass(frozen=True)
 class Move:
-    producer: str                    # work id
+    producer: StageId
     src: int
     dst: int
     bytes: float
@@ -50,8 +50,8 @@ class Move:
     partial: bool                    # a block's partial outputs going home (else: a finished output)
 
     @property
-    def id(self) -> str:
-        return f"link:{self.producer}>{self.dst}" + ("/partial" if self.partial else "")
+    def id(self) -> StageId:
+        return StageId(LINK, f"{self.producer}>{self.dst}" + ("/partial" if self.partial else ""))
 
 
 def block_chips(work: AnalogWork, tiles_per_chip: int) -> tuple[int, frozenset[int]]:
@@ -90,7 +90,7 @@ def _covered(intervals: list[tuple[int, int]]) -> int:
 
 
 def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
-              cache: dict | None = None) -> tuple[list[Move], dict[str, frozenset]]:
+              cache: dict | None = None) -> tuple[list[Move], dict[StageId, frozenset]]:
     """Every transfer in graph order, and each work's destination chips (where its inputs must be).
     cache: a dict kept between calls on workloads of one placement (the blocks' layouts do not change; a
     workload's crossings neither: the sensitivity reprices one workload under ~100 spec variants)."""
@@ -105,13 +105,13 @@ def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
 
 
 def _crossings(workload: Workload, tiles_per_chip: int, act_bytes: int, cache: dict
-               ) -> tuple[list[Move], dict[str, frozenset]]:
+               ) -> tuple[list[Move], dict[StageId, frozenset]]:
     works = sorted(workload.analog + workload.digital, key=lambda w: w.order)
     order = {w.id: w.order for w in works}
-    home: dict[str, int | None] = {}
-    where: dict[str, frozenset[int]] = {}
-    out_bytes: dict[str, float] = {}
-    vectors: dict[str, int] = {}
+    home: dict[StageId, int | None] = {}
+    where: dict[StageId, frozenset[int]] = {}
+    out_bytes: dict[StageId, float] = {}
+    vectors: dict[StageId, int] = {}
     moves: dict[tuple[str, int, bool], Move] = {}
     for w in works:
         vectors[w.id] = w.vectors
@@ -143,7 +143,7 @@ def _crossings(workload: Workload, tiles_per_chip: int, act_bytes: int, cache: d
 
 @dataclass(frozen=True)
 class LinkTier:
-    name: str                        # "chip link" (inside a package) or "board link" (between packages)
+    name: str                        # CHIP_LINK (inside a package) or BOARD_LINK (between packages)
     GBps: float
     pJ_per_bit: float
     latency_s: float
@@ -165,14 +165,14 @@ def link_tiers(hw: HardwareSpec, moves: list[Move] = ()) -> LinkTiers:
     (`package.chips_per_package`; absent: every chip in one package). Board fields are required only when a
     crossing leaves a package."""
     why = "the model spans chips"
-    package = LinkTier("chip link", require(hw, "chip_link.GBps", f"bandwidth of the chip-to-chip link ({why})"),
+    package = LinkTier(CHIP_LINK, require(hw, "chip_link.GBps", f"bandwidth of the chip-to-chip link ({why})"),
                        require(hw, "chip_link.pJ_per_bit", f"energy of the chip-to-chip link ({why})"),
                        require(hw, "chip_link.latency_ns", f"latency of the chip-to-chip link ({why})") * NS)
     cpp = getattr(hw.package, "chips_per_package", None) if hw.package is not None else None
     board = None
     if cpp is not None and any(m.src // cpp != m.dst // cpp for m in moves):
         why = "the model spans packages"
-        board = LinkTier("board link",
+        board = LinkTier(BOARD_LINK,
                          require(hw, "package.board_link_GBps", f"bandwidth of the board-level link ({why})"),
                          require(hw, "package.board_link_pJ_per_bit", f"energy of the board-level link ({why})"),
                          require(hw, "package.board_link_latency_ns", f"latency of the board-level link ({why})")
@@ -188,7 +188,7 @@ def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_byt
         return stages, NO_TRAFFIC
     tiers = link_tiers(hw, moves)
     by_id = {s.id: s for s in stages}
-    partials: dict[str, list[str]] = {}
+    partials: dict[StageId, list[StageId]] = {}
     outputs: dict[tuple[str, int], str] = {}
     for m in moves:
         if m.partial:
@@ -204,7 +204,7 @@ def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_byt
         deps = (m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ())))
         links.append(Stage(id=m.id, name=f"chip {m.src}->{m.dst}: {parent.name}", layer=parent.layer,
                            vectors=m.vectors, vector_time_s=seconds / max(m.vectors, 1), deps=deps,
-                           energy_J={LINK_COMPONENT: joules}, busy_s={f"{tier.name} {m.src}": seconds},
+                           energy_J={LINK_COMPONENT: joules}, busy_s={Resource(tier.name, m.src): seconds},
                            counts={f"{tier.name.replace(' ', '_')}_bytes": m.bytes}, delay_s=tier.latency_s))
         pairs[f"{m.src}->{m.dst}"] = pairs.get(f"{m.src}->{m.dst}", 0.0) + m.bytes
     rewired = []
