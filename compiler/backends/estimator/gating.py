@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.area import ChipArea
 from compiler.backends.estimator.fields import NS, require
-from compiler.backends.estimator.schedule import ATTENTION_UNITS, DIGITAL_UNITS, TILE, Resource, Schedule, Stage
+from compiler.backends.estimator.schedule import (ATTENTION_UNITS, DIGITAL_UNITS, TILE, Busy, Resource, Schedule,
+                                                  Stage)
 from compiler.backends.estimator.static import SRAM, node_warnings, shared_leakage_W, static_power, tile_leakage_W
 
 GATING_FIELDS = ("power_gating", "gating_tiles", "gate_break_even_ns", "gated_leakage_fraction")  # static.*
@@ -198,16 +199,27 @@ class _StageDomains:
     by_busy: dict[float, tuple[int, int]]      # busy time -> (domains, tiles) with it
 
 
-_DOMAINS: dict[tuple[int, int, int], tuple[dict, int, _StageDomains]] = {}  # id(busy_s), ... -> (busy_s, size, ...)
+_NO_DOMAINS = _StageDomains({}, frozenset(), {})
+# (id(busy_s) or its Busy key, tiles per chip, tiles per domain) -> (busy_s or None, size, its domains)
+_DOMAINS: dict[tuple, tuple[dict | None, int, _StageDomains]] = {}
 
 
 def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
     """The tile domains one stage keeps busy. A decoder's steps reuse their weight blocks' stages (and their busy
-    dicts, tens of thousands of tiles): worked out once per dict."""
-    key = (id(busy_s), tiles_per_chip, per_domain)
-    hit = _DOMAINS.get(key)
-    if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
-        return hit[2]
+    dicts, tens of thousands of tiles), the sensitivity's variants mostly their contents: worked out once per dict,
+    or per Busy key (equal contents)."""
+    if type(busy_s) is not Busy and len(busy_s) <= 2 and all(r.kind != TILE for r in busy_s):
+        return _NO_DOMAINS  # a digital op's, a link's: no tile
+    if type(busy_s) is Busy:
+        key = (busy_s.key, tiles_per_chip, per_domain)
+        hit = _DOMAINS.get(key)
+        if hit is not None:
+            return hit[2]
+    else:
+        key = (id(busy_s), tiles_per_chip, per_domain)
+        hit = _DOMAINS.get(key)
+        if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
+            return hit[2]
     busiest: dict[tuple[int, int], float] = {}
     for resource, seconds in busy_s.items():
         domain = _domain_of(resource, tiles_per_chip, per_domain)
@@ -217,7 +229,7 @@ def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domai
     if len(busy_s) > 64:  # only the big ones are worth keeping (a weight block's tiles)
         if len(_DOMAINS) > 4096:
             _DOMAINS.clear()
-        _DOMAINS[key] = (busy_s, len(busy_s), result)
+        _DOMAINS[key] = (None if type(busy_s) is Busy else busy_s, len(busy_s), result)
     return result
 
 
