@@ -22,7 +22,7 @@ from compiler.backends.estimator.kv_cache import KvPlacement, place
 from compiler.backends.estimator.links import LinkTraffic, crossings
 from compiler.backends.estimator.prices import digital_prices
 from compiler.backends.estimator.pricing import Chip, KvTraffic, evaluate
-from compiler.backends.estimator.schedule import ANALOG, LINK, Stage, critical_path_by_kind, layer_spans
+from compiler.backends.estimator.schedule import ANALOG, LINK, Stage, StageId, critical_path_by_kind, layer_spans
 from compiler.backends.estimator.sensitivity import sensitivity
 from compiler.backends.estimator.workload import DECODE, PREFILL, Phase, Workload, WorkloadTemplate, digital_id
 
@@ -247,7 +247,7 @@ class DecodeModel:
         self.sram_bytes = self.sram_per_chip * chip.chips
         self._analog: dict[int, list[Stage]] = {}  # a decode step's blocks' stages per batch (pricing.evaluate)
         self._workloads: dict = self._shared.setdefault("workloads", {})
-        self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
+        self._links: dict = chip.layouts  # the blocks' chip layouts (links.crossings)
         self._placements: dict[float, KvPlacement] = {}
 
     def _workload(self, phase: Phase) -> Workload:
