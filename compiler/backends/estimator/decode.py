@@ -1,21 +1,15 @@
 """Decoder inference: prefill of a prompt, then decode one token at a time against a KV cache.
 
-Both phases are read from the exported graph's ops, with the sequence axis of every shape given a role
-(docs/estimator.md, "Decoder inference"): in a shape where the sequence symbol appears twice (attention scores,
-masks) the last such axis is the key axis and the others are query axes; a shape where it appears once is a
-query axis, except for the second operand of an attention matmul (K^T, V), whose sequence axis is the key axis.
-- prefill of s tokens: queries = keys = s; causal masking: the digital unit skips the masked upper triangle
-  (query i visits keys 0..i), so every op on a score-shaped tensor does s(s+1)/2 of its s^2 rows x columns;
-  the LM head (a block no other block depends on) and the ops after it run on the last position only;
-- decode at context c: one query (every linear runs on 1 token per sequence) against c keys; K and V of the
-  earlier tokens are read from the KV cache (priced per byte where the cache lives), the new token's written.
-Each layer's KV cache lives on the chip that runs the layer's attention, spilling to its package's other chips and
+Both phases are workloads of the one builder (workload.Phase, WorkloadTemplate.instantiate: a prefill of s tokens,
+the masked half of attention skipped and the LM head on the last position; a decode step at context c, one query
+against c keys) priced by the one loop (pricing.evaluate) with their KV cache traffic: K and V of the earlier tokens
+read from the cache (priced per byte where it lives), the new tokens' written. The cache's geometry is the IR's
+(PlacedGraph.attention, read off the traced graph by the frontend). Each layer's KV cache lives on the chip that runs the layer's attention, spilling to its package's other chips and
 then to the package's DRAM (kv_cache.py), placed for the generation's final context. The digital baseline runs the
 same workloads: at decode it reads every weight once per step, from DRAM when they do not fit its weight memory.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -23,14 +17,12 @@ from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
 from compiler.ir import AttentionLayer
 from compiler.backends.estimator.baseline import price_on_baseline
-from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
-from compiler.backends.estimator.gating import rescaled
-from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
-from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
+from compiler.backends.estimator.kv_cache import KvPlacement, place
+from compiler.backends.estimator.links import LinkTraffic, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import (ANALOG, LINK, Stage, critical_path_by_kind, independent_sequences,
-                                                  layer_spans, schedule)
+from compiler.backends.estimator.pricing import Chip, KvTraffic, evaluate
+from compiler.backends.estimator.schedule import ANALOG, LINK, Stage, StageId, critical_path_by_kind, layer_spans
 from compiler.backends.estimator.sensitivity import sensitivity
 from compiler.backends.estimator.workload import DECODE, PREFILL, Phase, Workload, WorkloadTemplate, digital_id
 
@@ -236,10 +228,11 @@ class DecodeCost:
 class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
-    def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None,
+    def __init__(self, template: WorkloadTemplate, chip: Chip, base: DigitalBaselineSpec | None,
                  shared: dict | None = None, variant: bool = False):
         """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
-        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers.
+        workloads and the attention layers' chips do not depend on the spec's cost numbers; the reference model's
+        evaluations are kept there for the variants' leakage.
         variant: a spec variant of the sensitivity: its leakage is the reference model's (the one sharing `shared`
         without `variant`) rescaled (gating.rescaled), not gated anew (unless it moves the gating's own fields)."""
         self.template, self.chip, self.base = template, chip, base
@@ -252,9 +245,9 @@ class DecodeModel:
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
         self.sram_per_chip = kib * 1024 * hw.tile.count
         self.sram_bytes = self.sram_per_chip * chip.chips
-        self._analog: dict[tuple[int, int], list[Stage]] = {}
+        self._analog: dict[int, list[Stage]] = {}  # a decode step's blocks' stages per batch (pricing.evaluate)
         self._workloads: dict = self._shared.setdefault("workloads", {})
-        self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
+        self._links: dict = chip.layouts  # the blocks' chip layouts (links.crossings)
         self._placements: dict[float, KvPlacement] = {}
 
     def _workload(self, phase: Phase) -> Workload:
@@ -309,74 +302,24 @@ class DecodeModel:
                  else "memory bandwidth" if memory > b.compute_s else "compute")
         return joules, seconds, bound
 
-    def _kv_traffic(self, stages: list[Stage], workload: Workload, placement: KvPlacement, held_tokens: int,
-                    read_tokens: int, write_tokens: int) -> dict[str, float]:
-        """The cache traffic of every layer on its attention stages (shared equally by QK^T and PV); the bytes by
-        tier."""
-        layers = self.attention_layers()
-        prices = KvPrices.of(self.hw, self.digital.sram_read_J_per_byte, self.digital.sram_write_J_per_byte,
-                             remote=any(layer.remote for layer in placement.layers),
-                             dram=placement.bytes_by_tier.get("dram", 0.0) > 0)
-        per_layer = self.kv.bytes(1, workload.batch) / len(layers)
-        by_id = {s.id: s for s in stages}
-        tiers: dict[str, float] = {}
-        for (ids, _), cache in zip(layers, placement.layers):
-            t = traffic(cache, read_tokens * per_layer, write_tokens * per_layer, held_tokens * per_layer, prices,
-                        LINK_COMPONENT)
-            for tier, nbytes in t.bytes_by_tier.items():
-                tiers[tier] = tiers.get(tier, 0.0) + nbytes
-            for i in ids:
-                s = by_id[i]
-                for component, joules in t.energy_J.items():
-                    s.energy_J[component] = s.energy_J.get(component, 0.0) + joules / len(ids)
-                for resource, seconds in t.busy_s.items():
-                    s.busy_s[resource] = s.busy_s.get(resource, 0.0) + seconds / len(ids)
-                    s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
-        return tiers
-
-    @staticmethod
-    def _kv_sram_bits(placement: KvPlacement) -> float:
-        """SRAM bits holding the cache: they stay powered through the step (gating.py)."""
-        return 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
-
     # --- one workload --------------------------------------------------------------------------
-    def price(self, workload: Workload, placement: KvPlacement, held_tokens: int, read_tokens: int,
-              write_tokens: int, baseline_location: str) -> PhasePoint:
-        hw = self.hw
-        key = (workload.batch, workload.seq_len)
-        analog = self._analog.get(key) if workload.seq_len == 1 else None
-        if analog is None:  # a decode step's blocks do not depend on the context: priced once per batch
-            analog = price_on_chip(Workload(workload.batch, workload.seq_len, True, workload.analog, ()), hw,
-                                   self.chip.fill)
-            if workload.seq_len == 1:
-                self._analog[key] = analog
-        stages = analog + price_on_chip(Workload(workload.batch, workload.seq_len, True, (), workload.digital), hw,
-                                        self.chip.fill)
-        tiers = self._kv_traffic(stages, workload, placement, held_tokens, read_tokens, write_tokens)
-        if self.chip.chips > 1:
-            stages, traffic_ = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
-        else:
-            traffic_ = NO_TRAFFIC
-        timing = schedule(independent_sequences(stages, workload.batch))
-        key = ("leakage", workload.batch, workload.seq_len, read_tokens, write_tokens)
-        reference = self._shared.get(key)
-        static_J = None
-        if self._variant and reference is not None:
-            ref_leak, ref_chip = reference
-            static_J = rescaled(ref_leak, ref_chip.hw, ref_chip.area, self.chip.hw, self.chip.area, timing.latency_s)
-        if static_J is None:
-            leak = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement))
-            if not self._variant:
-                self._shared[key] = (leak, self.chip)
-            static_J = leak.energy_J
-        parts: dict[str, list[float]] = {}
-        for s in stages:
-            for component, joules in s.energy_J.items():
-                parts.setdefault(component, []).append(joules)
-        parts.setdefault("static", []).append(static_J)
-        by_component = {c: math.fsum(v) for c, v in parts.items()}
-        energy = math.fsum(by_component.values())
-        kv_read, kv_write = self.kv.bytes(read_tokens, workload.batch), self.kv.bytes(write_tokens, workload.batch)
+    def price(self, phase: Phase, placement: KvPlacement, baseline_location: str) -> PhasePoint:
+        """A prefill (its prompt's K and V written) or a decode step at context c (the earlier c - 1 tokens' K and
+        V read, the new token's written), the cache as `placement` holds it, on the chip and on the baseline."""
+        workload = self._workload(phase)
+        decode = phase.kind == DECODE
+        held = read = phase.tokens - 1 if decode else 0
+        write = 1 if decode else phase.tokens
+        layers = self.attention_layers()
+        kv = KvTraffic(placement, tuple(ids for ids, _ in layers), self.kv.bytes(1, workload.batch) / len(layers),
+                       held, read, write)
+        key = ("leakage", workload.batch, workload.seq_len, read, write)
+        ev = evaluate(workload, self.chip, kv, reference=self._shared.get(key) if self._variant else None,
+                      exact=False, analog_cache=self._analog if decode else None)
+        if not self._variant:
+            self._shared[key] = ev
+        timing = ev.schedule
+        kv_read, kv_write = self.kv.bytes(read, workload.batch), self.kv.bytes(write, workload.batch)
         base_J = base_s = 0.0
         base_bound = ""
         if self.base is not None:
@@ -384,24 +327,16 @@ class DecodeModel:
         links = sum(1 for sid in timing.critical_path if sid.kind == LINK)
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
-        return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
-                          kv_bytes_moved=kv_read + kv_write, kv_location=placement.location, links=traffic_,
-                          attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
-                          baseline_kv_location=baseline_location, energy_by_component_J=by_component,
-                          bound=bound, baseline_bound=base_bound, layer_latency_s=layer_spans(stages, timing),
-                          kv_bytes_by_tier=tiers, bound_s=critical_path_by_kind(stages, timing))
+        return PhasePoint(batch=workload.batch, context=phase.tokens, energy_J=ev.energy_J,
+                          latency_s=timing.latency_s, kv_bytes_moved=kv_read + kv_write,
+                          kv_location=placement.location, links=ev.links, attention_macs=workload.attention_macs,
+                          baseline_energy_J=base_J, baseline_latency_s=base_s, baseline_kv_location=baseline_location,
+                          energy_by_component_J=ev.energy_by_component_J, bound=bound, baseline_bound=base_bound,
+                          layer_latency_s=layer_spans(ev.stages, timing), kv_bytes_by_tier=ev.kv_bytes_by_tier,
+                          bound_s=critical_path_by_kind(ev.stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
-
-    def prefill(self, batch: int, seq_len: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        work = self._workload(Phase(PREFILL, batch, seq_len))
-        return _at(self.price(work, placement, 0, 0, seq_len, baseline_location), seq_len)
-
-    def step(self, batch: int, context: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        """One decode step at `context`: the earlier context - 1 tokens' K and V read, the new token's written."""
-        work = self._workload(Phase(DECODE, batch, context))
-        return _at(self.price(work, placement, context - 1, context - 1, 1, baseline_location), context)
 
     def generation(self, batch: int, seq_len: int, gen_len: int, samples: int = GENERATION_SAMPLES) -> Generation:
         final = seq_len + gen_len
@@ -409,8 +344,9 @@ class DecodeModel:
         where = self.placement(kv_bytes)
         base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
         contexts = step_contexts(seq_len, gen_len, samples)
-        return Generation(batch=batch, prefill=self.prefill(batch, seq_len, where, base_loc),
-                          steps=tuple(self.step(batch, c, where, base_loc) for c in contexts), gen_len=gen_len,
+        return Generation(batch=batch, prefill=self.price(Phase(PREFILL, batch, seq_len), where, base_loc),
+                          steps=tuple(self.price(Phase(DECODE, batch, c), where, base_loc) for c in contexts),
+                          gen_len=gen_len,
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
                           kv_placement=where)
 
@@ -441,7 +377,7 @@ class DecodeModel:
         for c in contexts:
             kv = self.kv.bytes(c, batch)
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
-            out.append(self.step(batch, c, self.placement(kv), base_loc))
+            out.append(self.price(Phase(DECODE, batch, c), self.placement(kv), base_loc))
         return out
 
 
@@ -453,19 +389,19 @@ def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_byte
     return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
 
 
-def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: Generation, seq_len: int,
+def generation_ranges(template: WorkloadTemplate, chip: Chip, shared: dict, gen: Generation, seq_len: int,
                       gen_len: int) -> dict:
     """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
     x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
     between; the leakage rescaled from the reported evaluation's, gating.rescaled), and the root-sum-square of the
     relative deviations applied to the reported value. Also the three fields that swing each metric most."""
-    def evaluate(hw: Any) -> dict[str, float]:
+    def metrics(hw: HardwareSpec) -> dict[str, float]:
         g = DecodeModel(template, chip.with_hw(hw), None, shared, variant=True).generation(
             gen.batch, seq_len, gen_len, samples=RANGE_SAMPLES)
         return {"ttft_s": g.prefill.latency_s, "tokens_per_s": g.tokens_per_s or 0.0,
                 "energy_per_token_J": g.energy_per_token_J}
 
-    sens = sensitivity(chip.hw, evaluate)
+    sens = sensitivity(chip.hw, metrics)
     value = {"ttft_s": gen.prefill.latency_s, "tokens_per_s": gen.tokens_per_s or 0.0,
              "energy_per_token_J": gen.energy_per_token_J}
     out: dict[str, Any] = {}
@@ -479,11 +415,7 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
     return out
 
 
-def _at(p: PhasePoint, context: int) -> PhasePoint:
-    return replace(p, context=context)
-
-
-def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
+def decode_cost(template: WorkloadTemplate, chip: Chip, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
                 gen_len: int, progress: Callable[[str], None] | None = None, baseline_chips: int = 1,
                 range_batches: tuple[int, ...] = ()) -> DecodeCost:
     """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes;

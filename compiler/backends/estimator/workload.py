@@ -1,9 +1,18 @@
-"""What one inference asks of the chip, read from the placed graph.
+"""What one phase (a forward, a prefill, a decode step) asks of the chip, read from the placed graph.
 
 The analog weight blocks (with their tile segments) and the digital ops of the exported graph, each
 with its sizes evaluated at a batch size and sequence length, and the dependencies between them.
 torch.export leaves batch and sequence dimensions symbolic (SymInt); they are substituted here, so
 one compiled graph is costed at any batch size and sequence length the model accepts.
+
+A workload is one Phase of the graph: a forward, a prefill or a decode step. Each shape's sequence axes get a
+role (docs/estimator.md, "Decoder inference"): in a shape where the sequence symbol appears twice (attention
+scores, masks) the last such axis is the key axis and the others are query axes; a shape where it appears once is
+a query axis, except for the second operand of an attention matmul (K^T, V), whose sequence axis is the key axis.
+A forward or a prefill of s tokens has queries = keys = s; a prefill skips the masked upper triangle (query i
+visits keys 0..i: every op on a score-shaped tensor does s(s+1)/2 of its s^2 rows x columns) and runs the LM head
+(a block no other block depends on) and the ops after it on the last position only; a decode step at context c has
+one query per sequence against c keys.
 
 Mixture of experts: a layer of stacked experts is one block per expert; its node's rows are the routed
 (token, expert) pairs, tokens x top_k, and under uniform routing (an assumption: a trained router's load is
@@ -261,11 +270,8 @@ class WorkloadTemplate:
         return self._segments_of[1]
 
     def instantiate(self, phase: "Phase") -> Workload:
-        """The graph's work in `phase` (module docstring of decode.py: the sequence axes' roles). A forward or a
-        prefill of s tokens: queries = keys = s; a prefill is causal (ops on score-shaped tensors do (s+1)/(2s) of
-        them, the masked half skipped) and runs the LM head and what follows on the last position only; a decode
-        step at context c: one query per sequence against c keys, the attention matmuls' key-side operands read
-        from the KV cache (priced by the caller), not from the activation SRAM."""
+        """The graph's work in `phase` (module docstring: the sequence axes' roles); in a decode step the attention
+        matmuls' key-side operands come from the KV cache (priced by pricing.evaluate), not the activation SRAM."""
         batch, tokens = phase.batch, phase.tokens
         if batch < 1 or tokens < 1:
             raise UserError(f"batch and seq_len must be >= 1 (got batch={batch}, seq_len={tokens})")
