@@ -147,7 +147,7 @@ def _busy(layout: _Layout, per_shape: tuple[float, ...]) -> Busy:
     if hit is not None:
         hit[1] += 1
         return hit[0]
-    busy = Busy(zip(layout.names, [per_shape[i] for i in layout.shape_of]), (layout.serial, per_shape))
+    busy = Busy(layout.names, layout.shape_of, per_shape, layout.serial)
     if len(layout.kept) >= BUSY_KEPT:  # the least asked-for goes (of those, the oldest)
         del layout.kept[min(layout.kept.items(), key=lambda item: item[1][1])[0]]
     layout.kept[per_shape] = [busy, 1]

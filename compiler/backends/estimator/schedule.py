@@ -63,15 +63,18 @@ class StageId(NamedTuple):
 
 
 class Busy(dict):
-    """A stage's resource -> seconds of work that carries `key`, equal for equal contents (a weight block's tiles:
-    its layout and its seconds per segment shape, chip.py). The sensitivity's variants and the decode phases reprice
-    the same blocks, mostly with the same times: the schedule and the gating recognise a block's tiles by the key
-    instead of reading tens of thousands of entries again."""
-    __slots__ = ("key",)
+    """A stage's resource -> seconds of work where each resource takes one of a few values: resources[i] is busy
+    values[which[i]] seconds (a weight block's tiles: one value per segment shape, chip.py). `serial` names the
+    (resources, which) pair; `key` = (serial, values) is equal for equal contents. The sensitivity's variants and
+    the decode phases reprice the same blocks, mostly with the same times: the schedule and the gating recognise a
+    block's tiles by the key, or by the serial and the few values, instead of reading tens of thousands of entries
+    again."""
+    __slots__ = ("key", "resources", "which")
 
-    def __init__(self, items, key: tuple):
-        super().__init__(items)
-        self.key = key
+    def __init__(self, resources: tuple[Resource, ...], which: tuple[int, ...], values: tuple[float, ...],
+                 serial: int):
+        super().__init__(zip(resources, [values[i] for i in which]))
+        self.key, self.resources, self.which = (serial, values), resources, which
 
 
 @dataclass
