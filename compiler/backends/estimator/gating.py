@@ -209,9 +209,11 @@ def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domai
     if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
         return hit[2]
     busiest: dict[tuple[int, int], float] = {}
-    for resource, seconds in busy_s.items():
-        domain = _domain_of(resource, tiles_per_chip, per_domain)
-        if domain is not None and seconds > busiest.get(domain, -1.0):
+    for (kind, tile), seconds in busy_s.items():
+        if kind != TILE:
+            continue
+        domain = tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain  # (chip, power domain)
+        if seconds > busiest.get(domain, -1.0):
             busiest[domain] = seconds
     result = _StageDomains(busiest, frozenset(busiest), _by_busy(busiest, tiles_per_chip, per_domain))
     if len(busy_s) > 64:  # only the big ones are worth keeping (a weight block's tiles)
@@ -232,13 +234,6 @@ def _by_busy(busiest: dict[tuple[int, int], float], tiles_per_chip: int, per_dom
 
 def _tiles_in(domain: tuple[int, int], tiles_per_chip: int, per_domain: int) -> int:
     return min(per_domain, tiles_per_chip - domain[1] * per_domain)
-
-
-def _domain_of(resource: Resource, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
-    """(chip, power domain) of a tile's resource, None for another resource."""
-    if resource.kind != TILE:
-        return None
-    return resource.index // tiles_per_chip, (resource.index % tiles_per_chip) // per_domain
 
 
 def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:
