@@ -97,3 +97,23 @@ def test_retained_sram_and_extra_copies_are_priced():
     tile_W = math.fsum(tile_leakage_W(hw, area).values())
     on_s = 100 * NS + f * 900 * NS + (1 - f) * hw.static.gate_break_even_ns * NS
     assert copies.energy_J - base.energy_J == pytest.approx(2 * tile_W * (on_s - f * latency), rel=1e-9)
+
+
+@pytest.mark.parametrize("per_domain", [1, 3, 4])
+def test_a_busy_dicts_domains_are_the_loops_over_its_tiles(per_domain):
+    """gating reads a weight block's Busy from its structure and few values: the same domains, the same busy time
+    per domain and the same groups in the same order (leakage sums over them in that order) as the loop over every
+    tile of an ordinary dict."""
+    import random
+    from compiler.backends.estimator import gating
+    from compiler.backends.estimator.schedule import Busy, tile
+    rng = random.Random(7)
+    tiles = rng.sample(range(200), 90)
+    which = tuple(rng.randrange(4) for _ in tiles)
+    for values in ((1e-6, 2e-6, 2e-6, 0.5e-6), (3e-6, 1e-6, 1e-6, 3e-6)):
+        busy = Busy(tuple(map(tile, tiles)), which, values, serial=-1 - per_domain)
+        fast = gating._stage_domains(busy, 10, per_domain)
+        slow = gating._stage_domains(dict(busy), 10, per_domain)
+        assert fast.keys == slow.keys
+        assert list(fast.by_busy.items()) == list(slow.by_busy.items())
+        assert list(fast.busiest.items()) == list(slow.busiest.items())

@@ -11,9 +11,10 @@ by the input pulses' mean length: full length unless calibration statistics give
 """
 from __future__ import annotations
 
+import itertools
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
@@ -22,7 +23,8 @@ from compiler.backends.estimator.options import option_stage
 from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, segment_time, tile_mvm_energy, tile_prices)
-from compiler.backends.estimator.schedule import ATTENTION_UNITS, DIGITAL_UNITS, Resource, Stage, tile as tile_resource
+from compiler.backends.estimator.schedule import (ATTENTION_UNITS, DIGITAL_UNITS, Busy, Resource, Stage,
+                                                  tile as tile_resource)
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
 
 def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float] | None = None) -> list[Stage]:
@@ -85,7 +87,7 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
         shapes = {(*key, 1.0): count for key, count in layout.shapes.items()}
         times = {(r, c): segment_time(tile, r, c) for _, r, c in layout.shapes}
         per_shape = [share[c] * times[r, cl] for c, r, cl in layout.shapes]
-        busy = dict(zip(layout.names, [per_shape[i] for i in layout.shape_of]))
+        busy = _busy(layout, tuple(per_shape))
         stream = max((share[c] * times[r, cl] for c, r, cl in layout.shapes), default=0.0)
     for seg in work.segments if layout is None else ():
         rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
@@ -131,6 +133,25 @@ class _Layout:
     shapes: dict[tuple[int, int, int], int]
     names: tuple[Resource, ...]
     shape_of: tuple[int, ...]
+    serial: int = field(default_factory=itertools.count().__next__)  # one per layout made: its blocks' Busy keys
+    kept: dict = field(default_factory=dict, compare=False)  # seconds per shape -> [its Busy, times asked for]
+
+
+BUSY_KEPT = 3  # Busy dicts kept per layout: the most asked-for (a prefill's and a decode step's, most variants')
+
+
+def _busy(layout: _Layout, per_shape: tuple[float, ...]) -> Busy:
+    """The block's tiles' busy seconds, `per_shape` on each segment of that shape: the same object for the same
+    seconds while kept (the sensitivity's variants mostly leave the tiles' times alone)."""
+    hit = layout.kept.get(per_shape)
+    if hit is not None:
+        hit[1] += 1
+        return hit[0]
+    busy = Busy(layout.names, layout.shape_of, per_shape, layout.serial)
+    if len(layout.kept) >= BUSY_KEPT:  # the least asked-for goes (of those, the oldest)
+        del layout.kept[min(layout.kept.items(), key=lambda item: item[1][1])[0]]
+    layout.kept[per_shape] = [busy, 1]
+    return busy
 
 
 # (id of the first segment, count) -> (segments, layout): every workload instantiated from one placement (the
@@ -145,7 +166,7 @@ def _layout(segments: tuple) -> _Layout | None:
     segment by segment)."""
     key = (id(segments[0]) if segments else 0, len(segments))
     hit = _LAYOUTS.get(key)
-    if hit is not None and all(map(operator.is_, hit[0], segments)):  # the very same segment objects
+    if hit is not None and (hit[0] is segments or all(map(operator.is_, hit[0], segments))):  # the same segments
         return hit[1]
     index: dict[tuple[int, int, int], int] = {}
     shape_of = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,6 +60,21 @@ class StageId(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
+
+
+class Busy(dict):
+    """A stage's resource -> seconds of work where each resource takes one of a few values: resources[i] is busy
+    values[which[i]] seconds (a weight block's tiles: one value per segment shape, chip.py). `serial` names the
+    (resources, which) pair; `key` = (serial, values) is equal for equal contents. The sensitivity's variants and
+    the decode phases reprice the same blocks, mostly with the same times: the schedule and the gating recognise a
+    block's tiles by the key, or by the serial and the few values, instead of reading tens of thousands of entries
+    again."""
+    __slots__ = ("key", "resources", "which")
+
+    def __init__(self, resources: tuple[Resource, ...], which: tuple[int, ...], values: tuple[float, ...],
+                 serial: int):
+        super().__init__(zip(resources, [values[i] for i in which]))
+        self.key, self.resources, self.which = (serial, values), resources, which
 
 
 @dataclass
@@ -110,7 +126,41 @@ def _walk(structure: tuple[tuple[StageId, tuple[StageId, ...]], ...]
     return tuple((sid, tuple(graph.predecessors(sid))) for sid in nx.topological_sort(graph))
 
 
+# stages' timing (as _timing_key reads it) -> [the schedule, times asked for]: the sensitivity's variants that move no
+# time, and each phase's evaluations under them, ask for the same schedule again; the most asked-for are kept
+_SCHEDULES: dict[tuple, list] = {}
+_SCHEDULES_KEPT = 8
+_BIG = 64  # a busy dict longer than this without a key: that schedule is not kept (its key would be as long)
+
+
+_TIMING = operator.attrgetter("id", "vectors", "vector_time_s", "delay_s", "groups", "deps", "barrier_deps")
+
+
+def _timing_key(stages: list[Stage]) -> tuple | None:
+    """Everything of `stages` that `schedule` reads, or None where a long busy dict has no Busy key."""
+    busy = [s.busy_s for s in stages]
+    if any(type(b) is not Busy and len(b) > _BIG for b in busy):
+        return None
+    return tuple(map(_TIMING, stages)), tuple([b.key if type(b) is Busy else tuple(b.items()) for b in busy])
+
+
 def schedule(stages: list[Stage]) -> Schedule:
+    """The stages' schedule. The same for stages of the same timing: then the very same Schedule object, which no
+    caller changes."""
+    key = _timing_key(stages)
+    hit = _SCHEDULES.get(key) if key is not None else None
+    if hit is not None:
+        hit[1] += 1
+        return hit[0]
+    timing = _schedule(stages)
+    if key is not None:
+        if len(_SCHEDULES) >= _SCHEDULES_KEPT:  # the least asked-for goes (of those, the oldest)
+            del _SCHEDULES[min(_SCHEDULES.items(), key=lambda item: item[1][1])[0]]
+        _SCHEDULES[key] = [timing, 1]
+    return timing
+
+
+def _schedule(stages: list[Stage]) -> Schedule:
     by_id = {s.id: s for s in stages}
     order = _walk(tuple((s.id, tuple(s.deps)) for s in stages))
     first_out: dict[StageId, float] = {}
@@ -155,11 +205,31 @@ def schedule(stages: list[Stage]) -> Schedule:
             continue
         for resource, seconds in stage.busy_s.items():
             busy[resource] = busy.get(resource, 0.0) + seconds
-    bottleneck = max(busy, key=busy.__getitem__, default=None)
+    bottleneck = _busiest(busy)
     period = busy.get(bottleneck, 0.0) if bottleneck is not None else 0.0
     critical = max(finish.values(), default=0.0)
     return Schedule(latency_s=max(critical, period), critical_path_s=critical, critical_path=path[::-1],
                     period_s=period, bottleneck=bottleneck, resource_busy_s=busy, start_s=started, finish_s=finish)
+
+
+def _busiest(busy: dict[Resource, float]) -> Resource | None:
+    """The first resource of the most seconds: max(busy, key=busy.__getitem__), without a Python call per resource
+    (max over the values keeps the first of equal ones; index finds that one)."""
+    if not busy:
+        return None
+    key = busy.key if type(busy) is Busy else None
+    if key in _BUSIEST:
+        return _BUSIEST[key]
+    seconds = list(busy.values())
+    busiest = list(busy)[seconds.index(max(seconds))]
+    if key is not None:
+        if len(_BUSIEST) >= 4096:
+            _BUSIEST.clear()
+        _BUSIEST[key] = busiest
+    return busiest
+
+
+_BUSIEST: dict[tuple, Resource] = {}  # Busy key -> its busiest resource
 
 
 def layer_spans(stages: list[Stage], timing: Schedule) -> dict[str, float]:
@@ -193,7 +263,7 @@ def critical_path_by_kind(stages: list[Stage], timing: Schedule) -> dict[str, fl
     before = 0.0
     for sid in timing.critical_path:
         busy = by_id[sid].busy_s
-        busiest = max(busy, key=busy.__getitem__, default=None)
+        busiest = _busiest(busy)
         out[resource_kind(busiest) if busiest is not None else "compute"] += timing.finish_s[sid] - before
         before = timing.finish_s[sid]
     return out
