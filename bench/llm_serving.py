@@ -21,10 +21,9 @@ import warnings
 
 sys.path.insert(0, ".")
 from compiler import compile_model, load_hw_spec, load_model  # noqa: E402
-from compiler.backends.estimator.area import chip_area  # noqa: E402
 from compiler.backends.estimator.baseline import scale_baseline  # noqa: E402
 from compiler.backends.estimator.decode import DECODE_BATCHES, DecodeModel  # noqa: E402
-from compiler.backends.estimator.estimate import _Chip  # noqa: E402
+from compiler.backends.estimator.pricing import Chip  # noqa: E402
 from compiler.backends.estimator.workload import WorkloadTemplate  # noqa: E402
 from compiler.hw_spec import load_baseline_spec  # noqa: E402
 
@@ -67,8 +66,7 @@ def table(models: list[str], range_batches: dict[str, tuple[int, ...]]) -> None:
         print(json.dumps({"model": name, "map_s": round(time.perf_counter() - t0, 1), "chips": placed.chips_used}),
               file=sys.stderr)
         hw = placed.hw
-        chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), {})
-        alone = DecodeModel(WorkloadTemplate(placed), chip, None)  # the baselines' workloads
+        alone = DecodeModel(WorkloadTemplate(placed), Chip.of(placed, {}), None)  # the baselines' workloads
         for prompt in PROMPTS:
             t0 = time.perf_counter()
             cost = placed.estimate(batch=1, seq_len=prompt, gen_len=GEN_LEN, sensitivity=False,

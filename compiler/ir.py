@@ -132,6 +132,18 @@ class TileSegment:
 
 
 @dataclass(frozen=True)
+class AttentionLayer:
+    """One attention layer as the traced graph has it (compiler.frontend.attention_layers): its matmuls on the
+    attention unit and what a decoder's KV cache holds of it per token of a sequence: K of `kv_heads` heads of
+    `head_dim`, and V (`values_per_token` counts both)."""
+    layer: str                      # layer_group of the matmuls' module
+    matmuls: tuple[str, ...]        # its attention matmul nodes (QK^T, PV), in graph order
+    kv_heads: int
+    head_dim: int
+    values_per_token: int           # K and V elements cached per token of one sequence
+
+
+@dataclass(frozen=True)
 class SegmentRanges:
     """The ranges of one segment that the range passes set: a value to simulate other ranges with
     (PlacedGraph.simulator(ranges=...)) without changing the placement."""
@@ -181,6 +193,8 @@ class PlacedGraph:
     # --accuracy-budget: block name -> its compiler.block_options.BlockOption; a block without an entry runs as the
     # reference (analog at adc.bits); the simulator and the estimator read it
     block_options: dict[str, Any] = field(default_factory=dict)
+    # the attention layers with their KV geometry (set by passes.partition from the traced graph's shapes)
+    attention: tuple[AttentionLayer, ...] = ()
 
     # --- queries -----------------------------------------------------------------------------
     @property

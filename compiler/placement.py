@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from compiler.config import DEFAULT_SEQ_LEN, OBJECTIVES
 from compiler.errors import UserError
 from compiler.ir import PlacedGraph
+from compiler.backends.estimator.schedule import ANALOG, TILE, Resource
 from passes.tile_allocation import STRATEGIES, allocate_tiles, replicate
 
 ALLOCATIONS = ("auto",) + STRATEGIES
@@ -45,7 +46,7 @@ class Candidate:
     latency_s: float | None = None
     period_s: float | None = None
     copies: dict[str, int] = field(default_factory=dict)
-    bottleneck: str | None = None   # the resource that sets the period (the schedule's)
+    bottleneck: Resource | None = None  # the resource that sets the period (the schedule's)
     replicas: int = 1               # whole copies of the mapping, each on its own chips (tiles counts them all)
     packed_blocks: tuple[str, ...] = ()  # slack only: blocks packed freely (no busy time counted)
     chips: int | None = None        # chips the mapping spans (all replicas')
@@ -57,7 +58,9 @@ class Candidate:
     def row(self, chosen: bool) -> dict:
         return {"name": self.name, "tiles": self.tiles, "latency_s": self.latency_s, "period_s": self.period_s,
                 "throughput_per_s": self.throughput_per_s, "copies": sum(k - 1 for k in self.copies.values()),
-                "replicas": self.replicas, "bottleneck": self.bottleneck, "chosen": chosen,
+                "replicas": self.replicas, "bottleneck": str(self.bottleneck) if self.bottleneck else None,
+                "bottleneck_tile": self.bottleneck.index if self.bottleneck and self.bottleneck.kind == TILE else None,
+                "chosen": chosen,
                 **({"chips": self.chips} if self.chips is not None else {})}
 
 
@@ -123,7 +126,7 @@ def _candidates(placed: PlacedGraph, schedules: _Schedules, allocation: str, obj
     def measure(name: str, strategy: str, copies: dict[str, int] | None = None) -> Candidate:
         _, timing = schedules()
         c = Candidate(name, strategy, placed.tiles_used, timing.latency_s, timing.period_s, dict(copies or {}),
-                      timing.bottleneck or None, chips=placed.chips_used)
+                      timing.bottleneck, chips=placed.chips_used)
         out.append(c)
         return c
 
@@ -192,8 +195,8 @@ def _piece_busy(placed: PlacedGraph, stages) -> dict[str, float]:
     busy: dict[str, float] = {}
     for stage in stages:
         for resource, seconds in stage.busy_s.items():
-            if resource.startswith("tile "):
-                block = tile_block[int(resource.split()[1])]
+            if resource.kind == TILE:
+                block = tile_block[resource.index]
                 busy[block] = max(busy.get(block, 0.0), seconds)
     return busy
 
@@ -216,7 +219,7 @@ def _replicate_greedy(placed: PlacedGraph, schedules: _Schedules, base: Candidat
     tiles = base.tiles
     while True:
         stages, _ = schedules()
-        analog = sorted((s for s in stages if s.id.startswith("analog:")),
+        analog = sorted((s for s in stages if s.id.kind == ANALOG),
                         key=lambda s: -s.vectors * s.vector_time_s)
         tried = []
         for stage in analog:

@@ -66,8 +66,7 @@ class ServingModel:
         import transformers as tf
 
         from compiler import compile_model, load_model
-        from compiler.backends.estimator.area import chip_area
-        from compiler.backends.estimator.estimate import _Chip
+        from compiler.backends.estimator.pricing import Chip
         from compiler.backends.estimator.workload import WorkloadTemplate
         classes = {"llama": tf.LlamaConfig, "gptj": tf.GPTJConfig}
         if architecture not in classes:
@@ -82,8 +81,7 @@ class ServingModel:
                 (Path(folder) / "config.json").write_text(classes[architecture](**shallow).to_json_string())
                 model, example = load_model(folder, seq_len=8, materialize=False)
                 placed = compile_model(model, example, hw, allocation="naive")
-            chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), {})
-            self.models[depth] = DecodeModel(WorkloadTemplate(placed), chip, None)
+            self.models[depth] = DecodeModel(WorkloadTemplate(placed), Chip.of(placed, {}), None)
 
     def _full(self, values: dict[int, float]) -> float:
         """A sum over layers, linear in the depth: from 2 and 3 layers to the model's."""

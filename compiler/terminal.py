@@ -44,7 +44,7 @@ def tradeoff_line(strategies: list[dict], objective: str) -> str:
     replicas = chosen.get("replicas") or 1
     if replicas > 1:
         line += f"; {replicas} whole replicas, each on chips of its own, each serving whole inferences"
-    elif objective == "throughput" and bottleneck and not bottleneck.startswith("tile "):
+    elif objective == "throughput" and bottleneck and chosen.get("bottleneck_tile") is None:
         line += (f"; throughput is set by the {bottleneck}, which more tiles on the same chip do not relieve "
                  f"(--max-tiles N lets whole replicas on chips of their own raise it)")
     return line

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from compiler.errors import UserError
+from compiler.frontend import attention_layers
 from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, Placement
 
 _ANALOG_OPS = {"aten.linear.default", "aten.addmm.default"}
@@ -34,7 +35,8 @@ _PROBABILITY_PRESERVING = SHAPE_OPS | {"aten.native_dropout.default", "aten._to_
 
 
 def partition(placed: PlacedGraph) -> PlacedGraph:
-    """Fill `placed.placements` with one Placement per call_function node (in place; returns placed)."""
+    """Fill `placed.placements` with one Placement per call_function node and `placed.attention` with the attention
+    layers' KV geometry (in place; returns placed)."""
     params = placed.exported.graph_signature.inputs_to_parameters
     placed.placements = {}
     for node in placed.graph.nodes:
@@ -57,6 +59,7 @@ def partition(placed: PlacedGraph) -> PlacedGraph:
             features = _features(node) if op not in SHAPE_OPS else (None, None)
             placed.placements[node.name] = Placement(node.name, Kind.DIGITAL, op, module,
                                                      in_features=features[0], out_features=features[1])
+    placed.attention = attention_layers(placed)
     return placed
 
 

@@ -123,13 +123,23 @@ def _unique(name: str, taken: dict) -> str:
 
 
 def _grid_pieces(block: WeightBlock, rows: int, cols: int) -> list[_Piece]:
-    return [_Piece(block.name, (r, min(r + rows, block.in_features)), (c, min(c + cols, block.out_features)))
-            for r in range(0, block.in_features, rows) for c in range(0, block.out_features, cols)]
+    name, n_in, n_out = block.name, block.in_features, block.out_features
+    col_spans = [(c, min(c + cols, n_out)) for c in range(0, n_out, cols)]  # shared by every row of pieces
+    return [_Piece(name, row_span, col_span)
+            for row_span in [(r, min(r + rows, n_in)) for r in range(0, n_in, rows)] for col_span in col_spans]
 
 
 def _segment(seg_id: int, tile: int, piece: _Piece, row0: int, col0: int) -> TileSegment:
-    return TileSegment(id=seg_id, tile=tile, rows=(row0, row0 + piece.height), cols=(col0, col0 + piece.width),
-                       block=piece.block, block_rows=piece.block_rows, block_cols=piece.block_cols)
+    # positional, without the height/width properties: a 70B model's allocations build ~2 million of these
+    (r0, r1), (c0, c1) = block_rows, block_cols = piece.block_rows, piece.block_cols
+    return TileSegment(seg_id, tile, (row0, row0 + r1 - r0), (col0, col0 + c1 - c0), piece.block, block_rows,
+                       block_cols)
+
+
+def _moved(s: TileSegment, seg_id: int, tile: int) -> TileSegment:
+    """`s` under a new id on another tile (dataclasses.replace, without its per-call field walk)."""
+    return TileSegment(seg_id, tile, s.rows, s.cols, s.block, s.block_rows, s.block_cols, s.dac_range, s.adc_range,
+                       s.col_w_max, s.copy)
 
 
 def _pack(pieces: list[_Piece], rows: int, cols: int, busy: dict[str, float] | None = None,
@@ -187,7 +197,7 @@ def _layered(pieces: list[_Piece], rows: int, cols: int, per_chip: int, capacity
             count = max(s.tile for s in layer) + 1
             if gaps and (start % per_chip + count - 1) // per_chip > (count - 1) // per_chip:
                 start = -(-start // per_chip) * per_chip
-            segments += [replace(s, id=len(segments) + i, tile=start + s.tile) for i, s in enumerate(layer)]
+            segments += [_moved(s, len(segments) + i, start + s.tile) for i, s in enumerate(layer)]
             start += count
         if start <= capacity:
             break

@@ -144,6 +144,7 @@ class Strategy(Record):
     copies: int = written(0, min=0)                  # block copies added by replication
     replicas: int = optional(1, min=1)               # whole copies of the mapping, each on chips of its own
     bottleneck: str | None = optional()              # the resource that sets the period ("tile 12", "digital units")
+    bottleneck_tile: int | None = optional(min=0)    # its tile index, when it is a tile
     chips: int | None = optional(min=1)              # chips the mapping spans (every replica's)
     chosen: bool = written(False)
 
@@ -263,6 +264,7 @@ def tile_steps(util: dict[int, float], steps: int = TILE_STEPS) -> TileSteps:
 class Schedule(Record):
     critical_path: list[str] = written([])
     bottleneck: str = written("")
+    bottleneck_tile: int | None = optional(min=0)               # the bottleneck's tile index, when it is a tile
     mean_tile_utilization: float = written()
     tile_utilization: dict[int, float] = written({})            # {} in the compact form (above FULL_COST_TILES)
     tile_utilization_steps: TileSteps | None = optional()       # the compact form only

@@ -2,7 +2,6 @@
 through reports/schema.py)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from reports import charts, cost_charts, decode_charts, placement_chart
@@ -72,11 +71,10 @@ def _range_row(label: str, unit: str, low: float, value: float, high: float) -> 
 
 
 def build_cost_section(cost: CostJson) -> CostSection:
-    match = re.fullmatch(r"tile (\d+)", cost.schedule.bottleneck if cost.schedule else "")
     section = CostSection(data=cost, components=_component_rows(cost.energy_by_component_J),
                           baseline_components=_component_rows(cost.baseline.energy_by_component_J
                                                               if cost.baseline else {}),
-                          bottleneck_tile=int(match.group(1)) if match else None)
+                          bottleneck_tile=cost.schedule.bottleneck_tile if cost.schedule else None)
     figures = section.figures
     if any(v > 0 for v in cost.energy_by_component_J.values()):
         figures["components"] = charts.energy_by_component(cost)

@@ -7,7 +7,7 @@ import transformers as tf
 from compiler import UserError, compile_model, load_hw_spec, load_model
 from compiler.backends.estimator import estimate
 from compiler.backends.estimator.baseline import price_on_baseline, scale_baseline
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.workload import FORWARD, Phase, WorkloadTemplate
 from compiler.config import RunConfig, parse_baseline_scale
 from compiler.hw_spec import load_baseline_spec
 
@@ -52,7 +52,7 @@ def test_n_chips_multiply_arrays_memory_and_bandwidth():
 def test_weights_move_on_chip_when_the_scaled_memory_holds_them(placed):
     """A model whose weights exceed one chip's weight memory but fit N chips' is read from SRAM at N."""
     hw = placed.hw
-    work = WorkloadTemplate(placed).instantiate(1, 1)
+    work = WorkloadTemplate(placed).instantiate(Phase(FORWARD, 1, 1))
     weight_bytes = sum(w.in_features * w.out_features for w in work.analog)
     spec = load_baseline_spec("gpu_h100")
     small = spec.__class__(**{**spec.__dict__, "weight_buffer_MiB": weight_bytes / 2 ** 20 / 3})

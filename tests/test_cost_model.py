@@ -17,7 +17,7 @@ from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.baseline import price_on_baseline
 from compiler.backends.estimator.prices import digital_prices, tile_prices
 from compiler.backends.estimator.sensitivity import uncertainties
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.workload import FORWARD, Phase, WorkloadTemplate
 from compiler.hw_spec import BASELINE_KIND, DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.spec_check import field_hint, public_fields, unwrap_optional
 from compiler.writers import cost_json, mapping_json
@@ -163,7 +163,7 @@ def test_baseline_is_priced_by_its_calibrated_mac_and_uncore(linear_placed):
     """MACs at mac_overhead x the bare multiply and add, weight reads, and the uncore power x die area x the node,
     supply and clock factors for the whole latency (baseline.py); both numbers calibrated (hw_specs/validation.yaml)."""
     from compiler.backends.estimator.baseline import model_area_mm2
-    workload = WorkloadTemplate(linear_placed).instantiate(4, 1)
+    workload = WorkloadTemplate(linear_placed).instantiate(Phase(FORWARD, 4, 1))
     spec = load_baseline_spec("digital_int8")
     hw = linear_placed.hw
     one = price_on_baseline(workload, spec, hw)

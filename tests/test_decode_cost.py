@@ -13,10 +13,11 @@ from torch import nn
 from compiler import UserError, compile_model, load_hw_spec, load_model
 from compiler.backends.estimator import estimate
 from compiler.backends.estimator.baseline import price_on_baseline
-from compiler.backends.estimator.decode import heads, kv_geometry, role_workload
+from compiler.backends.estimator.decode import kv_geometry
 from compiler.backends.estimator.links import crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.schedule import ANALOG
+from compiler.backends.estimator.workload import DECODE, FORWARD, PREFILL, Phase, WorkloadTemplate
 from compiler.hw_spec import load_baseline_spec
 
 SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -46,12 +47,33 @@ def test_kv_cache_bytes_follow_the_config(llama):
     assert kv["bits"] == hw.memory.kv_cache_bits == 8
     assert kv["bytes"] == _kv_formula(config, 8, 8 + 12, 2)
     assert kv["location"] == "sram"  # a few KiB beside the chip's 4 MiB of activation SRAM
-    geometry = kv_geometry(config, hw)
+    geometry = kv_geometry(placed.attention, hw)
     assert (geometry.layers, geometry.kv_heads, geometry.head_dim) == (2, 2, 8)
     # a chip without activation SRAM sends it to DRAM
     tiny_sram = load_hw_spec("pcm_1M", {"area.sram_KiB_per_tile": 0})
     tiny = replace(placed, hw=tiny_sram)  # the same mapping (same tile shape) on a chip with less SRAM
     assert tiny.estimate(batch=2, seq_len=8, gen_len=12, sensitivity=False).decode.run.kv_location == "dram"
+
+
+def test_kv_geometry_is_read_off_the_traced_graph(tmp_path):
+    """The IR's attention layers carry the KV geometry of the traced shapes: a head_dim that is not hidden / heads
+    (Llama's `head_dim` override) and grouped-query attention's KV heads, before repeat_kv widens them; GPT-2's
+    fused QKV projection, every head its own K and V."""
+    cases = ((tf.LlamaConfig(**{**SMALL, "num_hidden_layers": 3}, head_dim=16, tie_word_embeddings=False), 3, 2, 16),
+             (tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=96, n_positions=64, bos_token_id=1,
+                            eos_token_id=2), 2, 4, 8))
+    for i, (config, layers, kv_heads, head_dim) in enumerate(cases):
+        path = tmp_path / str(i)
+        path.mkdir()
+        (path / "config.json").write_text(config.to_json_string())
+        model, example = load_model(str(path), seq_len=8, materialize=False)
+        placed = compile_model(model, example, load_hw_spec("pcm_1M"), allocation="naive")
+        assert [(a.kv_heads, a.head_dim, a.values_per_token) for a in placed.attention] == \
+            [(kv_heads, head_dim, 2 * kv_heads * head_dim)] * layers
+        assert all(len(a.matmuls) == 2 for a in placed.attention)
+        kv = placed.estimate(batch=2, seq_len=8, gen_len=4, sensitivity=False).to_json()["decode"]["kv_cache"]
+        assert (kv["layers"], kv["kv_heads"], kv["head_dim"]) == (layers, kv_heads, head_dim)
+        assert kv["bytes"] == 2 * layers * kv_heads * head_dim * (8 + 4) * 2 * placed.hw.memory.kv_cache_bits / 8
 
 
 def test_kv_cache_in_dram_costs_its_bytes_at_the_dram_price(llama):
@@ -81,7 +103,7 @@ def test_decode_step_attends_one_query_to_the_context(llama):
     d = config.hidden_size // config.num_attention_heads
     batch = 3
     for context in (5, 40):
-        work = role_workload(template, batch, 1, context, causal=False, cache_operands=True)
+        work = template.instantiate(Phase(DECODE, batch, context))
         assert all(w.vectors == batch for w in work.analog)
         expected = config.num_hidden_layers * 2 * config.num_attention_heads * d * context * batch
         assert work.attention_macs == expected
@@ -105,16 +127,16 @@ def test_prefill_runs_the_lm_head_on_the_last_position_and_skips_the_masked_half
     config, placed = llama
     template = WorkloadTemplate(placed)
     s, batch = 16, 2
-    last = heads(template)
-    assert {w for w in last if w.startswith("analog:")} == {"analog:lm_head"}
-    work = role_workload(template, batch, s, s, causal=True, last_only=last)
+    last = template.heads()
+    assert {w.name for w in last if w.kind == ANALOG} == {"lm_head"}
+    work = template.instantiate(Phase(PREFILL, batch, s))
     vectors = {w.name: w.vectors for w in work.analog}
     assert vectors.pop("lm_head") == batch
     assert set(vectors.values()) == {batch * s}
     d = config.hidden_size // config.num_attention_heads
     causal_pairs = s * (s + 1) // 2
     assert work.attention_macs == config.num_hidden_layers * 2 * config.num_attention_heads * d * batch * causal_pairs
-    full = template.instantiate(batch, s)  # the encoder-style forward: all positions, the whole square
+    full = template.instantiate(Phase(FORWARD, batch, s))  # the encoder-style forward: all positions, the whole square
     assert full.attention_macs == config.num_hidden_layers * 2 * config.num_attention_heads * d * batch * s * s
     # the estimate's inference of a causal LM is this prefill: its counts say so
     cost = placed.estimate(batch=batch, seq_len=s, sensitivity=False)
@@ -129,7 +151,7 @@ def test_baseline_streams_every_weight_once_per_decode_step(llama):
     template = WorkloadTemplate(placed)
     weights = sum(b.in_features * b.out_features for b in placed.blocks.values())
     for batch in (1, 4):
-        step = role_workload(template, batch, 1, 20, causal=False, cache_operands=True)
+        step = template.instantiate(Phase(DECODE, batch, 20))
         cost = price_on_baseline(step, base, placed.hw)
         assert cost.weights_in_dram
         assert cost.energy_by_component_J["weight_fetch"] == pytest.approx(weights * base.dram_pJ_per_byte * 1e-12)
@@ -165,7 +187,7 @@ def test_activations_crossing_chips_are_priced_per_bit():
                                                                 "latency.network_hop_ns": 0.0}),
                                       allocation="packed"), batch=batch, seq_len=seq, sensitivity=False)
     assert cost.latency_s >= one_chip.latency_s + hw.chip_link.latency_ns * 1e-9
-    moves, _ = crossings(WorkloadTemplate(placed).instantiate(batch, seq), 1, act_bytes)
+    moves, _ = crossings(WorkloadTemplate(placed).instantiate(Phase(FORWARD, batch, seq)), 1, act_bytes)
     assert [(m.src, m.dst) for m in moves] == [(0, 1)]
 
 

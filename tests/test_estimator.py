@@ -154,7 +154,7 @@ def test_schedule_pipelines_streams_and_waits_at_barriers():
     assert blocked.latency_s == 30.0       # b needs all of a: 10 + 10 x 2
     slow_producer = schedule([_stage("a", 10, 3.0), _stage("b", 10, 1.0, deps=("a",))])
     assert slow_producer.latency_s == 31.0  # b waits for a's last vector: 30 + 1
-    assert slow_producer.period_s == 0.0 and slow_producer.bottleneck == ""
+    assert slow_producer.period_s == 0.0 and slow_producer.bottleneck is None
 
 
 def test_hermes_peak_time_comes_from_its_published_clock_and_converter():
@@ -246,3 +246,25 @@ def test_stages_name_mapping_blocks_and_sum_to_dynamic_energy(pcm_1m):
     assert math.isclose(math.fsum(s["energy_J"] for s in report["stages"]) + static, report["totals"]["energy_J"],
                         rel_tol=1e-12)
     assert all(s["busy_s"] >= 0 for s in report["stages"])
+
+
+def test_a_kept_schedule_is_the_one_the_stages_would_get():
+    """schedule() hands back a kept Schedule for stages of the same timing: it must be what scheduling them gives,
+    and a change to any time must not be answered from what was kept."""
+    from compiler.backends.estimator import schedule as sched
+    from compiler.backends.estimator.schedule import ANALOG, Busy, StageId, tile
+
+    def stages(vt: float, seconds: tuple[float, float]) -> list[Stage]:
+        a, b = StageId(ANALOG, "a"), StageId(ANALOG, "b")
+        busy = Busy((tile(0), tile(1), tile(2)), (0, 1, 1), seconds, serial=-100)
+        return [Stage(a, "a", "l0", 4, vt, (), {}, busy), Stage(b, "b", "l1", 4, 2e-9, (a,), {}, {tile(3): 3e-9})]
+
+    first = schedule(stages(1e-9, (5e-9, 1e-9)))
+    assert schedule(stages(1e-9, (5e-9, 1e-9))) is first
+    fresh = sched._schedule(stages(1e-9, (5e-9, 1e-9)))
+    assert (first.latency_s, first.period_s, first.bottleneck, first.finish_s, first.resource_busy_s) == \
+        (fresh.latency_s, fresh.period_s, fresh.bottleneck, fresh.finish_s, fresh.resource_busy_s)
+    slower = schedule(stages(3e-9, (5e-9, 1e-9)))
+    assert slower is not first and slower.critical_path_s > first.critical_path_s
+    busier = schedule(stages(1e-9, (5e-9, 9e-9)))
+    assert busier.period_s == 9e-9 and busier.bottleneck == tile(1)

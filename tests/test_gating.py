@@ -9,9 +9,8 @@ import pytest
 
 from compiler import load_hw_spec
 from compiler.backends.estimator.area import chip_area
-from compiler.backends.estimator.chip import DIGITAL_UNITS
 from compiler.backends.estimator.gating import _powered, leakage
-from compiler.backends.estimator.schedule import Schedule, Stage
+from compiler.backends.estimator.schedule import DIGITAL_UNITS, Schedule, Stage, tile
 from compiler.backends.estimator.static import shared_leakage_W, static_power, tile_leakage_W
 
 NS = 1e-9
@@ -23,7 +22,7 @@ def _stage(sid, resource, busy_s, vectors=1):
 
 
 def _timing(latency_s, spans):
-    return Schedule(latency_s=latency_s, critical_path_s=latency_s, critical_path=[], period_s=0.0, bottleneck="",
+    return Schedule(latency_s=latency_s, critical_path_s=latency_s, critical_path=[], period_s=0.0, bottleneck=None,
                     resource_busy_s={}, start_s={k: a for k, (a, _) in spans.items()},
                     finish_s={k: b for k, (_, b) in spans.items()})
 
@@ -45,7 +44,7 @@ def test_leakage_of_a_schedule_by_hand():
     area = chip_area(hw)
     f, t_be = hw.static.gated_leakage_fraction, hw.static.gate_break_even_ns * NS
     latency = 1000 * NS
-    stages = [_stage("a", "tile 3", 100 * NS), _stage("d", DIGITAL_UNITS, 50 * NS)]
+    stages = [_stage("a", tile(3), 100 * NS), _stage("d", DIGITAL_UNITS, 50 * NS)]
     timing = _timing(latency, {"a": (0.0, 100 * NS), "d": (100 * NS, 150 * NS)})
     got = leakage(hw, area, 1, stages, timing)
     tile_W = math.fsum(tile_leakage_W(hw, area).values())
@@ -67,7 +66,7 @@ def test_leakage_of_a_schedule_by_hand():
 def test_coarser_power_domains_leak_more():
     hw = load_hw_spec("pcm_1M")
     area = chip_area(hw)
-    stages = [_stage(f"s{t}", f"tile {t}", 100 * NS) for t in (0, 5, 9)]
+    stages = [_stage(f"s{t}", tile(t), 100 * NS) for t in (0, 5, 9)]
     timing = _timing(1000 * NS, {f"s{t}": (100 * t * NS, (100 * t + 100) * NS) for t in (0, 5, 9)})
     fine = leakage(hw, area, 1, stages, timing).energy_J
     coarse = leakage(load_hw_spec("pcm_1M", {"static.gating_tiles": 16}), area, 1, stages, timing).energy_J
@@ -87,7 +86,7 @@ def test_retained_sram_and_extra_copies_are_priced():
     hw = load_hw_spec("pcm_1M")
     area = chip_area(hw)
     latency = 1000 * NS
-    stages = [_stage("a", "tile 3", 100 * NS)]
+    stages = [_stage("a", tile(3), 100 * NS)]
     timing = _timing(latency, {"a": (0.0, 100 * NS)})
     base = leakage(hw, area, 1, stages, timing)
     bits = 1e6
@@ -98,3 +97,23 @@ def test_retained_sram_and_extra_copies_are_priced():
     tile_W = math.fsum(tile_leakage_W(hw, area).values())
     on_s = 100 * NS + f * 900 * NS + (1 - f) * hw.static.gate_break_even_ns * NS
     assert copies.energy_J - base.energy_J == pytest.approx(2 * tile_W * (on_s - f * latency), rel=1e-9)
+
+
+@pytest.mark.parametrize("per_domain", [1, 3, 4])
+def test_a_busy_dicts_domains_are_the_loops_over_its_tiles(per_domain):
+    """gating reads a weight block's Busy from its structure and few values: the same domains, the same busy time
+    per domain and the same groups in the same order (leakage sums over them in that order) as the loop over every
+    tile of an ordinary dict."""
+    import random
+    from compiler.backends.estimator import gating
+    from compiler.backends.estimator.schedule import Busy, tile
+    rng = random.Random(7)
+    tiles = rng.sample(range(200), 90)
+    which = tuple(rng.randrange(4) for _ in tiles)
+    for values in ((1e-6, 2e-6, 2e-6, 0.5e-6), (3e-6, 1e-6, 1e-6, 3e-6)):
+        busy = Busy(tuple(map(tile, tiles)), which, values, serial=-1 - per_domain)
+        fast = gating._stage_domains(busy, 10, per_domain)
+        slow = gating._stage_domains(dict(busy), 10, per_domain)
+        assert fast.keys == slow.keys
+        assert list(fast.by_busy.items()) == list(slow.by_busy.items())
+        assert list(fast.busiest.items()) == list(slow.busiest.items())

@@ -9,6 +9,7 @@ import transformers as tf
 
 from compiler import compile_model, load_hw_spec, load_model
 from compiler.backends.estimator.kv_cache import DRAM, LOCAL, PACKAGE, KvPrices, place, traffic
+from compiler.backends.estimator.schedule import CHIP_LINK, DRAM_PACKAGE, Resource
 
 SMALL = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0,
@@ -46,7 +47,7 @@ def test_a_layers_traffic_is_priced_where_each_byte_lives():
     # own reads; remote reads read there, staged (write + read) at home; DRAM reads and the appended bytes
     assert t.energy_J["kv_cache"] == pytest.approx(100 * 1.0 + 100 * (1.0 + 2.0 + 1.0) + 70 * 100.0)
     assert t.energy_J["link"] == pytest.approx(100 * 10.0)
-    assert t.busy_s == pytest.approx({"chip link 1": 100 * 0.5, "dram package 0": 70 / 4.0})
+    assert t.busy_s == pytest.approx({Resource(CHIP_LINK, 1): 100 * 0.5, Resource(DRAM_PACKAGE, 0): 70 / 4.0})
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import transformers as tf
 
 from compiler import UserError, load_hw_spec
 from compiler.backends.estimator.chip import price_on_chip
-from compiler.backends.estimator.decode import role_workload
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.workload import DECODE, FORWARD, Phase, WorkloadTemplate
 from compiler.frontend import export_model
 from compiler.ir import Kind, PlacedGraph
 from compiler.models import _from_config, model_info
@@ -97,7 +96,7 @@ def test_only_the_routed_top_k_is_priced(mixtral):
     placed = _place(mixtral, "packed", tile)
     batch, seq = 2, 8
     tokens = batch * seq
-    stages = price_on_chip(WorkloadTemplate(placed).instantiate(batch, seq), placed.hw)
+    stages = price_on_chip(WorkloadTemplate(placed).instantiate(Phase(FORWARD, batch, seq)), placed.hw)
     experts = [s for s in stages if "experts." in s.name]
     assert len(experts) == 2 * e * config.num_hidden_layers
     assert all(s.vectors == tokens * k // e for s in experts)  # uniform routing: tokens x top_k / E each
@@ -105,7 +104,7 @@ def test_only_the_routed_top_k_is_priced(mixtral):
     assert mvms == tokens * k * pieces * config.num_hidden_layers
     assert mvms == pytest.approx(k / e * (e * tokens * pieces * config.num_hidden_layers))  # not every expert
     # a decode step of one sequence: its k routed (token, expert) pairs per stacked layer, nothing more
-    step = role_workload(WorkloadTemplate(placed), batch=1, query=1, key=seq, causal=False)
+    step = WorkloadTemplate(placed).instantiate(Phase(DECODE, 1, seq))
     routed = [w for w in step.analog if "experts." in w.name]
     assert sum(w.vectors for w in routed) == k * 2 * config.num_hidden_layers
     # the digital baseline reads the weights of the experts that get a token only: top_k of E per layer
@@ -113,7 +112,7 @@ def test_only_the_routed_top_k_is_priced(mixtral):
     from compiler.hw_spec import load_baseline_spec
     spec = load_baseline_spec("digital_int8")
     fetch = [price_on_baseline(w, spec, placed.hw).energy_by_component_J["weight_fetch"]
-             for w in (step, WorkloadTemplate(placed).instantiate(batch, seq))]
+             for w in (step, WorkloadTemplate(placed).instantiate(Phase(FORWARD, batch, seq)))]
     weights = sum(i * o for i, o in _expected_blocks(config))
     idle = (e - k) * (h * 2 * inter + inter * h) * config.num_hidden_layers
     assert fetch[0] / fetch[1] == pytest.approx((weights - idle) / weights)

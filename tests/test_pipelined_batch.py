@@ -6,11 +6,10 @@ import pytest
 import transformers as tf
 
 from compiler import compile_model, load_hw_spec, load_model
-from compiler.backends.estimator.area import chip_area
 from compiler.backends.estimator.decode import DecodeModel
-from compiler.backends.estimator.estimate import _Chip
+from compiler.backends.estimator.pricing import Chip
 from compiler.backends.estimator.schedule import Stage, independent_sequences, schedule
-from compiler.backends.estimator.workload import WorkloadTemplate
+from compiler.backends.estimator.workload import DECODE, FORWARD, Phase, WorkloadTemplate
 
 # 512-wide, so that every projection fills its own 512x512 tiles: 4 layers x 4 blocks + the head = 17 stages
 DEEP = dict(vocab_size=512, hidden_size=512, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
@@ -27,19 +26,18 @@ def decoder(tmp_path_factory):
         model, example = load_model(str(path), seq_len=8, materialize=False)
     hw = load_hw_spec("pcm_1M")
     placed = compile_model(model, example, hw, allocation="packed")
-    chip = _Chip(hw, chip_area(hw), len({s.tile for s in placed.segments}), max(placed.chips_used, 1), {})
-    return DecodeModel(WorkloadTemplate(placed), chip, None)
+    return DecodeModel(WorkloadTemplate(placed), Chip.of(placed, {}), None)
 
 
 def test_batch_8_decode_step_costs_less_than_1_6x_batch_1(decoder):
-    analog = [w for w in decoder.template.instantiate(1, 1).analog]
+    analog = [w for w in decoder.template.instantiate(Phase(FORWARD, 1, 1)).analog]
     assert len(analog) >= 8  # a pipeline of at least 8 weight stages
-    one = decoder.step(1, 64, decoder.placement(decoder.kv.bytes(64, 1)), "")
-    eight = decoder.step(8, 64, decoder.placement(decoder.kv.bytes(64, 8)), "")
+    one = decoder.price(Phase(DECODE, 1, 64), decoder.placement(decoder.kv.bytes(64, 1)), "")
+    eight = decoder.price(Phase(DECODE, 8, 64), decoder.placement(decoder.kv.bytes(64, 8)), "")
     assert one.kv_location == eight.kv_location == "sram"
     assert eight.latency_s < 1.6 * one.latency_s
     # and not below what a pipeline can do: 7 more sequences behind the first, each through the slowest tile
-    tile_s = min(s.vector_time_s for s in decoder._analog[(1, 1)])
+    tile_s = min(s.vector_time_s for s in decoder._analog[1])
     assert eight.latency_s >= one.latency_s + 7 * tile_s * 0.999
 
 

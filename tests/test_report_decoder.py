@@ -11,7 +11,8 @@ import pytest
 import transformers as tf
 
 from compiler import compile_model, load_hw_spec, load_model
-from compiler.backends.estimator.schedule import Stage, critical_path_by_kind, schedule
+from compiler.backends.estimator.schedule import (CHIP_LINK, DRAM_PACKAGE, Resource, Stage, critical_path_by_kind, schedule,
+                                                  tile)
 from compiler.writers import cost_json, mapping_json
 from reports import write_report
 from reports.fmt import integer, si
@@ -23,9 +24,10 @@ LLAMA = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_l
 def test_the_critical_path_splits_by_what_each_stage_works_on():
     """Three stages in a chain: tiles (compute), a chip link, a DRAM read; each counts from its predecessor's
     finish to its own, and the parts sum to the critical path."""
-    stages = [Stage("a", "a", "l0", 4, 1e-6, (), {}, busy_s={"tile 0": 4e-6}),
-              Stage("ab", "chip 0->1: a", "l0", 4, 0.5e-6, ("a",), {}, busy_s={"chip link 0": 2e-6}, delay_s=20e-9),
-              Stage("b", "b", "l1", 4, 2e-6, ("ab",), {}, busy_s={"tile 600": 1e-6, "dram package 0": 8e-6})]
+    stages = [Stage("a", "a", "l0", 4, 1e-6, (), {}, busy_s={tile(0): 4e-6}),
+              Stage("ab", "chip 0->1: a", "l0", 4, 0.5e-6, ("a",), {}, busy_s={Resource(CHIP_LINK, 0): 2e-6},
+                    delay_s=20e-9),
+              Stage("b", "b", "l1", 4, 2e-6, ("ab",), {}, busy_s={tile(600): 1e-6, Resource(DRAM_PACKAGE, 0): 8e-6})]
     timing = schedule(stages)
     parts = critical_path_by_kind(stages, timing)
     finish = timing.finish_s

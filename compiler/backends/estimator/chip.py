@@ -11,9 +11,10 @@ by the input pulses' mean length: full length unless calibration statistics give
 """
 from __future__ import annotations
 
+import itertools
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from compiler.hw_spec import HardwareSpec
@@ -22,11 +23,9 @@ from compiler.backends.estimator.options import option_stage
 from compiler.backends.estimator.components import COMPONENT_OF_CLASS, TILE_COMPONENTS
 from compiler.backends.estimator.prices import (DigitalPrices, DigitalThroughput, TilePrices, digital_prices,
                                                 digital_throughput, segment_time, tile_mvm_energy, tile_prices)
-from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.schedule import (ATTENTION_UNITS, DIGITAL_UNITS, Busy, Resource, Stage,
+                                                  tile as tile_resource)
 from compiler.backends.estimator.workload import RECIPES, AnalogWork, DigitalWork, Workload
-
-DIGITAL_UNITS, ATTENTION_UNITS = "digital units", "attention units"
-
 
 def price_on_chip(workload: Workload, hw: HardwareSpec, fill: Mapping[int, float] | None = None) -> list[Stage]:
     """Stages of the workload; `fill`: a segment's mean input pulse length / full length (absent: 1)."""
@@ -88,7 +87,7 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
         shapes = {(*key, 1.0): count for key, count in layout.shapes.items()}
         times = {(r, c): segment_time(tile, r, c) for _, r, c in layout.shapes}
         per_shape = [share[c] * times[r, cl] for c, r, cl in layout.shapes]
-        busy = dict(zip(layout.names, [per_shape[i] for i in layout.shape_of]))
+        busy = _busy(layout, tuple(per_shape))
         stream = max((share[c] * times[r, cl] for c, r, cl in layout.shapes), default=0.0)
     for seg in work.segments if layout is None else ():
         rows, cols = seg.rows[1] - seg.rows[0], seg.cols[1] - seg.cols[0]
@@ -120,7 +119,7 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
     if layout is None:
         # the stream ends when the slowest copy has done its share: an effective time per vector
         stream = max((share[c] * max(tiles.values()) for c, tiles in per_copy.items()), default=0.0)
-        busy = {f"tile {t}": s for t, s in per_tile.items()}
+        busy = {tile_resource(t): s for t, s in per_tile.items()}
     return Stage(id=work.id, name=work.name, layer=work.layer, vectors=n,
                  vector_time_s=stream / n if n else 0.0, deps=work.deps,
                  energy_J=energy, busy_s=busy, ops=2.0 * work.macs,
@@ -130,17 +129,35 @@ def _analog_stage(work: AnalogWork, tile: TilePrices, digital: DigitalPrices, fi
 @dataclass(frozen=True)
 class _Layout:
     """What pricing a block needs of its segments when each holds a tile of its own: the segments per
-    (copy, rows, cols), and per segment (in order) its tile's resource name and the index of its shape."""
+    (copy, rows, cols), and per segment (in order) its tile's resource and the index of its shape."""
     shapes: dict[tuple[int, int, int], int]
-    names: tuple[str, ...]
+    names: tuple[Resource, ...]
     shape_of: tuple[int, ...]
+    serial: int = field(default_factory=itertools.count().__next__)  # one per layout made: its blocks' Busy keys
+    kept: dict = field(default_factory=dict, compare=False)  # seconds per shape -> [its Busy, times asked for]
+
+
+BUSY_KEPT = 3  # Busy dicts kept per layout: the most asked-for (a prefill's and a decode step's, most variants')
+
+
+def _busy(layout: _Layout, per_shape: tuple[float, ...]) -> Busy:
+    """The block's tiles' busy seconds, `per_shape` on each segment of that shape: the same object for the same
+    seconds while kept (the sensitivity's variants mostly leave the tiles' times alone)."""
+    hit = layout.kept.get(per_shape)
+    if hit is not None:
+        hit[1] += 1
+        return hit[0]
+    busy = Busy(layout.names, layout.shape_of, per_shape, layout.serial)
+    if len(layout.kept) >= BUSY_KEPT:  # the least asked-for goes (of those, the oldest)
+        del layout.kept[min(layout.kept.items(), key=lambda item: item[1][1])[0]]
+    layout.kept[per_shape] = [busy, 1]
+    return busy
 
 
 # (id of the first segment, count) -> (segments, layout): every workload instantiated from one placement (the
 # sweep's, the decode's) holds the same segment objects in new tuples; one layout serves them all
 _LAYOUTS: dict[tuple[int, int], tuple[tuple, _Layout | None]] = {}
 _LAYOUTS_KEPT = 8192
-_TILE_NAMES: list[str] = []  # "tile N", made once per N
 
 
 def _layout(segments: tuple) -> _Layout | None:
@@ -149,7 +166,7 @@ def _layout(segments: tuple) -> _Layout | None:
     segment by segment)."""
     key = (id(segments[0]) if segments else 0, len(segments))
     hit = _LAYOUTS.get(key)
-    if hit is not None and all(map(operator.is_, hit[0], segments)):  # the very same segment objects
+    if hit is not None and (hit[0] is segments or all(map(operator.is_, hit[0], segments))):  # the same segments
         return hit[1]
     index: dict[tuple[int, int, int], int] = {}
     shape_of = []
@@ -163,9 +180,7 @@ def _layout(segments: tuple) -> _Layout | None:
         keys = list(index)
         for i in shape_of:
             counts[keys[i]] += 1
-        top = max(tiles, default=-1)
-        _TILE_NAMES.extend(f"tile {t}" for t in range(len(_TILE_NAMES), top + 1))
-        layout = _Layout(counts, tuple(_TILE_NAMES[t] for t in tiles), tuple(shape_of))
+        layout = _Layout(counts, tuple(map(tile_resource, tiles)), tuple(shape_of))
     if len(_LAYOUTS) >= _LAYOUTS_KEPT:
         _LAYOUTS.clear()
     _LAYOUTS[key] = (tuple(segments), layout)

@@ -1,38 +1,30 @@
 """Decoder inference: prefill of a prompt, then decode one token at a time against a KV cache.
 
-Both phases are read from the exported graph's ops, with the sequence axis of every shape given a role
-(docs/estimator.md, "Decoder inference"): in a shape where the sequence symbol appears twice (attention scores,
-masks) the last such axis is the key axis and the others are query axes; a shape where it appears once is a
-query axis, except for the second operand of an attention matmul (K^T, V), whose sequence axis is the key axis.
-- prefill of s tokens: queries = keys = s; causal masking: the digital unit skips the masked upper triangle
-  (query i visits keys 0..i), so every op on a score-shaped tensor does s(s+1)/2 of its s^2 rows x columns;
-  the LM head (a block no other block depends on) and the ops after it run on the last position only;
-- decode at context c: one query (every linear runs on 1 token per sequence) against c keys; K and V of the
-  earlier tokens are read from the KV cache (priced per byte where the cache lives), the new token's written.
-Each layer's KV cache lives on the chip that runs the layer's attention, spilling to its package's other chips and
+Both phases are workloads of the one builder (workload.Phase, WorkloadTemplate.instantiate: a prefill of s tokens,
+the masked half of attention skipped and the LM head on the last position; a decode step at context c, one query
+against c keys) priced by the one loop (pricing.evaluate) with their KV cache traffic: K and V of the earlier tokens
+read from the cache (priced per byte where it lives), the new tokens' written. The cache's geometry is the IR's
+(PlacedGraph.attention, read off the traced graph by the frontend). Each layer's KV cache lives on the chip that runs the layer's attention, spilling to its package's other chips and
 then to the package's DRAM (kv_cache.py), placed for the generation's final context. The digital baseline runs the
 same workloads: at decode it reads every weight once per step, from DRAM when they do not fit its weight memory.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec
+from compiler.ir import AttentionLayer
 from compiler.backends.estimator.baseline import price_on_baseline
-from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.fields import PJ, require
-from compiler.backends.estimator.gating import rescaled
-from compiler.backends.estimator.kv_cache import KV_COMPONENT, KvPlacement, KvPrices, place, traffic
-from compiler.backends.estimator.links import LINK_COMPONENT, NO_TRAFFIC, LinkTraffic, add_links, crossings
+from compiler.backends.estimator.kv_cache import KvPlacement, place
+from compiler.backends.estimator.links import LinkTraffic, crossings
 from compiler.backends.estimator.prices import digital_prices
-from compiler.backends.estimator.schedule import (Stage, critical_path_by_kind, independent_sequences, layer_spans,
-                                                  schedule)
+from compiler.backends.estimator.pricing import Chip, KvTraffic, evaluate
+from compiler.backends.estimator.schedule import ANALOG, LINK, Stage, StageId, critical_path_by_kind, layer_spans
 from compiler.backends.estimator.sensitivity import sensitivity
-from compiler.backends.estimator.workload import (AnalogWork, DigitalWork, Workload, WorkloadTemplate, analog_id,
-                                                  digital_id, expert_vectors)
+from compiler.backends.estimator.workload import DECODE, PREFILL, Phase, Workload, WorkloadTemplate, digital_id
 
 DECODE_BATCHES = (1, 8, 32)      # the batch table (with the run's batch)
 GENERATION_SAMPLES = 5           # contexts priced along a generation; the rest interpolated linearly
@@ -43,32 +35,30 @@ CURVE_MIN_CONTEXT = 16
 
 @dataclass(frozen=True)
 class KvGeometry:
-    """The KV cache of one sequence: 2 (K, V) x layers x KV heads x head dim values per token."""
+    """The KV cache of one sequence: K and V of every attention layer per token (the IR's AttentionLayer records)."""
     layers: int
-    kv_heads: int
+    kv_heads: int                    # the first layer's (the layers of the models mapped are alike)
     head_dim: int
+    values_per_token: int            # every layer's K and V elements
     bits: int
     bits_source: str
 
     @property
     def bytes_per_token(self) -> float:
-        return 2 * self.layers * self.kv_heads * self.head_dim * self.bits / 8
+        return self.values_per_token * self.bits / 8
 
     def bytes(self, context: int, batch: int) -> float:
         return self.bytes_per_token * context * batch
 
 
-def kv_geometry(config: Any, hw: HardwareSpec) -> KvGeometry:
-    """From the model's config (layers, KV heads, head dim) and the spec's KV precision."""
-    layers = getattr(config, "num_hidden_layers", None)
-    heads = getattr(config, "num_attention_heads", None)
-    if not layers or not heads:
-        raise UserError(f"{type(config).__name__}: no num_hidden_layers / num_attention_heads; the KV cache of "
-                        f"this decoder cannot be sized")
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+def kv_geometry(attention: tuple[AttentionLayer, ...], hw: HardwareSpec) -> KvGeometry:
+    """From the attention layers the frontend read off the traced graph and the spec's KV precision."""
+    if not attention:
+        raise UserError("no attention layer with QK^T and PV matmuls on the digital unit in the exported graph; the "
+                        "KV cache of this decoder cannot be sized")
     bits = require(hw, "memory.kv_cache_bits", "precision of the decoder's KV cache")
-    return KvGeometry(int(layers), int(kv_heads), int(head_dim), int(bits),
+    return KvGeometry(len(attention), attention[0].kv_heads, attention[0].head_dim,
+                      sum(a.values_per_token for a in attention), int(bits),
                       f"memory.kv_cache_bits = {bits} ({hw.source_file or hw.name})")
 
 
@@ -235,123 +225,14 @@ class DecodeCost:
         }
 
 
-class Roles:
-    """Shapes of the template's nodes with the sequence axes given query and key lengths."""
-
-    def __init__(self, template: WorkloadTemplate, batch: int, query: int, key: int, plan: dict):
-        self.template, self.plan = template, plan
-        self.q = template.evaluator(batch, query)
-        self.k = template.evaluator(batch, key)
-
-    def shape(self, shape: tuple, key_operand: bool = False) -> tuple[tuple[int, ...], bool]:
-        """(evaluated shape, whether it has both a query and a key axis)."""
-        roles = self.plan.get((id(shape), key_operand))
-        if roles is None:  # which axes are key axes: decided once per shape of the template
-            seq = [i for i, d in enumerate(shape) if self.template.is_seq_dim(d)]
-            keys = set(seq) if key_operand else ({seq[-1]} if len(seq) > 1 else set())
-            roles = self.plan[(id(shape), key_operand)] = (keys, bool(keys) and len(keys) < len(seq))
-        keys, scores = roles
-        return tuple(self.k.dim(d) if i in keys else self.q.dim(d) for i, d in enumerate(shape)), scores
-
-
-def role_workload(template: WorkloadTemplate, batch: int, query: int, key: int, causal: bool,
-                  last_only: frozenset[str] = frozenset(), cache_operands: bool = False,
-                  plan: dict | None = None) -> Workload:
-    """The graph's work with `query` tokens per sequence attending to `key` keys.
-
-    causal: ops on score-shaped tensors do (q+1)/(2q) of them (the masked half skipped; queries = keys);
-    last_only: work ids run on one position per sequence; cache_operands: the attention matmuls' key-side
-    operands are read from the KV cache (priced by the caller), not from the activation SRAM; plan: a dict kept
-    between calls on one template (the axes' roles and the blocks' segments do not change)."""
-    placed = template.placed
-    plan = {} if plan is None else plan
-    full, last = Roles(template, batch, query, key, plan), Roles(template, batch, 1, key, plan)
-    fraction = (query + 1) / (2 * query) if causal else 1.0
-
-    def scale(scores: bool) -> float:
-        return fraction if scores else 1.0
-
-    segments = plan.get("segments")
-    if segments is None:  # one tuple per block, the same object in every workload (chip.py caches by it)
-        lists: dict[str, list] = {}
-        for s in placed.segments:
-            lists.setdefault(s.block, []).append(s)
-        segments = plan["segments"] = {block: tuple(segs) for block, segs in lists.items()}
-    analog: dict[str, dict] = {}
-    digital: list[DigitalWork] = []
-    for t in template.nodes:
-        if t.kind == "analog":
-            placement = placed.placements[t.name]
-            for block in template.blocks_of(t.name):  # one per expert of stacked experts: its routed share
-                roles = last if analog_id(block) in last_only else full
-                out, _ = roles.shape(t.out_shape)
-                rows = math.prod(out[:-1]) if len(out) > 1 else 1
-                entry = analog.setdefault(block, {"vectors": expert_vectors(rows, placement.experts,
-                                                                            placed.blocks[block].expert),
-                                                  "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
-                entry["bias"] += placement.out_features if placement.bias else 0
-                entry["deps"] |= t.deps
-            continue
-        roles = last if digital_id(t.name) in last_only else full
-        out, out_scores = roles.shape(t.out_shape)
-        attention = t.op_class == "attention"
-        inputs = [roles.shape(s, key_operand=attention and i > 0) for i, s in enumerate(t.input_shapes)]
-        if attention and cache_operands:
-            inputs = inputs[:1]
-        elements = math.prod(out) * scale(out_scores)
-        macs = 0.0
-        if t.contracted_shape:
-            contracted, c_scores = roles.shape(t.contracted_shape)
-            macs = math.prod(out) * contracted[-1] * scale(out_scores or c_scores)
-        digital.append(DigitalWork(
-            name=t.name, layer=t.layer, op=t.op, op_class=t.op_class,
-            vectors=math.prod(out[:-1]) if len(out) > 1 else 1, elements=round(elements),
-            input_elements=round(sum(math.prod(s) * scale(sc) for s, sc in inputs)), macs=round(macs),
-            deps=tuple(sorted(t.deps)), barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
-    works = tuple(AnalogWork(
-        name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
-        out_features=placed.blocks[name].out_features, bias_features=e["bias"],
-        segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
-        option=placed.block_options.get(name))
-        for name, e in analog.items())
-    return Workload(batch=batch, seq_len=query, has_sequence_dim=True, analog=works, digital=tuple(digital))
-
-
-def heads(template: WorkloadTemplate) -> frozenset[str]:
-    """Work ids of the LM head and what follows it: blocks no other block depends on, and their descendants."""
-    users: dict[str, set[str]] = {}
-    ids = []
-    for t in template.nodes:
-        for wid in ([analog_id(b) for b in template.blocks_of(t.name)] if t.kind == "analog"
-                    else [digital_id(t.name)]):
-            ids.append(wid)
-            for d in t.deps:
-                users.setdefault(d, set()).add(wid)
-
-    def downstream(w: str, seen: set[str]) -> set[str]:
-        stack = [w]
-        while stack:
-            for u in users.get(stack.pop(), ()):
-                if u not in seen:
-                    seen.add(u)
-                    stack.append(u)
-        return seen
-
-    tails = {w for w in ids if w.startswith("analog:")
-             and not any(d.startswith("analog:") for d in downstream(w, set()))}
-    out: set[str] = set(tails)
-    for w in tails:
-        out |= downstream(w, set())
-    return frozenset(out)
-
-
 class DecodeModel:
     """Prices prefill and decode steps of one placed decoder on the chip and on the digital baseline."""
 
-    def __init__(self, template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None,
+    def __init__(self, template: WorkloadTemplate, chip: Chip, base: DigitalBaselineSpec | None,
                  shared: dict | None = None, variant: bool = False):
         """shared: a dict kept between models of one template (the sensitivity's, one per spec variant): the
-        workloads, the axes' roles and the attention layers' chips do not depend on the spec's cost numbers.
+        workloads and the attention layers' chips do not depend on the spec's cost numbers; the reference model's
+        evaluations are kept there for the variants' leakage.
         variant: a spec variant of the sensitivity: its leakage is the reference model's (the one sharing `shared`
         without `variant`) rescaled (gating.rescaled), not gated anew (unless it moves the gating's own fields)."""
         self.template, self.chip, self.base = template, chip, base
@@ -359,51 +240,36 @@ class DecodeModel:
         self._variant = variant
         hw = chip.hw
         self.hw = hw
-        self.kv = kv_geometry(template.placed.model.config, hw)
+        self.kv = kv_geometry(template.placed.attention, hw)
         self.digital = digital_prices(hw, "energy", hw.digital.other_precision)
         kib = require(hw, "area.sram_KiB_per_tile", "activation SRAM that may hold the KV cache")
         self.sram_per_chip = kib * 1024 * hw.tile.count
         self.sram_bytes = self.sram_per_chip * chip.chips
-        if "heads" not in self._shared:
-            self._shared["heads"] = heads(template)
-        self.heads = self._shared["heads"]
-        self._analog: dict[tuple[int, int], list[Stage]] = {}
-        self._plan: dict = self._shared.setdefault("plan", {})  # role_workload's, kept across its workloads
+        self._analog: dict[int, list[Stage]] = {}  # a decode step's blocks' stages per batch (pricing.evaluate)
         self._workloads: dict = self._shared.setdefault("workloads", {})
-        self._links: dict = getattr(chip, "layouts", {})  # the blocks' chip layouts (links.crossings)
+        self._links: dict = chip.layouts  # the blocks' chip layouts (links.crossings)
         self._placements: dict[float, KvPlacement] = {}
 
-    def _workload(self, batch: int, query: int, key: int, prefill: bool) -> Workload:
-        k = (batch, query, key, prefill)
-        if k not in self._workloads:
-            self._workloads[k] = (
-                role_workload(self.template, batch, query, key, causal=True, last_only=self.heads, plan=self._plan)
-                if prefill else
-                role_workload(self.template, batch, query, key, causal=False, cache_operands=True, plan=self._plan))
-        return self._workloads[k]
+    def _workload(self, phase: Phase) -> Workload:
+        if phase not in self._workloads:
+            self._workloads[phase] = self.template.instantiate(phase)
+        return self._workloads[phase]
 
     # --- where the cache lives -----------------------------------------------------------------
-    def attention_layers(self) -> list[tuple[tuple[str, ...], int]]:
-        """(the attention matmuls' work ids, the home chip) of each layer, in graph order."""
+    def attention_layers(self) -> list[tuple[tuple[StageId, ...], int]]:
+        """(the attention matmuls' work ids, the home chip) of each attention layer of the IR, in graph order."""
         if "layers" not in self._shared:
-            work = self._workload(1, 1, 2, prefill=False)
-            where = (crossings(work, self.hw.tile.count, self.digital.bytes_per_element, self._links)[1]
-                     if self.chip.chips > 1 else {})
-            groups: dict[str, list[str]] = {}
-            for w in sorted(work.digital, key=lambda w: w.order):
-                if w.op_class == "attention":
-                    groups.setdefault(w.layer, []).append(w.id)
-            self._shared["layers"] = [(tuple(ids), min(set().union(*(where.get(i, frozenset()) for i in ids)),
-                                                       default=0)) for ids in groups.values()]
+            where = (crossings(self._workload(Phase(DECODE, 1, 2)), self.hw.tile.count,
+                               self.digital.bytes_per_element, self._links)[1] if self.chip.chips > 1 else {})
+            ids = [tuple(digital_id(m) for m in layer.matmuls) for layer in self.template.placed.attention]
+            self._shared["layers"] = [(i, min(set().union(*(where.get(w, frozenset()) for w in i)), default=0))
+                                      for i in ids]
         return self._shared["layers"]
 
     def placement(self, kv_bytes: float) -> KvPlacement:
         """The cache of `kv_bytes` (every layer, the whole batch) over the layers' chips (kv_cache.place)."""
         if kv_bytes not in self._placements:
-            layers = self.attention_layers()
-            if not layers:
-                raise UserError(f"{self.template.placed.model_info.name}: no attention matmul on the digital unit in "
-                                f"the exported graph; the KV cache traffic cannot be placed")
+            layers = self.attention_layers()  # not empty: kv_geometry refuses a model without
             cpp = self.hw.package.chips_per_package if self.hw.package is not None else None
             capacity = self.hw.memory.dram_GB_per_package if self.hw.memory is not None else None
             self._placements[kv_bytes] = place([chip for _, chip in layers], kv_bytes / len(layers),
@@ -436,99 +302,41 @@ class DecodeModel:
                  else "memory bandwidth" if memory > b.compute_s else "compute")
         return joules, seconds, bound
 
-    def _kv_traffic(self, stages: list[Stage], workload: Workload, placement: KvPlacement, held_tokens: int,
-                    read_tokens: int, write_tokens: int) -> dict[str, float]:
-        """The cache traffic of every layer on its attention stages (shared equally by QK^T and PV); the bytes by
-        tier."""
-        layers = self.attention_layers()
-        prices = KvPrices.of(self.hw, self.digital.sram_read_J_per_byte, self.digital.sram_write_J_per_byte,
-                             remote=any(layer.remote for layer in placement.layers),
-                             dram=placement.bytes_by_tier.get("dram", 0.0) > 0)
-        per_layer = self.kv.bytes(1, workload.batch) / len(layers)
-        by_id = {s.id: s for s in stages}
-        tiers: dict[str, float] = {}
-        for (ids, _), cache in zip(layers, placement.layers):
-            t = traffic(cache, read_tokens * per_layer, write_tokens * per_layer, held_tokens * per_layer, prices,
-                        LINK_COMPONENT)
-            for tier, nbytes in t.bytes_by_tier.items():
-                tiers[tier] = tiers.get(tier, 0.0) + nbytes
-            for i in ids:
-                s = by_id[i]
-                for component, joules in t.energy_J.items():
-                    s.energy_J[component] = s.energy_J.get(component, 0.0) + joules / len(ids)
-                for resource, seconds in t.busy_s.items():
-                    s.busy_s[resource] = s.busy_s.get(resource, 0.0) + seconds / len(ids)
-                    s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
-        return tiers
-
-    @staticmethod
-    def _kv_sram_bits(placement: KvPlacement) -> float:
-        """SRAM bits holding the cache: they stay powered through the step (gating.py)."""
-        return 8 * (placement.bytes_by_tier.get("sram", 0.0) + placement.bytes_by_tier.get("package sram", 0.0))
-
     # --- one workload --------------------------------------------------------------------------
-    def price(self, workload: Workload, placement: KvPlacement, held_tokens: int, read_tokens: int,
-              write_tokens: int, baseline_location: str) -> PhasePoint:
-        hw = self.hw
-        key = (workload.batch, workload.seq_len)
-        analog = self._analog.get(key) if workload.seq_len == 1 else None
-        if analog is None:  # a decode step's blocks do not depend on the context: priced once per batch
-            analog = price_on_chip(Workload(workload.batch, workload.seq_len, True, workload.analog, ()), hw,
-                                   self.chip.fill)
-            if workload.seq_len == 1:
-                self._analog[key] = analog
-        stages = analog + price_on_chip(Workload(workload.batch, workload.seq_len, True, (), workload.digital), hw,
-                                        self.chip.fill)
-        tiers = self._kv_traffic(stages, workload, placement, held_tokens, read_tokens, write_tokens)
-        if self.chip.chips > 1:
-            stages, traffic_ = add_links(stages, workload, hw, self.digital.bytes_per_element, cache=self._links)
-        else:
-            traffic_ = NO_TRAFFIC
-        timing = schedule(independent_sequences(stages, workload.batch))
-        key = ("leakage", workload.batch, workload.seq_len, read_tokens, write_tokens)
-        reference = self._shared.get(key)
-        static_J = None
-        if self._variant and reference is not None:
-            ref_leak, ref_chip = reference
-            static_J = rescaled(ref_leak, ref_chip.hw, ref_chip.area, self.chip.hw, self.chip.area, timing.latency_s)
-        if static_J is None:
-            leak = self.chip.leakage(stages, timing, retained_sram_bits=self._kv_sram_bits(placement))
-            if not self._variant:
-                self._shared[key] = (leak, self.chip)
-            static_J = leak.energy_J
-        parts: dict[str, list[float]] = {}
-        for s in stages:
-            for component, joules in s.energy_J.items():
-                parts.setdefault(component, []).append(joules)
-        parts.setdefault("static", []).append(static_J)
-        by_component = {c: math.fsum(v) for c, v in parts.items()}
-        energy = math.fsum(by_component.values())
-        kv_read, kv_write = self.kv.bytes(read_tokens, workload.batch), self.kv.bytes(write_tokens, workload.batch)
+    def price(self, phase: Phase, placement: KvPlacement, baseline_location: str) -> PhasePoint:
+        """A prefill (its prompt's K and V written) or a decode step at context c (the earlier c - 1 tokens' K and
+        V read, the new token's written), the cache as `placement` holds it, on the chip and on the baseline."""
+        workload = self._workload(phase)
+        decode = phase.kind == DECODE
+        held = read = phase.tokens - 1 if decode else 0
+        write = 1 if decode else phase.tokens
+        layers = self.attention_layers()
+        kv = KvTraffic(placement, tuple(ids for ids, _ in layers), self.kv.bytes(1, workload.batch) / len(layers),
+                       held, read, write)
+        key = ("leakage", workload.batch, workload.seq_len, read, write)
+        ev = evaluate(workload, self.chip, kv, reference=self._shared.get(key) if self._variant else None,
+                      exact=False, analog_cache=self._analog if decode else None)
+        if not self._variant:
+            self._shared[key] = ev
+        timing = ev.schedule
+        kv_read, kv_write = self.kv.bytes(read, workload.batch), self.kv.bytes(write, workload.batch)
         base_J = base_s = 0.0
         base_bound = ""
         if self.base is not None:
             base_J, base_s, base_bound = self.baseline_point(workload, kv_read, kv_write, baseline_location)
-        links = sum(1 for name in timing.critical_path if name.startswith("chip ") and "->" in name)
+        links = sum(1 for sid in timing.critical_path if sid.kind == LINK)
         bound = (f"busiest resource ({timing.bottleneck})" if timing.period_s >= timing.critical_path_s
                  else "pipeline depth (critical path" + (f", {links} chip-link crossings on it)" if links else ")"))
-        return PhasePoint(batch=workload.batch, context=0, energy_J=energy, latency_s=timing.latency_s,
-                          kv_bytes_moved=kv_read + kv_write, kv_location=placement.location, links=traffic_,
-                          attention_macs=workload.attention_macs, baseline_energy_J=base_J, baseline_latency_s=base_s,
-                          baseline_kv_location=baseline_location, energy_by_component_J=by_component,
-                          bound=bound, baseline_bound=base_bound, layer_latency_s=layer_spans(stages, timing),
-                          kv_bytes_by_tier=tiers, bound_s=critical_path_by_kind(stages, timing))
+        return PhasePoint(batch=workload.batch, context=phase.tokens, energy_J=ev.energy_J,
+                          latency_s=timing.latency_s, kv_bytes_moved=kv_read + kv_write,
+                          kv_location=placement.location, links=ev.links, attention_macs=workload.attention_macs,
+                          baseline_energy_J=base_J, baseline_latency_s=base_s, baseline_kv_location=baseline_location,
+                          energy_by_component_J=ev.energy_by_component_J, bound=bound, baseline_bound=base_bound,
+                          layer_latency_s=layer_spans(ev.stages, timing), kv_bytes_by_tier=ev.kv_bytes_by_tier,
+                          bound_s=critical_path_by_kind(ev.stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())
-
-    def prefill(self, batch: int, seq_len: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        work = self._workload(batch, seq_len, seq_len, prefill=True)
-        return _at(self.price(work, placement, 0, 0, seq_len, baseline_location), seq_len)
-
-    def step(self, batch: int, context: int, placement: KvPlacement, baseline_location: str) -> PhasePoint:
-        """One decode step at `context`: the earlier context - 1 tokens' K and V read, the new token's written."""
-        work = self._workload(batch, 1, context, prefill=False)
-        return _at(self.price(work, placement, context - 1, context - 1, 1, baseline_location), context)
 
     def generation(self, batch: int, seq_len: int, gen_len: int, samples: int = GENERATION_SAMPLES) -> Generation:
         final = seq_len + gen_len
@@ -536,8 +344,9 @@ class DecodeModel:
         where = self.placement(kv_bytes)
         base_loc = self.baseline_kv_location(kv_bytes, self.weight_bytes()) if self.base else ""
         contexts = step_contexts(seq_len, gen_len, samples)
-        return Generation(batch=batch, prefill=self.prefill(batch, seq_len, where, base_loc),
-                          steps=tuple(self.step(batch, c, where, base_loc) for c in contexts), gen_len=gen_len,
+        return Generation(batch=batch, prefill=self.price(Phase(PREFILL, batch, seq_len), where, base_loc),
+                          steps=tuple(self.price(Phase(DECODE, batch, c), where, base_loc) for c in contexts),
+                          gen_len=gen_len,
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
                           kv_placement=where)
 
@@ -549,11 +358,11 @@ class DecodeModel:
         (serving.py: where the cache and the weights live is decided for the full depth)."""
         weights = self.weight_bytes() if weight_bytes is None else weight_bytes
         where = baseline_kv_location(base, self.kv.bytes(seq_len + gen_len, batch) * layers_scale, weights)
-        pre_J, pre_s, _ = self.baseline_point(self._workload(batch, seq_len, seq_len, prefill=True), 0.0,
+        pre_J, pre_s, _ = self.baseline_point(self._workload(Phase(PREFILL, batch, seq_len)), 0.0,
                                               self.kv.bytes(seq_len, batch), where, base)
         joules, seconds, bound = [], [], ""
         for c in step_contexts(seq_len, gen_len):
-            j, t, bound = self.baseline_point(self._workload(batch, 1, c, prefill=False), self.kv.bytes(c - 1, batch),
+            j, t, bound = self.baseline_point(self._workload(Phase(DECODE, batch, c)), self.kv.bytes(c - 1, batch),
                                               self.kv.bytes(1, batch), where, base)
             joules.append((c, j))
             seconds.append((c, t))
@@ -568,7 +377,7 @@ class DecodeModel:
         for c in contexts:
             kv = self.kv.bytes(c, batch)
             base_loc = self.baseline_kv_location(kv, self.weight_bytes()) if self.base else ""
-            out.append(self.step(batch, c, self.placement(kv), base_loc))
+            out.append(self.price(Phase(DECODE, batch, c), self.placement(kv), base_loc))
         return out
 
 
@@ -580,19 +389,19 @@ def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_byte
     return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
 
 
-def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: Generation, seq_len: int,
+def generation_ranges(template: WorkloadTemplate, chip: Chip, shared: dict, gen: Generation, seq_len: int,
                       gen_len: int) -> dict:
     """How sure the AIMC side of a generation is: every cost number of the spec with an uncertainty moved to
     x (1 - u) and x (1 + u) alone (sensitivity.py), the generation repriced at its first and last step (linear in
     between; the leakage rescaled from the reported evaluation's, gating.rescaled), and the root-sum-square of the
     relative deviations applied to the reported value. Also the three fields that swing each metric most."""
-    def evaluate(hw: Any) -> dict[str, float]:
+    def metrics(hw: HardwareSpec) -> dict[str, float]:
         g = DecodeModel(template, chip.with_hw(hw), None, shared, variant=True).generation(
             gen.batch, seq_len, gen_len, samples=RANGE_SAMPLES)
         return {"ttft_s": g.prefill.latency_s, "tokens_per_s": g.tokens_per_s or 0.0,
                 "energy_per_token_J": g.energy_per_token_J}
 
-    sens = sensitivity(chip.hw, evaluate)
+    sens = sensitivity(chip.hw, metrics)
     value = {"ttft_s": gen.prefill.latency_s, "tokens_per_s": gen.tokens_per_s or 0.0,
              "energy_per_token_J": gen.energy_per_token_J}
     out: dict[str, Any] = {}
@@ -606,29 +415,7 @@ def generation_ranges(template: WorkloadTemplate, chip: Any, shared: dict, gen: 
     return out
 
 
-def _at(p: PhasePoint, context: int) -> PhasePoint:
-    return replace(p, context=context)
-
-
-def is_causal_lm(template: WorkloadTemplate) -> bool:
-    return template.placed.model_info.task == "causal-lm" and template.has_sequence_dim
-
-
-def forward_workload(template: WorkloadTemplate) -> Callable[[int, int], Workload]:
-    """How one inference of `seq_len` tokens is instantiated: a causal LM's is its prefill (the masked half of
-    attention skipped, the LM head on the last position), any other model's the plain forward."""
-    if not is_causal_lm(template):
-        return template.instantiate
-    plan, last = {}, heads(template)
-
-    def prefill(batch: int, seq_len: int) -> Workload:
-        if template.max_seq_len is not None and seq_len > template.max_seq_len:
-            raise UserError(f"seq_len {seq_len} exceeds the {template.max_seq_len} positions this model accepts")
-        return role_workload(template, batch, seq_len, seq_len, causal=True, last_only=last, plan=plan)
-    return prefill
-
-
-def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
+def decode_cost(template: WorkloadTemplate, chip: Chip, base: DigitalBaselineSpec | None, batch: int, seq_len: int,
                 gen_len: int, progress: Callable[[str], None] | None = None, baseline_chips: int = 1,
                 range_batches: tuple[int, ...] = ()) -> DecodeCost:
     """Prefill of `seq_len` tokens and `gen_len` decode steps, at `batch` and at the batch table's sizes;
@@ -684,10 +471,9 @@ def decode_cost(template: WorkloadTemplate, chip: Any, base: DigitalBaselineSpec
            if any(p.experts for p in template.placed.analog_layers()) else ())
     return DecodeCost(batch=batch, seq_len=seq_len, gen_len=gen_len, kv=kv, sram_bytes=model.sram_bytes,
                       run=run, by_batch=tuple(by_batch), curve=tuple(model.curve(batch, contexts)),
-                      lm_head=tuple(sorted(w.split(":", 1)[1] for w in model.heads if w.startswith("analog:"))),
+                      lm_head=tuple(sorted(w.name for w in template.heads() if w.kind == ANALOG)),
                       baseline_weights=weights_where, baseline_weight_bytes=weight_bytes,
                       assumptions=assumptions, baseline_chips=baseline_chips)
 
 
-__all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "heads", "is_causal_lm", "kv_geometry",
-           "role_workload"]
+__all__ = ["DecodeCost", "DecodeModel", "KvGeometry", "decode_cost", "kv_geometry"]

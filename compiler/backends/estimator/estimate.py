@@ -2,72 +2,27 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from compiler.config import DEFAULT_SEQ_LEN
 from compiler.errors import UserError
 from compiler.hw_spec import DigitalBaselineSpec, HardwareSpec, load_baseline_spec
 from compiler.ir import PlacedGraph
-from compiler.backends.estimator.area import ChipArea, chip_area
 from compiler.backends.estimator.baseline import BaselineCost, parse_scale, price_on_baseline, scale_baseline
 from compiler.backends.estimator.calibration import validation_summary
-from compiler.backends.estimator.chip import price_on_chip
 from compiler.backends.estimator.components import COMPONENTS
-from compiler.backends.estimator.decode import decode_cost, forward_workload, is_causal_lm
-from compiler.backends.estimator.gating import Leakage, leakage, rescaled, same_activity
-from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic, add_links
-from compiler.backends.estimator.options import tiles_powered, weight_sram_bits
+from compiler.backends.estimator.decode import decode_cost
 from compiler.backends.estimator.peak import peak_throughput
-from compiler.backends.estimator.prices import (PRECISION_BYTES, check_prices, digital_prices, tile_mvm_energy,
-                                                tile_prices)
+from compiler.backends.estimator.prices import check_prices, digital_prices, tile_mvm_energy, tile_prices
+from compiler.backends.estimator.pricing import Chip, Evaluation, evaluate
 from compiler.backends.estimator.pulses import pulse_pricing
 from compiler.backends.estimator.report import STATIC_LAYER, CostReport, LayerCost, StageCost, SeriesPoint
-from compiler.backends.estimator.schedule import Schedule, Stage, independent_sequences, schedule
+from compiler.backends.estimator.schedule import TILE, Schedule, Stage
 from compiler.backends.estimator.sensitivity import sensitivity as one_at_a_time
 from compiler.backends.estimator.workload import Workload, WorkloadTemplate
 
 SEQ_LEN_SERIES = (16, 32, 64, 128, 256, 512, 1024, 2048)
 SWEEP_BATCHES = (1, 2, 4, 8, 16, 32, 64)
-
-
-@dataclass(frozen=True)
-class _Chip:
-    """What the spec and the placement fix: the area, the tiles in use, the pulse lengths."""
-    hw: HardwareSpec
-    area: ChipArea
-    tiles_used: int
-    chips: int
-    fill: Mapping[int, float]
-    layouts: dict = field(default_factory=dict, compare=False)  # the blocks' chip layouts (links.py), reused
-    weight_sram_bits: int = 0        # SRAM bits holding digital blocks' weights (--accuracy-budget), powered
-
-    def with_hw(self, hw: HardwareSpec) -> "_Chip":
-        return _Chip(hw, chip_area(hw), self.tiles_used, self.chips, self.fill, self.layouts, self.weight_sram_bits)
-
-    def leakage(self, stages: list[Stage], timing: Schedule, retained_sram_bits: float = 0.0) -> Leakage:
-        """The leakage of `stages` run as `timing` on these chips, idle tiles and units gated (gating.py); the SRAM
-        holding digital blocks' weights (and `retained_sram_bits` more: a KV cache) stays powered."""
-        return leakage(self.hw, self.area, self.chips, stages, timing, tiles_working=self.tiles_used,
-                       retained_sram_bits=self.weight_sram_bits + retained_sram_bits)
-
-
-@dataclass
-class _Evaluation:
-    workload: Workload
-    stages: list[Stage]
-    schedule: Schedule
-    leakage: Leakage
-    baseline: BaselineCost | None
-    links: LinkTraffic = NO_TRAFFIC
-
-    @property
-    def static_J(self) -> float:
-        return self.leakage.energy_J
-
-    @property
-    def energy_J(self) -> float:
-        return math.fsum(j for s in self.stages for j in s.energy_J.values()) + self.static_J
 
 
 def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,
@@ -92,18 +47,17 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
     hw = placed.hw
     check_prices(hw)  # every field present, every derived price finite: one UserError before any work
     pulses = pulse_pricing(placed, calibration, input_fill)
-    chip = _Chip(hw, chip_area(hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
-                 weight_sram_bits=weight_sram_bits(placed))
+    chip = Chip.of(placed, pulses.fill)
     template = WorkloadTemplate(placed)
-    forward = forward_workload(template)  # a causal LM's inference is its prefill (decode.py)
-    main = _evaluate(forward(batch, seq_len), chip, None)
+    main = evaluate(_inference(template, batch, seq_len), chip)
     scaled = scale_baseline(base, hw, baseline_scale, chip.chips * chip.area.chip_mm2,
                             main.energy_J / main.schedule.latency_s if main.schedule.latency_s else 0.0)
     base = scaled.spec
-    main.baseline = price_on_baseline(main.workload, base, hw)
+    main_baseline = price_on_baseline(main.workload, base, hw)
     layers, by_component = _breakdowns(main)
-    axis, points = _sweep(template, forward, chip, base, batch, seq_len, main)
-    tile_busy = {int(r.split()[1]): s for r, s in main.schedule.resource_busy_s.items() if r.startswith("tile ")}
+    axis, points = _sweep(template, chip, base, batch, seq_len, main, main_baseline)
+    tile_busy = {r.index: s for r, s in main.schedule.resource_busy_s.items() if r.kind == TILE}
+    names = {s.id: s.name for s in main.stages}
     period = main.schedule.period_s
     return CostReport(
         model=placed.model_info.name, hw=hw.name, hw_file=hw.source_file, batch=batch,
@@ -113,17 +67,16 @@ def estimate(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN
         stages=tuple(StageCost(s.name, s.layer, math.fsum(s.energy_J.values()), max(s.busy_s.values(), default=0.0))
                      for s in main.stages),
         counts=_counts(main.stages), action_energies_J=_action_energies(hw),
-        critical_path=tuple(main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
+        critical_path=tuple(names[i] for i in main.schedule.critical_path), bottleneck=main.schedule.bottleneck,
         tile_utilization={t: busy / period for t, busy in sorted(tile_busy.items())} if period else {},
-        peak=peak_throughput(hw), baseline=main.baseline, sweep_axis=axis, sweep=tuple(points),
+        peak=peak_throughput(hw), baseline=main_baseline, sweep_axis=axis, sweep=tuple(points),
         area=chip.area, chips=chip.chips, tiles_used=chip.tiles_used, leakage=main.leakage, pulses=pulses,
-        sensitivity=one_at_a_time(hw, lambda h: _metrics(main.workload, chip.with_hw(h), placed.replicas,
-                                                         (main, chip)))
+        sensitivity=one_at_a_time(hw, lambda h: _metrics(main, chip.with_hw(h), placed.replicas))
         if sensitivity else None,
         links=main.links, decode=decode_cost(
             template, chip, base, batch, seq_len, gen_len, baseline_chips=scaled.chips,
             range_batches=tuple(decode_range_batches) if decode_range_batches is not None
-            else (batch,) if sensitivity else ()) if gen_len is not None and is_causal_lm(template) else None,
+            else (batch,) if sensitivity else ()) if gen_len is not None and template.causal_lm else None,
         replicas=placed.replicas, validation=validation_summary(hw), baseline_scaling=scaled)
 
 
@@ -134,10 +87,7 @@ def inference_schedule(placed: PlacedGraph, seq_len: int,
     placement's latency is the cost's. `template` may be reused across calls while the blocks stay the same (the
     segments are read again each call)."""
     template = template or WorkloadTemplate(placed)
-    forward = forward_workload(template)
-    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), {},
-                 weight_sram_bits=weight_sram_bits(placed))
-    ev = _evaluate(forward(1, min(seq_len, template.max_seq_len or seq_len)), chip, None)
+    ev = evaluate(_inference(template, 1, min(seq_len, template.max_seq_len or seq_len)), Chip.of(placed, {}))
     return ev.stages, ev.schedule
 
 
@@ -146,47 +96,26 @@ def inference_cost(placed: PlacedGraph, batch: int = 1, seq_len: int = DEFAULT_S
     """(energy J with static, latency s) of one inference as `estimate` prices it, without its series, baseline
     and ranges: what --accuracy-budget compares block options by (compiler/budget)."""
     pulses = pulse_pricing(placed, calibration, None)
-    chip = _Chip(placed.hw, chip_area(placed.hw), tiles_powered(placed), max(placed.chips_used, 1), pulses.fill,
-                 weight_sram_bits=weight_sram_bits(placed))
-    ev = _evaluate(forward_workload(WorkloadTemplate(placed))(batch, seq_len), chip, None)
+    ev = evaluate(_inference(WorkloadTemplate(placed), batch, seq_len), Chip.of(placed, pulses.fill))
     return ev.energy_J, ev.schedule.latency_s
 
 
-def _scheduled(workload: Workload, chip: _Chip) -> tuple[list[Stage], LinkTraffic, Schedule]:
-    """The priced stages of one evaluation, its chip-link traffic and its schedule (its leakage not yet)."""
-    stages = price_on_chip(workload, chip.hw, chip.fill)
-    links = NO_TRAFFIC
-    if chip.chips > 1:  # activations of consecutive layers on different chips cross a chip-to-chip link
-        act = PRECISION_BYTES[chip.hw.digital.other_precision]
-        stages, links = add_links(stages, workload, chip.hw, act, cache=chip.layouts)
-    if workload.has_sequence_dim:  # the batch's sequences are independent: they pipeline (schedule.py)
-        independent_sequences(stages, workload.batch)
-    return stages, links, schedule(stages)
+def _inference(template: WorkloadTemplate, batch: int, seq_len: int) -> Workload:
+    """One inference's workload: a causal LM's prefill, any other model's forward (WorkloadTemplate.inference)."""
+    return template.instantiate(template.inference(batch, seq_len))
 
 
-def _evaluate(workload: Workload, chip: _Chip, base: DigitalBaselineSpec | None) -> _Evaluation:
-    stages, links, timing = _scheduled(workload, chip)
-    return _Evaluation(workload, stages, timing, chip.leakage(stages, timing),
-                       price_on_baseline(workload, base, chip.hw) if base is not None else None, links)
+def _metrics(reference: Evaluation, chip: Chip, replicas: int) -> dict[str, float]:
+    """Energy, latency and area of the reported evaluation's workload on `chip` (the sensitivity's measure): the
+    area of every chip of every replica, as CostReport.area_mm2 counts it, so the range brackets the figure the report
+    shows; the leakage the reported evaluation's rescaled where the variant's schedule keeps the same activity
+    (pricing.evaluate), else gated anew."""
+    ev = evaluate(reference.workload, chip, reference=reference)
+    return {"energy_J": ev.energy_J, "latency_s": ev.schedule.latency_s,
+            "area_mm2": replicas * chip.chips * chip.area.chip_mm2}
 
 
-def _metrics(workload: Workload, chip: _Chip, replicas: int, reference: tuple[_Evaluation, _Chip]
-             ) -> dict[str, float]:
-    """Energy, latency and area of one evaluation (the sensitivity's measure): the area of every chip of every
-    replica, as CostReport.area_mm2 counts it, so the range brackets the figure the report shows. The leakage is
-    the reported evaluation's (`reference`) rescaled (gating.rescaled) where the variant's stages and schedule are
-    its own, so the gating is; else gated anew."""
-    ref, ref_chip = reference
-    stages, _, timing = _scheduled(workload, chip)
-    static_J = (rescaled(ref.leakage, ref_chip.hw, ref_chip.area, chip.hw, chip.area, timing.latency_s)
-                if same_activity(stages, timing, ref.stages, ref.schedule) else None)
-    if static_J is None:
-        static_J = chip.leakage(stages, timing).energy_J
-    energy = math.fsum(j for s in stages for j in s.energy_J.values()) + static_J
-    return {"energy_J": energy, "latency_s": timing.latency_s, "area_mm2": replicas * chip.chips * chip.area.chip_mm2}
-
-
-def _breakdowns(ev: _Evaluation) -> tuple[list[LayerCost], dict[str, float]]:
+def _breakdowns(ev: Evaluation) -> tuple[list[LayerCost], dict[str, float]]:
     """Per layer x component energies; both breakdowns are sums of the same cells."""
     order = {w.id: w.order for w in ev.workload.analog + ev.workload.digital}
     cells: dict[str, dict[str, list[float]]] = {}
@@ -244,8 +173,8 @@ def _action_energies(hw: HardwareSpec) -> dict[str, float]:
     }
 
 
-def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], chip: _Chip,
-           base: DigitalBaselineSpec, batch: int, seq_len: int, main: _Evaluation) -> tuple[str, list[SeriesPoint]]:
+def _sweep(template: WorkloadTemplate, chip: Chip, base: DigitalBaselineSpec, batch: int, seq_len: int,
+           main: Evaluation, main_baseline: BaselineCost) -> tuple[str, list[SeriesPoint]]:
     """Energy and latency of the chip and of the digital baseline along sequence length (or batch)."""
     if template.has_sequence_dim:
         limit = template.max_seq_len or max(SEQ_LEN_SERIES)
@@ -255,7 +184,8 @@ def _sweep(template: WorkloadTemplate, forward: Callable[[int, int], Workload], 
         axis, settings = "batch", [(b, seq_len) for b in sorted(set(SWEEP_BATCHES) | {batch})]
     points = []
     for b, s in settings:
-        ev = main if (b, s) == (batch, seq_len) else _evaluate(forward(b, s), chip, base)
+        ev = main if (b, s) == (batch, seq_len) else evaluate(_inference(template, b, s), chip)
+        cost = main_baseline if ev is main else price_on_baseline(ev.workload, base, chip.hw)
         points.append(SeriesPoint(batch=b, seq_len=s, energy_J=ev.energy_J, latency_s=ev.schedule.latency_s,
-                                 baseline_energy_J=ev.baseline.energy_J, baseline_latency_s=ev.baseline.latency_s))
+                                 baseline_energy_J=cost.energy_J, baseline_latency_s=cost.latency_s))
     return axis, points

@@ -18,21 +18,20 @@ chip's are (an upper bound on their leakage when a model spans chips).
 from __future__ import annotations
 
 import collections
-import functools
 import math
+import operator
 from dataclasses import dataclass
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.area import ChipArea
-from compiler.backends.estimator.chip import ATTENTION_UNITS, DIGITAL_UNITS
 from compiler.backends.estimator.fields import NS, require
-from compiler.backends.estimator.schedule import Schedule, Stage
+from compiler.backends.estimator.schedule import (ATTENTION_UNITS, DIGITAL_UNITS, TILE, Busy, Resource, Schedule,
+                                                  Stage)
 from compiler.backends.estimator.static import SRAM, node_warnings, shared_leakage_W, static_power, tile_leakage_W
 
 GATING_FIELDS = ("power_gating", "gating_tiles", "gate_break_even_ns", "gated_leakage_fraction")  # static.*
 
 SHARED_RESOURCE = {"digital_units": DIGITAL_UNITS, "attention_units": ATTENTION_UNITS}  # area component -> resource
-TILE_PREFIX = "tile "
 
 
 @dataclass(frozen=True)
@@ -144,8 +143,17 @@ def same_activity(stages: list[Stage], timing: Schedule, ref_stages: list[Stage]
     if timing.latency_s != ref_timing.latency_s or len(stages) != len(ref_stages):
         return False
     return all(a.id == b.id and a.vectors == b.vectors and timing.start_s.get(a.id) == ref_timing.start_s.get(b.id)
-               and timing.finish_s.get(a.id) == ref_timing.finish_s.get(b.id) and a.busy_s == b.busy_s
+               and timing.finish_s.get(a.id) == ref_timing.finish_s.get(b.id) and _same_busy(a.busy_s, b.busy_s)
                for a, b in zip(stages, ref_stages))
+
+
+def _same_busy(a: dict, b: dict) -> bool:
+    """a == b, without reading every entry of two Busy dicts (equal keys: equal contents)."""
+    if a is b:
+        return True
+    if type(a) is Busy and type(b) is Busy and a.key == b.key:
+        return True
+    return a == b
 
 
 def _effective_s(on_s: float, off_s: float, wakes: float, gate: _Gate) -> float:
@@ -160,12 +168,12 @@ Group = tuple[tuple[Span, ...], int, int]  # the spans some tile domains share, 
 
 
 def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_domain: int
-              ) -> tuple[list[Group], dict[str, list[Span]]]:
+              ) -> tuple[list[Group], dict[Resource, list[Span]]]:
     """The tile domains in groups that share their spans, and per shared resource its spans. A stage's busy time on
     a domain is its busiest tile's there (the tiles of a block work in parallel). A domain only one stage uses has
     that stage's span: such domains are grouped by their busy time (a decoder's 28,628 tiles are a few hundred
     groups); a domain several stages use has the list of their spans."""
-    shared: dict[str, list[Span]] = {}
+    shared: dict[Resource, list[Span]] = {}
     used: list[tuple[float, float, int, _StageDomains]] = []
     for stage in stages:
         start, finish = timing.start_s.get(stage.id), timing.finish_s.get(stage.id)
@@ -175,12 +183,9 @@ def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_do
             if resource in stage.busy_s:
                 shared.setdefault(resource, []).append((start, finish, stage.busy_s[resource], stage.vectors))
         domains = _stage_domains(stage.busy_s, tiles_per_chip, per_domain)
-        if domains.busiest:
+        if domains.keys:
             used.append((start, finish, stage.vectors, domains))
-    touched: collections.Counter = collections.Counter()
-    for *_, domains in used:
-        touched.update(domains.keys)
-    several = {d for d, uses in touched.items() if uses > 1}
+    several = _several([domains.keys for *_, domains in used])
     groups: list[Group] = []
     spans_of: dict[tuple[int, int], list[Span]] = {}
     for start, finish, vectors, domains in used:
@@ -194,34 +199,117 @@ def _activity(stages: list[Stage], timing: Schedule, tiles_per_chip: int, per_do
     return groups, shared
 
 
-@dataclass(frozen=True)
+_SEVERAL: list = [(), frozenset()]  # the last stages' domain sets (the very objects) and the domains they share
+
+
+def _several(keys: list[frozenset]) -> frozenset:
+    """The domains more than one of these sets holds. The stages of an evaluation bring the same sets (their
+    blocks' structures) as the evaluation before mostly: then the last answer."""
+    if len(keys) == len(_SEVERAL[0]) and all(map(operator.is_, keys, _SEVERAL[0])):
+        return _SEVERAL[1]
+    touched: collections.Counter = collections.Counter()
+    for k in keys:
+        touched.update(k)
+    several = frozenset(d for d, uses in touched.items() if uses > 1)
+    _SEVERAL[:] = [tuple(keys), several]
+    return several
+
+
 class _StageDomains:
-    busiest: dict[tuple[int, int], float]      # (chip, domain) -> the longest busy time of its tiles
+    """The tile domains one stage keeps busy: their keys (chip, domain), busy time -> (domains, tiles) with it, and
+    per domain its longest busy time among its tiles (`busiest`, worked out when first read: only where domains
+    are shared between stages)."""
+    __slots__ = ("keys", "by_busy", "_busiest", "_make")
+
+    def __init__(self, keys: frozenset, by_busy: dict[float, tuple[int, int]],
+                 busiest: dict[tuple[int, int], float] | None = None, make=None):
+        self.keys, self.by_busy, self._busiest, self._make = keys, by_busy, busiest, make
+
+    @property
+    def busiest(self) -> dict[tuple[int, int], float]:
+        if self._busiest is None:
+            self._busiest = self._make()
+        return self._busiest
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """Where a Busy's resources fall in power domains, whatever their seconds: the domains (in the order of their
+    first tile), each one's value indices (Busy.which of its tiles), and the distinct index tuples with how many
+    domains and tiles have each (in the order of their first domain)."""
     keys: frozenset
-    by_busy: dict[float, tuple[int, int]]      # busy time -> (domains, tiles) with it
+    domains: dict[tuple[int, int], tuple[int, ...]]
+    groups: tuple[tuple[tuple[int, ...], int, int], ...]
 
 
-_DOMAINS: dict[tuple[int, int, int], tuple[dict, int, _StageDomains]] = {}  # id(busy_s), ... -> (busy_s, size, ...)
+_NO_DOMAINS = _StageDomains(frozenset(), {}, {})
+# (id(busy_s), tiles per chip, tiles per domain) -> (busy_s, size, its domains)
+_DOMAINS: dict[tuple, tuple[dict, int, _StageDomains]] = {}
+_STRUCTURES: dict[tuple, _Structure] = {}  # (Busy serial, tiles per chip, tiles per domain) -> its structure
 
 
-def _stage_domains(busy_s: dict[str, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
-    """The tile domains one stage keeps busy. A decoder's steps reuse their weight blocks' stages (and their busy
-    dicts, tens of thousands of tiles): worked out once per dict."""
+def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domain: int) -> _StageDomains:
+    """The tile domains one stage keeps busy. A Busy (a weight block's tiles) from its structure and its few values;
+    another dict worked out once per dict (a decoder's steps reuse their weight blocks' stages)."""
+    if type(busy_s) is Busy:
+        return _busy_domains(busy_s, tiles_per_chip, per_domain)
+    if len(busy_s) <= 2 and all(r.kind != TILE for r in busy_s):
+        return _NO_DOMAINS  # a digital op's, a link's: no tile
     key = (id(busy_s), tiles_per_chip, per_domain)
     hit = _DOMAINS.get(key)
     if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
         return hit[2]
     busiest: dict[tuple[int, int], float] = {}
-    for resource, seconds in busy_s.items():
-        domain = _domain_of(resource, tiles_per_chip, per_domain)
-        if domain is not None and seconds > busiest.get(domain, -1.0):
+    for (kind, tile), seconds in busy_s.items():
+        if kind != TILE:
+            continue
+        domain = _domain(tile, tiles_per_chip, per_domain)
+        if seconds > busiest.get(domain, -1.0):
             busiest[domain] = seconds
-    result = _StageDomains(busiest, frozenset(busiest), _by_busy(busiest, tiles_per_chip, per_domain))
+    result = _StageDomains(frozenset(busiest), _by_busy(busiest, tiles_per_chip, per_domain), busiest)
     if len(busy_s) > 64:  # only the big ones are worth keeping (a weight block's tiles)
         if len(_DOMAINS) > 4096:
             _DOMAINS.clear()
         _DOMAINS[key] = (busy_s, len(busy_s), result)
     return result
+
+
+def _busy_domains(busy: Busy, tiles_per_chip: int, per_domain: int) -> _StageDomains:
+    """_stage_domains of a Busy, as the loop over its resources would have it (a domain's busy time the max of its
+    tiles'; by_busy in the order of each time's first domain), from its structure: O(distinct index tuples)."""
+    serial, values = busy.key
+    structure = _STRUCTURES.get((serial, tiles_per_chip, per_domain))
+    if structure is None:
+        if len(_STRUCTURES) >= 8192:  # a layout's structures live as long as chip.py keeps the layout, at most
+            _STRUCTURES.clear()
+        structure = _STRUCTURES[(serial, tiles_per_chip, per_domain)] = _structure(busy, tiles_per_chip, per_domain)
+    by_busy: dict[float, tuple[int, int]] = {}
+    for which, n, tiles in structure.groups:
+        seconds = max([values[i] for i in which])
+        old = by_busy.get(seconds)
+        by_busy[seconds] = (n, tiles) if old is None else (old[0] + n, old[1] + tiles)
+    return _StageDomains(structure.keys, by_busy, make=lambda: {
+        d: max([values[i] for i in which]) for d, which in structure.domains.items()})
+
+
+def _domain(tile: int, tiles_per_chip: int, per_domain: int) -> tuple[int, int]:
+    """(chip, power domain) of a tile."""
+    return tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain
+
+
+def _structure(busy: Busy, tiles_per_chip: int, per_domain: int) -> _Structure:
+    indices: dict[tuple[int, int], set[int]] = {}
+    for (kind, tile), i in zip(busy.resources, busy.which):
+        if kind == TILE:
+            indices.setdefault(_domain(tile, tiles_per_chip, per_domain), set()).add(i)
+    shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple object per distinct index tuple
+    domains = {d: shared.setdefault(t, t) for d, t in ((d, tuple(sorted(i))) for d, i in indices.items())}
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for d, which in domains.items():
+        group = groups.setdefault(which, [0, 0])
+        group[0] += 1
+        group[1] += _tiles_in(d, tiles_per_chip, per_domain)
+    return _Structure(frozenset(domains), domains, tuple((w, n, t) for w, (n, t) in groups.items()))
 
 
 def _by_busy(busiest: dict[tuple[int, int], float], tiles_per_chip: int, per_domain: int
@@ -235,16 +323,6 @@ def _by_busy(busiest: dict[tuple[int, int], float], tiles_per_chip: int, per_dom
 
 def _tiles_in(domain: tuple[int, int], tiles_per_chip: int, per_domain: int) -> int:
     return min(per_domain, tiles_per_chip - domain[1] * per_domain)
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def _domain_of(resource: str, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
-    """(chip, power domain) of a tile's resource name ("tile N"), None for another resource (worked out once per
-    name: a decoder's steps name tens of thousands of tiles, each many times)."""
-    if not resource.startswith(TILE_PREFIX):
-        return None
-    tile = int(resource[len(TILE_PREFIX):])
-    return tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain
 
 
 def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:

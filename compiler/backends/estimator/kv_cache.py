@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.fields import PJ, require
+from compiler.backends.estimator.links import LINK_COMPONENT
+from compiler.backends.estimator.prices import DigitalPrices
+from compiler.backends.estimator.schedule import CHIP_LINK, DRAM_PACKAGE, Resource, Stage, StageId
 
 LOCAL, PACKAGE, DRAM = "sram", "package sram", "dram"
 TIERS = (LOCAL, PACKAGE, DRAM)
@@ -156,7 +159,7 @@ class KvPrices:
 class LayerTraffic:
     """A layer's cache traffic in one workload: energy by component, and seconds by resource."""
     energy_J: dict[str, float]
-    busy_s: dict[str, float]
+    busy_s: dict[Resource, float]
     bytes_by_tier: dict[str, float]
 
 
@@ -180,17 +183,44 @@ def traffic(layer: LayerCache, read_bytes: float, write_bytes: float, held_bytes
     energy = {KV_COMPONENT: r_own * p.sram_read_J + w_own * p.sram_write_J
               + remote_r * (2 * p.sram_read_J + p.sram_write_J) + remote_w * p.sram_write_J
               + (r_dram + w_dram) * p.dram_J}
-    busy: dict[str, float] = {}
+    busy: dict[Resource, float] = {}
     if remote_r or remote_w:
         energy[link_component] = (remote_r + remote_w) * p.link_J
-        for chip, nbytes in r_remote.items():  # each sending chip's link (links.py names them so)
-            busy[f"chip link {chip}"] = busy.get(f"chip link {chip}", 0.0) + nbytes * p.link_s
+        for chip, nbytes in r_remote.items():  # each sending chip's link (links.py's resource)
+            link = Resource(CHIP_LINK, chip)
+            busy[link] = busy.get(link, 0.0) + nbytes * p.link_s
         if remote_w:
-            busy[f"chip link {layer.chip}"] = busy.get(f"chip link {layer.chip}", 0.0) + remote_w * p.link_s
+            link = Resource(CHIP_LINK, layer.chip)
+            busy[link] = busy.get(link, 0.0) + remote_w * p.link_s
     if r_dram or w_dram:
-        busy[f"dram package {layer.package}"] = (r_dram + w_dram) / p.dram_Bps_per_package
+        busy[Resource(DRAM_PACKAGE, layer.package)] = (r_dram + w_dram) / p.dram_Bps_per_package
     return LayerTraffic(energy, busy, {LOCAL: r_own + w_own, PACKAGE: remote_r + remote_w, DRAM: r_dram + w_dram})
 
 
-__all__ = ["DRAM", "KV_COMPONENT", "KvPlacement", "KvPrices", "LOCAL", "LayerCache", "PACKAGE", "TIERS", "place",
-           "traffic"]
+def load_stages(stages: list[Stage], layers: tuple[tuple[StageId, ...], ...], placement: KvPlacement,
+                hw: HardwareSpec, digital: DigitalPrices, layer_bytes: float, held: int, read: int, write: int
+                ) -> dict[str, float]:
+    """Each attention layer's cache traffic (`layer_bytes` per token position: `read` positions read, `write`
+    appended after `held`) added to its stages in `stages` (shared equally by QK^T and PV); the bytes moved by
+    tier."""
+    prices = KvPrices.of(hw, digital.sram_read_J_per_byte, digital.sram_write_J_per_byte,
+                         remote=any(layer.remote for layer in placement.layers),
+                         dram=placement.bytes_by_tier.get(DRAM, 0.0) > 0)
+    by_id = {s.id: s for s in stages}
+    tiers: dict[str, float] = {}
+    for ids, cache in zip(layers, placement.layers):
+        t = traffic(cache, read * layer_bytes, write * layer_bytes, held * layer_bytes, prices, LINK_COMPONENT)
+        for tier, nbytes in t.bytes_by_tier.items():
+            tiers[tier] = tiers.get(tier, 0.0) + nbytes
+        for i in ids:
+            s = by_id[i]
+            for component, joules in t.energy_J.items():
+                s.energy_J[component] = s.energy_J.get(component, 0.0) + joules / len(ids)
+            for resource, seconds in t.busy_s.items():
+                s.busy_s[resource] = s.busy_s.get(resource, 0.0) + seconds / len(ids)
+                s.vector_time_s = max(s.vector_time_s, seconds / len(ids) / max(s.vectors, 1))
+    return tiers
+
+
+__all__ = ["DRAM", "KV_COMPONENT", "KvPlacement", "KvPrices", "LOCAL", "LayerCache", "PACKAGE", "TIERS",
+           "load_stages", "place", "traffic"]

@@ -13,11 +13,11 @@ vector by vector like any stage; the sending chip's link is a shared resource. E
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 from compiler.hw_spec import HardwareSpec
 from compiler.backends.estimator.fields import NS, PJ, require
-from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.schedule import BOARD_LINK, CHIP_LINK, LINK, Resource, Stage, StageId
 from compiler.backends.estimator.workload import AnalogWork, Workload
 
 LINK_COMPONENT = "chip_link"
@@ -42,7 +42,7 @@ NO_TRAFFIC = LinkTraffic(0.0, 0.0, 0.0, 0, {})
 
 @dataclass(frozen=True)
 class Move:
-    producer: str                    # work id
+    producer: StageId
     src: int
     dst: int
     bytes: float
@@ -50,8 +50,8 @@ class Move:
     partial: bool                    # a block's partial outputs going home (else: a finished output)
 
     @property
-    def id(self) -> str:
-        return f"link:{self.producer}>{self.dst}" + ("/partial" if self.partial else "")
+    def id(self) -> StageId:
+        return StageId(LINK, f"{self.producer}>{self.dst}" + ("/partial" if self.partial else ""))
 
 
 def block_chips(work: AnalogWork, tiles_per_chip: int) -> tuple[int, frozenset[int]]:
@@ -90,7 +90,7 @@ def _covered(intervals: list[tuple[int, int]]) -> int:
 
 
 def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
-              cache: dict | None = None) -> tuple[list[Move], dict[str, frozenset]]:
+              cache: dict | None = None) -> tuple[list[Move], dict[StageId, frozenset]]:
     """Every transfer in graph order, and each work's destination chips (where its inputs must be).
     cache: a dict kept between calls on workloads of one placement (the blocks' layouts do not change; a
     workload's crossings neither: the sensitivity reprices one workload under ~100 spec variants)."""
@@ -105,13 +105,13 @@ def crossings(workload: Workload, tiles_per_chip: int, act_bytes: int,
 
 
 def _crossings(workload: Workload, tiles_per_chip: int, act_bytes: int, cache: dict
-               ) -> tuple[list[Move], dict[str, frozenset]]:
+               ) -> tuple[list[Move], dict[StageId, frozenset]]:
     works = sorted(workload.analog + workload.digital, key=lambda w: w.order)
     order = {w.id: w.order for w in works}
-    home: dict[str, int | None] = {}
-    where: dict[str, frozenset[int]] = {}
-    out_bytes: dict[str, float] = {}
-    vectors: dict[str, int] = {}
+    home: dict[StageId, int | None] = {}
+    where: dict[StageId, frozenset[int]] = {}
+    out_bytes: dict[StageId, float] = {}
+    vectors: dict[StageId, int] = {}
     moves: dict[tuple[str, int, bool], Move] = {}
     for w in works:
         vectors[w.id] = w.vectors
@@ -143,7 +143,7 @@ def _crossings(workload: Workload, tiles_per_chip: int, act_bytes: int, cache: d
 
 @dataclass(frozen=True)
 class LinkTier:
-    name: str                        # "chip link" (inside a package) or "board link" (between packages)
+    name: str                        # CHIP_LINK (inside a package) or BOARD_LINK (between packages)
     GBps: float
     pJ_per_bit: float
     latency_s: float
@@ -165,14 +165,14 @@ def link_tiers(hw: HardwareSpec, moves: list[Move] = ()) -> LinkTiers:
     (`package.chips_per_package`; absent: every chip in one package). Board fields are required only when a
     crossing leaves a package."""
     why = "the model spans chips"
-    package = LinkTier("chip link", require(hw, "chip_link.GBps", f"bandwidth of the chip-to-chip link ({why})"),
+    package = LinkTier(CHIP_LINK, require(hw, "chip_link.GBps", f"bandwidth of the chip-to-chip link ({why})"),
                        require(hw, "chip_link.pJ_per_bit", f"energy of the chip-to-chip link ({why})"),
                        require(hw, "chip_link.latency_ns", f"latency of the chip-to-chip link ({why})") * NS)
     cpp = getattr(hw.package, "chips_per_package", None) if hw.package is not None else None
     board = None
     if cpp is not None and any(m.src // cpp != m.dst // cpp for m in moves):
         why = "the model spans packages"
-        board = LinkTier("board link",
+        board = LinkTier(BOARD_LINK,
                          require(hw, "package.board_link_GBps", f"bandwidth of the board-level link ({why})"),
                          require(hw, "package.board_link_pJ_per_bit", f"energy of the board-level link ({why})"),
                          require(hw, "package.board_link_latency_ns", f"latency of the board-level link ({why})")
@@ -183,41 +183,101 @@ def link_tiers(hw: HardwareSpec, moves: list[Move] = ()) -> LinkTiers:
 def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_bytes: int,
               tiles_per_chip: int | None = None, cache: dict | None = None) -> tuple[list[Stage], LinkTraffic]:
     """The stages with a link stage for every crossing (its consumers wait for it), and the traffic."""
-    moves, where = crossings(workload, tiles_per_chip or hw.tile.count, act_bytes, cache)
+    tiles_per_chip = tiles_per_chip or hw.tile.count
+    cache = {} if cache is None else cache
+    moves, where = crossings(workload, tiles_per_chip, act_bytes, cache)
     if not moves:
         return stages, NO_TRAFFIC
+    wiring = _wiring(workload, moves, where, tiles_per_chip, act_bytes, cache)
     tiers = link_tiers(hw, moves)
     by_id = {s.id: s for s in stages}
-    partials: dict[str, list[str]] = {}
-    outputs: dict[tuple[str, int], str] = {}
-    for m in moves:
-        if m.partial:
-            partials.setdefault(m.producer, []).append(m.id)
-        else:
-            outputs[(m.producer, m.dst)] = m.id
     links, pairs = [], {}
-    for m in moves:
+    for m, deps, sid, pair in zip(moves, wiring.link_deps, wiring.link_ids, wiring.pairs):
         tier = tiers.of(m.src, m.dst)
         seconds, joules = m.bytes / (tier.GBps * 1e9), m.bytes * 8 * tier.pJ_per_bit * PJ
         parent = by_id[m.producer]
-        # a finished output leaves home once the block's remote parts have arrived there
-        deps = (m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ())))
-        links.append(Stage(id=m.id, name=f"chip {m.src}->{m.dst}: {parent.name}", layer=parent.layer,
+        links.append(Stage(id=sid, name=f"chip {pair}: {parent.name}", layer=parent.layer,
                            vectors=m.vectors, vector_time_s=seconds / max(m.vectors, 1), deps=deps,
-                           energy_J={LINK_COMPONENT: joules}, busy_s={f"{tier.name} {m.src}": seconds},
-                           counts={f"{tier.name.replace(' ', '_')}_bytes": m.bytes}, delay_s=tier.latency_s))
-        pairs[f"{m.src}->{m.dst}"] = pairs.get(f"{m.src}->{m.dst}", 0.0) + m.bytes
+                           energy_J={LINK_COMPONENT: joules}, busy_s={wiring.sender(tier.name, m.src): seconds},
+                           counts={wiring.count_name(tier.name): m.bytes}, delay_s=tier.latency_s))
+        pairs[pair] = pairs.get(pair, 0.0) + m.bytes
     rewired = []
     for s in stages:
-        deps, barriers = list(s.deps), set(s.barrier_deps)
-        for d in s.deps:
-            extra = list(partials.get(d, ())) + [outputs[(d, c)] for c in sorted(where.get(s.id, ()))
-                                                  if (d, c) in outputs]
-            deps += extra
-            if d in barriers:
-                barriers.update(extra)
-        changed = len(deps) > len(s.deps)
-        rewired.append(replace(s, deps=tuple(deps), barrier_deps=tuple(sorted(barriers))) if changed else s)
+        known = wiring.rewired.get(s.id)
+        if known is None or known[0] != s.deps or known[1] != s.barrier_deps:
+            known = wiring.rewired[s.id] = (s.deps, s.barrier_deps, wiring.rewire(s.id, s.deps, s.barrier_deps))
+        rewired.append(s if known[2] is None else _with_deps(s, *known[2]))
     traffic = LinkTraffic(sum(m.bytes for m in moves), sum(next(iter(s.energy_J.values())) for s in links),
                           sum(next(iter(s.busy_s.values())) for s in links), len(moves), pairs)
     return rewired + links, traffic
+
+
+@dataclass
+class _Wiring:
+    """How a workload's crossings rewire its stages, whatever the prices: the link stages' deps (one per move, in
+    order), and per stage id its (deps, barrier deps) and what they become (None: unchanged), filled as stages are
+    seen (the sensitivity prices one workload ~100 times, each time with stages of the same ids and deps)."""
+    partials: dict[StageId, list[StageId]]
+    outputs: dict[tuple[StageId, int], StageId]
+    where: dict[StageId, frozenset]
+    link_deps: list[tuple[StageId, ...]]
+    link_ids: list[StageId]          # each move's stage id
+    pairs: list[str]                 # each move's "src->dst"
+    rewired: dict[StageId, tuple] = field(default_factory=dict)
+    _senders: dict[tuple[str, int], Resource] = field(default_factory=dict)
+    _count_names: dict[str, str] = field(default_factory=dict)
+
+    def sender(self, tier: str, chip: int) -> Resource:
+        """The link `chip` sends on in `tier` (one Resource per pair, not one per move and evaluation)."""
+        link = self._senders.get((tier, chip))
+        if link is None:
+            link = self._senders[(tier, chip)] = Resource(tier, chip)
+        return link
+
+    def count_name(self, tier: str) -> str:
+        name = self._count_names.get(tier)
+        if name is None:
+            name = self._count_names[tier] = f"{tier.replace(' ', '_')}_bytes"
+        return name
+
+    def rewire(self, sid: StageId, deps: tuple[StageId, ...], barrier_deps: tuple[StageId, ...]
+               ) -> tuple[tuple[StageId, ...], tuple[StageId, ...]] | None:
+        """A stage's deps and barrier deps with the links its inputs cross on (None: no input crosses)."""
+        new, barriers = list(deps), set(barrier_deps)
+        for d in deps:
+            extra = list(self.partials.get(d, ())) + [self.outputs[(d, c)] for c in sorted(self.where.get(sid, ()))
+                                                       if (d, c) in self.outputs]
+            new += extra
+            if d in barriers:
+                barriers.update(extra)
+        return (tuple(new), tuple(sorted(barriers))) if len(new) > len(deps) else None
+
+
+def _wiring(workload: Workload, moves: list[Move], where: dict[StageId, frozenset], tiles_per_chip: int,
+            act_bytes: int, cache: dict) -> _Wiring:
+    key = ("wiring", id(workload), tiles_per_chip, act_bytes)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is workload:
+        return hit[1]
+    partials: dict[StageId, list[StageId]] = {}
+    outputs: dict[tuple[StageId, int], StageId] = {}
+    ids = [m.id for m in moves]
+    for m, sid in zip(moves, ids):
+        if m.partial:
+            partials.setdefault(m.producer, []).append(sid)
+        else:
+            outputs[(m.producer, m.dst)] = sid
+    # a finished output leaves home once the block's remote parts have arrived there
+    link_deps = [(m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ()))) for m in moves]
+    wiring = _Wiring(partials, outputs, where, link_deps, ids, [f"{m.src}->{m.dst}" for m in moves])
+    cache[key] = (workload, wiring)  # the workload kept: its id is not reused while the entry lives
+    return wiring
+
+
+def _with_deps(stage: Stage, deps: tuple[StageId, ...], barrier_deps: tuple[StageId, ...]) -> Stage:
+    """dataclasses.replace(stage, deps=..., barrier_deps=...) without its per-call walk over the fields (Stage
+    has no __post_init__): a shallow copy, the same dicts."""
+    new = object.__new__(Stage)
+    new.__dict__.update(stage.__dict__)
+    new.deps, new.barrier_deps = deps, barrier_deps
+    return new

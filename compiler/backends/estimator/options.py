@@ -21,10 +21,8 @@ from compiler.hw_spec import HardwareSpec
 from compiler.ir import PlacedGraph
 from compiler.backends.estimator.components import TILE_COMPONENTS
 from compiler.backends.estimator.prices import DigitalPrices, DigitalThroughput, TilePrices, tile_prices
-from compiler.backends.estimator.schedule import Stage
+from compiler.backends.estimator.schedule import ATTENTION_UNITS, Stage
 from compiler.backends.estimator.workload import AnalogWork
-
-ATTENTION_UNITS = "attention units"
 
 
 def option_stage(work: AnalogWork, option: BlockOption, hw: HardwareSpec, digital: DigitalPrices,

@@ -13,6 +13,7 @@ from compiler.backends.estimator.gating import Leakage
 from compiler.backends.estimator.links import NO_TRAFFIC, LinkTraffic
 from compiler.backends.estimator.peak import PeakThroughput
 from compiler.backends.estimator.pulses import PulsePricing
+from compiler.backends.estimator.schedule import TILE, Resource
 from compiler.backends.estimator.sensitivity import Sensitivity
 from reports.schema import SCHEMA_VERSION
 
@@ -64,8 +65,8 @@ class CostReport:
     stages: tuple[StageCost, ...]
     counts: dict[str, float]
     action_energies_J: dict[str, float]
-    critical_path: tuple[str, ...]
-    bottleneck: str
+    critical_path: tuple[str, ...]               # stage names
+    bottleneck: Resource | None
     tile_utilization: dict[int, float]           # time busy: fraction of the period each tile works
     peak: PeakThroughput
     baseline: BaselineCost
@@ -187,7 +188,8 @@ class CostReport:
             "action_energies_J": dict(self.action_energies_J),
             "schedule": {
                 "critical_path": list(self.critical_path),
-                "bottleneck": self.bottleneck,
+                "bottleneck": str(self.bottleneck or ""),
+                "bottleneck_tile": self.bottleneck.index if self.bottleneck and self.bottleneck.kind == TILE else None,
                 "mean_tile_utilization": self.mean_tile_utilization,
                 "tile_utilization": {str(t): u for t, u in sorted(self.tile_utilization.items())},
             },

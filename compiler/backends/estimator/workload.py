@@ -1,9 +1,18 @@
-"""What one inference asks of the chip, read from the placed graph.
+"""What one phase (a forward, a prefill, a decode step) asks of the chip, read from the placed graph.
 
 The analog weight blocks (with their tile segments) and the digital ops of the exported graph, each
 with its sizes evaluated at a batch size and sequence length, and the dependencies between them.
 torch.export leaves batch and sequence dimensions symbolic (SymInt); they are substituted here, so
 one compiled graph is costed at any batch size and sequence length the model accepts.
+
+A workload is one Phase of the graph: a forward, a prefill or a decode step. Each shape's sequence axes get a
+role (docs/estimator.md, "Decoder inference"): in a shape where the sequence symbol appears twice (attention
+scores, masks) the last such axis is the key axis and the others are query axes; a shape where it appears once is
+a query axis, except for the second operand of an attention matmul (K^T, V), whose sequence axis is the key axis.
+A forward or a prefill of s tokens has queries = keys = s; a prefill skips the masked upper triangle (query i
+visits keys 0..i: every op on a score-shaped tensor does s(s+1)/2 of its s^2 rows x columns) and runs the LM head
+(a block no other block depends on) and the ops after it on the last position only; a decode step at context c has
+one query per sequence against c keys.
 
 Mixture of experts: a layer of stacked experts is one block per expert; its node's rows are the routed
 (token, expert) pairs, tokens x top_k, and under uniform routing (an assumption: a trained router's load is
@@ -12,6 +21,7 @@ token is priced.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +31,7 @@ import torch
 
 from compiler.errors import UserError
 from compiler.ir import SHAPE_OPS, Kind, PlacedGraph, TileSegment, layer_group
+from compiler.backends.estimator.schedule import ANALOG, DIGITAL, StageId
 
 # Digital op classes and their cost recipe: (multiplies, adds) per output element, in the precision of the
 # digital units. Derivations in docs/estimator.md ("Digital recipes").
@@ -62,12 +73,12 @@ class AnalogWork:
     out_features: int
     bias_features: int              # outputs that get a bias added
     segments: tuple[TileSegment, ...]
-    deps: tuple[str, ...]           # ids of the works it waits for
+    deps: tuple[StageId, ...]       # the works it waits for
     order: int                      # position of its first layer in the graph
     option: Any = None              # its compiler.block_options.BlockOption (--accuracy-budget); None: the reference
 
     @property
-    def id(self) -> str:
+    def id(self) -> StageId:
         return analog_id(self.name)
 
     @property
@@ -86,12 +97,12 @@ class DigitalWork:
     elements: int
     input_elements: int             # activation elements read (parameters excluded)
     macs: int                       # attention and digital matmuls only
-    deps: tuple[str, ...]           # ids of the works it waits for
-    barrier_deps: tuple[str, ...]   # deps whose every vector it needs first: K for QK^T, V for AV
+    deps: tuple[StageId, ...]       # the works it waits for
+    barrier_deps: tuple[StageId, ...]  # deps whose every vector it needs first: K for QK^T, V for AV
     order: int                      # position in the graph
 
     @property
-    def id(self) -> str:
+    def id(self) -> StageId:
         return digital_id(self.name)
 
 
@@ -126,13 +137,13 @@ class _NodeTemplate:
     out_shape: tuple
     input_shapes: tuple[tuple, ...]
     contracted_shape: tuple         # matmuls: the operand whose last dimension is summed over
-    deps: frozenset[str]
-    barrier_deps: frozenset[str]
+    deps: frozenset[StageId]
+    barrier_deps: frozenset[StageId]
     order: int
 
 
 class WorkloadTemplate:
-    """The graph analysed once; `instantiate(batch, seq_len)` evaluates the sizes."""
+    """The graph analysed once; `instantiate(phase)` evaluates the sizes."""
 
     def __init__(self, placed: PlacedGraph):
         self.placed = placed
@@ -143,23 +154,15 @@ class WorkloadTemplate:
         self._nodes: list[_NodeTemplate] = []
         self._block_of: dict[str, str] = {}
         self._blocks_of: dict[str, list[str]] = {}   # a layer of stacked experts: one block per expert
+        self._roles: dict = {}                       # the sequence axes' roles per shape (_Roles)
+        self._heads: frozenset[StageId] | None = None
+        self._segments_of: tuple[list, dict] | None = None
         self._analyse()
-
-    @property
-    def nodes(self) -> list[_NodeTemplate]:
-        """The analysed nodes, in graph order (compiler.backends.estimator.decode evaluates them per role)."""
-        return self._nodes
 
     def evaluator(self, batch: int, seq_len: int) -> "_DimEvaluator":
         """Evaluates dimensions with the batch and sequence symbols set (a fresh cache per call)."""
         return _DimEvaluator({s: batch for s in self._batch_syms} | {s: seq_len for s in self._seq_syms},
                              self._hints)
-
-    def block_of(self, node: str) -> str:
-        return self._block_of[node]
-
-    def blocks_of(self, node: str) -> list[str]:
-        return self._blocks_of[node]
 
     def is_seq_dim(self, d) -> bool:
         """Whether a dimension of a node's shape depends on the sequence length."""
@@ -180,7 +183,7 @@ class WorkloadTemplate:
             for layer in block.layers:
                 self._block_of.setdefault(layer, block.name)
                 self._blocks_of.setdefault(layer, []).append(block.name)
-        producers: dict[str, frozenset[str]] = {}
+        producers: dict[str, frozenset[StageId]] = {}
         for node in placed.graph.nodes:
             if node.op != "call_function":
                 producers[node.name] = frozenset()
@@ -209,7 +212,7 @@ class WorkloadTemplate:
                 deps=upstream - work_names,
                 barrier_deps=barrier - work_names, order=len(self._nodes)))
 
-    def _work_names(self, node: str, placement, op: str) -> frozenset[str]:
+    def _work_names(self, node: str, placement, op: str) -> frozenset[StageId]:
         if placement is None:
             return frozenset()
         if placement.kind is Kind.ANALOG:
@@ -218,47 +221,142 @@ class WorkloadTemplate:
             return frozenset()
         return frozenset({digital_id(node)})
 
-    # --- evaluation (per batch and sequence length) --------------------------------------------
-    def instantiate(self, batch: int, seq_len: int) -> Workload:
-        if batch < 1 or seq_len < 1:
-            raise UserError(f"batch and seq_len must be >= 1 (got batch={batch}, seq_len={seq_len})")
-        if self._seq_max is not None and seq_len > self._seq_max:
-            raise UserError(f"seq_len {seq_len} exceeds the {self._seq_max} positions this model accepts")
-        values = {s: batch for s in self._batch_syms} | {s: seq_len for s in self._seq_syms}
-        evaluate = _DimEvaluator(values, self._hints)
-        segments: dict[str, list[TileSegment]] = {}
-        for s in self.placed.segments:
-            segments.setdefault(s.block, []).append(s)
-        analog: dict[str, dict[str, Any]] = {}
+    # --- evaluation (per phase) ------------------------------------------------------------------
+    @property
+    def causal_lm(self) -> bool:
+        return self.placed.model_info.task == "causal-lm" and self.has_sequence_dim
+
+    def inference(self, batch: int, seq_len: int) -> "Phase":
+        """One inference of `seq_len` tokens: a causal LM's is its prefill, any other model's the plain forward."""
+        return Phase(PREFILL if self.causal_lm else FORWARD, batch, seq_len)
+
+    def heads(self) -> frozenset[StageId]:
+        """Work ids of the LM head and what follows it: blocks no other block depends on, and their descendants
+        (a prefill runs them on the last position only)."""
+        if self._heads is None:
+            users: dict[StageId, set[StageId]] = {}
+            ids = []
+            for t in self._nodes:
+                for wid in ([analog_id(b) for b in self._blocks_of[t.name]] if t.kind == "analog"
+                            else [digital_id(t.name)]):
+                    ids.append(wid)
+                    for d in t.deps:
+                        users.setdefault(d, set()).add(wid)
+
+            def downstream(w: StageId, seen: set[StageId]) -> set[StageId]:
+                stack = [w]
+                while stack:
+                    for u in users.get(stack.pop(), ()):
+                        if u not in seen:
+                            seen.add(u)
+                            stack.append(u)
+                return seen
+
+            tails = {w for w in ids if w.kind == ANALOG and not any(d.kind == ANALOG for d in downstream(w, set()))}
+            out: set[StageId] = set(tails)
+            for w in tails:
+                out |= downstream(w, set())
+            self._heads = frozenset(out)
+        return self._heads
+
+    def _segments(self) -> dict[str, tuple[TileSegment, ...]]:
+        """The blocks' segments, one tuple per block and the same object in every workload while the placement's
+        segment list is the same (chip.py caches layouts by it; a placement search assigns a new list)."""
+        if self._segments_of is None or self._segments_of[0] is not self.placed.segments:
+            lists: dict[str, list] = {}
+            for seg in self.placed.segments:
+                lists.setdefault(seg.block, []).append(seg)
+            self._segments_of = (self.placed.segments, {b: tuple(segs) for b, segs in lists.items()})
+        return self._segments_of[1]
+
+    def instantiate(self, phase: "Phase") -> Workload:
+        """The graph's work in `phase` (module docstring: the sequence axes' roles); in a decode step the attention
+        matmuls' key-side operands come from the KV cache (priced by pricing.evaluate), not the activation SRAM."""
+        batch, tokens = phase.batch, phase.tokens
+        if batch < 1 or tokens < 1:
+            raise UserError(f"batch and seq_len must be >= 1 (got batch={batch}, seq_len={tokens})")
+        if self._seq_max is not None and tokens > self._seq_max:
+            raise UserError(f"{'context' if phase.kind == DECODE else 'seq_len'} {tokens} exceeds the "
+                            f"{self._seq_max} positions this model accepts")
+        query = 1 if phase.kind == DECODE else tokens
+        last_only = self.heads() if phase.kind == PREFILL else frozenset()
+        full, last = _Roles(self, batch, query, tokens), _Roles(self, batch, 1, tokens)
+        fraction = (query + 1) / (2 * query) if phase.kind == PREFILL else 1.0
+
+        def scale(scores: bool) -> float:
+            return fraction if scores else 1.0
+
+        segments = self._segments()
+        placed = self.placed
+        analog: dict[str, dict] = {}
         digital: list[DigitalWork] = []
         for t in self._nodes:
-            out = evaluate.shape(t.out_shape)
             if t.kind == "analog":
-                placement = self.placed.placements[t.name]
-                for name in self._blocks_of[t.name]:
-                    block = self.placed.blocks[name]
-                    entry = analog.setdefault(name, {"vectors": expert_vectors(_rows(out), placement.experts,
-                                                                               block.expert),
-                                                     "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
+                placement = placed.placements[t.name]
+                for block in self._blocks_of[t.name]:  # one per expert of stacked experts: its routed share
+                    roles = last if analog_id(block) in last_only else full
+                    out, _ = roles.shape(t.out_shape)
+                    entry = analog.setdefault(block, {"vectors": expert_vectors(_rows(out), placement.experts,
+                                                                                placed.blocks[block].expert),
+                                                      "bias": 0, "deps": set(), "layer": t.layer, "order": t.order})
                     entry["bias"] += placement.out_features if placement.bias else 0
                     entry["deps"] |= t.deps
                 continue
-            inputs = [evaluate.shape(s) for s in t.input_shapes]
-            elements = math.prod(out)
-            contracted = evaluate.shape(t.contracted_shape)
-            macs = elements * contracted[-1] if contracted else 0
+            roles = last if digital_id(t.name) in last_only else full
+            out, out_scores = roles.shape(t.out_shape)
+            attention = t.op_class == "attention"
+            inputs = [roles.shape(s, key_operand=attention and i > 0) for i, s in enumerate(t.input_shapes)]
+            if attention and phase.kind == DECODE:
+                inputs = inputs[:1]
+            elements = math.prod(out) * scale(out_scores)
+            macs = 0.0
+            if t.contracted_shape:
+                contracted, c_scores = roles.shape(t.contracted_shape)
+                macs = math.prod(out) * contracted[-1] * scale(out_scores or c_scores)
             digital.append(DigitalWork(
-                name=t.name, layer=t.layer, op=t.op, op_class=t.op_class, vectors=_rows(out), elements=elements,
-                input_elements=sum(math.prod(s) for s in inputs), macs=macs, deps=tuple(sorted(t.deps)),
-                barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
+                name=t.name, layer=t.layer, op=t.op, op_class=t.op_class, vectors=_rows(out), elements=round(elements),
+                input_elements=round(sum(math.prod(s) * scale(sc) for s, sc in inputs)), macs=round(macs),
+                deps=tuple(sorted(t.deps)), barrier_deps=tuple(sorted(t.barrier_deps)), order=t.order))
         works = tuple(AnalogWork(
-            name=name, layer=e["layer"], vectors=e["vectors"], in_features=self.placed.blocks[name].in_features,
-            out_features=self.placed.blocks[name].out_features, bias_features=e["bias"],
-            segments=tuple(segments.get(name, ())), deps=tuple(sorted(e["deps"] - {analog_id(name)})),
-            order=e["order"], option=self.placed.block_options.get(name))
+            name=name, layer=e["layer"], vectors=e["vectors"], in_features=placed.blocks[name].in_features,
+            out_features=placed.blocks[name].out_features, bias_features=e["bias"],
+            segments=segments.get(name, ()), deps=tuple(sorted(e["deps"] - {analog_id(name)})), order=e["order"],
+            option=placed.block_options.get(name))
             for name, e in analog.items())
-        return Workload(batch=batch, seq_len=seq_len, has_sequence_dim=self.has_sequence_dim, analog=works,
+        return Workload(batch=batch, seq_len=query, has_sequence_dim=self.has_sequence_dim, analog=works,
                         digital=tuple(digital))
+
+
+FORWARD, PREFILL, DECODE = "forward", "prefill", "decode"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one workload runs (WorkloadTemplate.instantiate): FORWARD, an inference of `tokens` per sequence;
+    PREFILL, a causal LM's prompt of `tokens`; DECODE, one decode step at context `tokens` (the new token's
+    included)."""
+    kind: str
+    batch: int
+    tokens: int
+
+
+class _Roles:
+    """Shapes of the template's nodes with the sequence axes given query and key lengths."""
+
+    def __init__(self, template: WorkloadTemplate, batch: int, query: int, key: int):
+        self.template, self.plan = template, template._roles
+        self.q = template.evaluator(batch, query)
+        self.k = template.evaluator(batch, key)
+
+    def shape(self, shape: tuple, key_operand: bool = False) -> tuple[tuple[int, ...], bool]:
+        """(evaluated shape, whether it has both a query and a key axis)."""
+        roles = self.plan.get((id(shape), key_operand))
+        if roles is None:  # which axes are key axes: decided once per shape of the template
+            seq = [i for i, d in enumerate(shape) if self.template.is_seq_dim(d)]
+            keys = set(seq) if key_operand else ({seq[-1]} if len(seq) > 1 else set())
+            roles = self.plan[(id(shape), key_operand)] = (keys, bool(keys) and len(keys) < len(seq))
+        keys, scores = roles
+        return tuple(self.k.dim(d) if i in keys else self.q.dim(d) for i, d in enumerate(shape)), scores
 
 
 def expert_vectors(rows: int, experts: int, expert: int | None) -> int:
@@ -270,12 +368,14 @@ def expert_vectors(rows: int, experts: int, expert: int | None) -> int:
     return rows // experts + (expert < rows % experts)
 
 
-def analog_id(block: str) -> str:
-    return "analog:" + block
+@functools.lru_cache(maxsize=1 << 16)
+def analog_id(block: str) -> StageId:
+    return StageId(ANALOG, block)
 
 
-def digital_id(node: str) -> str:
-    return "digital:" + node
+@functools.lru_cache(maxsize=1 << 16)
+def digital_id(node: str) -> StageId:
+    return StageId(DIGITAL, node)
 
 
 def _op_class(op: str, kind: Kind) -> str:
