@@ -192,15 +192,15 @@ def add_links(stages: list[Stage], workload: Workload, hw: HardwareSpec, act_byt
     tiers = link_tiers(hw, moves)
     by_id = {s.id: s for s in stages}
     links, pairs = [], {}
-    for m, deps in zip(moves, wiring.link_deps):
+    for m, deps, sid, pair in zip(moves, wiring.link_deps, wiring.link_ids, wiring.pairs):
         tier = tiers.of(m.src, m.dst)
         seconds, joules = m.bytes / (tier.GBps * 1e9), m.bytes * 8 * tier.pJ_per_bit * PJ
         parent = by_id[m.producer]
-        links.append(Stage(id=m.id, name=f"chip {m.src}->{m.dst}: {parent.name}", layer=parent.layer,
+        links.append(Stage(id=sid, name=f"chip {pair}: {parent.name}", layer=parent.layer,
                            vectors=m.vectors, vector_time_s=seconds / max(m.vectors, 1), deps=deps,
-                           energy_J={LINK_COMPONENT: joules}, busy_s={Resource(tier.name, m.src): seconds},
-                           counts={f"{tier.name.replace(' ', '_')}_bytes": m.bytes}, delay_s=tier.latency_s))
-        pairs[f"{m.src}->{m.dst}"] = pairs.get(f"{m.src}->{m.dst}", 0.0) + m.bytes
+                           energy_J={LINK_COMPONENT: joules}, busy_s={wiring.sender(tier.name, m.src): seconds},
+                           counts={wiring.count_name(tier.name): m.bytes}, delay_s=tier.latency_s))
+        pairs[pair] = pairs.get(pair, 0.0) + m.bytes
     rewired = []
     for s in stages:
         known = wiring.rewired.get(s.id)
@@ -221,7 +221,24 @@ class _Wiring:
     outputs: dict[tuple[StageId, int], StageId]
     where: dict[StageId, frozenset]
     link_deps: list[tuple[StageId, ...]]
+    link_ids: list[StageId]          # each move's stage id
+    pairs: list[str]                 # each move's "src->dst"
     rewired: dict[StageId, tuple] = field(default_factory=dict)
+    _senders: dict[tuple[str, int], Resource] = field(default_factory=dict)
+    _count_names: dict[str, str] = field(default_factory=dict)
+
+    def sender(self, tier: str, chip: int) -> Resource:
+        """The link `chip` sends on in `tier` (one Resource per pair, not one per move and evaluation)."""
+        link = self._senders.get((tier, chip))
+        if link is None:
+            link = self._senders[(tier, chip)] = Resource(tier, chip)
+        return link
+
+    def count_name(self, tier: str) -> str:
+        name = self._count_names.get(tier)
+        if name is None:
+            name = self._count_names[tier] = f"{tier.replace(' ', '_')}_bytes"
+        return name
 
     def rewire(self, sid: StageId, deps: tuple[StageId, ...], barrier_deps: tuple[StageId, ...]
                ) -> tuple[tuple[StageId, ...], tuple[StageId, ...]] | None:
@@ -244,14 +261,15 @@ def _wiring(workload: Workload, moves: list[Move], where: dict[StageId, frozense
         return hit[1]
     partials: dict[StageId, list[StageId]] = {}
     outputs: dict[tuple[StageId, int], StageId] = {}
-    for m in moves:
+    ids = [m.id for m in moves]
+    for m, sid in zip(moves, ids):
         if m.partial:
-            partials.setdefault(m.producer, []).append(m.id)
+            partials.setdefault(m.producer, []).append(sid)
         else:
-            outputs[(m.producer, m.dst)] = m.id
+            outputs[(m.producer, m.dst)] = sid
     # a finished output leaves home once the block's remote parts have arrived there
     link_deps = [(m.producer,) + (() if m.partial else tuple(partials.get(m.producer, ()))) for m in moves]
-    wiring = _Wiring(partials, outputs, where, link_deps)
+    wiring = _Wiring(partials, outputs, where, link_deps, ids, [f"{m.src}->{m.dst}" for m in moves])
     cache[key] = (workload, wiring)  # the workload kept: its id is not reused while the entry lives
     return wiring
 
