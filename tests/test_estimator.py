@@ -113,8 +113,8 @@ def test_one_linear_layer_matches_hand_count(linear_placed):
     cost = linear_placed.estimate(batch=8, seq_len=1)
     assert not cost.has_sequence_dim and cost.to_json()["sweep"]["axis"] == "batch"
     scale = (14 / 45) * (0.8 / 0.9) ** 2                 # Horowitz 45 nm -> 14 nm, 0.8 V
-    cell = 0.25 * 25e-6 * 0.2 ** 2 * 127e-9            # mean conductance x V_read^2 x 127 ns PWM window
-    bitline = 512 * 0.4e-15 * 0.2 ** 2                 # a full-height bit line charged to V_read, per column
+    cell = 0.25 * 25e-6 * 0.3 ** 2 * 127e-9            # mean conductance x V_read^2 x 127 ns PWM window
+    bitline = 512 * 0.4e-15 * 0.3 ** 2                 # a full-height bit line charged to V_read, per column
     row = 512 * 1.2e-15 * 0.8 ** 2 + 127 * 0.03e-12 * scale  # the input line, and a PWM compare per cycle
     parts = cost.energy_by_component_J
     assert parts["tile_array"] == pytest.approx(8 * (512 * 512 * cell + 512 * bitline), rel=1e-9)

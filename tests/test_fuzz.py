@@ -260,3 +260,19 @@ def test_report_on_tampered_json_renders_or_is_one_line(tiny, change, data):
             html = (out / "report.html").read_text()
             assert "<!--" not in html.split('<script type="application/json"', 1)[-1].split("</script>", 1)[0]
 
+
+
+def test_report_renders_sensitivity_fields_missing_their_numbers(tiny, tmp_path):
+    """Found by the fuzz above: a sensitivity field without its ends or its uncertainty crashed the tornado."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny["out"], out)
+    cost = json.loads((out / "cost.json").read_text())
+    fields = cost["sensitivity"]["fields"]
+    assert fields, "the tiny run priced no sensitivity: this test would check nothing"
+    del fields[0]["energy_J"]
+    for f in fields[1:]:
+        del f["relative_uncertainty"]
+    (out / "cost.json").write_text(json.dumps(cost))
+    code, err = _cli("report", out)
+    assert code == 0, err[-2000:]
+    assert fields[1]["field"] in (out / "report.html").read_text()

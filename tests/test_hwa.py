@@ -205,9 +205,9 @@ def test_text_data_needs_a_tokenizer(tiny, hw, tmp_path):
 # --- the command line ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, save_with_char_tokenizer):
+def tiny_checkpoint(hwa_checkpoint):
     """The tiny BERT saved with a character-level WordPiece tokenizer: a real local checkpoint, offline."""
-    return save_with_char_tokenizer(_tiny_bert(), tmp_path_factory.mktemp("tiny_bert"))
+    return hwa_checkpoint
 
 
 def _cli(capsys, *argv):
@@ -216,11 +216,9 @@ def _cli(capsys, *argv):
     return code, capsys.readouterr().err
 
 
-def test_cli_hwa_finetune_then_compile_and_simulate(tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "out"
-    code, err = _cli(capsys, tiny_checkpoint, "--hw", "pcm_1M", "--task", "feature-extraction", "--seq-len", 32,
-                     "--hwa-finetune", "--hwa-steps", 3, "--hwa-lr", 1e-3, "--simulate", "--eval-sentences", "32", "--drift-times", "1h",
-                     "--seeds", 2, "--calibration", 4, "--out", out)
+def test_cli_hwa_finetune_then_compile_and_simulate(tiny_checkpoint, hwa_cli_run):
+    """The run of conftest's hwa_cli_run (3 steps at lr 1e-3, 2 seeds at 1h; test_install checks its simulator)."""
+    code, err, out = hwa_cli_run
     assert code == 0, err
     hwa = json.loads((out / "hwa.json").read_text())
     assert hwa["steps"] == 3 and len(hwa["losses"]) == 3 and hwa["hardware_aware"] and hwa["seconds"] > 0

@@ -232,14 +232,10 @@ def test_a_checkpoint_folder_named_report_compiles(tiny_checkpoint, tmp_path, mo
 
 # --- the simulator says which implementation ran --------------------------------------------------------------
 
-def test_hwa_finetune_before_model_and_the_simulator_backend(tiny_checkpoint, tmp_path, capsys):  # noqa: F811
+def test_hwa_finetune_before_model_and_the_simulator_backend(hwa_cli_run):
     """`--hwa-finetune MODEL ...` trains MODEL on built-in sentences; accuracy.json and the terminal name the
-    simulator's backend and random stream."""
-    out = tmp_path / "out"
-    code = main(["--hwa-finetune", str(tiny_checkpoint), "--hw", "pcm_1M", "--task", "feature-extraction",
-                 "--seq-len", "16", "--hwa-steps", "1", "--simulate", "--eval-sentences", "32", "--drift-times", "1h", "--seeds", "1",
-                 "--calibration", "2", "--out", str(out)])
-    err = capsys.readouterr().err
+    simulator's backend and random stream (conftest's hwa_cli_run, which test_hwa checks too)."""
+    code, err, out = hwa_cli_run
     assert code == 0, err
     assert "built-in sentences" in json.loads((out / "hwa.json").read_text())["data"]
     simulator = json.loads((out / "accuracy.json").read_text())["simulator"]

@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from compiler import compile_model, load_hw_spec, load_model, sentences
+from compiler import compile_model, load_hw_spec, sentences
 from compiler.errors import UserError
 from compiler.writers import mapping_json
 from passes.range_optimization import (calibrate_ranges, column_w_max, optimize_column_ranges,
@@ -25,10 +25,10 @@ def _linear_placed(pcm_1m, in_features=64, out_features=16, seed=0):
 
 
 @pytest.fixture(scope="module")
-def minilm_calibrated(pcm_1m):
+def minilm_calibrated(pcm_1m, minilm_32):
     """all-MiniLM-L6-v2 (real weights), seq_len 32, ranges from 16 built-in sentences."""
-    model, example = load_model("sentence-transformers/all-MiniLM-L6-v2", seq_len=32)
-    placed = compile_model(model, example, pcm_1m)
+    model, example, exported = minilm_32
+    placed = compile_model(model, example, pcm_1m, exported=exported)
     stats = assign_ranges(placed, calibration_inputs(placed, 16))
     return placed, stats
 

@@ -260,9 +260,11 @@ def _stage_domains(busy_s: dict[Resource, float], tiles_per_chip: int, per_domai
     if hit is not None and hit[0] is busy_s and hit[1] == len(busy_s):
         return hit[2]
     busiest: dict[tuple[int, int], float] = {}
-    for resource, seconds in busy_s.items():
-        domain = _domain_of(resource, tiles_per_chip, per_domain)
-        if domain is not None and seconds > busiest.get(domain, -1.0):
+    for (kind, tile), seconds in busy_s.items():
+        if kind != TILE:
+            continue
+        domain = _domain(tile, tiles_per_chip, per_domain)
+        if seconds > busiest.get(domain, -1.0):
             busiest[domain] = seconds
     result = _StageDomains(frozenset(busiest), _by_busy(busiest, tiles_per_chip, per_domain), busiest)
     if len(busy_s) > 64:  # only the big ones are worth keeping (a weight block's tiles)
@@ -290,12 +292,16 @@ def _busy_domains(busy: Busy, tiles_per_chip: int, per_domain: int) -> _StageDom
         d: max([values[i] for i in which]) for d, which in structure.domains.items()})
 
 
+def _domain(tile: int, tiles_per_chip: int, per_domain: int) -> tuple[int, int]:
+    """(chip, power domain) of a tile."""
+    return tile // tiles_per_chip, (tile % tiles_per_chip) // per_domain
+
+
 def _structure(busy: Busy, tiles_per_chip: int, per_domain: int) -> _Structure:
     indices: dict[tuple[int, int], set[int]] = {}
-    for resource, i in zip(busy.resources, busy.which):
-        domain = _domain_of(resource, tiles_per_chip, per_domain)
-        if domain is not None:
-            indices.setdefault(domain, set()).add(i)
+    for (kind, tile), i in zip(busy.resources, busy.which):
+        if kind == TILE:
+            indices.setdefault(_domain(tile, tiles_per_chip, per_domain), set()).add(i)
     shared: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple object per distinct index tuple
     domains = {d: shared.setdefault(t, t) for d, t in ((d, tuple(sorted(i))) for d, i in indices.items())}
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -317,13 +323,6 @@ def _by_busy(busiest: dict[tuple[int, int], float], tiles_per_chip: int, per_dom
 
 def _tiles_in(domain: tuple[int, int], tiles_per_chip: int, per_domain: int) -> int:
     return min(per_domain, tiles_per_chip - domain[1] * per_domain)
-
-
-def _domain_of(resource: Resource, tiles_per_chip: int, per_domain: int) -> tuple[int, int] | None:
-    """(chip, power domain) of a tile's resource, None for another resource."""
-    if resource.kind != TILE:
-        return None
-    return resource.index // tiles_per_chip, (resource.index % tiles_per_chip) // per_domain
 
 
 def _powered(spans: list[Span], latency: float, break_even: float) -> tuple[float, float, float]:
