@@ -81,7 +81,7 @@ def table(models: list[str], range_batches: dict[str, tuple[int, ...]]) -> None:
                                  g.energy_per_token_J * 1e3, last.bound, g.ranges))
                 rows.append(_row(key, prompt, g.batch, " ".join(AIMC_SIDE), cost.baseline_scaling.chips,
                                  g.prefill.baseline_latency_s, g.baseline_tokens_per_s,
-                                 g.baseline_energy_per_token_J * 1e3, last.baseline_bound))
+                                 g.baseline_energy_per_token_J * 1e3, g.baseline_bound))
             t0 = time.perf_counter()
             for spec_name, scale in OTHER_SIDES:
                 scaled = scale_baseline(load_baseline_spec(spec_name), hw, scale, cost.chips * cost.area.chip_mm2,

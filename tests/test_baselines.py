@@ -1,4 +1,5 @@
 """Baselines you can choose and scale (issue 24, item 2): --baseline SPEC, --baseline-scale, the GPU class."""
+import re
 import warnings
 
 import pytest
@@ -9,7 +10,7 @@ from compiler.backends.estimator import estimate
 from compiler.backends.estimator.baseline import price_on_baseline, scale_baseline
 from compiler.backends.estimator.workload import FORWARD, Phase, WorkloadTemplate
 from compiler.config import RunConfig, parse_baseline_scale
-from compiler.hw_spec import load_baseline_spec
+from compiler.hw_spec import SPEC_DIR, load_baseline_spec
 
 SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
@@ -72,3 +73,19 @@ def test_the_gpu_baseline_runs_through_estimate_and_says_what_bounds_it(placed):
     assert one["decode"]["bound"]
     assert two["decode"]["baseline_tokens_per_s"] > one["decode"]["baseline_tokens_per_s"]
     assert one["decode"]["tokens_per_s"] == two["decode"]["tokens_per_s"]  # the AIMC side does not move
+
+
+def test_a_baseline_whose_memory_cannot_hold_the_weights_and_cache_says_so(placed, tmp_path):
+    """hbm_GB is enforced as a flag: the generation is priced, and its bound says the real part could not run it."""
+    text = (SPEC_DIR / "gpu_h100.yaml").read_text()
+    tiny = re.sub(r"(?m)^hbm_GB: [0-9.]+", "hbm_GB: 1.0e-6", re.sub(r"(?m)^weight_buffer_MiB: [0-9.]+",
+                                                                      "weight_buffer_MiB: 0.001", text))
+    assert tiny.count("1.0e-6") == 1 and "weight_buffer_MiB: 0.001" in tiny
+    (tmp_path / "tiny_gpu.yaml").write_text(tiny)
+    one = estimate(placed, batch=1, seq_len=8, gen_len=4, sensitivity=False, baseline=str(tmp_path / "tiny_gpu.yaml"),
+                   baseline_scale="chips=1").to_json()["decode"]
+    assert one["baseline_bound"].startswith("does not fit its memory (") and "> 1e-06 GB" in one["baseline_bound"]
+    assert one["baseline_tokens_per_s"] > 0                       # still priced
+    roomy = estimate(placed, batch=1, seq_len=8, gen_len=4, sensitivity=False, baseline="gpu_h100",
+                     baseline_scale="chips=1").to_json()["decode"]
+    assert not roomy["baseline_bound"].startswith("does not fit")

@@ -134,6 +134,11 @@ class Generation:
     baseline_kv_location: str
     kv_placement: KvPlacement | None = None
     ranges: dict | None = None       # metric -> [low, value, high] (generation_ranges)
+    baseline_misfit: str = ""        # why the baseline cannot hold this generation's weights and cache, if it cannot
+
+    @property
+    def baseline_bound(self) -> str:
+        return self.baseline_misfit or self.steps[-1].baseline_bound
 
     def _sum(self, attr: str) -> float:
         """Sum over the gen_len steps, linear between the sampled contexts."""
@@ -171,7 +176,7 @@ class Generation:
                 "baseline_kv_location": self.baseline_kv_location, "ranges": self.ranges,
                 "bound": self.steps[-1].bound, "decode_step_latency_s": self.steps[-1].latency_s,
                 "decode_step_bound_s": dict(self.steps[-1].bound_s),
-                "baseline_bound": self.steps[-1].baseline_bound}
+                "baseline_bound": self.baseline_bound}
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,7 @@ class DecodeCost:
             "decode_step_energy_J": run.steps[-1].energy_J, "decode_step_latency_s": run.steps[-1].latency_s,
             "decode_step_layer_latency_s": dict(run.steps[-1].layer_latency_s),
             "decode_step_bound_s": dict(run.steps[-1].bound_s),
-            "bound": run.steps[-1].bound, "baseline_bound": run.steps[-1].baseline_bound,
+            "bound": run.steps[-1].bound, "baseline_bound": run.baseline_bound,
             "baseline_chips": self.baseline_chips,
             "baseline_ttft_s": run.prefill.baseline_latency_s,
             "baseline_prefill_energy_J": run.prefill.baseline_energy_J,
@@ -348,7 +353,8 @@ class DecodeModel:
                           steps=tuple(self.price(Phase(DECODE, batch, c), where, base_loc) for c in contexts),
                           gen_len=gen_len,
                           kv_bytes=kv_bytes, kv_location=where.location, baseline_kv_location=base_loc,
-                          kv_placement=where)
+                          kv_placement=where,
+                          baseline_misfit=baseline_misfit(self.base, kv_bytes, self.weight_bytes()) if self.base else "")
 
     def baseline_generation(self, base: DigitalBaselineSpec, batch: int, seq_len: int, gen_len: int,
                             weight_bytes: float | None = None, layers_scale: float = 1.0) -> dict[str, Any]:
@@ -367,9 +373,10 @@ class DecodeModel:
             joules.append((c, j))
             seconds.append((c, t))
         step_J, step_s = interpolated_sum(joules, gen_len), interpolated_sum(seconds, gen_len)
+        misfit = baseline_misfit(base, self.kv.bytes(seq_len + gen_len, batch) * layers_scale, weights)
         return {"ttft_s": pre_s, "prefill_energy_J": pre_J, "tokens_per_s": _rate(batch * gen_len, step_s),
                 "energy_per_token_J": step_J / (batch * gen_len), "decode_s": step_s, "total_s": pre_s + step_s,
-                "bound": bound, "kv_location": where}
+                "bound": misfit or bound, "kv_location": where}
 
     def curve(self, batch: int, contexts: list[int]) -> list[PhasePoint]:
         """One decode step per context, the cache placed for that context."""
@@ -387,6 +394,18 @@ def baseline_kv_location(base: DigitalBaselineSpec, kv_bytes: float, weight_byte
     cap = base.weight_buffer_MiB * 2 ** 20
     weights_on_chip = weight_bytes <= cap
     return "on-chip" if kv_bytes + (weight_bytes if weights_on_chip else 0) <= cap else "dram"
+
+
+def baseline_misfit(base: DigitalBaselineSpec, kv_bytes: float, weight_bytes: float) -> str:
+    """Why the baseline's DRAM (hbm_GB, scaled with its chips) cannot hold the weights that stream from it and the
+    cache kept there; "" when it can or has no stated capacity. The generation is still priced: the flag says the
+    real part could not run it."""
+    if not base.hbm_GB:
+        return ""
+    streamed = weight_bytes if weight_bytes > base.weight_buffer_MiB * 2 ** 20 else 0.0
+    need = streamed + (kv_bytes if baseline_kv_location(base, kv_bytes, weight_bytes) == "dram" else 0.0)
+    return "" if need <= base.hbm_GB * 1e9 else \
+        f"does not fit its memory ({need / 1e9:.3g} GB of weights and KV cache > {base.hbm_GB:.3g} GB)"
 
 
 def generation_ranges(template: WorkloadTemplate, chip: Chip, shared: dict, gen: Generation, seq_len: int,
