@@ -337,8 +337,10 @@ class DecodeModel:
                           kv_location=placement.location, links=ev.links, attention_macs=workload.attention_macs,
                           baseline_energy_J=base_J, baseline_latency_s=base_s, baseline_kv_location=baseline_location,
                           energy_by_component_J=ev.energy_by_component_J, bound=bound, baseline_bound=base_bound,
-                          layer_latency_s=layer_spans(ev.stages, timing), kv_bytes_by_tier=ev.kv_bytes_by_tier,
-                          bound_s=critical_path_by_kind(ev.stages, timing))
+                          # a range variant's steps give only their totals (generation_ranges): no breakdowns
+                          layer_latency_s={} if self._variant else layer_spans(ev.stages, timing),
+                          kv_bytes_by_tier=ev.kv_bytes_by_tier,
+                          bound_s={} if self._variant else critical_path_by_kind(ev.stages, timing))
 
     def weight_bytes(self) -> int:
         return sum(b.in_features * b.out_features for b in self.template.placed.blocks.values())

@@ -87,7 +87,8 @@ def inference_schedule(placed: PlacedGraph, seq_len: int,
     placement's latency is the cost's. `template` may be reused across calls while the blocks stay the same (the
     segments are read again each call)."""
     template = template or WorkloadTemplate(placed)
-    ev = evaluate(_inference(template, 1, min(seq_len, template.max_seq_len or seq_len)), Chip.of(placed, {}))
+    ev = evaluate(_inference(template, 1, min(seq_len, template.max_seq_len or seq_len)), Chip.of(placed, {}),
+                  gate=False)
     return ev.stages, ev.schedule
 
 

@@ -101,13 +101,13 @@ class Evaluation:
 
 
 def evaluate(workload: Workload, chip: Chip, kv: KvTraffic | None = None, reference: Evaluation | None = None,
-             exact: bool = True, analog_cache: dict | None = None) -> Evaluation:
+             exact: bool = True, analog_cache: dict | None = None, gate: bool = True) -> Evaluation:
     """`workload` priced on `chip`. kv: a decoder's cache traffic in this phase; reference: an evaluation of the
     same workload under another spec whose leakage is rescaled to this one (gating.rescaled) instead of gating anew:
     only where the schedules keep every tile and unit busy at the same times (`exact`, gating.same_activity), or
     always (not `exact`: the decode ranges' approximation); gated anew where the spec changes the gating itself.
     analog_cache: batch -> the blocks' stages, kept by a caller whose workloads' blocks do not change with the
-    context (decode steps)."""
+    context (decode steps). gate=False: no leakage (static_J 0), for a caller that reads only stages and schedule."""
     hw = chip.hw
     if analog_cache is None:
         stages = price_on_chip(workload, hw, chip.fill)
@@ -133,6 +133,8 @@ def evaluate(workload: Workload, chip: Chip, kv: KvTraffic | None = None, refere
         ref = reference.chip
         static_J = rescaled(reference.leakage, ref.hw, ref.area, hw, chip.area, timing.latency_s)
     leak = None
+    if static_J is None and not gate:
+        static_J = 0.0
     if static_J is None:
         leak = chip.leakage(stages, timing, retained_sram_bits=kv.retained_sram_bits if kv is not None else 0.0)
         static_J = leak.energy_J
