@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from compiler.errors import UserError
-from compiler.evaluation.glue import (TASKS, accuracy, f1_score, find_task, label_permutation, load_eval_data,
+from compiler.evaluation.glue import (GLUE_TASKS, accuracy, f1_score, find_task, label_permutation, load_eval_data,
                            matthews_corrcoef, pearson, spearman, task_metrics)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -60,7 +60,7 @@ def test_accepts_task_file_and_root_with_one_task(tmp_path):
 
 
 def test_task_names_in_any_spelling():
-    assert find_task("sst2") is find_task("SST-2") is find_task("sst_2") is TASKS["sst2"]
+    assert find_task("sst2") is find_task("SST-2") is find_task("sst_2") is GLUE_TASKS["sst2"]
     assert find_task("STS-B").key == "stsb"
     with pytest.raises(UserError, match="unknown GLUE task 'squad'"):
         find_task("squad")
@@ -103,11 +103,11 @@ def test_datasets_source_without_the_library_is_a_user_error():
 
 
 def test_label_permutation_follows_model_label_names():
-    mnli = TASKS["mnli"]  # canonical: contradiction, entailment, neutral
+    mnli = GLUE_TASKS["mnli"]  # canonical: contradiction, entailment, neutral
     roberta_large_mnli = {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}
     assert label_permutation(mnli, roberta_large_mnli).tolist() == [0, 2, 1]
     assert label_permutation(mnli, {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}).tolist() == [0, 1, 2]
-    assert label_permutation(TASKS["sst2"], None).tolist() == [0, 1]
+    assert label_permutation(GLUE_TASKS["sst2"], None).tolist() == [0, 1]
 
 
 # --- metrics, against values computed by hand ----------------------------------------------------
@@ -146,9 +146,9 @@ def test_pearson_and_spearman_by_hand():
 
 
 def test_task_metrics_are_the_official_ones():
-    assert task_metrics(TASKS["sst2"], PRED, GOLD) == {"accuracy": pytest.approx(0.6)}
-    assert task_metrics(TASKS["mrpc"], PRED, GOLD) == {"f1": pytest.approx(2 / 3), "accuracy": pytest.approx(0.6)}
-    assert list(task_metrics(TASKS["qqp"], PRED, GOLD)) == ["accuracy", "f1"]
-    assert task_metrics(TASKS["cola"], PRED, GOLD) == {"matthews_corr": pytest.approx(1 / 6)}
-    stsb = task_metrics(TASKS["stsb"], np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 5, 9]))
+    assert task_metrics(GLUE_TASKS["sst2"], PRED, GOLD) == {"accuracy": pytest.approx(0.6)}
+    assert task_metrics(GLUE_TASKS["mrpc"], PRED, GOLD) == {"f1": pytest.approx(2 / 3), "accuracy": pytest.approx(0.6)}
+    assert list(task_metrics(GLUE_TASKS["qqp"], PRED, GOLD)) == ["accuracy", "f1"]
+    assert task_metrics(GLUE_TASKS["cola"], PRED, GOLD) == {"matthews_corr": pytest.approx(1 / 6)}
+    stsb = task_metrics(GLUE_TASKS["stsb"], np.array([1.0, 2, 3, 4]), np.array([2.0, 4, 5, 9]))
     assert stsb == {"pearson": pytest.approx(11 / math.sqrt(130)), "spearman": pytest.approx(1.0)}

@@ -17,6 +17,7 @@ import pytest
 
 from compiler.errors import UserError
 from compiler.outputs import LOCK, MANIFEST, STAGING_PREFIX, OutputDir, read_manifest, safe_name
+from test_reliability import default_signals
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINT = {"config.json": "{}", "model.safetensors": "weights", "tokenizer.json": "{}"}
@@ -162,7 +163,8 @@ def test_sighup_during_the_swap_is_deferred_until_it_is_done(tmp_path):
     out = tmp_path / "out"
     _publish(out, {"mapping.json": "old", "report.html": "old report", "accuracy.json": "old accuracy"})
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(out), "2", "SIGHUP"], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          preexec_fn=default_signals)
     assert proc.returncode == 128 + signal.SIGHUP and "Traceback" not in proc.stderr, proc.stderr
     assert (out / "mapping.json").read_text() == "new mapping.json" and not (out / "accuracy.json").exists()
     assert read_manifest(out) == ["hwa_model/config.json", "mapping.json", "report.html"]

@@ -212,6 +212,13 @@ def test_publishing_onto_another_filesystem(published, tmp_path, checkpoints):
         assert (mount / "across" / "f.txt").read_text() == "x" and not (tmp_path / "across").exists()
 
 
+def default_signals() -> None:
+    """A child's SIGINT, SIGTERM and SIGHUP at their defaults, whatever pytest was started under: a shell's
+    background job inherits SIGINT ignored, nohup SIGHUP ignored, and the CLI rightly leaves an ignored one so."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130),
                                             (signal.SIGHUP, 128 + signal.SIGHUP)])
 def test_signals_clean_up_the_staging_folder(checkpoints, tmp_path, signum, status):
@@ -219,7 +226,7 @@ def test_signals_clean_up_the_staging_folder(checkpoints, tmp_path, signum, stat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "compiler.cli", str(checkpoints["cls"]), "--hw", "pcm_1M",
                              "--seq-len", "8", "--out", str(out)], cwd=REPO, env=env, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.is_dir() and any(out.glob(f"{STAGING_PREFIX}*"))):
         time.sleep(0.02)

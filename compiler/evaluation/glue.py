@@ -51,7 +51,7 @@ class GlueTask:
 # Label orders follow transformers' GLUE processors (transformers/data/processors/glue.py), the
 # order most fine-tuned GLUE checkpoints were trained with; a model's own id2label wins when it
 # names the labels (see label_permutation).
-TASKS: dict[str, GlueTask] = {t.key: t for t in (
+GLUE_TASKS: dict[str, GlueTask] = {t.key: t for t in (
     GlueTask("CoLA", "cola", "dev.tsv", (3,), 1, ("0", "1"), ("matthews_corr",),
              hf_text_columns=("sentence",)),
     GlueTask("SST-2", "sst2", "dev.tsv", ("sentence",), "label", ("0", "1"), ("accuracy",),
@@ -96,10 +96,10 @@ class GlueData:
 def find_task(name: str) -> GlueTask:
     """The task called `name` in any usual spelling (SST-2, sst2, sst_2, STS-B, stsb, ...)."""
     wanted = _normalize(name)
-    for task in TASKS.values():
+    for task in GLUE_TASKS.values():
         if wanted in (_normalize(task.name), task.key):
             return task
-    raise UserError(f"unknown GLUE task {name!r}; expected one of {', '.join(t.name for t in TASKS.values())}")
+    raise UserError(f"unknown GLUE task {name!r}; expected one of {', '.join(t.name for t in GLUE_TASKS.values())}")
 
 
 def load_eval_data(spec: str | os.PathLike) -> GlueData:
@@ -265,7 +265,7 @@ def _normalize(name: str) -> str:
 
 def _is_task_name(name: str) -> bool:
     wanted = _normalize(name)
-    return any(wanted in (_normalize(t.name), t.key) for t in TASKS.values())
+    return any(wanted in (_normalize(t.name), t.key) for t in GLUE_TASKS.values())
 
 
 def _task_of_directory(directory: Path, spec: str) -> GlueTask:

@@ -28,23 +28,23 @@ class Pcm:
         return g_frac * hw.device.g_max_uS * 1e-6 * volts ** 2
 
 
-DEVICES: dict[str, DeviceModel] = {"PCM": Pcm()}
+DEVICE_MODELS: dict[str, DeviceModel] = {"PCM": Pcm()}
 
 
 def register_device(model: DeviceModel) -> None:
     register_device_type(model.name)
-    DEVICES[model.name] = model
+    DEVICE_MODELS[model.name] = model
 
 
 def unregister_device(name: str) -> None:
     if name != "PCM":
-        DEVICES.pop(name, None)
+        DEVICE_MODELS.pop(name, None)
         register_device_type(name, add=False)
 
 
 def cell_read_power_W(hw: HardwareSpec) -> float:
-    model = DEVICES.get(hw.device.type)
+    model = DEVICE_MODELS.get(hw.device.type)
     if model is None:
         raise UserError(f"device.type {hw.device.type!r}: no device cost model of that name is registered "
-                        f"({', '.join(DEVICES)})")
+                        f"({', '.join(DEVICE_MODELS)})")
     return model.cell_read_power_W(hw)
