@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/aimc-compile $(MODEL) --hw $(HW) --out $(OUT)
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile   # two workers, each test file on one (its fixtures built once)
 
 # The report's browser test drives Debian's chromium; install it when missing and we are root (CI).
 browser:

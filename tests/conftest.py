@@ -6,7 +6,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# two cores: two torch threads in a serial run, one per worker when pytest-xdist runs two (oversubscribed
+# OpenMP threads on a busy core cost far more CPU than they save)
+torch.set_num_threads(min(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
